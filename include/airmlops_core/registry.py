@@ -1,0 +1,94 @@
+"""Model registry operations: idempotent registration and alias handling."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from airmlops_core.tracking import TAG_PREFIX, _q
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_TAG = f"{TAG_PREFIX}idempotency_key"
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous_champion"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered model version and whether this call created it."""
+
+    name: str
+    version: str
+    created: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "created": self.created}
+
+
+def ensure_registered_model(client: MlflowClient, name: str, description: str = "",
+                            tags: dict[str, str] | None = None) -> None:
+    """Create registered model `name` unless it exists."""
+    try:
+        client.create_registered_model(name, tags=tags, description=description or None)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+
+
+def versions_with_key(client: MlflowClient, name: str, key: str) -> list[Any]:
+    """Live versions of `name` carrying idempotency key `key`, oldest first."""
+    flt = f"name = '{_q(name)}' and tags.`{IDEMPOTENCY_TAG}` = '{_q(key)}'"
+    found = client.search_model_versions(filter_string=flt, max_results=100)
+    return sorted(found, key=lambda mv: int(mv.version))
+
+
+def register_version(client: MlflowClient, name: str, model_uri: str, *, run_id: str,
+                     idempotency_key: str, tags: dict[str, str], alias: str | None = CHALLENGER,
+                     description: str = "") -> Registered:
+    """Register `model_uri` as a version of `name` exactly once per idempotency key.
+
+    A version already carrying the key is reused (a retried task). Should the client's own
+    POST retry have created a twin, the oldest version wins and twins are deleted. The alias
+    is (re)pointed at the winner last, so it never names a version still being created.
+    """
+    ensure_registered_model(client, name)
+    existing = versions_with_key(client, name, idempotency_key)
+    created = False
+    if existing:
+        winner = existing[0]
+        log.info("version %s of %s already registered for key %s", winner.version, name,
+                 idempotency_key)
+    else:
+        import mlflow
+
+        all_tags = {**tags, IDEMPOTENCY_TAG: idempotency_key}
+        mv = mlflow.register_model(model_uri, name, tags=all_tags)
+        log.info("registered %s version %s from run %s", name, mv.version, run_id)
+        created = True
+        twins = versions_with_key(client, name, idempotency_key)
+        winner = twins[0] if twins else mv
+        for twin in twins[1:]:
+            log.warning("deleting duplicate version %s of %s (key %s)", twin.version, name,
+                        idempotency_key)
+            client.delete_model_version(name, twin.version)
+    if description:
+        client.update_model_version(name, winner.version, description=description)
+    if alias:
+        client.set_registered_model_alias(name, alias, winner.version)
+    return Registered(name=name, version=str(winner.version), created=created)
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the alias (or model) does not exist."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise

@@ -1,0 +1,283 @@
+"""Model spec: the typed schema of include/models/<name>.yaml and its loader.
+
+Cheap to import (pydantic and yaml only): the DAG factory validates specs at parse time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+DOTTED_PATH_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+CRON_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
+CRON_FIELD_RE = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "f1", "accuracy", "log_loss"}
+REGRESSION_METRICS = {"rmse", "mae", "r2"}
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
+
+
+class SpecError(ValueError):
+    """A model spec is invalid. The message names the file, the field and the problem."""
+
+    def __init__(self, path: str | Path, problems: list[tuple[str, str]]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}: invalid model spec"]
+        lines += [f"  - {field}: {msg}" for field, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Window(_Strict):
+    """Rows whose `column` lies in [start, end] (inclusive) form the training window."""
+
+    column: str
+    start: float | int | str | None = None
+    end: float | int | str | None = None
+
+
+class Source(_Strict):
+    """Where a model's data comes from.
+
+    kind=file: `uri` is a CSV or Parquet path, absolute or relative to the data directory.
+    kind=s3: `uri` is s3://bucket/key, read with the AWS connection `conn_id`.
+    kind=sql: `query` runs on the Airflow connection `conn_id`.
+    """
+
+    kind: Literal["file", "s3", "sql"] = "file"
+    uri: str | None = None
+    query: str | None = None
+    conn_id: str | None = None
+    format: Literal["parquet", "csv"] | None = None
+    window: Window | None = None
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Source:
+        if self.kind in ("file", "s3") and not self.uri:
+            raise ValueError(f"kind '{self.kind}' needs 'uri'")
+        if self.kind == "s3" and self.uri and not self.uri.startswith("s3://"):
+            raise ValueError(f"kind 's3' needs an s3:// uri, got '{self.uri}'")
+        if self.kind == "sql" and not (self.query and self.conn_id):
+            raise ValueError("kind 'sql' needs 'query' and 'conn_id'")
+        if self.uri and self.format is None and not self.uri.endswith((".parquet", ".csv")):
+            raise ValueError(f"cannot tell the format of '{self.uri}': set 'format'")
+        return self
+
+    @property
+    def resolved_format(self) -> str:
+        """parquet or csv: the declared format, else the uri's extension."""
+        if self.format:
+            return self.format
+        return "csv" if (self.uri or "").endswith(".csv") else "parquet"
+
+
+class Features(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Features:
+        if not self.numeric and not self.categorical:
+            raise ValueError("at least one numeric or categorical feature is required")
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(f"listed as both numeric and categorical: {sorted(both)}")
+        for kind, cols in (("numeric", self.numeric), ("categorical", self.categorical)):
+            dup = sorted({c for c in cols if cols.count(c) > 1})
+            if dup:
+                raise ValueError(f"{kind} lists these columns twice: {dup}")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        """Every feature column, numeric first."""
+        return [*self.numeric, *self.categorical]
+
+
+class Estimator(_Strict):
+    """A scikit-learn compatible estimator, by dotted import path, with its params."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    class_path: str = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("class_path")
+    @classmethod
+    def _dotted(cls, v: str) -> str:
+        if not DOTTED_PATH_RE.match(v):
+            raise ValueError(f"'{v}' is not a dotted import path like sklearn.linear_model.Ridge")
+        return v
+
+
+class Split(_Strict):
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+    stratify: bool = True
+
+
+class Metrics(_Strict):
+    primary: str
+    floors: dict[str, float] = Field(default_factory=dict)
+
+
+class Schedules(_Strict):
+    train: str | None = None
+
+    @field_validator("train")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None or v in CRON_PRESETS:
+            return v
+        fields = v.split()
+        if len(fields) != 5 or not all(CRON_FIELD_RE.match(f) for f in fields):
+            raise ValueError(f"'{v}' is neither a cron preset ({sorted(CRON_PRESETS)}) "
+                             "nor a 5-field cron expression")
+        return v
+
+
+class Alerts(_Strict):
+    channel: str = "#ml-alerts"
+    conn_id: str = "slack_alerts"
+
+
+class ModelSpec(_Strict):
+    """One model: what it learns from, how, and what counts as good enough."""
+
+    name: str
+    description: str = ""
+    owner: str = "ml-team"
+    task: Literal["binary", "multiclass", "regression"]
+    source: Source
+    target: str
+    row_key: str | None = None
+    features: Features
+    sensitive_features: list[str] = Field(default_factory=list)
+    estimator: Estimator
+    split: Split = Field(default_factory=Split)
+    metrics: Metrics
+    schedules: Schedules = Field(default_factory=Schedules)
+    alerts: Alerts = Field(default_factory=Alerts)
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(f"'{v}' must be lowercase letters, digits and _, "
+                             "starting with a letter, at most 48 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ModelSpec:
+        feats = set(self.features.all)
+        if self.target in feats:
+            raise ValueError(f"target '{self.target}' is also listed as a feature")
+        if self.row_key and (self.row_key in feats or self.row_key == self.target):
+            raise ValueError(f"row_key '{self.row_key}' must not be a feature or the target")
+        if self.sensitive_features and self.target in self.sensitive_features:
+            raise ValueError(f"target '{self.target}' cannot be a sensitive feature")
+        allowed = REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
+        for metric in [self.metrics.primary, *self.metrics.floors]:
+            if metric not in allowed:
+                raise ValueError(f"metric '{metric}' does not apply to task '{self.task}'; "
+                                 f"choose from {sorted(allowed)}")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column the model reads: row key, features, target, sensitive extras."""
+        cols = ([self.row_key] if self.row_key else []) + self.features.all + [self.target]
+        return cols + [c for c in self.sensitive_features if c not in cols]
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task != "regression"
+
+    @property
+    def stratify(self) -> bool:
+        """Stratify the split on the target: classifiers only."""
+        return self.split.stratify and self.is_classifier
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def spec_hash(raw: bytes) -> str:
+    """Content hash of a spec file, recorded as lineage on model versions."""
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """Read and validate one spec file.
+
+    Raises:
+        SpecError: naming the file, each offending field and what is wrong.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(path, [("(file)", f"cannot read: {exc.strerror or exc}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, [("(file)", f"not UTF-8 text: {exc.reason}")]) from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(path, [("(yaml)", f"not valid YAML: {exc}")]) from exc
+    if not isinstance(raw, dict):
+        kind = "empty" if raw is None else type(raw).__name__
+        raise SpecError(path, [("(top level)", f"expected a mapping of fields, got {kind}")])
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = [(_field_path(e["loc"]), e["msg"].removeprefix("Value error, "))
+                    for e in exc.errors()]
+        raise SpecError(path, problems) from None
+    if spec.name != path.stem:
+        raise SpecError(path, [("name", f"'{spec.name}' must equal the file name '{path.stem}'")])
+    return spec
+
+
+def iter_spec_files(models_dir: str | Path) -> list[Path]:
+    """Spec files in a directory, sorted, ignoring hidden and underscore-prefixed files."""
+    d = Path(models_dir)
+    files = [*d.glob("*.yaml"), *d.glob("*.yml")]
+    return sorted(p for p in files if not p.name.startswith((".", "_")))
+
+
+def load_specs(models_dir: str | Path) -> tuple[dict[str, ModelSpec], dict[str, SpecError]]:
+    """Load every spec in a directory; good specs and errors are returned apart.
+
+    Returns:
+        (specs by model name, errors by file path). A bad spec never hides a good one.
+    """
+    specs: dict[str, ModelSpec] = {}
+    errors: dict[str, SpecError] = {}
+    for path in iter_spec_files(models_dir):
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            errors[str(path)] = exc
+            continue
+        if spec.name in specs:
+            errors[str(path)] = SpecError(path, [("name", f"'{spec.name}' is already defined")])
+            continue
+        specs[spec.name] = spec
+    return specs, errors

@@ -1,0 +1,116 @@
+"""Build and fit the scikit-learn Pipeline a spec describes."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+import pandas as pd
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from airmlops_core.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+class EstimatorError(ValueError):
+    """The spec's estimator cannot be imported, built or does not fit the task."""
+
+
+def import_object(dotted: str) -> Any:
+    """Import `package.module.Name` and return Name.
+
+    Raises:
+        EstimatorError: the module or attribute does not exist.
+    """
+    module_name, _, attr = dotted.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EstimatorError(f"estimator.class: cannot import module '{module_name}': {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise EstimatorError(f"estimator.class: module '{module_name}' has no '{attr}'") from None
+
+
+def build_estimator(spec: ModelSpec) -> BaseEstimator:
+    """Instantiate the spec's estimator with its params, seeded when it takes a random_state."""
+    cls = import_object(spec.estimator.class_path)
+    params = dict(spec.estimator.params)
+    try:
+        est = cls(**params)
+    except TypeError as exc:
+        raise EstimatorError(f"estimator.params: {spec.estimator.class_path} rejects "
+                             f"{sorted(params)}: {exc}") from exc
+    if not (hasattr(est, "fit") and hasattr(est, "predict")):
+        raise EstimatorError(f"estimator.class: {spec.estimator.class_path} has no fit/predict")
+    if spec.is_classifier and is_regressor(est):
+        raise EstimatorError(f"estimator.class: {spec.estimator.class_path} is a regressor but "
+                             f"task is '{spec.task}'")
+    if not spec.is_classifier and is_classifier(est):
+        raise EstimatorError(f"estimator.class: {spec.estimator.class_path} is a classifier but "
+                             "task is 'regression'")
+    if "random_state" in est.get_params() and "random_state" not in params:
+        est.set_params(random_state=spec.split.seed)
+    return est
+
+
+def build_pipeline(spec: ModelSpec) -> Pipeline:
+    """Preprocessing (impute + scale numeric, impute + one-hot categorical) + the estimator."""
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if spec.features.numeric:
+        numeric = Pipeline([("impute", SimpleImputer(strategy="median")),
+                            ("scale", StandardScaler())])
+        transformers.append(("numeric", numeric, spec.features.numeric))
+    if spec.features.categorical:
+        categorical = Pipeline([
+            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=5,
+                                     sparse_output=False)),
+        ])
+        transformers.append(("categorical", categorical, spec.features.categorical))
+    pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+    return Pipeline([("preprocess", pre), ("model", build_estimator(spec))])
+
+
+def feature_frame(spec: ModelSpec, df: pd.DataFrame) -> pd.DataFrame:
+    """The model's input columns with stable dtypes: float64 numerics, object categoricals.
+
+    Categoricals are cast to object so that the logged signature says `string` and the
+    imputer treats pandas 3 `str` and object columns alike.
+    """
+    missing = [c for c in spec.features.all if c not in df.columns]
+    if missing:
+        raise ValueError(f"input lacks feature columns {missing}")
+    out = pd.DataFrame(index=df.index)
+    for col in spec.features.numeric:
+        out[col] = pd.to_numeric(df[col], errors="raise").astype("float64")
+    for col in spec.features.categorical:
+        values = df[col].astype("object")
+        out[col] = values.where(values.notna(), None)
+    return out
+
+
+def fit(spec: ModelSpec, train: pd.DataFrame) -> Pipeline:
+    """Fit the spec's pipeline on a training frame (features + target)."""
+    pipeline = build_pipeline(spec)
+    X = feature_frame(spec, train)
+    y = train[spec.target]
+    if y.isna().any():
+        raise ValueError(f"target '{spec.target}' has {int(y.isna().sum())} missing values")
+    log.info("fitting %s on %d rows, %d features", spec.estimator.class_path, len(X), X.shape[1])
+    pipeline.fit(X, y)
+    return pipeline
+
+
+def trusted_types(pipeline: Pipeline) -> list[str]:
+    """Fully qualified names of every non-builtin type skops must trust to load this pipeline."""
+    from skops.io import dumps, get_untrusted_types
+
+    return sorted(get_untrusted_types(data=dumps(pipeline)))

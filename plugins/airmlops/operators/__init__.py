@@ -1,0 +1,1 @@
+"""Operators of the pack: thin adapters from Airflow to airmlops_core."""

@@ -1,0 +1,67 @@
+"""The base class shared by the pack's model operators."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airmlops.hooks.mlflow import MlflowHook
+
+
+class ModelOperator(BaseOperator):
+    """Works on one model spec; knows the MLflow connection and how to build a RunContext.
+
+    Bad input (an invalid spec, unreadable or wrong data) fails the task at once, without
+    retries: retrying cannot fix it. Anything else (a server down) retries as configured.
+    """
+
+    template_fields: Sequence[str] = ("model_name",)
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, model_name: str, mlflow_conn_id: str = MlflowHook.default_conn_name,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def spec(self) -> Any:
+        from airmlops_core import settings, spec
+
+        return spec.load_spec(settings.models_dir() / f"{self.model_name}.yaml")
+
+    def spec_sha(self) -> str:
+        from airmlops_core import settings, spec
+
+        raw = (settings.models_dir() / f"{self.model_name}.yaml").read_bytes()
+        return spec.spec_hash(raw)
+
+    def tracking_uri(self) -> str:
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id).configure()
+
+    def run_context(self, context: Any) -> Any:
+        from airmlops_core.tracking import RunContext
+
+        ti = context["ti"]
+        logical = context.get("logical_date")
+        return RunContext(model=self.model_name, dag_id=ti.dag_id, run_id=ti.run_id,
+                          task_id=ti.task_id, try_number=int(ti.try_number or 1),
+                          logical_date=logical.isoformat() if logical else None)
+
+    def execute(self, context: Any) -> Any:
+        from airmlops_core.data import DataError
+        from airmlops_core.spec import SpecError
+        from airmlops_core.training import EstimatorError
+
+        try:
+            return self.run(context)
+        except (SpecError, DataError, EstimatorError) as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    def run(self, context: Any) -> Any:
+        """Do the work; subclasses implement this."""
+        raise NotImplementedError

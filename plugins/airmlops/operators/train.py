@@ -1,0 +1,89 @@
+"""Operators of the train path: extract -> train -> evaluate -> register."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airmlops.operators.base import ModelOperator
+
+
+class ExtractTrainingDataOperator(ModelOperator):
+    """Extract the spec's training window and freeze a train/holdout split; returns refs."""
+
+    def __init__(self, *, aws_conn_id: str = "aws_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.aws_conn_id = aws_conn_id
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import train_flow
+
+        src = self.spec.source
+        s3_client = sql_engine = None
+        if src.kind == "s3":
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            s3_client = S3Hook(aws_conn_id=src.conn_id or self.aws_conn_id).get_conn()
+        elif src.kind == "sql":
+            from airflow.sdk import BaseHook
+
+            sql_engine = BaseHook.get_connection(src.conn_id).get_hook().get_sqlalchemy_engine()
+        return train_flow.extract_step(self.spec, self.run_context(context),
+                                       s3_client=s3_client, sql_engine=sql_engine)
+
+
+class TrainModelOperator(ModelOperator):
+    """Fit the spec's pipeline on the train file and log it to MLflow."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "refs")
+
+    def __init__(self, *, refs: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.refs = refs
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import train_flow
+
+        return train_flow.train_step(self.spec, self.run_context(context), self.refs,
+                                     tracking_uri=self.tracking_uri())
+
+
+class EvaluateModelOperator(ModelOperator):
+    """Compute build-time metrics and plots on the frozen holdout."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "refs", "trained")
+
+    def __init__(self, *, refs: Any, trained: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.refs = refs
+        self.trained = trained
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import train_flow
+
+        return train_flow.evaluate_step(self.spec, self.run_context(context), self.refs,
+                                        self.trained, tracking_uri=self.tracking_uri())
+
+
+class RegisterModelOperator(ModelOperator):
+    """Register the model version (alias `challenger`) once per DAG run; emits the candidate."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "refs", "trained",
+                                      "evaluated")
+
+    def __init__(self, *, refs: Any, trained: Any, evaluated: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.refs = refs
+        self.trained = trained
+        self.evaluated = evaluated
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import train_flow
+
+        out = train_flow.register_step(self.spec, self.run_context(context), self.refs,
+                                       self.trained, self.evaluated,
+                                       tracking_uri=self.tracking_uri(), spec_sha=self.spec_sha())
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(out["metrics"].items()))
+        out["summary"] = (f"{self.model_name} version {out['version']} registered as "
+                          f"`challenger`: {metrics}")
+        return out
