@@ -221,6 +221,15 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+def _describe(error: Any) -> str:
+    """A pydantic error as one line, quoting the offending scalar value when there is one."""
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    if error["type"] != "missing" and isinstance(value, str | int | float | bool):
+        msg += f" (got {value!r})"
+    return msg
+
+
 def spec_hash(raw: bytes) -> str:
     """Content hash of a spec file, recorded as lineage on model versions."""
     return hashlib.sha256(raw).hexdigest()[:16]
@@ -247,8 +256,7 @@ def load_spec(path: str | Path) -> ModelSpec:
     try:
         spec = ModelSpec.model_validate(raw)
     except ValidationError as exc:
-        problems = [(_field_path(e["loc"]), e["msg"].removeprefix("Value error, "))
-                    for e in exc.errors()]
+        problems = [(_field_path(e["loc"]), _describe(e)) for e in exc.errors()]
         raise SpecError(path, problems) from None
     if spec.name != path.stem:
         raise SpecError(path, [("name", f"'{spec.name}' must equal the file name '{path.stem}'")])

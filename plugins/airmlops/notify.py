@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+from airflow.sdk import BaseNotifier
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,27 @@ SUCCESS_TEXT = (
 )
 
 
-class SafeSlackWebhookNotifier(SlackWebhookNotifier):
-    """SlackWebhookNotifier whose delivery is bounded in time and can never fail the task."""
+class SafeSlackWebhookNotifier(BaseNotifier):
+    """The Slack provider's SlackWebhookNotifier, bounded in time, never failing the task.
+
+    The provider is imported when a message is sent, not when DAGs are parsed.
+    """
+
+    template_fields = ("slack_webhook_conn_id", "text")
+
+    def __init__(self, *, slack_webhook_conn_id: str, text: str,
+                 timeout: int = SEND_TIMEOUT_S) -> None:
+        super().__init__()
+        self.slack_webhook_conn_id = slack_webhook_conn_id
+        self.text = text
+        self.timeout = timeout
 
     def notify(self, context: Any) -> None:
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
         try:
-            super().notify(context)
+            SlackWebhookNotifier(slack_webhook_conn_id=self.slack_webhook_conn_id,
+                                 text=self.text, timeout=self.timeout).notify(context)
         except Exception as exc:  # noqa: BLE001 - an alert must never change a task's outcome
             log.warning("Slack notification via connection %r not delivered: %s",
                         self.slack_webhook_conn_id, type(exc).__name__)

@@ -1,0 +1,916 @@
+"""The embedded local stack: Airflow (4 components), MLflow and a Slack stand-in, without Docker.
+
+One module starts and stops everything, for ``make up/down/status`` and for the integration tests:
+
+    python -m airmlops_core.localstack up|down|status
+
+Every component runs in its own process group, logs to ``<home>/logs/<name>.log`` and records its PID
+in ``<home>/run/<name>.pid``. Every process of the stack (and everything it spawns, such as Airflow
+task processes, which get their own process groups) carries ``AIRMLOPS_STACK_HOME=<home>`` in its
+environment, so ``down`` can find and stop all of them, and a test can prove none is left.
+
+State lives under ``home`` (default ``<project>/.local``):
+
+    secrets.env       fernet key, JWT secret, API secret key (generated once, mode 0600)
+    airflow/          AIRFLOW_HOME: airflow.db (SQLite), task logs, the admin password file
+    mlflow/           mlflow.db (SQLite) and artifacts/
+    receiver/         messages.jsonl: what was posted to the Slack stand-in
+    data/, work/      AIRMLOPS_DATA_DIR and AIRMLOPS_WORK_URI
+    logs/, run/       component logs and PID files
+
+No Airflow imports here: this module only launches processes and speaks HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from airmlops_core import settings
+
+log = logging.getLogger(__name__)
+
+MARKER_ENV = "AIRMLOPS_STACK_HOME"
+ADMIN_USER = "admin"
+WEBHOOK_PATH = "/services/T000/B000/local"
+COMPONENTS = ("receiver", "mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
+AIRFLOW_JOBS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+SECRET_KEYS = (
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY",
+)
+_NO_PROXY_HOSTS = ("127.0.0.1", "localhost")
+_LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Popen objects of the processes this interpreter started, so they can be reaped (no zombies).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class StackError(RuntimeError):
+    """The local stack could not be started, checked or stopped."""
+
+
+def _env_port(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise StackError(f"{name}={value!r} is not a port number") from exc
+
+
+@dataclass
+class StackConfig:
+    """Where the local stack lives and how it is reached.
+
+    Attributes:
+        project_dir: The repository root (dags/, plugins/, airflow_settings.yaml).
+        home: State directory; default AIRMLOPS_LOCAL_DIR, else ``<project>/.local``.
+        host: Interface every server binds to.
+        airflow_port: Airflow api-server port (AIRMLOPS_AIRFLOW_PORT, default 8080).
+        mlflow_port: MLflow server port (AIRMLOPS_MLFLOW_PORT, default 5000).
+        receiver_port: Slack stand-in port (AIRMLOPS_RECEIVER_PORT, default 8099).
+        bin_dir: The virtualenv's bin directory (python, airflow, mlflow); default: the running
+            interpreter's directory.
+        dags_folder: Airflow's dags folder; default ``<project>/dags``.
+        plugins_folder: Airflow's plugins folder; default ``<project>/plugins``.
+        extra_dag_folders: More folders to parse, each as its own local DAG bundle (tests use
+            this for smoke DAGs next to the project's DAGs).
+        settings_file: Astro-format settings loaded into the metadata DB; default
+            ``<project>/airflow_settings.yaml`` (skipped when missing).
+        extra_env: Extra environment for every process (e.g. AIRMLOPS_MODELS_DIR).
+        receiver_mode: Failure mode of the Slack stand-in (see webhook_receiver.MODES).
+        parallelism: AIRFLOW__CORE__PARALLELISM (task slots of the LocalExecutor).
+        max_active_tasks: AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG.
+        startup_timeout: Seconds to wait for every component to be healthy.
+    """
+
+    project_dir: Path = field(default_factory=settings.project_dir)
+    home: Path | None = None
+    host: str = "127.0.0.1"
+    airflow_port: int = field(default_factory=lambda: _env_port("AIRMLOPS_AIRFLOW_PORT", 8080))
+    mlflow_port: int = field(default_factory=lambda: _env_port("AIRMLOPS_MLFLOW_PORT", 5000))
+    receiver_port: int = field(default_factory=lambda: _env_port("AIRMLOPS_RECEIVER_PORT", 8099))
+    bin_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
+    dags_folder: Path | None = None
+    plugins_folder: Path | None = None
+    extra_dag_folders: tuple[Path, ...] = ()
+    settings_file: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    receiver_mode: str = "ok"
+    parallelism: int = 4
+    max_active_tasks: int = 2
+    startup_timeout: float = 240.0
+
+    def __post_init__(self) -> None:
+        self.project_dir = Path(self.project_dir).absolute()
+        if self.home is None:
+            env_home = os.environ.get("AIRMLOPS_LOCAL_DIR")
+            self.home = Path(env_home) if env_home else self.project_dir / ".local"
+        self.home = Path(self.home).absolute()
+        self.bin_dir = Path(self.bin_dir).absolute()  # not resolve(): keep the venv's symlink
+        self.dags_folder = Path(self.dags_folder or self.project_dir / "dags").absolute()
+        self.plugins_folder = Path(self.plugins_folder or self.project_dir / "plugins").absolute()
+        self.extra_dag_folders = tuple(Path(p).absolute() for p in self.extra_dag_folders)
+        self.settings_file = Path(
+            self.settings_file or self.project_dir / "airflow_settings.yaml"
+        ).absolute()
+
+    # Paths -----------------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        """``home`` as a Path (never None after construction)."""
+        assert self.home is not None
+        return self.home
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.env"
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+    @property
+    def messages_file(self) -> Path:
+        return self.root / "receiver" / "messages.jsonl"
+
+    # URLs ------------------------------------------------------------------------------------
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.host}:{self.airflow_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def receiver_url(self) -> str:
+        return f"http://{self.host}:{self.receiver_port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return self.receiver_url + WEBHOOK_PATH
+
+    def log_file(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+
+class ComponentStatus(NamedTuple):
+    """One row of ``status()``."""
+
+    component: str
+    pid: int | None
+    alive: bool
+    url: str | None
+    healthy: bool
+
+
+# Secrets and credentials ----------------------------------------------------------------------
+def _write_private(path: Path, text: str) -> None:
+    """Write a file readable by the owner only, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _ensure_secrets(cfg: StackConfig) -> dict[str, str]:
+    """Read ``<home>/secrets.env``, generating missing keys once (never logged)."""
+    values: dict[str, str] = {}
+    if cfg.secrets_file.exists():
+        for line in cfg.secrets_file.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not key.startswith("#"):
+                values[key.strip()] = value.strip()
+    generators = {
+        "AIRFLOW__CORE__FERNET_KEY": lambda: base64.urlsafe_b64encode(
+            secrets.token_bytes(32)
+        ).decode(),
+        "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_urlsafe(48),
+        "AIRFLOW__API__SECRET_KEY": lambda: secrets.token_urlsafe(32),
+    }
+    missing = [k for k in SECRET_KEYS if not values.get(k)]
+    if missing:
+        for key in missing:
+            values[key] = generators[key]()
+        body = "# Generated by airmlops_core.localstack; keep private.\n"
+        body += "".join(f"{k}={values[k]}\n" for k in SECRET_KEYS)
+        _write_private(cfg.secrets_file, body)
+        log.info("generated secrets in %s", cfg.secrets_file)
+    return {k: values[k] for k in SECRET_KEYS}
+
+
+def _ensure_admin_password(cfg: StackConfig) -> None:
+    """Create the simple auth manager's password file ourselves.
+
+    Airflow would otherwise generate the password on the api-server's first start and print it
+    into the api-server log; writing the file first keeps the password out of every log.
+    """
+    passwords: dict[str, str] = {}
+    if cfg.passwords_file.exists():
+        text = cfg.passwords_file.read_text(encoding="utf-8").strip()
+        passwords = json.loads(text) if text else {}
+    if not passwords.get(ADMIN_USER):
+        passwords[ADMIN_USER] = secrets.token_urlsafe(16)
+        _write_private(cfg.passwords_file, json.dumps(passwords) + "\n")
+
+
+def credentials(cfg: StackConfig) -> tuple[Path, tuple[str, str]]:
+    """The admin credentials of the local Airflow.
+
+    Returns:
+        The password file's path, and the (user, password) pair read from it.
+
+    Raises:
+        StackError: The stack was never started, so there is no password yet.
+    """
+    path = cfg.passwords_file
+    try:
+        passwords = json.loads(path.read_text(encoding="utf-8"))
+        return path, (ADMIN_USER, passwords[ADMIN_USER])
+    except (OSError, ValueError, KeyError) as exc:
+        raise StackError(f"no admin password in {path}; run `up` first") from exc
+
+
+# Environment ----------------------------------------------------------------------------------
+def _base_env(cfg: StackConfig) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(cfg.bin_dir), env.get("PATH", "")])
+    for key in ("NO_PROXY", "no_proxy"):
+        hosts = [h for h in env.get(key, "").split(",") if h]
+        hosts += [h for h in (*_NO_PROXY_HOSTS, cfg.host) if h not in hosts]
+        env[key] = ",".join(hosts)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "AIRMLOPS_PROJECT_DIR": str(cfg.project_dir),
+            "AIRMLOPS_LOCAL_DIR": str(cfg.root),
+            "AIRMLOPS_DATA_DIR": str(cfg.root / "data"),
+            "AIRMLOPS_WORK_URI": str(cfg.root / "work"),
+            "MLFLOW_TRACKING_URI": cfg.mlflow_url,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+    )
+    env.update(cfg.extra_env)
+    return env
+
+
+def _dag_bundles(cfg: StackConfig) -> str:
+    bundles: list[dict[str, Any]] = [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {},
+        }
+    ]
+    for i, folder in enumerate(cfg.extra_dag_folders, start=1):
+        bundles.append(
+            {
+                "name": f"extra-dags-{i}",
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": str(folder)},
+            }
+        )
+    return json.dumps(bundles)
+
+
+def airflow_env(cfg: StackConfig) -> dict[str, str]:
+    """The full environment for every Airflow process of the stack, and so for its tasks.
+
+    Generates ``<home>/secrets.env`` on first use. The result contains secrets: never log it.
+
+    Args:
+        cfg: The stack configuration.
+
+    Returns:
+        ``os.environ`` overlaid with the stack's Airflow, MLflow and airmlops settings.
+    """
+    ah = cfg.airflow_home
+    env = _base_env(cfg)
+    env.update(_ensure_secrets(cfg))
+    env.update(
+        {
+            "AIRFLOW_HOME": str(ah),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(cfg.dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(cfg.plugins_folder),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{ah / 'airflow.db'}",
+            "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism),
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(cfg.max_active_tasks),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.airflow_url}/execution/",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(cfg.passwords_file),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(ah / "dag_bundles"),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": _dag_bundles(cfg),
+            "AIRFLOW__API__HOST": cfg.host,
+            "AIRFLOW__API__PORT": str(cfg.airflow_port),
+            "AIRFLOW__API__BASE_URL": cfg.airflow_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__EXPOSE_CONFIG": "False",
+            "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
+                {"conn_type": "http", "host": cfg.mlflow_url}
+            ),
+            "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(
+                {"conn_type": "slackwebhook", "password": cfg.webhook_url}
+            ),
+        }
+    )
+    return env
+
+
+def _launch_env(cfg: StackConfig, env: dict[str, str]) -> dict[str, str]:
+    """Tag an environment so every process of this stack (and its descendants) is findable."""
+    return {**env, MARKER_ENV: str(cfg.root)}
+
+
+# Processes ------------------------------------------------------------------------------------
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """True when the process exists and is not a zombie (reaping our own children)."""
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        _CHILDREN.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return sys.platform != "linux"
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _environ_has_marker(pid: int, marker: bytes) -> bool:
+    try:
+        return marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def _marker(cfg: StackConfig) -> bytes:
+    return f"{MARKER_ENV}={cfg.root}".encode()
+
+
+def _is_ours(pid: int, cfg: StackConfig) -> bool:
+    """Whether ``pid`` is a live process of this stack (guards against PID reuse)."""
+    if not _alive(pid):
+        return False
+    if not Path("/proc").is_dir():  # no procfs (macOS): trust the PID file
+        return True
+    return _environ_has_marker(pid, _marker(cfg))
+
+
+def stack_processes(cfg: StackConfig) -> list[int]:
+    """PIDs of every live process carrying this stack's marker (components, tasks, children).
+
+    Args:
+        cfg: The stack configuration.
+
+    Returns:
+        Sorted PIDs; the calling process is never included. Without procfs only the PID files
+        are consulted.
+    """
+    pids: set[int] = set()
+    for name in COMPONENTS:
+        pid = _read_pid(cfg.pid_file(name))
+        if pid and _is_ours(pid, cfg):
+            pids.add(pid)
+    proc = Path("/proc")
+    if proc.is_dir():
+        marker = _marker(cfg)
+        for entry in proc.iterdir():
+            if entry.name.isdigit():
+                pid = int(entry.name)
+                if _environ_has_marker(pid, marker) and _alive(pid):
+                    pids.add(pid)
+    pids.discard(os.getpid())
+    return sorted(pids)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ports(cfg: StackConfig) -> dict[str, int]:
+    return {
+        "receiver": cfg.receiver_port,
+        "mlflow": cfg.mlflow_port,
+        "api-server": cfg.airflow_port,
+    }
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
+    py, airflow, mlflow = (str(cfg.bin_dir / n) for n in ("python", "airflow", "mlflow"))
+    base = _base_env(cfg)
+    af_env = airflow_env(cfg)
+    mlflow_env = {
+        **base,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    mlflow_dir = cfg.root / "mlflow"
+    return {
+        "receiver": (
+            [py, "-m", "airmlops_core.webhook_receiver", "--host", cfg.host]
+            + ["--port", str(cfg.receiver_port), "--out", str(cfg.messages_file)]
+            + ["--mode", cfg.receiver_mode],
+            base,
+        ),
+        "mlflow": (
+            [mlflow, "server", "--host", cfg.host, "--port", str(cfg.mlflow_port)]
+            + ["--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}"]
+            + ["--artifacts-destination", str(mlflow_dir / "artifacts")]
+            + ["--serve-artifacts", "--workers", "1"]
+            + ["--allowed-hosts", "127.0.0.1:*,localhost:*,127.0.0.1,localhost"],
+            mlflow_env,
+        ),
+        "api-server": ([airflow, "api-server"], af_env),
+        "scheduler": ([airflow, "scheduler", "--skip-serve-logs"], af_env),
+        "dag-processor": ([airflow, "dag-processor"], af_env),
+        "triggerer": ([airflow, "triggerer", "--skip-serve-logs"], af_env),
+    }
+
+
+def _start(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str]) -> int:
+    log_path = cfg.log_file(name)
+    with log_path.open("ab") as logf:
+        logf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
+        logf.flush()
+        proc = subprocess.Popen(
+            argv,
+            cwd=cfg.root,
+            env=_launch_env(cfg, env),
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _CHILDREN[proc.pid] = proc
+    cfg.pid_file(name).write_text(f"{proc.pid}\n")
+    log.info("started %s (pid %d), log %s", name, proc.pid, log_path)
+    return proc.pid
+
+
+def _run_once(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str]) -> None:
+    """Run a setup command to completion, logging to ``<home>/logs/<name>.log``."""
+    log_path = cfg.log_file(name)
+    with log_path.open("ab") as logf:
+        logf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv[1:])}\n".encode())
+        logf.flush()
+        result = subprocess.run(
+            argv,
+            cwd=cfg.root,
+            env=_launch_env(cfg, env),
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            timeout=900,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise StackError(
+            f"{name} failed (exit {result.returncode}); last lines of {log_path}:\n"
+            + _tail(log_path)
+        )
+
+
+# Health ---------------------------------------------------------------------------------------
+def _http_get(url: str, timeout: float = 3.0) -> tuple[int, bytes] | None:
+    try:
+        with _LOCAL_HTTP.open(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _health_urls(cfg: StackConfig) -> dict[str, str]:
+    af = f"{cfg.airflow_url}/api/v2/monitor/health"
+    return {
+        "receiver": f"{cfg.receiver_url}/health",
+        "mlflow": f"{cfg.mlflow_url}/health",
+        "api-server": af,
+        "scheduler": af,
+        "dag-processor": af,
+        "triggerer": af,
+    }
+
+
+def _health(cfg: StackConfig) -> dict[str, bool]:
+    """Health of every component as its own endpoint reports it (one request per server)."""
+    urls = _health_urls(cfg)
+    result = {}
+    for name in ("receiver", "mlflow"):
+        got = _http_get(urls[name])
+        result[name] = bool(got and got[0] == 200)
+    got = _http_get(urls["api-server"])
+    body: dict[str, Any] = {}
+    if got and got[0] == 200:
+        try:
+            body = json.loads(got[1])
+        except ValueError:
+            body = {}
+    result["api-server"] = body.get("metadatabase", {}).get("status") == "healthy"
+    for name, key in AIRFLOW_JOBS.items():
+        result[name] = (body.get(key) or {}).get("status") == "healthy"
+    return result
+
+
+def status(cfg: StackConfig) -> list[ComponentStatus]:
+    """The state of every component.
+
+    A component is healthy only when its PID-file process is alive and its health endpoint says
+    so (Airflow's health reflects recent heartbeats, which outlive a killed process briefly).
+
+    Args:
+        cfg: The stack configuration.
+
+    Returns:
+        One row per component, in start order.
+    """
+    health = _health(cfg)
+    urls = {
+        "receiver": cfg.receiver_url,
+        "mlflow": cfg.mlflow_url,
+        "api-server": cfg.airflow_url,
+    }
+    rows = []
+    for name in COMPONENTS:
+        pid = _read_pid(cfg.pid_file(name))
+        alive = bool(pid and _is_ours(pid, cfg))
+        rows.append(
+            ComponentStatus(name, pid, alive, urls.get(name), alive and health.get(name, False))
+        )
+    return rows
+
+
+def format_status(rows: list[ComponentStatus]) -> str:
+    """Render ``status()`` rows as a fixed-width table."""
+    header = ("component", "pid", "alive", "healthy", "url")
+    table = [header] + [
+        (r.component, str(r.pid or "-"), "yes" if r.alive else "no",
+         "yes" if r.healthy else "no", r.url or "-")
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in table
+    )
+
+
+def _wait_healthy(cfg: StackConfig, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(names)
+    while True:
+        health = _health(cfg)
+        for name in list(pending):
+            pid = _read_pid(cfg.pid_file(name))
+            if not pid or not _alive(pid):
+                raise StackError(
+                    f"{name} exited during start-up; last lines of {cfg.log_file(name)}:\n"
+                    + _tail(cfg.log_file(name))
+                )
+            if health.get(name):
+                pending.remove(name)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            name = pending[0]
+            raise StackError(
+                f"{', '.join(pending)} not healthy after {timeout:.0f}s "
+                f"(health: {_health_urls(cfg)[name]}); last lines of {cfg.log_file(name)}:\n"
+                + _tail(cfg.log_file(name))
+            )
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def _locked(cfg: StackConfig) -> Iterator[None]:
+    """Serialize up/down of one stack across processes."""
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    with (cfg.run_dir / "stack.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# Setup ----------------------------------------------------------------------------------------
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _airflow_version() -> str:
+    try:
+        return metadata.version("apache-airflow-core")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _initialize(cfg: StackConfig) -> None:
+    """Create directories and secrets; migrate the DB and load settings when needed."""
+    for d in (
+        cfg.logs_dir,
+        cfg.run_dir,
+        cfg.airflow_home,
+        cfg.root / "mlflow" / "artifacts",
+        cfg.root / "receiver",
+        cfg.root / "data",
+        cfg.root / "work",
+    ):
+        d.mkdir(parents=True, exist_ok=True)
+    _ensure_secrets(cfg)
+    _ensure_admin_password(cfg)
+
+
+def _prepare_airflow_db(cfg: StackConfig) -> None:
+    state_file = cfg.airflow_home / ".airmlops_state.json"
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        state = {}
+    env = airflow_env(cfg)
+    version = _airflow_version()
+    db = cfg.airflow_home / "airflow.db"
+    if not db.exists() or state.get("airflow_version") != version:
+        log.info("migrating the Airflow metadata DB (%s)", db)
+        _run_once(cfg, "airflow-db-migrate", [str(cfg.bin_dir / "airflow"), "db", "migrate"], env)
+        state = {"airflow_version": version}
+        state_file.write_text(json.dumps(state))
+    settings_file = cfg.settings_file
+    digest = _file_sha256(settings_file) if settings_file else None
+    if settings_file and digest and state.get("settings_sha256") != digest:
+        log.info("loading %s into the metadata DB", settings_file)
+        argv = [str(cfg.bin_dir / "python"), "-m", "airmlops.settings_loader", str(settings_file)]
+        _run_once(cfg, "settings-loader", argv, env)
+        state["settings_sha256"] = digest
+        state_file.write_text(json.dumps(state))
+
+
+def _check_binaries(cfg: StackConfig) -> None:
+    for name in ("python", "airflow", "mlflow"):
+        if not (cfg.bin_dir / name).exists():
+            raise StackError(
+                f"{name} not found in {cfg.bin_dir}; pass StackConfig(bin_dir=<venv>/bin)"
+            )
+
+
+# Public lifecycle -----------------------------------------------------------------------------
+def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
+    """Start whatever part of the stack is not running; a no-op when all is up.
+
+    First run: creates directories and secrets, migrates the Airflow DB, loads the settings file.
+    Then starts the Slack stand-in, MLflow and the four Airflow components, each in its own
+    process group.
+
+    Args:
+        cfg: The stack configuration.
+        wait: Wait until every component reports healthy.
+
+    Returns:
+        ``status()`` after starting (and waiting).
+
+    Raises:
+        StackError: A port is taken by another program, a setup step failed, or a component
+            did not become healthy in ``cfg.startup_timeout`` (the message names it and shows
+            the tail of its log).
+    """
+    started_at = time.monotonic()
+    _check_binaries(cfg)
+    with _locked(cfg):
+        _initialize(cfg)
+        running = {
+            name
+            for name in COMPONENTS
+            if (pid := _read_pid(cfg.pid_file(name))) and _is_ours(pid, cfg)
+        }
+        missing = [n for n in COMPONENTS if n not in running]
+        for name in missing:
+            cfg.pid_file(name).unlink(missing_ok=True)
+        for name, port in _ports(cfg).items():
+            if name in missing and not _port_free(cfg.host, port):
+                raise StackError(
+                    f"cannot start {name}: {cfg.host}:{port} is in use by another program "
+                    f"(choose another port, e.g. AIRMLOPS_{name.split('-')[0].upper()}_PORT, "
+                    "or stop that program)"
+                )
+        commands = _commands(cfg) if missing else {}
+        # The receiver and MLflow need no metadata DB: start them while Airflow migrates.
+        for name in ("receiver", "mlflow"):
+            if name in missing:
+                _start(cfg, name, *commands[name])
+        airflow_missing = [n for n in missing if n not in ("receiver", "mlflow")]
+        if airflow_missing:
+            _prepare_airflow_db(cfg)
+            for name in airflow_missing:
+                _start(cfg, name, *commands[name])
+        if wait:
+            _wait_healthy(cfg, list(COMPONENTS), cfg.startup_timeout)
+    log.info(
+        "stack up in %.1fs (%s)",
+        time.monotonic() - started_at,
+        "started " + ", ".join(missing) if missing else "already running",
+    )
+    return status(cfg)
+
+
+def _signal(pids: set[int], groups: set[int], sig: signal.Signals) -> None:
+    own_group = os.getpgrp()
+    for pgid in groups:
+        if pgid != own_group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, sig)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _process_groups(pids: set[int]) -> set[int]:
+    groups = set()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            groups.add(os.getpgid(pid))
+    groups.discard(os.getpgrp())
+    return groups
+
+
+def _wait_gone(cfg: StackConfig, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = stack_processes(cfg)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def down(cfg: StackConfig, timeout: float = 20.0) -> None:
+    """Stop every process of the stack and check that nothing is left.
+
+    SIGTERM to each component's process group and to every other process carrying the stack's
+    marker (task processes run in their own groups), SIGKILL after ``timeout`` seconds.
+
+    Args:
+        cfg: The stack configuration.
+        timeout: Seconds to wait after SIGTERM before SIGKILL.
+
+    Raises:
+        StackError: Processes survived SIGKILL, or a stack port is still in use.
+    """
+    started_at = time.monotonic()
+    with _locked(cfg):
+        pids = set(stack_processes(cfg))
+        if pids:
+            groups = _process_groups(pids)
+            log.info("stopping %d processes", len(pids))
+            _signal(pids, groups, signal.SIGTERM)
+            left = _wait_gone(cfg, timeout)
+            if left:
+                log.warning("SIGKILL to %d processes still running after %.0fs", len(left), timeout)
+                left_set = set(left)
+                _signal(left_set, groups | _process_groups(left_set), signal.SIGKILL)
+                left = _wait_gone(cfg, 5.0)
+            if left:
+                raise StackError(f"processes of the stack survived SIGKILL: {left}")
+        for name in COMPONENTS:
+            cfg.pid_file(name).unlink(missing_ok=True)
+        for pid, child in list(_CHILDREN.items()):
+            if child.poll() is not None:
+                _CHILDREN.pop(pid, None)
+        deadline = time.monotonic() + 5.0
+        while busy := [f"{n} ({p})" for n, p in _ports(cfg).items() if not _port_free(cfg.host, p)]:
+            if time.monotonic() > deadline:
+                raise StackError(f"ports still in use after stopping the stack: {busy}")
+            time.sleep(0.2)
+    log.info("stack down in %.1fs", time.monotonic() - started_at)
+
+
+# CLI ------------------------------------------------------------------------------------------
+def _summary(cfg: StackConfig) -> str:
+    return "\n".join(
+        [
+            f"Airflow UI:      {cfg.airflow_url}  (user {ADMIN_USER}; password in "
+            f"{cfg.passwords_file})",
+            f"MLflow UI:       {cfg.mlflow_url}",
+            f"Slack stand-in:  {cfg.webhook_url} -> {cfg.messages_file} "
+            f"(also GET {cfg.receiver_url}/messages)",
+            f"Logs:            {cfg.logs_dir}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m airmlops_core.localstack up|down|status``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m airmlops_core.localstack",
+        description="Start, stop or inspect the embedded local stack (Airflow, MLflow, Slack stand-in).",
+    )
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--home", type=Path, help="state directory (default <project>/.local)")
+    parser.add_argument("--no-wait", action="store_true", help="up: do not wait for health")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = StackConfig(home=args.home)
+    try:
+        if args.command == "up":
+            rows = up(cfg, wait=not args.no_wait)
+            print(format_status(rows))
+            print()
+            print(_summary(cfg))
+        elif args.command == "down":
+            down(cfg)
+            print("stack stopped; no process left, ports free.")
+        else:
+            rows = status(cfg)
+            print(format_status(rows))
+            print()
+            print(_summary(cfg))
+            return 0 if all(r.healthy for r in rows) else 3
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

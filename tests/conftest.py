@@ -1,0 +1,20 @@
+"""Shared test settings: each test session uses its own local state directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+MODELS_DIR = PROJECT_DIR / "include" / "models"
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+@pytest.fixture
+def models_dir() -> Path:
+    """The committed demo specs."""
+    return MODELS_DIR

