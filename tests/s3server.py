@@ -164,8 +164,12 @@ class SeaweedS3:
         config.chmod(0o600)
         self.ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
         self.ports["admin.port"], self.ports["admin.port.grpc"] = _admin_ports()
+        logs = self.base_dir / "logs"
+        logs.mkdir(exist_ok=True)
         return [
-            find_weed(), "mini",
+            find_weed(),
+            f"-logdir={logs}",  # glog files; the default is /tmp
+            "mini",
             f"-dir={data}",
             f"-ip={HOST}", f"-ip.bind={HOST}",
             *(f"-{flag}={port}" for flag, port in self.ports.items()),
@@ -242,10 +246,19 @@ class SeaweedS3:
                 log.warning("processes left in weed's process group %d; killing them", pgid)
                 _signal_group(pgid, signal.SIGKILL)
             busy = self._busy_ports(wait=10.0)
+            self._remove_grpc_sockets()
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
         if busy:
             raise RuntimeError(f"ports still in use after stopping weed: {busy}")
+
+    def _remove_grpc_sockets(self) -> None:
+        """weed creates /tmp/seaweedfs-<component>-grpc-<port>.sock (hard-coded) and leaves some."""
+        for flag, port in self.ports.items():
+            if flag.endswith(".port.grpc"):
+                sock = Path(f"/tmp/seaweedfs-{flag.split('.')[0]}-grpc-{port}.sock")
+                if sock.is_socket():
+                    sock.unlink(missing_ok=True)
 
     def _busy_ports(self, wait: float) -> dict[str, int]:
         deadline = time.monotonic() + wait

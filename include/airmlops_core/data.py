@@ -635,6 +635,16 @@ def _window_mask(where: str, series: pd.Series, start: Any, end: Any) -> pd.Seri
     return mask.fillna(False).astype(bool)
 
 
+def _describe_window(col: str, start: Any, end: Any) -> str:
+    if start is None and end is None:
+        return f"{col} (open)"
+    if start is None:
+        return f"{col} <= {end!r}"
+    if end is None:
+        return f"{col} >= {start!r}"
+    return f"{start!r} <= {col} <= {end!r}"
+
+
 def extract(
     *,
     kind: str,
@@ -707,7 +717,7 @@ def extract(
                             f"available columns: {[str(c) for c in df.columns]}")
         df = df[_window_mask(where, df[col], start, end)]
         if df.empty:
-            raise DataError(f"{where}: no rows with {start!r} <= {col} <= {end!r} "
+            raise DataError(f"{where}: no rows in the window {_describe_window(col, start, end)} "
                             f"(of {total} rows read)")
     if df.empty:
         raise DataError(f"{where}: no rows")

@@ -4,10 +4,11 @@ One module starts and stops everything, for ``make up/down/status`` and for the 
 
     python -m airmlops_core.localstack up|down|status
 
-Every component runs in its own process group, logs to ``<home>/logs/<name>.log`` and records its PID
-in ``<home>/run/<name>.pid``. Every process of the stack (and everything it spawns, such as Airflow
-task processes, which get their own process groups) carries ``AIRMLOPS_STACK_HOME=<home>`` in its
-environment, so ``down`` can find and stop all of them, and a test can prove none is left.
+Every component runs in its own process group, logs to ``<home>/logs/<name>.log`` and records
+its PID in ``<home>/run/<name>.pid``. Every process of the stack (and everything it spawns, such
+as Airflow task processes, which get their own process groups) carries
+``AIRMLOPS_STACK_HOME=<home>`` in its environment, so ``down`` can find and stop all of them, and
+a test can prove none is left.
 
 State lives under ``home`` (default ``<project>/.local``):
 
@@ -53,7 +54,11 @@ MARKER_ENV = "AIRMLOPS_STACK_HOME"
 ADMIN_USER = "admin"
 WEBHOOK_PATH = "/services/T000/B000/local"
 COMPONENTS = ("receiver", "mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
-AIRFLOW_JOBS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+AIRFLOW_JOBS = {
+    "scheduler": "scheduler",
+    "dag-processor": "dag_processor",
+    "triggerer": "triggerer",
+}
 SECRET_KEYS = (
     "AIRFLOW__CORE__FERNET_KEY",
     "AIRFLOW__API_AUTH__JWT_SECRET",
@@ -624,11 +629,11 @@ def status(cfg: StackConfig) -> list[ComponentStatus]:
 def format_status(rows: list[ComponentStatus]) -> str:
     """Render ``status()`` rows as a fixed-width table."""
     header = ("component", "pid", "alive", "healthy", "url")
+    yes_no = {True: "yes", False: "no"}
     table = [header] + [
-        (r.component, str(r.pid or "-"), "yes" if r.alive else "no",
-         "yes" if r.healthy else "no", r.url or "-")
+        (r.component, str(r.pid or "-"), yes_no[r.alive], yes_no[r.healthy], r.url or "-")
         for r in rows
-    ]  # fmt: skip
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in table
@@ -883,7 +888,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m airmlops_core.localstack up|down|status``."""
     parser = argparse.ArgumentParser(
         prog="python -m airmlops_core.localstack",
-        description="Start, stop or inspect the embedded local stack (Airflow, MLflow, Slack stand-in).",
+        description="Start, stop or inspect the local stack (Airflow, MLflow, Slack stand-in).",
     )
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--home", type=Path, help="state directory (default <project>/.local)")

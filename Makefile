@@ -1,0 +1,56 @@
+# airmlops: two commands to a running MLOps stack (make up) and a tested one (make test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: up down status test test-unit test-integration install lock lint validate bench clean
+
+# The virtualenv, installed from the committed lock of exact versions.
+$(STAMP): requirements/lock.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) pip install --quiet --python $(PY) -r requirements/lock.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+up: install  ## start the local stack (Airflow, MLflow, webhook receiver) and run the demo
+	$(PY) -m airmlops_core.cli up
+
+down:  ## stop every process `make up` started
+	@test -x $(PY) && $(PY) -m airmlops_core.localstack down || echo "nothing to stop (no $(VENV))"
+
+status:  ## what runs, where
+	@$(PY) -m airmlops_core.localstack status
+
+test: install  ## the whole suite: DAG integrity, unit, integration (real Airflow + MLflow)
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit tests/dags
+
+test-integration: install
+	$(PY) -m pytest tests/integration
+
+validate: install  ## validate model specs without Airflow
+	$(PY) -m airmlops_core.cli validate --deep
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: install  ## benchmarks (ratios printed)
+	$(PY) benchmarks/parse_time.py
+	$(PY) benchmarks/log_register.py
+
+# Refresh the lock: exact versions of everything, resolved for Python 3.11.
+lock: install
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/lock.txt
+
+clean: down
+	rm -rf .local

@@ -1,0 +1,87 @@
+"""The end-to-end demo `make up` runs: demo data, a train run per demo model, a summary."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from airmlops_core import demo_data, registry, spec
+from airmlops_core.airflow_api import AirflowClient
+from airmlops_core.localstack import StackConfig, credentials
+from airmlops_core.train_flow import experiment_name
+
+log = logging.getLogger(__name__)
+
+DEMO_TAG = "demo"
+DAG_TIMEOUT_S = 180
+RUN_TIMEOUT_S = 900
+
+
+@dataclass
+class ModelSummary:
+    """What the demo shows for one model."""
+
+    model: str
+    runs: int
+    version: str | None
+    alias: str
+    metrics: dict[str, float]
+    url: str
+
+    def line(self) -> str:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.metrics.items()))
+        version = f"v{self.version} @{self.alias}" if self.version else "no version yet"
+        return f"  {self.model:<16} train runs: {self.runs:<3} {version:<18} {metrics}\n" \
+               f"  {'':<16} {self.url}"
+
+
+def demo_models(models_dir: Any) -> list[spec.ModelSpec]:
+    """The specs tagged `demo`."""
+    specs, _ = spec.load_specs(models_dir)
+    return [s for s in specs.values() if DEMO_TAG in s.tags]
+
+
+def summarize(cfg: StackConfig, model: str) -> ModelSummary:
+    """Training runs, the challenger version and its holdout metrics, from MLflow."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(cfg.mlflow_url)
+    exp = client.get_experiment_by_name(experiment_name(model))
+    runs = len(client.search_runs([exp.experiment_id], max_results=1000)) if exp else 0
+    version = registry.alias_version(client, model, registry.CHALLENGER)
+    metrics: dict[str, float] = {}
+    if version:
+        mv = client.get_model_version(model, version)
+        metrics = {k.removeprefix("metric."): float(v) for k, v in mv.tags.items()
+                   if k.startswith("metric.")}
+    url = f"{cfg.mlflow_url}/#/models/{model}" + (f"/versions/{version}" if version else "")
+    return ModelSummary(model, runs, version, registry.CHALLENGER, metrics, url)
+
+
+def run_demo(cfg: StackConfig, *, retrain: bool = False) -> list[ModelSummary]:
+    """Train every demo model that has no challenger yet (all with retrain), then summarize."""
+    from mlflow import MlflowClient
+
+    demo_data.write_all(cfg.root / "data")
+    _, (user, password) = credentials(cfg)
+    api = AirflowClient(cfg.airflow_url, user, password)
+    client = MlflowClient(cfg.mlflow_url)
+    models = demo_models(cfg.models_dir)
+    pending = {}
+    for s in models:
+        if not retrain and registry.alias_version(client, s.name, registry.CHALLENGER):
+            continue
+        dag_id = f"{s.name}__train"
+        api.wait_for_dag(dag_id, timeout=DAG_TIMEOUT_S)
+        pending[dag_id] = api.trigger(dag_id)
+        log.info("triggered %s (%s)", dag_id, pending[dag_id])
+    failed = []
+    for dag_id, run_id in pending.items():
+        state = api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)
+        if state != "success":
+            failed.append(f"{dag_id} run {run_id} ended {state}")
+    if failed:
+        raise RuntimeError("demo runs failed: " + "; ".join(failed) +
+                           f" (see {cfg.airflow_url})")
+    return [summarize(cfg, s.name) for s in models]
