@@ -373,7 +373,9 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
 
 def _launch_env(cfg: StackConfig, env: dict[str, str]) -> dict[str, str]:
     """Tag an environment so every process of this stack (and its descendants) is findable."""
-    return {**env, MARKER_ENV: str(cfg.root)}
+    # SPT_NOENV: setproctitle (used by Airflow) must not overwrite the environment, which holds
+    # the marker.
+    return {**env, MARKER_ENV: str(cfg.root), "SPT_NOENV": "1"}
 
 
 # Processes ------------------------------------------------------------------------------------
@@ -381,6 +383,15 @@ def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, session id) of a process from procfs, or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+        return fields[0], int(fields[3])
+    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -396,11 +407,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return sys.platform != "linux"
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    if sys.platform != "linux":
+        return True
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
 
 
 def _environ_has_marker(pid: int, marker: bytes) -> bool:
@@ -415,16 +425,28 @@ def _marker(cfg: StackConfig) -> bytes:
 
 
 def _is_ours(pid: int, cfg: StackConfig) -> bool:
-    """Whether ``pid`` is a live process of this stack (guards against PID reuse)."""
+    """Whether ``pid`` is a live component of this stack (guards against PID reuse)."""
     if not _alive(pid):
         return False
     if not Path("/proc").is_dir():  # no procfs (macOS): trust the PID file
         return True
-    return _environ_has_marker(pid, _marker(cfg))
+    if _environ_has_marker(pid, _marker(cfg)):
+        return True
+    # Airflow renames its processes with setproctitle, which wipes /proc/<pid>/environ unless
+    # SPT_NOENV is set; a session leader running in the stack's home is ours too.
+    stat = _proc_stat(pid)
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return False
+    return stat is not None and stat[1] == pid and cwd == cfg.root
 
 
 def stack_processes(cfg: StackConfig) -> list[int]:
-    """PIDs of every live process carrying this stack's marker (components, tasks, children).
+    """PIDs of every live process of this stack (components, their children, tasks).
+
+    A process belongs to the stack when it carries the ``AIRMLOPS_STACK_HOME`` marker in its
+    environment or runs in the session of a component (each component leads its own session).
 
     Args:
         cfg: The stack configuration.
@@ -433,19 +455,24 @@ def stack_processes(cfg: StackConfig) -> list[int]:
         Sorted PIDs; the calling process is never included. Without procfs only the PID files
         are consulted.
     """
-    pids: set[int] = set()
+    leaders: set[int] = set()
     for name in COMPONENTS:
         pid = _read_pid(cfg.pid_file(name))
         if pid and _is_ours(pid, cfg):
-            pids.add(pid)
+            leaders.add(pid)
+    pids = set(leaders)
     proc = Path("/proc")
     if proc.is_dir():
         marker = _marker(cfg)
         for entry in proc.iterdir():
-            if entry.name.isdigit():
-                pid = int(entry.name)
-                if _environ_has_marker(pid, marker) and _alive(pid):
-                    pids.add(pid)
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            stat = _proc_stat(pid)
+            if stat is None or stat[0] in ("Z", "X"):
+                continue
+            if stat[1] in leaders or _environ_has_marker(pid, marker):
+                pids.add(pid)
     pids.discard(os.getpid())
     return sorted(pids)
 
@@ -707,6 +734,15 @@ def _initialize(cfg: StackConfig) -> None:
         d.mkdir(parents=True, exist_ok=True)
     _ensure_secrets(cfg)
     _ensure_admin_password(cfg)
+    cfg_file = cfg.airflow_home / "airflow.cfg"
+    if not cfg_file.exists():
+        # Airflow writes a full default airflow.cfg (with unused random secrets and defaults that
+        # the environment overrides) when none exists; a stub avoids that confusion.
+        _write_private(
+            cfg_file,
+            "# The local stack configures Airflow through environment variables:\n"
+            "# see airflow_env() in airmlops_core/localstack.py. Settings here are overridden.\n",
+        )
 
 
 def _prepare_airflow_db(cfg: StackConfig) -> None:
