@@ -9,44 +9,13 @@ customer_churn demo pipeline once, then logs + registers it N times each way.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_mlflow(tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "MLFLOW_DISABLE_TELEMETRY": "true"}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db",
-         "--artifacts-destination", str(tmp / "artifacts"), "--serve-artifacts"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1)
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("MLflow server did not start")
 
 
 def main() -> int:
@@ -57,6 +26,7 @@ def main() -> int:
     from mlflow.models import infer_signature
 
     from airmlops_core import demo_data, spec, train_flow, training
+    from airmlops_core.mlflow_server import mlflow_server
 
     s = spec.load_spec(PROJECT / "include" / "models" / "customer_churn.yaml")
     df = demo_data.churn()
@@ -64,29 +34,24 @@ def main() -> int:
     X = training.feature_frame(s, df).head(5)
     signature = infer_signature(X, pipeline.predict_proba(X))
     trusted = training.trusted_types(pipeline)
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_mlflow(Path(tmp))
-        try:
-            mlflow.set_tracking_uri(url)
-            mlflow.set_experiment("bench-log-register")
+    with tempfile.TemporaryDirectory() as tmp, mlflow_server(Path(tmp)) as url:
+        mlflow.set_tracking_uri(url)
+        mlflow.set_experiment("bench-log-register")
 
-            def log_and_register(pip: list[str] | None) -> float:
-                t0 = time.perf_counter()
-                with mlflow.start_run():
-                    info = mlflow.sklearn.log_model(
-                        pipeline, name="model", signature=signature, input_example=X,
-                        pip_requirements=pip, serialization_format="skops",
-                        skops_trusted_types=trusted)
-                mlflow.register_model(info.model_uri, "bench_model")
-                return time.perf_counter() - t0
+        def log_and_register(pip: list[str] | None) -> float:
+            t0 = time.perf_counter()
+            with mlflow.start_run():
+                info = mlflow.sklearn.log_model(
+                    pipeline, name="model", signature=signature, input_example=X,
+                    pip_requirements=pip, serialization_format="skops",
+                    skops_trusted_types=trusted)
+            mlflow.register_model(info.model_uri, "bench_model")
+            return time.perf_counter() - t0
 
-            log_and_register(train_flow.pip_requirements())  # warm-up: imports, first requests
-            explicit = [log_and_register(train_flow.pip_requirements())
-                        for _ in range(args.repeat)]
-            inferred = [log_and_register(None) for _ in range(args.repeat)]
-        finally:
-            os.killpg(proc.pid, 15)
-            proc.wait(timeout=30)
+        log_and_register(train_flow.pip_requirements())  # warm-up: imports, first requests
+        explicit = [log_and_register(train_flow.pip_requirements())
+                    for _ in range(args.repeat)]
+        inferred = [log_and_register(None) for _ in range(args.repeat)]
     e, i = statistics.median(explicit), statistics.median(inferred)
     print(f"log + register one model, median of {args.repeat}:")
     print(f"  explicit pip requirements (the pack): {e:6.2f} s")

@@ -1,8 +1,9 @@
 """DAG-folder parse time as the number of model specs grows (1, 10, 50, 200).
 
-Each measurement runs in a fresh interpreter: Airflow is imported and warmed up first by parsing
-a plain DAG with an Asset (as a long-running dag-processor is), then the timer covers parsing dags/ (the factory reading N specs and building their DAGs). A DAG file
-with only Airflow imports is measured in the same run as the baseline.
+Each measurement runs in a fresh interpreter: Airflow is imported and warmed up first by
+parsing a plain DAG with an Asset (as a long-running dag-processor is), then the timer covers
+parsing dags/ (the factory reading N specs and building their DAGs). A DAG file with only
+Airflow imports is measured in the same run as the baseline.
 
     .venv/bin/python benchmarks/parse_time.py [--counts 1 10 50 200] [--repeat 3]
 """

@@ -289,7 +289,7 @@ def _check_columns(uri: str, available: list[str], columns: list[str] | None) ->
         if len(available) == 1:
             seps = [s for s in (";", "\t", "|", ",") if s in available[0]]
             if seps:
-                hint = (f" (the file has a single column whose name contains {seps[0]!r}: "
+                hint = ""; _x = (f" (the file has a single column whose name contains {seps[0]!r}: "
                         "is the delimiter wrong?)")
         raise DataError(f"{uri}: missing columns {missing}; available columns: {available}{hint}")
     return wanted

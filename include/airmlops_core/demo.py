@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from airmlops_core import demo_data, registry, spec
+from airmlops_core import demo_data, registry, settings, spec
 from airmlops_core.airflow_api import AirflowClient
 from airmlops_core.localstack import StackConfig, credentials
 from airmlops_core.train_flow import experiment_name
@@ -34,6 +35,11 @@ class ModelSummary:
         version = f"v{self.version} @{self.alias}" if self.version else "no version yet"
         return f"  {self.model:<16} train runs: {self.runs:<3} {version:<18} {metrics}\n" \
                f"  {'':<16} {self.url}"
+
+
+def models_dir_of(cfg: StackConfig) -> Path:
+    """The specs directory the stack's Airflow reads."""
+    return Path(cfg.extra_env.get("AIRMLOPS_MODELS_DIR") or settings.models_dir())
 
 
 def demo_models(models_dir: Any) -> list[spec.ModelSpec]:
@@ -67,7 +73,7 @@ def run_demo(cfg: StackConfig, *, retrain: bool = False) -> list[ModelSummary]:
     _, (user, password) = credentials(cfg)
     api = AirflowClient(cfg.airflow_url, user, password)
     client = MlflowClient(cfg.mlflow_url)
-    models = demo_models(cfg.models_dir)
+    models = demo_models(models_dir_of(cfg))
     pending = {}
     for s in models:
         if not retrain and registry.alias_version(client, s.name, registry.CHALLENGER):

@@ -32,7 +32,8 @@ def import_object(dotted: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise EstimatorError(f"estimator.class: cannot import module '{module_name}': {exc}") from exc
+        raise EstimatorError(
+            f"estimator.class: cannot import module '{module_name}': {exc}") from exc
     try:
         return getattr(module, attr)
     except AttributeError:

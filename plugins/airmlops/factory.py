@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-
 from airflow.sdk import DAG
 
 from airmlops import assets, notify
@@ -21,7 +20,6 @@ from airmlops.operators.train import (
 )
 from airmlops_core import settings
 from airmlops_core.spec import ModelSpec, SpecError, load_specs
-
 
 START_DATE = datetime(2024, 1, 1)
 RETRIES = 2

@@ -130,4 +130,6 @@ def test_bad_spec_breaks_only_its_own_dags(tmp_path: Path) -> None:
     assert "customer_churn__train" in result["dags"]
     [(path, message)] = result["errors"].items()
     assert path.endswith("model_spec_errors.py")
-    assert "diamond_price.yaml" in message and "task" in message and "forecasting" in message
+    assert "diamond_price.yaml" in message
+    assert "task" in message
+    assert "forecasting" in message

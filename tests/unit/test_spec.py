@@ -47,7 +47,8 @@ def test_demo_specs_are_valid(models_dir: Path) -> None:
     assert {"flight_delay", "diamond_price", "customer_churn"} <= set(specs)
     churn = specs["customer_churn"]
     assert churn.sensitive_features == ["female", "senior_citizen"]
-    assert churn.columns[0] == "customer_id" and "churn" in churn.columns
+    assert churn.columns[0] == "customer_id"
+    assert "churn" in churn.columns
     assert specs["diamond_price"].stratify is False  # regression never stratifies
 
 
