@@ -18,3 +18,12 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 def models_dir() -> Path:
     """The committed demo specs."""
     return MODELS_DIR
+
+
+@pytest.fixture(scope="session")
+def mlflow_url(tmp_path_factory: pytest.TempPathFactory):
+    """A real MLflow tracking server for the session (SQLite, served artifacts)."""
+    from airmlops_core.mlflow_server import mlflow_server
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+        yield url

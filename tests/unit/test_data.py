@@ -62,8 +62,12 @@ def _write_local_script(out: Path) -> str:
 
 def test_parquet_round_trip_keeps_values_and_dtypes(tmp_path: Path, frame: pd.DataFrame) -> None:
     ref = data.write_frame(frame, str(tmp_path / "t.parquet"))
-    assert ref == DataRef(uri=str(tmp_path / "t.parquet"), sha256=_sha(tmp_path / "t.parquet"),
-                          rows=8, format="parquet")
+    assert ref == DataRef(
+        uri=str(tmp_path / "t.parquet"),
+        sha256=_sha(tmp_path / "t.parquet"),
+        rows=8,
+        format="parquet",
+    )
     back = data.read_frame(ref.uri)
     pd.testing.assert_frame_equal(back, frame)
     assert str(back["city"].dtype) == "str"
@@ -79,13 +83,13 @@ def test_csv_round_trip(tmp_path: Path, frame: pd.DataFrame) -> None:
     assert "\r" not in text
     back = data.read_frame(ref.uri)
     # CSV is untyped: dates and categories come back as text.
-    expected = frame.assign(day=frame["day"].dt.strftime("%Y-%m-%d"),
-                            grade=frame["grade"].astype("str"))
+    expected = frame.assign(
+        day=frame["day"].dt.strftime("%Y-%m-%d"), grade=frame["grade"].astype("str")
+    )
     pd.testing.assert_frame_equal(back, expected)
 
 
-def test_read_frame_selects_columns_in_requested_order(tmp_path: Path,
-                                                       frame: pd.DataFrame) -> None:
+def test_read_frame_selects_columns_in_requested_order(tmp_path: Path, frame: pd.DataFrame) -> None:
     for name, fmt in (("t.parquet", "parquet"), ("t.csv", "csv")):
         ref = data.write_frame(frame, str(tmp_path / name), format=fmt)
         back = data.read_frame(ref.uri, columns=["x", "id", "x"])
@@ -94,8 +98,9 @@ def test_read_frame_selects_columns_in_requested_order(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("name", "fmt"), [("a.parquet", "parquet"), ("a.csv", "csv")])
-def test_same_frame_gives_byte_identical_files(tmp_path: Path, frame: pd.DataFrame, name: str,
-                                               fmt: str) -> None:
+def test_same_frame_gives_byte_identical_files(
+    tmp_path: Path, frame: pd.DataFrame, name: str, fmt: str
+) -> None:
     first = data.write_frame(frame, str(tmp_path / "one" / name), format=fmt)
     second = data.write_frame(frame.copy(), str(tmp_path / "two" / name), format=fmt)
     again = data.write_frame(frame, first.uri, format=fmt)  # overwrite in place
@@ -107,8 +112,13 @@ def test_bytes_identical_across_interpreters(tmp_path: Path, frame: pd.DataFrame
     """A fresh interpreter (other hash seed, other object ids) writes the same bytes."""
     here = data.write_frame(frame, str(tmp_path / "here.parquet"))
     out = tmp_path / "there.parquet"
-    proc = subprocess.run([sys.executable, "-c", _write_local_script(out)], capture_output=True,
-                          text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "12345"})
+    proc = subprocess.run(
+        [sys.executable, "-c", _write_local_script(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
     assert proc.stdout.strip() == here.sha256 == _sha(out)
 
 
@@ -209,8 +219,9 @@ def test_missing_file_names_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.3, 0.6, 0.95, "all-but-one"])
-def test_truncated_parquet_is_a_data_error(tmp_path: Path, frame: pd.DataFrame,
-                                           keep: float | str) -> None:
+def test_truncated_parquet_is_a_data_error(
+    tmp_path: Path, frame: pd.DataFrame, keep: float | str
+) -> None:
     path = tmp_path / "t.parquet"
     big = pd.concat([frame] * 200, ignore_index=True)
     data.write_frame(big, str(path))
@@ -237,8 +248,9 @@ def test_empty_csv_is_a_data_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "fmt"), [("t.parquet", "parquet"), ("t.csv", "csv")])
-def test_missing_columns_lists_missing_and_available(tmp_path: Path, frame: pd.DataFrame,
-                                                     name: str, fmt: str) -> None:
+def test_missing_columns_lists_missing_and_available(
+    tmp_path: Path, frame: pd.DataFrame, name: str, fmt: str
+) -> None:
     ref = data.write_frame(frame, str(tmp_path / name), format=fmt)
     with pytest.raises(DataError) as info:
         data.read_frame(ref.uri, columns=["id", "income", "age"])
@@ -255,7 +267,7 @@ def test_csv_with_wrong_delimiter_reports_missing_columns(tmp_path: Path) -> Non
         data.read_frame(str(path), columns=["id", "age"])
     msg = str(info.value)
     assert "available columns: ['id;age;churn']" in msg
-    assert "delimiter" in msg
+    assert "is the delimiter wrong?" in msg
 
 
 def test_format_comes_from_extension_or_argument(tmp_path: Path, frame: pd.DataFrame) -> None:
@@ -311,8 +323,9 @@ def test_written_file_mode_follows_umask(tmp_path: Path, frame: pd.DataFrame) ->
     assert os.stat(ref.uri).st_mode & 0o777 == 0o644  # not mkstemp's 0o600
 
 
-def test_failing_writer_keeps_previous_file(tmp_path: Path, frame: pd.DataFrame,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_writer_keeps_previous_file(
+    tmp_path: Path, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import pyarrow.parquet as pq
 
     dest = tmp_path / "out.parquet"
@@ -342,8 +355,9 @@ def test_failing_writer_keeps_previous_file(tmp_path: Path, frame: pd.DataFrame,
     pd.testing.assert_frame_equal(data.read_ref(before), frame)
 
 
-def test_failing_fsync_keeps_previous_file(tmp_path: Path, frame: pd.DataFrame,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_fsync_keeps_previous_file(
+    tmp_path: Path, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dest = tmp_path / "out.csv"
     before = data.write_frame(frame, str(dest), format="csv")
 
@@ -367,8 +381,9 @@ def test_unserialisable_frame_is_a_data_error(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_write_into_a_file_as_directory_is_a_data_error(tmp_path: Path,
-                                                        frame: pd.DataFrame) -> None:
+def test_write_into_a_file_as_directory_is_a_data_error(
+    tmp_path: Path, frame: pd.DataFrame
+) -> None:
     (tmp_path / "plain").write_text("x")
     with pytest.raises(DataError, match="cannot create directory"):
         data.write_frame(frame, str(tmp_path / "plain" / "f.parquet"))
@@ -431,8 +446,12 @@ def monthly(tmp_path: Path) -> Path:
         {
             "row": np.arange(len(months)),
             "month": months,
-            "when": pd.to_datetime([f"2024-{m:02d}-{d:02d} 12:00" for m, d in
-                                    zip(months, np.tile([1, 15, 28], 12), strict=True)]),
+            "when": pd.to_datetime(
+                [
+                    f"2024-{m:02d}-{d:02d} 12:00"
+                    for m, d in zip(months, np.tile([1, 15, 28], 12), strict=True)
+                ]
+            ),
             "amount": np.linspace(0.0, 35.0, len(months)),
             "label": np.tile([0, 1, 1], 12),
         }
@@ -443,9 +462,15 @@ def monthly(tmp_path: Path) -> Path:
 
 
 def _extract(base: Path, **kw) -> DataRef:
-    args = {"kind": "file", "uri": "src/m.parquet", "query": None, "format": None,
-            "columns": ["row", "amount", "label"], "dest_uri": "out/x.parquet",
-            "base_dir": base}
+    args = {
+        "kind": "file",
+        "uri": "src/m.parquet",
+        "query": None,
+        "format": None,
+        "columns": ["row", "amount", "label"],
+        "dest_uri": "out/x.parquet",
+        "base_dir": base,
+    }
     args.update(kw)
     return data.extract(**args)
 
@@ -461,8 +486,7 @@ def test_extract_keeps_columns_in_order(monthly: Path) -> None:
 @pytest.mark.parametrize(
     ("start", "end"), [(3, 5), (12, 12), (None, 2), (11, None), ("4", "6"), (3.5, 5.0)]
 )
-def test_window_on_numeric_column_is_inclusive(monthly: Path, start: object,
-                                               end: object) -> None:
+def test_window_on_numeric_column_is_inclusive(monthly: Path, start: object, end: object) -> None:
     src = data.read_frame(str(monthly / "src" / "m.parquet"))
     lo = float(start) if start is not None else -np.inf  # type: ignore[arg-type]
     hi = float(end) if end is not None else np.inf  # type: ignore[arg-type]
@@ -484,9 +508,23 @@ def test_window_on_datetime_column_with_string_and_aware_bounds(monthly: Path) -
 
 
 def test_window_on_csv_date_text_compares_as_dates(monthly: Path) -> None:
-    out = data.read_ref(_extract(monthly, uri="src/m.csv", columns=["row", "when"],
-                                 window=("when", "2024-02-15T12:00:00+00:00", "2024-3-1 12:00")))
+    out = data.read_ref(
+        _extract(
+            monthly,
+            uri="src/m.csv",
+            columns=["row", "when"],
+            window=("when", "2024-02-15T12:00:00+00:00", "2024-3-1 12:00"),
+        )
+    )
     assert out["row"].tolist() == [4, 5, 6]
+
+
+def test_window_never_keeps_missing_values(tmp_path: Path) -> None:
+    (tmp_path / "holes.csv").write_text("row,month\n1,1\n2,\n3,5\n4,\n")
+    out = data.read_ref(
+        _extract(tmp_path, uri="holes.csv", columns=["row"], window=("month", None, None))
+    )
+    assert out["row"].tolist() == [1, 3]
 
 
 def test_empty_window_is_a_data_error(monthly: Path) -> None:
@@ -546,17 +584,20 @@ def sqlite_engine(tmp_path: Path) -> sa.Engine:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     with engine.begin() as conn:
         conn.exec_driver_sql(
-            "create table loans (id integer primary key, month integer, amount real, note text)")
+            "create table loans (id integer primary key, month integer, amount real, note text)"
+        )
         conn.exec_driver_sql(
             "insert into loans values (1, 1, 10.0, 'a:b'), (2, 2, 20.5, null), (3, 3, 30.0, 'c'),"
-            " (4, 4, 40.0, 'd')")
+            " (4, 4, 40.0, 'd')"
+        )
     yield engine
     engine.dispose()
 
 
 def test_read_sql_through_engine_and_connection(sqlite_engine: sa.Engine) -> None:
-    df = data.read_sql("select id, amount, note from loans where note != ':x' order by id",
-                       sqlite_engine)
+    df = data.read_sql(
+        "select id, amount, note from loans where note != ':x' order by id", sqlite_engine
+    )
     assert df["id"].tolist() == [1, 3, 4]  # ':x' is literal text, not a bind parameter
     assert df["amount"].tolist() == [10.0, 30.0, 40.0]
     with sqlite_engine.connect() as conn:
@@ -572,16 +613,35 @@ def test_read_sql_error_names_query_and_database(sqlite_engine: sa.Engine) -> No
 
 
 def test_extract_from_sql_with_window(sqlite_engine: sa.Engine, tmp_path: Path) -> None:
-    ref = _extract(tmp_path, kind="sql", uri=None, query="select * from loans",
-                   sql_engine=sqlite_engine, columns=["id", "amount"], window=("month", 2, 3))
+    ref = _extract(
+        tmp_path,
+        kind="sql",
+        uri=None,
+        query="select * from loans",
+        sql_engine=sqlite_engine,
+        columns=["id", "amount"],
+        window=("month", 2, 3),
+    )
     out = data.read_ref(ref)
     assert out.to_dict("list") == {"id": [2, 3], "amount": [20.5, 30.0]}
     with pytest.raises(DataError, match=r"SQL query 'select \* from loans'.*missing columns"):
-        _extract(tmp_path, kind="sql", uri=None, query="select * from loans",
-                 sql_engine=sqlite_engine, columns=["id", "label"])
+        _extract(
+            tmp_path,
+            kind="sql",
+            uri=None,
+            query="select * from loans",
+            sql_engine=sqlite_engine,
+            columns=["id", "label"],
+        )
     with pytest.raises(DataError, match="no rows"):
-        _extract(tmp_path, kind="sql", uri=None, query="select * from loans where id > 99",
-                 sql_engine=sqlite_engine, columns=["id"])
+        _extract(
+            tmp_path,
+            kind="sql",
+            uri=None,
+            query="select * from loans where id > 99",
+            sql_engine=sqlite_engine,
+            columns=["id"],
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -591,8 +651,9 @@ def test_extract_from_sql_with_window(sqlite_engine: sa.Engine, tmp_path: Path) 
 @pytest.fixture
 def labelled() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({"id": np.arange(200), "f": rng.normal(size=200),
-                         "y": ["yes"] * 60 + ["no"] * 140})
+    return pd.DataFrame(
+        {"id": np.arange(200), "f": rng.normal(size=200), "y": ["yes"] * 60 + ["no"] * 140}
+    )
 
 
 def test_split_is_deterministic_and_partitions_rows(labelled: pd.DataFrame) -> None:
@@ -634,12 +695,13 @@ def test_split_errors(labelled: pd.DataFrame) -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize(("name", "fmt"), [("t.parquet", "parquet"), ("t.csv", "csv")])
-def test_s3_round_trip_and_hash(s3, s3_prefix: str, tmp_path: Path, frame: pd.DataFrame,
-                                name: str, fmt: str) -> None:
+def test_s3_round_trip_and_hash(
+    s3, s3_prefix: str, tmp_path: Path, frame: pd.DataFrame, name: str, fmt: str
+) -> None:
     uri = data.join_uri(s3_prefix, name)
     ref = data.write_frame(frame, uri, format=fmt, s3_client=s3.client)
     assert ref.uri == uri
-    bucket, key = uri[len("s3://"):].split("/", 1)
+    bucket, key = uri[len("s3://") :].split("/", 1)
     stored = s3.client.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == ref.sha256
     assert data.file_sha256(uri, s3_client=s3.client) == ref.sha256
@@ -648,7 +710,8 @@ def test_s3_round_trip_and_hash(s3, s3_prefix: str, tmp_path: Path, frame: pd.Da
     back = data.read_ref(ref, s3_client=s3.client)
     pd.testing.assert_frame_equal(back, data.read_frame(local.uri))
     assert data.read_frame(uri, columns=["id"], s3_client=s3.client)["id"].tolist() == list(
-        range(8))
+        range(8)
+    )
 
 
 @pytest.mark.integration
@@ -677,7 +740,7 @@ def test_s3_missing_object_and_bucket(s3, s3_prefix: str) -> None:
 def test_s3_truncated_parquet(s3, s3_prefix: str, frame: pd.DataFrame) -> None:
     uri = data.join_uri(s3_prefix, "cut.parquet")
     ref = data.write_frame(frame, uri, s3_client=s3.client)
-    bucket, key = uri[len("s3://"):].split("/", 1)
+    bucket, key = uri[len("s3://") :].split("/", 1)
     whole = s3.client.get_object(Bucket=bucket, Key=key)["Body"].read()
     s3.client.put_object(Bucket=bucket, Key=key, Body=whole[: len(whole) // 2])
     with pytest.raises(DataError, match="not a readable Parquet file") as info:
@@ -690,11 +753,20 @@ def test_s3_truncated_parquet(s3, s3_prefix: str, frame: pd.DataFrame) -> None:
 @pytest.mark.integration
 def test_s3_extract_to_s3(s3, s3_prefix: str, monthly: Path) -> None:
     src = data.join_uri(s3_prefix, "src.csv")
-    data.write_frame(data.read_frame(str(monthly / "src" / "m.parquet")), src, format="csv",
-                     s3_client=s3.client)
-    ref = data.extract(kind="s3", uri=src, query=None, format=None, columns=["row", "label"],
-                       dest_uri=data.join_uri(s3_prefix, "out", "train.parquet"),
-                       window=("month", 12, None), base_dir=monthly, s3_client=s3.client)
+    data.write_frame(
+        data.read_frame(str(monthly / "src" / "m.parquet")), src, format="csv", s3_client=s3.client
+    )
+    ref = data.extract(
+        kind="s3",
+        uri=src,
+        query=None,
+        format=None,
+        columns=["row", "label"],
+        dest_uri=data.join_uri(s3_prefix, "out", "train.parquet"),
+        window=("month", 12, None),
+        base_dir=monthly,
+        s3_client=s3.client,
+    )
     assert ref.uri.startswith(s3_prefix)
     assert data.read_ref(ref, s3_client=s3.client)["row"].tolist() == [33, 34, 35]
 
@@ -704,8 +776,13 @@ def test_s3_server_requires_credentials(s3) -> None:
     import boto3
     from botocore.exceptions import ClientError
 
-    intruder = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1",
-                            aws_access_key_id="intruder", aws_secret_access_key="wrong")
+    intruder = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="intruder",
+        aws_secret_access_key="wrong",
+    )
     with pytest.raises(ClientError, match="InvalidAccessKeyId"):
         intruder.list_objects_v2(Bucket=s3.bucket)
     with pytest.raises(DataError, match="S3 error InvalidAccessKeyId"):

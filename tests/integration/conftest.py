@@ -1,0 +1,108 @@
+"""The integration session's real stack: Airflow (4 components), MLflow and the Slack stand-in.
+
+One stack per test session, in a temporary home on free ports, started by the same code as
+``make up`` (airmlops_core.localstack). It parses the project's dags/ plus a smoke DAG bundle
+written here (``SMOKE_DAG_ID``), and is always stopped at the end, with a check that none of its
+processes is left. AIRMLOPS_MODELS_DIR is passed through to the stack when set.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airmlops_core.airflow_api import AirflowClient
+from airmlops_core.localstack import StackConfig, credentials, down, stack_processes, up
+
+SMOKE_DAG_ID = "airmlops_smoke"
+
+SMOKE_DAG = '''
+"""Smoke test of the local stack: settings loaded, pools usable, Slack stand-in reachable."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(
+    dag_id="airmlops_smoke",
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["airmlops", "test"],
+)
+def airmlops_smoke():
+    @task(pool="ml_training")
+    def check_settings() -> str:
+        from airflow.sdk import Variable
+
+        value = Variable.get("airmlops_environment")
+        assert value == "local", value
+        return value
+
+    @task
+    def notify(run_id: str | None = None) -> None:
+        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+        SlackWebhookHook(slack_webhook_conn_id="slack_alerts").send_text(
+            f"airmlops smoke test {run_id}"
+        )
+
+    check_settings() >> notify(run_id="{{ run_id }}")
+
+
+airmlops_smoke()
+'''
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free TCP ports on 127.0.0.1 (bound together to port 0, then released)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
+    """A running local stack for the whole session (always stopped and checked at the end)."""
+    home = tmp_path_factory.mktemp("stack")
+    smoke_dags = tmp_path_factory.mktemp("smoke_dags")
+    (smoke_dags / "airmlops_smoke.py").write_text(SMOKE_DAG)
+    extra_env = {}
+    if os.environ.get("AIRMLOPS_MODELS_DIR"):
+        extra_env["AIRMLOPS_MODELS_DIR"] = str(Path(os.environ["AIRMLOPS_MODELS_DIR"]).absolute())
+    airflow_port, mlflow_port, receiver_port = free_ports(3)
+    cfg = StackConfig(
+        home=home,
+        airflow_port=airflow_port,
+        mlflow_port=mlflow_port,
+        receiver_port=receiver_port,
+        extra_dag_folders=(smoke_dags,),
+        extra_env=extra_env,
+    )
+    try:
+        up(cfg)
+        yield cfg
+    finally:
+        down(cfg)
+        left = stack_processes(cfg)
+        assert not left, f"processes of the stack left after down(): {left}"
+
+
+@pytest.fixture(scope="session")
+def airflow_api(stack: StackConfig) -> AirflowClient:
+    """A REST v2 client logged in as the stack's admin."""
+    _, (user, password) = credentials(stack)
+    return AirflowClient(stack.airflow_url, user, password)

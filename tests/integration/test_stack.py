@@ -1,0 +1,182 @@
+"""The local stack itself: health, idempotent start, the Slack stand-in, settings, auth."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from airmlops_core import localstack
+from airmlops_core.airflow_api import AirflowAPIError, AirflowClient
+from airmlops_core.localstack import StackConfig
+from airmlops_core.webhook_receiver import read_messages
+
+pytestmark = pytest.mark.integration
+
+SMOKE_DAG_ID = "airmlops_smoke"  # written by conftest.py into an extra DAG bundle
+
+
+def _messages_containing(cfg: StackConfig, text: str, timeout: float = 30) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [m for m in read_messages(cfg.messages_file) if text in json.dumps(m["body"])]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def test_all_components_healthy(stack: StackConfig) -> None:
+    rows = localstack.status(stack)
+    assert [r.component for r in rows] == list(localstack.COMPONENTS)
+    assert all(r.alive and r.healthy for r in rows), localstack.format_status(rows)
+
+    health = requests.get(f"{stack.airflow_url}/api/v2/monitor/health", timeout=10).json()
+    for component in ("metadatabase", "scheduler", "dag_processor", "triggerer"):
+        assert health[component]["status"] == "healthy", health
+    assert requests.get(f"{stack.mlflow_url}/health", timeout=10).status_code == 200
+    assert requests.get(f"{stack.receiver_url}/health", timeout=10).status_code == 200
+
+
+def test_up_again_is_a_fast_noop(stack: StackConfig) -> None:
+    before = {r.component: r.pid for r in localstack.status(stack)}
+    started = time.monotonic()
+    rows = localstack.up(stack)
+    elapsed = time.monotonic() - started
+    assert {r.component: r.pid for r in rows} == before
+    assert all(r.healthy for r in rows)
+    assert elapsed < 5, f"up() on a running stack took {elapsed:.1f}s"
+
+
+def test_status_table_lists_every_component(stack: StackConfig) -> None:
+    table = localstack.format_status(localstack.status(stack))
+    for name in localstack.COMPONENTS:
+        assert name in table
+    assert stack.airflow_url in table
+    assert stack.mlflow_url in table
+
+
+def test_every_process_carries_the_stack_marker(stack: StackConfig) -> None:
+    pids = localstack.stack_processes(stack)
+    component_pids = {r.pid for r in localstack.status(stack)}
+    assert component_pids <= set(pids)
+    # LocalExecutor workers, uvicorn children and the triggerer's runner are found too.
+    assert len(pids) > len(component_pids)
+
+
+def test_receiver_records_posts_and_survives_bad_input(stack: StackConfig) -> None:
+    marker = f"stack-test-{time.time_ns()}"
+    resp = requests.post(stack.webhook_url, json={"text": marker}, timeout=10)
+    assert (resp.status_code, resp.text) == (200, "ok")
+    raw = requests.post(f"{stack.receiver_url}/other", data=b"\xff not json", timeout=10)
+    assert raw.status_code == 200
+
+    found = _messages_containing(stack, marker, timeout=5)
+    assert len(found) == 1
+    assert found[0]["path"] == localstack.WEBHOOK_PATH
+    assert found[0]["body"] == {"text": marker}
+    listed = requests.get(f"{stack.receiver_url}/messages", timeout=10).json()
+    assert any(m["body"] == {"text": marker} for m in listed)
+    assert requests.get(f"{stack.receiver_url}/health", timeout=10).status_code == 200
+
+
+def test_settings_file_was_loaded(stack: StackConfig, airflow_api: AirflowClient) -> None:
+    pools = {p["name"]: p for p in airflow_api.get("/api/v2/pools")["pools"]}
+    assert pools["ml_training"]["slots"] == 2
+    assert pools["ml_scoring"]["slots"] == 2
+    variable = airflow_api.get("/api/v2/variables/airmlops_environment")
+    assert variable["value"] == "local"
+    conn = airflow_api.get("/api/v2/connections/slack_alerts")
+    assert conn["conn_type"] == "slackwebhook"
+    conn = airflow_api.get("/api/v2/connections/mlflow_default")
+    assert (conn["conn_type"], conn["host"]) == ("http", "http://127.0.0.1:5000")
+
+
+def test_settings_loader_upserts(
+    stack: StackConfig, airflow_api: AirflowClient, tmp_path: Path
+) -> None:
+    settings = tmp_path / "settings.yaml"
+    python = str(stack.bin_dir / "python")
+
+    def load(slots: int, value: str) -> None:
+        settings.write_text(
+            "airflow:\n"
+            "  pools:\n"
+            f"    - {{pool_name: airmlops_test_pool, pool_slot: {slots}, pool_description: t}}\n"
+            "  variables:\n"
+            f"    - {{variable_name: airmlops_test_var, variable_value: {value}}}\n"
+            "  connections:\n"
+            "    - {conn_id: airmlops_test_conn, conn_type: http, conn_host: example.org,\n"
+            f"       conn_password: s3cret-{value}, conn_extra: {{timeout: {slots}}}}}\n"
+        )
+        result = subprocess.run(
+            [python, "-m", "airmlops.settings_loader", str(settings)],
+            env=localstack.airflow_env(stack),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "s3cret" not in result.stdout + result.stderr  # secrets are never logged
+
+    load(1, "first")
+    load(3, "second")
+    pools = airflow_api.get("/api/v2/pools")["pools"]
+    mine = [p for p in pools if p["name"] == "airmlops_test_pool"]
+    assert [p["slots"] for p in mine] == [3]
+    assert airflow_api.get("/api/v2/variables/airmlops_test_var")["value"] == "second"
+    conn = airflow_api.get("/api/v2/connections/airmlops_test_conn")
+    assert conn["host"] == "example.org"
+    assert json.loads(conn["extra"]) == {"timeout": 3}
+    conns = airflow_api.get("/api/v2/connections", params={"limit": 100})["connections"]
+    assert [c["connection_id"] for c in conns].count("airmlops_test_conn") == 1
+
+
+def test_api_requires_authentication(stack: StackConfig) -> None:
+    assert requests.get(f"{stack.airflow_url}/api/v2/dags", timeout=10).status_code == 401
+    bad = AirflowClient(stack.airflow_url, "admin", "wrong-password")
+    with pytest.raises(AirflowAPIError) as excinfo:
+        bad.get("/api/v2/dags")
+    assert excinfo.value.status == 401
+    assert "/auth/token" in str(excinfo.value)
+
+
+def test_secrets_are_private_and_never_logged(stack: StackConfig) -> None:
+    path, (_, password) = localstack.credentials(stack)
+    assert path == stack.passwords_file
+    for private in (stack.secrets_file, stack.passwords_file):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    secret_values = [
+        line.split("=", 1)[1]
+        for line in stack.secrets_file.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    ]
+    assert len(secret_values) == 3
+    for log_file in stack.logs_dir.glob("*.log"):
+        text = log_file.read_text(errors="replace")
+        for secret in [password, *secret_values]:
+            assert secret not in text, f"a secret appears in {log_file}"
+
+
+def test_smoke_dag_runs_and_reaches_the_receiver(
+    stack: StackConfig, airflow_api: AirflowClient
+) -> None:
+    dag = airflow_api.wait_for_dag(SMOKE_DAG_ID, timeout=120)
+    assert dag["is_paused"] is False  # DAGS_ARE_PAUSED_AT_CREATION=False
+    run_id = airflow_api.trigger(SMOKE_DAG_ID, conf={"source": "test_stack"})
+    state = airflow_api.wait(SMOKE_DAG_ID, run_id, timeout=300)
+    tis = {t["task_id"]: t for t in airflow_api.task_instances(SMOKE_DAG_ID, run_id)}
+    assert state == "success", {k: t["state"] for k, t in tis.items()}
+    assert {k: t["state"] for k, t in tis.items()} == {
+        "check_settings": "success",
+        "notify": "success",
+    }
+    assert tis["check_settings"]["pool"] == "ml_training"
+    found = _messages_containing(stack, f"airmlops smoke test {run_id}")
+    assert found, read_messages(stack.messages_file)[-5:]
+    assert found[0]["path"] == localstack.WEBHOOK_PATH
