@@ -166,15 +166,19 @@ def join_uri(base: str, *parts: str) -> str:
     return os.path.join(root, *clean)
 
 
+def _extension_format(uri: str) -> str | None:
+    name = uri.rstrip("/").rsplit("/", 1)[-1].lower()
+    return next((fmt for ext, fmt in _EXTENSIONS.items() if name.endswith(ext)), None)
+
+
 def _infer_format(uri: str, format: str | None) -> str:
     if format is not None:
         if format not in FORMATS:
             raise DataError(f"{uri}: unknown format {format!r} (expected one of {FORMATS})")
         return format
-    name = uri.rstrip("/").rsplit("/", 1)[-1].lower()
-    for ext, fmt in _EXTENSIONS.items():
-        if name.endswith(ext):
-            return fmt
+    fmt = _extension_format(uri)
+    if fmt is not None:
+        return fmt
     raise DataError(
         f"{uri}: cannot tell the format from the extension "
         f"(expected {sorted(_EXTENSIONS)}); pass format='parquet' or 'csv'"
@@ -482,7 +486,8 @@ def write_frame(
         DataRef with the sha256 of exactly the bytes written.
 
     Raises:
-        DataError: bad format, the frame cannot be serialised, or the destination is not writable.
+        DataError: bad format (or one the file extension contradicts), the frame cannot be
+            serialised, or the destination is not writable.
     """
     import pandas as pd
     import pyarrow as pa
@@ -490,6 +495,12 @@ def write_frame(
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{uri}: expected a pandas DataFrame, got {type(df).__name__}")
     fmt = _infer_format(uri, format)
+    named = _extension_format(uri)
+    if named is not None and named != fmt:
+        raise DataError(
+            f"{uri}: the extension says {named} but format={fmt!r}; "
+            f"pass format={named!r} or change the name"
+        )
     serialize = _serializer(fmt)
 
     def write(sink: IO[bytes]) -> None:

@@ -65,6 +65,7 @@ SECRET_KEYS = (
     "AIRFLOW__API__SECRET_KEY",
 )
 _NO_PROXY_HOSTS = ("127.0.0.1", "localhost")
+_AIRFLOW_ENV_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")
 _LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # Popen objects of the processes this interpreter started, so they can be reaped (no zombies).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -103,7 +104,8 @@ class StackConfig:
             this for smoke DAGs next to the project's DAGs).
         settings_file: Astro-format settings loaded into the metadata DB; default
             ``<project>/airflow_settings.yaml`` (skipped when missing).
-        extra_env: Extra environment for every process (e.g. AIRMLOPS_MODELS_DIR).
+        extra_env: Extra environment for every process, applied last (e.g. AIRMLOPS_MODELS_DIR,
+            or an ``AIRFLOW__SECTION__KEY`` override).
         receiver_mode: Failure mode of the Slack stand-in (see webhook_receiver.MODES).
         parallelism: AIRFLOW__CORE__PARALLELISM (task slots of the LocalExecutor).
         max_active_tasks: AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG.
@@ -277,8 +279,20 @@ def credentials(cfg: StackConfig) -> tuple[Path, tuple[str, str]]:
 
 
 # Environment ----------------------------------------------------------------------------------
+def _inherited_env() -> dict[str, str]:
+    """The caller's environment minus Airflow settings, so the stack is the same from any shell.
+
+    Use ``StackConfig.extra_env`` to override anything on purpose.
+    """
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_AIRFLOW_ENV_PREFIXES) and k not in ("AIRFLOW_HOME", "AIRFLOW_CONFIG")
+    }
+
+
 def _base_env(cfg: StackConfig) -> dict[str, str]:
-    env = dict(os.environ)
+    env = _inherited_env()
     env["PATH"] = os.pathsep.join([str(cfg.bin_dir), env.get("PATH", "")])
     for key in ("NO_PROXY", "no_proxy"):
         hosts = [h for h in env.get(key, "").split(",") if h]
@@ -321,7 +335,10 @@ def _dag_bundles(cfg: StackConfig) -> str:
 def airflow_env(cfg: StackConfig) -> dict[str, str]:
     """The full environment for every Airflow process of the stack, and so for its tasks.
 
-    Generates ``<home>/secrets.env`` on first use. The result contains secrets: never log it.
+    Airflow variables of the caller's environment (``AIRFLOW__*``, ``AIRFLOW_CONN_*``,
+    ``AIRFLOW_VAR_*``, ``AIRFLOW_HOME``, ``AIRFLOW_CONFIG``) are dropped so the stack behaves the
+    same from any shell; ``cfg.extra_env`` is applied last and can override anything. Generates
+    ``<home>/secrets.env`` on first use. The result contains secrets: never log it.
 
     Args:
         cfg: The stack configuration.
@@ -368,6 +385,7 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
             ),
         }
     )
+    env.update(cfg.extra_env)
     return env
 
 
@@ -506,6 +524,12 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _allowed_hosts(cfg: StackConfig) -> str:
+    """MLflow's Host-header allow-list: the bind host and localhost, with and without a port."""
+    hosts = dict.fromkeys([cfg.host, "127.0.0.1", "localhost"])
+    return ",".join([f"{h}:*" for h in hosts] + list(hosts))
+
+
 def _commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
     py, airflow, mlflow = (str(cfg.bin_dir / n) for n in ("python", "airflow", "mlflow"))
     base = _base_env(cfg)
@@ -528,7 +552,7 @@ def _commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
             + ["--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}"]
             + ["--artifacts-destination", str(mlflow_dir / "artifacts")]
             + ["--serve-artifacts", "--workers", "1"]
-            + ["--allowed-hosts", "127.0.0.1:*,localhost:*,127.0.0.1,localhost"],
+            + ["--allowed-hosts", _allowed_hosts(cfg)],
             mlflow_env,
         ),
         "api-server": ([airflow, "api-server"], af_env),
@@ -565,20 +589,23 @@ def _run_once(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str])
     with log_path.open("ab") as logf:
         logf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv[1:])}\n".encode())
         logf.flush()
-        result = subprocess.run(
-            argv,
-            cwd=cfg.root,
-            env=_launch_env(cfg, env),
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            timeout=900,
-            check=False,
-        )
-    if result.returncode != 0:
+        try:
+            result = subprocess.run(
+                argv,
+                cwd=cfg.root,
+                env=_launch_env(cfg, env),
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                timeout=900,
+                check=False,
+            )
+            failure = f"exit {result.returncode}" if result.returncode else ""
+        except subprocess.TimeoutExpired:
+            failure = "timed out after 900s"
+    if failure:
         raise StackError(
-            f"{name} failed (exit {result.returncode}); last lines of {log_path}:\n"
-            + _tail(log_path)
+            f"{name} failed ({failure}); last lines of {log_path}:\n" + _tail(log_path)
         )
 
 
@@ -745,7 +772,12 @@ def _initialize(cfg: StackConfig) -> None:
         )
 
 
-def _prepare_airflow_db(cfg: StackConfig) -> None:
+def _prepare_airflow_db(cfg: StackConfig, migrate: bool) -> None:
+    """Prepare the metadata DB.
+
+    Migrates it (first run, or a new Airflow version) when ``migrate`` is set, and loads the
+    settings file when it changed since the last load.
+    """
     state_file = cfg.airflow_home / ".airmlops_state.json"
     try:
         state = json.loads(state_file.read_text())
@@ -754,14 +786,14 @@ def _prepare_airflow_db(cfg: StackConfig) -> None:
     env = airflow_env(cfg)
     version = _airflow_version()
     db = cfg.airflow_home / "airflow.db"
-    if not db.exists() or state.get("airflow_version") != version:
+    if migrate and (not db.exists() or state.get("airflow_version") != version):
         log.info("migrating the Airflow metadata DB (%s)", db)
         _run_once(cfg, "airflow-db-migrate", [str(cfg.bin_dir / "airflow"), "db", "migrate"], env)
         state = {"airflow_version": version}
         state_file.write_text(json.dumps(state))
     settings_file = cfg.settings_file
     digest = _file_sha256(settings_file) if settings_file else None
-    if settings_file and digest and state.get("settings_sha256") != digest:
+    if db.exists() and digest and state.get("settings_sha256") != digest:
         log.info("loading %s into the metadata DB", settings_file)
         argv = [str(cfg.bin_dir / "python"), "-m", "airmlops.settings_loader", str(settings_file)]
         _run_once(cfg, "settings-loader", argv, env)
@@ -778,12 +810,18 @@ def _check_binaries(cfg: StackConfig) -> None:
 
 
 # Public lifecycle -----------------------------------------------------------------------------
+def _session_members(cfg: StackConfig, sid: int) -> set[int]:
+    """Live processes of this stack in session ``sid`` (a component's leftovers)."""
+    return {pid for pid in stack_processes(cfg) if (st := _proc_stat(pid)) and st[1] == sid}
+
+
 def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
     """Start whatever part of the stack is not running; a no-op when all is up.
 
-    First run: creates directories and secrets, migrates the Airflow DB, loads the settings file.
-    Then starts the Slack stand-in, MLflow and the four Airflow components, each in its own
-    process group.
+    First run: creates directories and secrets, migrates the Airflow DB, loads the settings file
+    (again whenever it changes). Then starts the Slack stand-in, MLflow and the four Airflow
+    components, each in its own process group and session. Leftovers of a component that died
+    (e.g. an orphaned worker still holding its port) are stopped before it is restarted.
 
     Args:
         cfg: The stack configuration.
@@ -801,20 +839,22 @@ def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
     _check_binaries(cfg)
     with _locked(cfg):
         _initialize(cfg)
-        running = {
-            name
-            for name in COMPONENTS
-            if (pid := _read_pid(cfg.pid_file(name))) and _is_ours(pid, cfg)
-        }
-        missing = [n for n in COMPONENTS if n not in running]
-        for name in missing:
+        missing = []
+        for name in COMPONENTS:
+            pid = _read_pid(cfg.pid_file(name))
+            if pid and _is_ours(pid, cfg):
+                continue
+            missing.append(name)
+            if pid and (leftovers := _session_members(cfg, pid)):
+                log.warning("%s died; stopping its %d leftover processes", name, len(leftovers))
+                _terminate(leftovers, timeout=10.0)
             cfg.pid_file(name).unlink(missing_ok=True)
         for name, port in _ports(cfg).items():
             if name in missing and not _port_free(cfg.host, port):
+                env_name = {"api-server": "AIRFLOW"}.get(name, name.upper())
                 raise StackError(
                     f"cannot start {name}: {cfg.host}:{port} is in use by another program "
-                    f"(choose another port, e.g. AIRMLOPS_{name.split('-')[0].upper()}_PORT, "
-                    "or stop that program)"
+                    f"(stop it, or choose another port with AIRMLOPS_{env_name}_PORT)"
                 )
         commands = _commands(cfg) if missing else {}
         # The receiver and MLflow need no metadata DB: start them while Airflow migrates.
@@ -822,10 +862,9 @@ def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
             if name in missing:
                 _start(cfg, name, *commands[name])
         airflow_missing = [n for n in missing if n not in ("receiver", "mlflow")]
-        if airflow_missing:
-            _prepare_airflow_db(cfg)
-            for name in airflow_missing:
-                _start(cfg, name, *commands[name])
+        _prepare_airflow_db(cfg, migrate=bool(airflow_missing))
+        for name in airflow_missing:
+            _start(cfg, name, *commands[name])
         if wait:
             _wait_healthy(cfg, list(COMPONENTS), cfg.startup_timeout)
     log.info(
@@ -836,63 +875,65 @@ def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
     return status(cfg)
 
 
-def _signal(pids: set[int], groups: set[int], sig: signal.Signals) -> None:
+def _signal(pids: set[int], sig: signal.Signals) -> None:
+    """Signal each process and its process group (never the caller's own group)."""
     own_group = os.getpgrp()
-    for pgid in groups:
-        if pgid != own_group:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, sig)
+    groups = set()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            groups.add(os.getpgid(pid))
+    for pgid in groups - {own_group}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
 
 
-def _process_groups(pids: set[int]) -> set[int]:
-    groups = set()
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            groups.add(os.getpgid(pid))
-    groups.discard(os.getpgrp())
-    return groups
-
-
-def _wait_gone(cfg: StackConfig, timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = stack_processes(cfg)
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
+def _terminate(pids: set[int], timeout: float) -> list[int]:
+    """SIGTERM, wait up to ``timeout``, SIGKILL what is left; return the survivors."""
+    _signal(pids, signal.SIGTERM)
+    for sig, wait in ((signal.SIGKILL, timeout), (None, 5.0)):
+        deadline = time.monotonic() + wait
+        while (alive := {p for p in pids if _alive(p)}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not alive:
+            return []
+        if sig is not None:
+            log.warning("SIGKILL to %d processes still running after %.0fs", len(alive), wait)
+            _signal(alive, sig)
+    return sorted(alive)
 
 
 def down(cfg: StackConfig, timeout: float = 20.0) -> None:
     """Stop every process of the stack and check that nothing is left.
 
-    SIGTERM to each component's process group and to every other process carrying the stack's
-    marker (task processes run in their own groups), SIGKILL after ``timeout`` seconds.
+    SIGTERM to every process of the stack and its process group (components lead their own
+    groups; Airflow task processes get groups of their own), SIGKILL after ``timeout`` seconds.
+    Then the stack's ports must be free.
 
     Args:
         cfg: The stack configuration.
         timeout: Seconds to wait after SIGTERM before SIGKILL.
 
     Raises:
-        StackError: Processes survived SIGKILL, or a stack port is still in use.
+        StackError: Processes survived SIGKILL, or a port is still in use after stopping.
     """
     started_at = time.monotonic()
+    stopped = 0
     with _locked(cfg):
-        pids = set(stack_processes(cfg))
-        if pids:
-            groups = _process_groups(pids)
+        # Twice: a component may have spawned a process while the first round stopped it.
+        for _ in range(2):
+            pids = set(stack_processes(cfg))
+            if not pids:
+                break
             log.info("stopping %d processes", len(pids))
-            _signal(pids, groups, signal.SIGTERM)
-            left = _wait_gone(cfg, timeout)
-            if left:
-                log.warning("SIGKILL to %d processes still running after %.0fs", len(left), timeout)
-                left_set = set(left)
-                _signal(left_set, groups | _process_groups(left_set), signal.SIGKILL)
-                left = _wait_gone(cfg, 5.0)
+            stopped += len(pids)
+            left = _terminate(pids, timeout)
             if left:
                 raise StackError(f"processes of the stack survived SIGKILL: {left}")
+        if left := stack_processes(cfg):
+            raise StackError(f"processes of the stack are still running: {left}")
         for name in COMPONENTS:
             cfg.pid_file(name).unlink(missing_ok=True)
         for pid, child in list(_CHILDREN.items()):
@@ -900,10 +941,13 @@ def down(cfg: StackConfig, timeout: float = 20.0) -> None:
                 _CHILDREN.pop(pid, None)
         deadline = time.monotonic() + 5.0
         while busy := [f"{n} ({p})" for n, p in _ports(cfg).items() if not _port_free(cfg.host, p)]:
+            if not stopped:  # not ours: the stack was not running
+                log.warning("ports in use by other programs: %s", ", ".join(busy))
+                break
             if time.monotonic() > deadline:
                 raise StackError(f"ports still in use after stopping the stack: {busy}")
             time.sleep(0.2)
-    log.info("stack down in %.1fs", time.monotonic() - started_at)
+    log.info("stack down in %.1fs (%d processes stopped)", time.monotonic() - started_at, stopped)
 
 
 # CLI ------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Every POST (any path) is recorded as one JSON line ``{"received_at", "path", "status", "body"}``
 appended to a JSON-lines file, and answered like Slack answers (200 ``ok``). ``body`` is the parsed
-JSON payload when the request carries JSON (or a form field ``payload=<json>``), else the raw text.
+JSON payload when the request carries JSON (or a form field ``payload=<json>``), else the raw text;
+``status`` is the HTTP status answered (0 in ``hang`` mode). Attempts are recorded in every mode.
 
 Other endpoints:
     GET /health    200 ``ok`` (in every mode, so the stack can health-check it).

@@ -3,17 +3,18 @@
 One stack per test session, in a temporary home on free ports, started by the same code as
 ``make up`` (airmlops_core.localstack). It parses the project's dags/ plus a smoke DAG bundle
 written here (``SMOKE_DAG_ID``), and is always stopped at the end, with a check that none of its
-processes is left. AIRMLOPS_MODELS_DIR is passed through to the stack when set.
+processes is left. Its model specs are the demo models the tests use plus the test-only specs
+in tests/integration/specs, with schedules removed so that only the tests trigger runs.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from airmlops_core.airflow_api import AirflowClient
 from airmlops_core.localstack import StackConfig, credentials, down, stack_processes, up
@@ -60,6 +61,22 @@ airmlops_smoke()
 '''
 
 
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+TEST_MODELS = ("customer_churn",)
+
+
+def integration_models(target: Path) -> Path:
+    """Demo specs the tests use plus test-only specs, all manual (no schedule)."""
+    target.mkdir(parents=True, exist_ok=True)
+    sources = [PROJECT_DIR / "include" / "models" / f"{m}.yaml" for m in TEST_MODELS]
+    sources += sorted((Path(__file__).parent / "specs").glob("*.yaml"))
+    for src in sources:
+        spec = yaml.safe_load(src.read_text())
+        spec.pop("schedules", None)
+        (target / src.name).write_text(yaml.safe_dump(spec, sort_keys=False))
+    return target
+
+
 def free_ports(count: int) -> list[int]:
     """Distinct free TCP ports on 127.0.0.1 (bound together to port 0, then released)."""
     sockets = []
@@ -80,9 +97,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
     home = tmp_path_factory.mktemp("stack")
     smoke_dags = tmp_path_factory.mktemp("smoke_dags")
     (smoke_dags / "airmlops_smoke.py").write_text(SMOKE_DAG)
-    extra_env = {}
-    if os.environ.get("AIRMLOPS_MODELS_DIR"):
-        extra_env["AIRMLOPS_MODELS_DIR"] = str(Path(os.environ["AIRMLOPS_MODELS_DIR"]).absolute())
+    models = integration_models(tmp_path_factory.mktemp("models"))
+    extra_env = {"AIRMLOPS_MODELS_DIR": str(models)}
     airflow_port, mlflow_port, receiver_port = free_ports(3)
     cfg = StackConfig(
         home=home,

@@ -282,6 +282,12 @@ def test_format_comes_from_extension_or_argument(tmp_path: Path, frame: pd.DataF
         data.read_frame(pq_ext.uri, format="json")
 
 
+def test_write_refuses_format_contradicting_extension(tmp_path: Path, frame: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match="the extension says csv but format='parquet'"):
+        data.write_frame(frame, str(tmp_path / "t.csv"))
+    assert os.listdir(tmp_path) == []
+
+
 def test_relative_and_unsupported_uris_are_rejected(frame: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="relative path"):
         data.read_frame("data/x.parquet")
