@@ -29,7 +29,7 @@ def flights() -> pd.DataFrame:
     return pd.DataFrame({
         "flight_id": df["rownames"].astype("int64"),
         "month": df["month"].astype("int64"),
-        "day_of_week": date.dt.dayofweek.astype("int64"),
+        "day_of_week": date.dt.day_of_week.astype("int64"),
         "sched_dep_hour": (df["sched_dep_time"] // 100).astype("float64"),
         "sched_arr_hour": (df["sched_arr_time"] // 100).astype("float64"),
         "distance": df["distance"].astype("float64"),

@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airmlops.hooks.mlflow import MlflowHook
+from airmlops.hooks.mlflow_hook import MlflowHook
 
 
 class ModelOperator(BaseOperator):
