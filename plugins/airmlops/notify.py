@@ -16,10 +16,8 @@ log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 5
 
-RUN_LINK = (
-    "<{{ conf.get('api', 'base_url', fallback='http://127.0.0.1:8080').rstrip('/') }}"
-    "/dags/{{ dag.dag_id }}/runs/{{ run_id | urlencode }}|Airflow run {{ run_id }}>"
-)
+# ti.log_url is <api base_url>/dags/<dag>/runs/<run>/tasks/<task>?try_number=N
+RUN_LINK = "<{{ ti.log_url.split('/tasks/')[0] }}|Airflow run {{ run_id }}>"
 
 FAILURE_TEXT = (
     ":red_circle: *{{ dag.dag_id }}* failed at task `{{ ti.task_id }}` "
