@@ -172,6 +172,13 @@ class AirflowClient:
         run = self.request("POST", f"/api/v2/dags/{_seg(dag_id)}/dagRuns", json=body)
         return run["dag_run_id"]
 
+    def dag_runs(self, dag_id: str, states: list[str] | None = None) -> list[dict[str, Any]]:
+        """Runs of a DAG, oldest first, optionally only those in `states`."""
+        params: dict[str, Any] = {"order_by": "run_after"}
+        if states:
+            params["state"] = states
+        return self.get(f"/api/v2/dags/{_seg(dag_id)}/dagRuns", params=params)["dag_runs"]
+
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """One DAG run."""
         return self.get(f"/api/v2/dags/{_seg(dag_id)}/dagRuns/{_seg(run_id)}")

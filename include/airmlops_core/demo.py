@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 DEMO_TAG = "demo"
 DAG_TIMEOUT_S = 180
 RUN_TIMEOUT_S = 900
+SCHEDULED_RUN_GRACE_S = 10
 
 
 @dataclass
@@ -65,6 +67,25 @@ def summarize(cfg: StackConfig, model: str) -> ModelSummary:
     return ModelSummary(model, runs, version, registry.CHALLENGER, metrics, url)
 
 
+def _active_or_new_run(api: AirflowClient, dag_id: str) -> str:
+    """A run of dag_id to wait for: the scheduler's first run when it makes one, else a new one.
+
+    A DAG with a schedule gets a run as soon as the scheduler sees it; triggering another
+    would only train the same model twice.
+    """
+    deadline = time.monotonic() + SCHEDULED_RUN_GRACE_S
+    while True:
+        runs = api.dag_runs(dag_id, states=["queued", "running"])
+        if runs:
+            log.info("waiting for %s run %s", dag_id, runs[0]["dag_run_id"])
+            return str(runs[0]["dag_run_id"])
+        if time.monotonic() > deadline:
+            run_id = api.trigger(dag_id)
+            log.info("triggered %s (%s)", dag_id, run_id)
+            return run_id
+        time.sleep(1)
+
+
 def run_demo(cfg: StackConfig, *, retrain: bool = False) -> list[ModelSummary]:
     """Train every demo model that has no challenger yet (all with retrain), then summarize."""
     from mlflow import MlflowClient
@@ -80,8 +101,7 @@ def run_demo(cfg: StackConfig, *, retrain: bool = False) -> list[ModelSummary]:
             continue
         dag_id = f"{s.name}__train"
         api.wait_for_dag(dag_id, timeout=DAG_TIMEOUT_S)
-        pending[dag_id] = api.trigger(dag_id)
-        log.info("triggered %s (%s)", dag_id, pending[dag_id])
+        pending[dag_id] = _active_or_new_run(api, dag_id)
     failed = []
     for dag_id, run_id in pending.items():
         state = api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)

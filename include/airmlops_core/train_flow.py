@@ -118,10 +118,12 @@ def train_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, Any], *, tracki
 def _log_inputs(spec: ModelSpec, refs: dict[str, Any], train: Any) -> None:
     """Record the train and holdout files as MLflow dataset inputs, digests included."""
     import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
 
     for context, key in (("training", "train"), ("holdout", "holdout")):
         ref = data.DataRef.from_dict(refs[key])
-        ds = mlflow.data.from_pandas(train.head(0) if key != "train" else train,
+        # the holdout has the train file's schema; its digest is the file's own hash
+        ds = from_pandas(train.head(0) if key != "train" else train,
                                      source=ref.uri, targets=spec.target,
                                      name=f"{spec.name}-{key}", digest=ref.sha256[:16])
         mlflow.log_input(ds, context=context,

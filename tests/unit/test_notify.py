@@ -40,7 +40,8 @@ def test_success_text_links_airflow_and_mlflow(context: dict) -> None:
 
 def test_failure_text_names_task_and_error(context: dict) -> None:
     text = render(notify.FAILURE_TEXT, exception=ValueError("no such file x.parquet"), **context)
-    assert "`register`" in text and "no such file x.parquet" in text
+    assert "`register`" in text
+    assert "no such file x.parquet" in text
     assert "|task log>" in text
 
 

@@ -67,7 +67,8 @@ def test_full_path_and_idempotent_retries(churn_spec, env, mlflow_url: str) -> N
                                      tracking_uri=mlflow_url, spec_sha="s1")
     again = train_flow.register_step(churn_spec, c, refs, retried, evaluated,
                                      tracking_uri=mlflow_url, spec_sha="s1")
-    assert first["created"] is True and again["created"] is False
+    assert first["created"] is True
+    assert again["created"] is False
     assert again["version"] == first["version"]
     client = MlflowClient(mlflow_url)
     assert registry.alias_version(client, "customer_churn", "challenger") == first["version"]
@@ -91,7 +92,8 @@ def test_twin_versions_from_a_lost_response_are_removed(churn_spec, env, mlflow_
     evaluated = {"metrics": {"roc_auc": 0.8}, "floor_failures": []}
     out = train_flow.register_step(churn_spec, c, refs, trained, evaluated,
                                    tracking_uri=mlflow_url, spec_sha="s1")
-    assert out["version"] == str(twin.version) and out["created"] is False
+    assert out["version"] == str(twin.version)
+    assert out["created"] is False
     client = MlflowClient(mlflow_url)
     assert len(registry.versions_with_key(client, "customer_churn", key)) == 1
 
