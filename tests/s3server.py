@@ -21,13 +21,14 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from airmlops_core.ports import free_ports, port_free
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +68,6 @@ def find_weed() -> str:
     return found
 
 
-def _free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on HOST (held open together so they cannot repeat)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
 def _admin_ports() -> tuple[int, int]:
     """An admin port p with p + 10000 also free.
 
@@ -98,8 +75,8 @@ def _admin_ports() -> tuple[int, int]:
     -admin.port.grpc says (seaweedfs 4.48), so keep the two consistent.
     """
     for _ in range(200):
-        (p,) = _free_ports(1)
-        if p + 10000 <= 65535 and _port_free(p + 10000):
+        (p,) = free_ports(1)
+        if p + 10000 <= 65535 and port_free(p + 10000):
             return p, p + 10000
     raise RuntimeError("no free port pair for the SeaweedFS admin server")
 
@@ -170,7 +147,7 @@ class SeaweedS3:
         }
         config.write_text(json.dumps({"identities": [identity]}))
         config.chmod(0o600)
-        self.ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+        self.ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
         self.ports["admin.port"], self.ports["admin.port.grpc"] = _admin_ports()
         logs = self.base_dir / "logs"
         logs.mkdir(exist_ok=True)
@@ -282,7 +259,7 @@ class SeaweedS3:
     def _busy_ports(self, wait: float) -> dict[str, int]:
         deadline = time.monotonic() + wait
         while True:
-            busy = {f: p for f, p in self.ports.items() if not _port_free(p)}
+            busy = {f: p for f, p in self.ports.items() if not port_free(p)}
             if not busy or time.monotonic() > deadline:
                 return busy
             time.sleep(0.1)

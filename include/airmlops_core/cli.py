@@ -47,9 +47,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the local stack, run the demo, print where everything is."""
-    from airmlops_core import demo, localstack
+    from airmlops_core import demo, demo_data, localstack
 
     cfg = localstack.StackConfig()
+    demo_data.write_all(cfg.root / "data")  # before Airflow starts: scheduled runs read it
     localstack.up(cfg)
     summaries = demo.run_demo(cfg, retrain=args.retrain)
     print(localstack._summary(cfg))

@@ -108,15 +108,19 @@ def _file_uri_path(uri: str) -> str:
     return unquote(parts.path)
 
 
-def _local_path(uri: str) -> Path:
-    """The absolute local path of a plain path or file:// URI."""
+def _plain_path(uri: str) -> str:
+    """A plain path or file:// URI as a path string (may be relative)."""
     if uri.startswith("file:"):
-        path = _file_uri_path(uri)
-    elif "://" in uri:
+        return _file_uri_path(uri)
+    if "://" in uri:
         scheme = uri.split("://", 1)[0]
         raise DataError(f"{uri}: unsupported URI scheme '{scheme}' (use a local path or s3://)")
-    else:
-        path = os.path.expanduser(uri)
+    return os.path.expanduser(uri)
+
+
+def _local_path(uri: str) -> Path:
+    """The absolute local path of a plain path or file:// URI."""
+    path = _plain_path(uri)
     if not os.path.isabs(path):
         raise DataError(f"{uri}: relative path; resolve it with resolve_uri(uri, base_dir) first")
     return Path(os.path.normpath(path))
@@ -142,13 +146,7 @@ def resolve_uri(uri: str, base_dir: str | Path) -> str:
         if not uri[len("s3://") :].split("/", 1)[0]:
             raise DataError(f"{uri}: S3 URI without a bucket")
         return uri
-    if uri.startswith("file:"):
-        path = _file_uri_path(uri)
-    elif "://" in uri:
-        scheme = uri.split("://", 1)[0]
-        raise DataError(f"{uri}: unsupported URI scheme '{scheme}' (use a local path or s3://)")
-    else:
-        path = os.path.expanduser(uri)
+    path = _plain_path(uri)
     if not os.path.isabs(path):
         path = os.path.join(os.path.abspath(os.path.expanduser(str(base_dir))), path)
     return os.path.normpath(path)

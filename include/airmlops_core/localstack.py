@@ -34,7 +34,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from airmlops_core import settings
+from airmlops_core.ports import port_free
 
 log = logging.getLogger(__name__)
 
@@ -495,16 +495,6 @@ def stack_processes(cfg: StackConfig) -> list[int]:
     return sorted(pids)
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _ports(cfg: StackConfig) -> dict[str, int]:
     return {
         "receiver": cfg.receiver_port,
@@ -850,7 +840,7 @@ def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
                 _terminate(leftovers, timeout=10.0)
             cfg.pid_file(name).unlink(missing_ok=True)
         for name, port in _ports(cfg).items():
-            if name in missing and not _port_free(cfg.host, port):
+            if name in missing and not port_free(port, cfg.host):
                 env_name = {"api-server": "AIRFLOW"}.get(name, name.upper())
                 raise StackError(
                     f"cannot start {name}: {cfg.host}:{port} is in use by another program "
@@ -940,7 +930,7 @@ def down(cfg: StackConfig, timeout: float = 20.0) -> None:
             if child.poll() is not None:
                 _CHILDREN.pop(pid, None)
         deadline = time.monotonic() + 5.0
-        while busy := [f"{n} ({p})" for n, p in _ports(cfg).items() if not _port_free(cfg.host, p)]:
+        while busy := [f"{n} ({p})" for n, p in _ports(cfg).items() if not port_free(p, cfg.host)]:
             if not stopped:  # not ours: the stack was not running
                 log.warning("ports in use by other programs: %s", ", ".join(busy))
                 break

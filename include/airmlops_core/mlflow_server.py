@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,12 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+from airmlops_core.ports import free_ports
 
 
 def server_argv(root: Path, host: str, port: int, bin_dir: Path | None = None) -> list[str]:
@@ -36,7 +30,7 @@ SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TEL
 def mlflow_server(root: Path, *, timeout: float = 120.0) -> Iterator[str]:
     """Run a server storing under `root`; yield its URL; stop its whole process group."""
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    (port,) = free_ports(1)
     log = (root / "server.log").open("ab")
     proc = subprocess.Popen(server_argv(root, "127.0.0.1", port), env={**os.environ, **SERVER_ENV},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -9,7 +9,6 @@ in tests/integration/specs, with schedules removed so that only the tests trigge
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import yaml
 
 from airmlops_core.airflow_api import AirflowClient
 from airmlops_core.localstack import StackConfig, credentials, down, stack_processes, up
+from airmlops_core.ports import free_ports
 
 SMOKE_DAG_ID = "airmlops_smoke"
 
@@ -75,20 +75,6 @@ def integration_models(target: Path) -> Path:
         spec.pop("schedules", None)
         (target / src.name).write_text(yaml.safe_dump(spec, sort_keys=False))
     return target
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (bound together to port 0, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture(scope="session")
