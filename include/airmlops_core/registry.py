@@ -92,3 +92,53 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
             return None
         raise
+
+
+class PromotionConflict(RuntimeError):
+    """The champion moved since the gate compared against it: re-evaluate, never overwrite."""
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """Where `champion` and `previous_champion` point after a promotion or rollback."""
+
+    name: str
+    champion: str
+    previous_champion: str | None
+    changed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "champion": self.champion,
+                "previous_champion": self.previous_champion, "changed": self.changed}
+
+
+def move_champion(client: MlflowClient, name: str, new_version: str, *,
+                  expected_champion: str | None, tags: dict[str, str] | None = None) -> AliasMove:
+    """Point `champion` at `new_version`, `previous_champion` at the old one (compare-and-set).
+
+    The evidence tags land on the new version first, then `previous_champion` moves (the
+    champion still answers), then `champion`: no intermediate state leaves an alias dangling
+    or lost, and a retry after any failure converges. A retry that finds `champion` already
+    at `new_version` (its own earlier try) completes without moving anything.
+
+    Raises:
+        PromotionConflict: `champion` points neither at `expected_champion` nor at
+            `new_version`, i.e. someone else promoted in between.
+    """
+    current = alias_version(client, name, CHAMPION)
+    if current == str(new_version):
+        return AliasMove(name, str(new_version), alias_version(client, name, PREVIOUS_CHAMPION),
+                         changed=False)
+    if current != (str(expected_champion) if expected_champion is not None else None):
+        raise PromotionConflict(f"{name}: champion is version {current}, but the gate compared "
+                                f"against {expected_champion}; re-evaluate")
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(name, str(new_version), key, value)
+    if current is not None:
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, current)
+    client.set_registered_model_alias(name, CHAMPION, str(new_version))
+    after = alias_version(client, name, CHAMPION)
+    if after != str(new_version):
+        raise PromotionConflict(f"{name}: champion is {after} right after moving it to "
+                                f"{new_version}: a concurrent promotion interleaved")
+    return AliasMove(name, str(new_version), current, changed=True)
