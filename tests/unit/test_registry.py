@@ -38,7 +38,8 @@ def test_first_promotion_and_then_a_second(versions) -> None:
     assert alias_version(client, name, registry.PREVIOUS_CHAMPION) == v1
     # a retry of the same promotion converges without moving anything
     again = move_champion(client, name, v2, expected_champion=v1)
-    assert again.changed is False and again.previous_champion == v1
+    assert again.changed is False
+    assert again.previous_champion == v1
 
 
 def test_stale_expectation_is_refused_and_changes_nothing(versions) -> None:
