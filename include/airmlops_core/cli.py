@@ -39,6 +39,26 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile_suite(args: argparse.Namespace) -> int:
+    """Draft a model's expectation suite from its spec's training data, for review."""
+    from airmlops_core import data, data_checks
+    from airmlops_core.spec import load_spec
+
+    spec = load_spec(args.models_dir / f"{args.model}.yaml")
+    if spec.source.kind != "file" or not spec.source.uri:
+        print(f"{args.model}: profile-suite reads local files; pass a reference file with "
+              "`python -m airmlops_core.data_checks profile`", file=sys.stderr)
+        return 2
+    window = spec.source.window
+    out = args.out or data_checks.suite_path(spec.name)
+    data_checks.profile_to_file(
+        data.resolve_uri(spec.source.uri, settings.data_dir()), spec.name, spec.target, out,
+        [spec.row_key] if spec.row_key else [],
+        window=(window.column, window.start, window.end) if window else None)
+    print(f"wrote {out}: review it, then commit it")
+    return 0
+
+
 def cmd_stack(args: argparse.Namespace) -> int:
     from airmlops_core import localstack
 
@@ -71,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo-data", help="write the demo datasets")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_demo_data)
+    p = sub.add_parser("profile-suite", help="draft a model's expectation suite from its data")
+    p.add_argument("model")
+    p.add_argument("--models-dir", type=Path, default=settings.models_dir())
+    p.add_argument("--out", type=Path, help="default: include/expectations/<model>.yaml")
+    p.set_defaults(func=cmd_profile_suite)
     p = sub.add_parser("stack", help="the local stack")
     p.add_argument("action", choices=["up", "down", "status"])
     p.set_defaults(func=cmd_stack)

@@ -153,6 +153,26 @@ class Schedules(_Strict):
         return v
 
 
+class Promotion(_Strict):
+    """How the validate gate decides between the champion and a challenger."""
+
+    metric: str | None = None  # default: metrics.primary
+    margin: float = 0.0  # the lower CI bound of the improvement must exceed this
+    level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    n_boot: int = Field(default=1000, ge=200, le=20000)
+    segments: list[str] = Field(default_factory=list)  # metric floors hold per segment too
+    fairness_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
+    fairness_max_gap: float | None = Field(default=None, ge=0.0, le=1.0)
+    human_approval: bool = False
+
+
+class DataChecks(_Strict):
+    """The Great Expectations gate: suite file and quarantine location."""
+
+    suite: str | None = None  # default include/expectations/<model>.yaml
+    quarantine_uri: str | None = None  # default <local>/quarantine/<model>
+
+
 class Alerts(_Strict):
     channel: str = "#ml-alerts"
     conn_id: str = "slack_alerts"
@@ -174,6 +194,8 @@ class ModelSpec(_Strict):
     split: Split = Field(default_factory=Split)
     metrics: Metrics
     schedules: Schedules = Field(default_factory=Schedules)
+    promotion: Promotion = Field(default_factory=Promotion)
+    data_checks: DataChecks = Field(default_factory=DataChecks)
     alerts: Alerts = Field(default_factory=Alerts)
     tags: list[str] = Field(default_factory=list)
 
@@ -194,8 +216,11 @@ class ModelSpec(_Strict):
             raise ValueError(f"row_key '{self.row_key}' must not be a feature or the target")
         if self.sensitive_features and self.target in self.sensitive_features:
             raise ValueError(f"target '{self.target}' cannot be a sensitive feature")
+        if self.target in self.promotion.segments:
+            raise ValueError(f"target '{self.target}' cannot be a promotion segment")
         allowed = REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
-        for metric in [self.metrics.primary, *self.metrics.floors]:
+        gate_metric = [self.promotion.metric] if self.promotion.metric else []
+        for metric in [self.metrics.primary, *self.metrics.floors, *gate_metric]:
             if metric not in allowed:
                 raise ValueError(f"metric '{metric}' does not apply to task '{self.task}'; "
                                  f"choose from {sorted(allowed)}")
@@ -205,7 +230,13 @@ class ModelSpec(_Strict):
     def columns(self) -> list[str]:
         """Every column the model reads: row key, features, target, sensitive extras."""
         cols = ([self.row_key] if self.row_key else []) + self.features.all + [self.target]
-        return cols + [c for c in self.sensitive_features if c not in cols]
+        extras = [*self.sensitive_features, *self.promotion.segments]
+        return cols + [c for c in dict.fromkeys(extras) if c not in cols]
+
+    @property
+    def gate_metric(self) -> str:
+        """The metric champion and challenger are compared on."""
+        return self.promotion.metric or self.metrics.primary
 
     @property
     def is_classifier(self) -> bool:

@@ -9,14 +9,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
 from airmlops import assets, notify
+from airmlops.operators.checks import CheckTrainingDataOperator
 from airmlops.operators.train import (
     EvaluateModelOperator,
     ExtractTrainingDataOperator,
     RegisterModelOperator,
     TrainModelOperator,
+)
+from airmlops.operators.validate import (
+    CheckHoldoutOperator,
+    GateOperator,
+    PromoteOperator,
+    RejectOperator,
+    ResolveCandidateOperator,
+    RollbackOperator,
 )
 from airmlops_core import settings
 from airmlops_core.spec import ModelSpec, SpecError, load_specs
@@ -56,8 +65,10 @@ def train_dag(spec: ModelSpec) -> DAG:
     ) as dag:
         common = {"model_name": spec.name}
         extract = ExtractTrainingDataOperator(task_id="extract", **common)
+        check = CheckTrainingDataOperator(task_id="check_data", refs=extract.output, **common)
         train = TrainModelOperator(task_id="train", refs=extract.output, pool="ml_training",
                                    **common)
+        check >> train
         evaluate = EvaluateModelOperator(task_id="evaluate", refs=extract.output,
                                          trained=train.output, **common)
         RegisterModelOperator(
@@ -68,11 +79,86 @@ def train_dag(spec: ModelSpec) -> DAG:
 
 
 TRAIN_DOC = """### Train `{name}`
-Extracts the spec's training window, freezes a train/holdout split, fits `{estimator}` in a
+Extracts the spec's training window, checks it against the expectation suite (fails closed and
+quarantines a bad batch), freezes a train/holdout split, fits `{estimator}` in a
 scikit-learn Pipeline, evaluates it on the holdout and registers a new MLflow model version
 with alias `challenger`, then emits the `model/{name}/candidate` Asset.
 Spec: `include/models/{name}.yaml`.
 """
+
+
+def validate_dag(spec: ModelSpec) -> DAG:
+    """`<model>__validate`: on each candidate, gate the challenger and promote or reject it."""
+    with DAG(
+        dag_id=f"{spec.name}__validate",
+        description=f"Promotion gate of {spec.name}",
+        doc_md=VALIDATE_DOC.format(name=spec.name, metric=spec.gate_metric,
+                                   margin=spec.promotion.margin),
+        schedule=[assets.candidate(spec.name)],
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,  # at most one promotion at a time per model
+        tags=dag_tags(spec, "validate"),
+        default_args=default_args(spec),
+    ) as dag:
+        common = {"model_name": spec.name}
+        resolve = ResolveCandidateOperator(task_id="resolve", **common)
+        check = CheckHoldoutOperator(task_id="check_holdout", resolved=resolve.output, **common)
+        gate = GateOperator(task_id="gate", resolved=resolve.output, checked=check.output,
+                            **common)
+        approval = None
+        if spec.promotion.human_approval:
+            from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+            approve = ApprovalOperator(
+                task_id="approve", subject=f"Promote {spec.name}?",
+                body="{{ ti.xcom_pull(task_ids='gate')['message'] }}", retries=0)
+            gate >> approve
+            approval = approve.output
+        notify_done = [notify.success_notifier(spec.alerts.conn_id)]
+        promote = PromoteOperator(task_id="promote", gated=gate.output, approval=approval,
+                                  outlets=[assets.champion(spec.name)],
+                                  on_success_callback=notify_done, **common)
+        reject = RejectOperator(task_id="reject", gated=gate.output,
+                                on_success_callback=notify_done, **common)
+        gate >> [promote, reject]
+    return dag
+
+
+VALIDATE_DOC = """### Validate `{name}`
+Runs on every new candidate (Asset `model/{name}/candidate`) or by hand. Checks the holdout with
+the expectation suite, applies the metric floors (per segment too), compares the challenger with
+the champion on the same frozen holdout ({metric}, paired bootstrap interval; the lower bound
+must clear {margin}), checks fairness gaps, then moves `champion` (compare-and-set, evidence as
+version tags, emits `model/{name}/champion`) or tags the challenger `rejected`.
+"""
+
+
+def rollback_dag(spec: ModelSpec) -> DAG:
+    """`<model>__rollback`: a manual form that re-points `champion` and records why."""
+    with DAG(
+        dag_id=f"{spec.name}__rollback",
+        description=f"Roll back the champion of {spec.name}",
+        doc_md=f"### Roll back `{spec.name}`\nRe-points `champion` at a chosen version or at "
+               "`previous_champion`, records who and why as version tags, and notifies.",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=dag_tags(spec, "rollback"),
+        default_args=default_args(spec),
+        params={
+            "target": Param("previous_champion", type="string",
+                            description="A version number, or previous_champion"),
+            "reason": Param("", type="string", minLength=3,
+                            description="Why (recorded on the version)"),
+        },
+    ) as dag:
+        RollbackOperator(task_id="rollback", model_name=spec.name,
+                         target="{{ params.target }}", reason="{{ params.reason }}",
+                         outlets=[assets.champion(spec.name)],
+                         on_success_callback=[notify.success_notifier(spec.alerts.conn_id)])
+    return dag
 
 
 def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
@@ -80,7 +166,7 @@ def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     specs, _ = load_specs(models_dir or settings.models_dir())
     dags: dict[str, DAG] = {}
     for spec in specs.values():
-        for dag in (train_dag(spec),):
+        for dag in (train_dag(spec), validate_dag(spec), rollback_dag(spec)):
             dags[dag.dag_id] = dag
     return dags
 

@@ -89,9 +89,10 @@ def test_no_import_errors(parsed: dict) -> None:
     assert parsed["errors"] == {}
 
 
-def test_every_demo_model_has_a_train_dag(parsed: dict) -> None:
+def test_every_demo_model_has_its_dags(parsed: dict) -> None:
     for model in ("flight_delay", "diamond_price", "customer_churn"):
-        assert f"{model}__train" in parsed["dags"]
+        for pipeline in ("train", "validate", "rollback"):
+            assert f"{model}__{pipeline}" in parsed["dags"]
 
 
 def test_parsing_imports_nothing_heavy(parsed: dict) -> None:
@@ -115,7 +116,10 @@ def test_tags_retries_docs_and_alerts(parsed: dict) -> None:
 
 def test_train_dag_shape(parsed: dict) -> None:
     assert list(parsed["dags"]["customer_churn__train"]["tasks"]) == [
-        "extract", "train", "evaluate", "register"]
+        "extract", "check_data", "train", "evaluate", "register"]
+    assert list(parsed["dags"]["customer_churn__validate"]["tasks"]) == [
+        "resolve", "check_holdout", "gate", "promote", "reject"]
+    assert list(parsed["dags"]["customer_churn__rollback"]["tasks"]) == ["rollback"]
 
 
 def test_bad_spec_breaks_only_its_own_dags(tmp_path: Path) -> None:
@@ -125,7 +129,7 @@ def test_bad_spec_breaks_only_its_own_dags(tmp_path: Path) -> None:
     bad["task"] = "forecasting"
     (models / "diamond_price.yaml").write_text(yaml.safe_dump(bad))
     result = parse(PROJECT_DIR / "dags", models)
-    assert "diamond_price__train" not in result["dags"]
+    assert not [d for d in result["dags"] if d.startswith("diamond_price__")]
     assert "flight_delay__train" in result["dags"]
     assert "customer_churn__train" in result["dags"]
     [(path, message)] = result["errors"].items()

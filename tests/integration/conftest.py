@@ -73,6 +73,8 @@ def integration_models(target: Path) -> Path:
     for src in sources:
         spec = yaml.safe_load(src.read_text())
         spec.pop("schedules", None)
+        if spec["name"] == "customer_churn":  # weak challengers in the tests must clear floors
+            spec["metrics"]["floors"] = {"roc_auc": 0.6}
         (target / src.name).write_text(yaml.safe_dump(spec, sort_keys=False))
     return target
 

@@ -46,7 +46,8 @@ def test_train_run_succeeds(train_run: dict, airflow_api: Any) -> None:
     tis = airflow_api.task_instances(train_run["dag_id"], train_run["run_id"])
     states = {t["task_id"]: t["state"] for t in tis}
     assert train_run["state"] == "success", states
-    assert states == {t: "success" for t in ("extract", "train", "evaluate", "register")}
+    assert states == {t: "success" for t in ("extract", "check_data", "train", "evaluate",
+                                              "register")}
 
 
 def test_registered_version_has_alias_tags_and_metrics(train_run: dict, stack: Any) -> None:

@@ -156,3 +156,24 @@ def test_several_problems_reported_at_once(tmp_path: Path) -> None:
 def test_spec_hash_tracks_content() -> None:
     assert spec_hash(b"a") == spec_hash(b"a")
     assert spec_hash(b"a") != spec_hash(b"b")
+
+
+@pytest.mark.parametrize(("body", "field", "message"), [
+    ({**GOOD, "promotion": {"metric": "rmse"}}, "(top level)", "does not apply"),
+    ({**GOOD, "promotion": {"level": 1.5}}, "promotion.level", "less than 1"),
+    ({**GOOD, "promotion": {"n_boot": 10}}, "promotion.n_boot", "greater than or equal to 200"),
+    ({**GOOD, "promotion": {"segments": ["y"]}}, "(top level)", "promotion segment"),
+    ({**GOOD, "data_checks": {"suit": "x"}}, "data_checks.suit", "Extra inputs"),
+])
+def test_bad_promotion_settings(tmp_path: Path, body: dict, field: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    assert any(f == field and message in m for f, m in info.value.problems), str(info.value)
+
+
+def test_promotion_defaults_and_segment_columns(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, {**GOOD, "promotion": {"segments": ["region"]},
+                                      "sensitive_features": ["region", "gender"]}))
+    assert spec.gate_metric == "roc_auc"
+    assert spec.promotion.margin == 0.0
+    assert spec.columns[-2:] == ["region", "gender"]

@@ -54,12 +54,15 @@ class ModelOperator(BaseOperator):
 
     def execute(self, context: Any) -> Any:
         from airmlops_core.data import DataError
+        from airmlops_core.registry import PromotionConflict
         from airmlops_core.spec import SpecError
         from airmlops_core.training import EstimatorError
+        from airmlops_core.validate_flow import DataCheckFailed, GateError
 
         try:
             return self.run(context)
-        except (SpecError, DataError, EstimatorError) as exc:
+        except (SpecError, DataError, EstimatorError, DataCheckFailed, GateError,
+                PromotionConflict) as exc:
             raise AirflowFailException(str(exc)) from exc
 
     def run(self, context: Any) -> Any:

@@ -1,0 +1,127 @@
+"""Operators of the validate gate and of rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airmlops.operators.base import ModelOperator
+
+AUTO_APPROVER = "gate (automatic)"
+
+
+class ResolveCandidateOperator(ModelOperator):
+    """Pin the challenger, the champion it is compared against, and the frozen holdout."""
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import validate_flow
+
+        return validate_flow.resolve_step(self.spec, tracking_uri=self.tracking_uri())
+
+
+class CheckHoldoutOperator(ModelOperator):
+    """Great Expectations on the holdout; the result is evidence for the gate."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "resolved")
+
+    def __init__(self, *, resolved: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resolved = resolved
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import validate_flow
+
+        return validate_flow.check_holdout_step(self.spec, self.run_context(context),
+                                                self.resolved, tracking_uri=self.tracking_uri())
+
+
+class GateOperator(ModelOperator):
+    """Floors, champion vs challenger with a confidence interval, fairness: the decision."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "resolved", "checked")
+
+    def __init__(self, *, resolved: Any, checked: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resolved = resolved
+        self.checked = checked
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import validate_flow
+
+        return validate_flow.gate_step(self.spec, self.run_context(context), self.resolved,
+                                       self.checked, tracking_uri=self.tracking_uri())
+
+
+class PromoteOperator(ModelOperator):
+    """Move `champion` to the challenger when the gate said so (skipped otherwise).
+
+    Emits the champion Asset only when it promoted. If the champion moved since the gate
+    compared against it, the challenger is rejected with that reason and the task fails.
+    """
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "gated", "approval")
+
+    def __init__(self, *, gated: Any, approval: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gated = gated
+        self.approval = approval
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import validate_flow
+        from airmlops_core.registry import PromotionConflict
+
+        if not self.gated["promote"]:
+            raise AirflowSkipException("the gate rejected the challenger")
+        approved_by = AUTO_APPROVER
+        if isinstance(self.approval, dict):
+            user = self.approval.get("responded_by_user") or {}
+            approved_by = f"{user.get('name') or user.get('id') or 'unknown'} (human approval)"
+        ctx = self.run_context(context)
+        try:
+            return validate_flow.promote_step(self.spec, ctx, self.gated,
+                                              tracking_uri=self.tracking_uri(),
+                                              approved_by=approved_by)
+        except PromotionConflict as exc:
+            validate_flow.reject_step(self.spec, ctx, self.gated, tracking_uri=self.tracking_uri(),
+                                      extra_reasons=[str(exc)])
+            raise AirflowFailException(f"not promoted: {exc}") from exc
+
+
+class RejectOperator(ModelOperator):
+    """Tag the challenger `rejected` with the gate's reasons (skipped when it promotes)."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "gated")
+
+    def __init__(self, *, gated: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gated = gated
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import validate_flow
+
+        if self.gated["promote"]:
+            raise AirflowSkipException("the gate promoted the challenger")
+        return validate_flow.reject_step(self.spec, self.run_context(context), self.gated,
+                                         tracking_uri=self.tracking_uri())
+
+
+class RollbackOperator(ModelOperator):
+    """Re-point `champion` at a chosen version (or previous_champion), recording who and why."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "target", "reason")
+
+    def __init__(self, *, target: str, reason: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target = target
+        self.reason = reason
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import validate_flow
+
+        dag_run = context.get("dag_run")
+        user = getattr(dag_run, "triggering_user_name", None) or "unknown"
+        return validate_flow.rollback_step(self.spec, self.run_context(context),
+                                           target=str(self.target), reason=str(self.reason),
+                                           user=str(user), tracking_uri=self.tracking_uri())
