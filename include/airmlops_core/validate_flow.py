@@ -64,12 +64,17 @@ def _validate_run(spec: ModelSpec, ctx: RunContext, tracking_uri: str) -> str:
 
 
 def suite_for(spec: ModelSpec) -> Any:
-    """The model's expectation suite (spec.data_checks.suite or include/expectations/<m>.yaml)."""
+    """The model's suite (spec.data_checks.suite or include/expectations/<m>.yaml), narrowed
+    to the columns the spec reads."""
     from airmlops_core import data_checks
 
     path = (settings.project_dir() / spec.data_checks.suite if spec.data_checks.suite
             else data_checks.suite_path(spec.name))
-    return data_checks.load_suite(path)
+    suite = data_checks.load_suite(path)
+    # a suite may describe the whole source table; the gate checks what the model reads
+    wanted = set(spec.columns)
+    return suite.model_copy(update={"columns": {c: r for c, r in suite.columns.items()
+                                                if c in wanted}})
 
 
 def quarantine_uri(spec: ModelSpec, ctx: RunContext) -> str:
