@@ -64,7 +64,7 @@ def test_registered_version_has_alias_tags_and_metrics(train_run: dict, stack: A
     assert 0.75 < float(tags["metric.roc_auc"]) <= 1.0
     run = client.get_run(tags["airmlops.mlflow_run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.tags["airmlops.task_id"] == "train"
+    assert run.data.tags["airmlops.purpose"] == "train"
     assert run.data.metrics["holdout_roc_auc"] == pytest.approx(float(tags["metric.roc_auc"]),
                                                                rel=1e-5)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
