@@ -75,6 +75,9 @@ def integration_models(target: Path) -> Path:
         spec.pop("schedules", None)
         if spec["name"] == "customer_churn":  # weak challengers in the tests must clear floors
             spec["metrics"]["floors"] = {"roc_auc": 0.6}
+            # a heavily regularised champion predicts (almost) no churn, so its fairness gaps
+            # are ~0; the comparison tests must not be decided by the fairness gate
+            spec["promotion"] = {"fairness_tolerance": 0.5}
         (target / src.name).write_text(yaml.safe_dump(spec, sort_keys=False))
     return target
 

@@ -1,0 +1,197 @@
+"""The promotion gate on a real Airflow and a real MLflow server.
+
+Order matters and is spelled out: the first training run's candidate is promoted by the
+Asset-triggered validate run; a weaker challenger is rejected; rollback moves the champion; a
+better challenger beats a weak champion; racing validations leave one consistent champion;
+corrupted training batches never get past the data gate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+from airmlops_core import data, demo_data, registry, train_flow
+from airmlops_core.spec import load_spec
+from airmlops_core.tracking import RunContext
+from airmlops_core.webhook_receiver import read_messages
+
+pytestmark = pytest.mark.integration
+
+MODEL = "customer_churn"
+
+
+def wait_for_new_run(api: Any, dag_id: str, known: set[str], timeout: float = 180) -> str:
+    """The id of a run of dag_id not in `known` (e.g. one an Asset event triggered)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [r["dag_run_id"] for r in api.dag_runs(dag_id) if r["dag_run_id"] not in known]
+        if runs:
+            return runs[0]
+        time.sleep(1)
+    raise TimeoutError(f"no new run of {dag_id} within {timeout}s")
+
+
+def aliases(client: MlflowClient) -> tuple[str | None, str | None, str | None]:
+    return tuple(registry.alias_version(client, MODEL, a)  # type: ignore[return-value]
+                 for a in (registry.CHAMPION, registry.PREVIOUS_CHAMPION, registry.CHALLENGER))
+
+
+def register_challenger(stack: Any, run_id: str, estimator: dict, features: dict | None = None
+                        ) -> str:
+    """Train and register a version in-process (same code path as the train DAG)."""
+    import os
+
+    spec = load_spec(Path(stack.extra_env["AIRMLOPS_MODELS_DIR"]) / f"{MODEL}.yaml")
+    update: dict[str, Any] = {"estimator": spec.estimator.model_copy(update=estimator)}
+    if features:
+        update["features"] = spec.features.model_copy(update=features)
+    spec = spec.model_copy(update=update)
+    ctx = RunContext(model=MODEL, dag_id=f"{MODEL}__train", run_id=run_id, task_id="train")
+    os.environ["AIRMLOPS_DATA_DIR"] = str(stack.home / "data")
+    refs = train_flow.extract_step(spec, ctx, work_uri=str(stack.home / "work"))
+    trained = train_flow.train_step(spec, ctx, refs, tracking_uri=stack.mlflow_url)
+    evaluated = train_flow.evaluate_step(spec, ctx, refs, trained, tracking_uri=stack.mlflow_url)
+    out = train_flow.register_step(spec, ctx, refs, trained, evaluated,
+                                   tracking_uri=stack.mlflow_url, spec_sha="test")
+    return str(out["version"])
+
+
+def validate(api: Any) -> tuple[str, dict[str, str]]:
+    dag_id = f"{MODEL}__validate"
+    run_id = api.trigger(dag_id)
+    state = api.wait(dag_id, run_id, timeout=600)
+    tis = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
+    return state, tis
+
+
+@pytest.fixture(scope="module")
+def first_champion(stack: Any, airflow_api: Any) -> dict:
+    """Train through Airflow; the candidate Asset triggers validate; no champion: promoted."""
+    demo_data.write_all(stack.home / "data")
+    for dag_id in (f"{MODEL}__train", f"{MODEL}__validate"):
+        airflow_api.wait_for_dag(dag_id, timeout=180)
+    known = {r["dag_run_id"] for r in airflow_api.dag_runs(f"{MODEL}__validate")}
+    train_runs = airflow_api.dag_runs(f"{MODEL}__train", states=["success"])
+    if not train_runs:  # test_train_dag may have trained already in this session
+        run_id = airflow_api.trigger(f"{MODEL}__train")
+        assert airflow_api.wait(f"{MODEL}__train", run_id, timeout=600) == "success"
+    if not known:
+        val_run = wait_for_new_run(airflow_api, f"{MODEL}__validate", known)
+    else:
+        val_run = sorted(known)[0]
+    state = airflow_api.wait(f"{MODEL}__validate", val_run, timeout=600)
+    return {"run_id": val_run, "state": state}
+
+
+def test_first_candidate_is_promoted_by_the_asset_triggered_gate(first_champion, stack,
+                                                                  airflow_api) -> None:
+    assert first_champion["state"] == "success"
+    tis = {t["task_id"]: t["state"] for t in airflow_api.task_instances(
+        f"{MODEL}__validate", first_champion["run_id"])}
+    assert tis["promote"] == "success"
+    assert tis["reject"] == "skipped"
+    client = MlflowClient(stack.mlflow_url)
+    champion, previous, challenger = aliases(client)
+    assert champion == challenger
+    assert previous is None
+    tags = client.get_model_version(MODEL, champion).tags
+    assert tags["gate.decision"] == "promote"
+    assert tags["airmlops.approved_by"] == "gate (automatic)"
+    assert json.loads(tags["gate.fairness"])  # sensitive features: female, senior_citizen
+    text = json.dumps(read_messages(stack.messages_file))
+    assert f"{MODEL}__validate" in text
+
+
+def test_weaker_challenger_is_rejected_and_champion_kept(first_champion, stack,
+                                                         airflow_api) -> None:
+    client = MlflowClient(stack.mlflow_url)
+    champion_before = aliases(client)[0]
+    # same features, heavily regularised: roc_auc ~0.830 vs ~0.845 on the same holdout
+    weak = register_challenger(stack, "manual__weak", {"params": {"C": 0.0001, "max_iter": 1000}})
+    state, tis = validate(airflow_api)
+    assert state == "success"
+    assert tis["reject"] == "success"
+    assert tis["promote"] == "skipped"
+    assert aliases(client)[0] == champion_before
+    reasons = json.loads(client.get_model_version(MODEL, weak).tags["rejected"])
+    assert any("roc_auc" in r for r in reasons), reasons
+
+
+def test_rollback_then_better_challenger_promoted(first_champion, stack, airflow_api) -> None:
+    client = MlflowClient(stack.mlflow_url)
+    champion, _, weak = aliases(client)
+    run_id = airflow_api.trigger(f"{MODEL}__rollback",
+                                 conf={"target": weak, "reason": "test: roll back to weak"})
+    assert airflow_api.wait(f"{MODEL}__rollback", run_id, timeout=300) == "success"
+    assert aliases(client)[:2] == (weak, champion)
+    tags = client.get_model_version(MODEL, weak).tags
+    assert tags["airmlops.rollback_reason"] == "test: roll back to weak"
+    better = register_challenger(stack, "manual__better", {})
+    state, tis = validate(airflow_api)
+    assert state == "success", tis
+    assert tis["promote"] == "success", tis
+    assert aliases(client)[:2] == (better, weak)
+    evidence = json.loads(client.get_model_version(MODEL, better).tags["gate.comparison"])
+    assert evidence["interval"]["low"] > 0, evidence
+
+
+def test_racing_validations_leave_one_consistent_champion(first_champion, stack,
+                                                          airflow_api) -> None:
+    client = MlflowClient(stack.mlflow_url)
+    register_challenger(stack, "manual__race", {"params": {"max_iter": 1000, "C": 0.5}})
+    dag_id = f"{MODEL}__validate"
+    runs = [airflow_api.trigger(dag_id) for _ in range(2)]
+    states = [airflow_api.wait(dag_id, r, timeout=900) for r in runs]
+    assert "success" in states
+    champion, previous, _ = aliases(client)
+    assert champion is not None
+    assert previous is not None
+    assert champion != previous
+    import mlflow
+
+    mlflow.set_tracking_uri(stack.mlflow_url)
+    mlflow.sklearn.load_model(f"models:/{MODEL}@champion")  # the artifact loads
+
+
+@pytest.mark.parametrize("corruption", ["nulls", "dropped_column", "out_of_range",
+                                        "new_category", "wrong_dtype", "empty_file"])
+def test_corrupted_training_batch_never_becomes_champion(first_champion, stack, airflow_api,
+                                                         corruption: str) -> None:
+    client = MlflowClient(stack.mlflow_url)
+    before = aliases(client)
+    path = stack.home / "data" / "demo" / "churn.parquet"
+    original = path.read_bytes()
+    df = demo_data.churn()
+    if corruption == "nulls":
+        df.loc[df.index[:500], "tenure"] = None
+    elif corruption == "dropped_column":
+        df = df.drop(columns=["contract"])
+    elif corruption == "out_of_range":
+        df.loc[df.index[:50], "monthly_charges"] = 1e6
+    elif corruption == "new_category":
+        df.loc[df.index[:200], "contract"] = "Lifetime"
+    elif corruption == "wrong_dtype":
+        df["tenure"] = df["tenure"].astype("str")
+    elif corruption == "empty_file":
+        df = df.head(0)
+    try:
+        data.write_frame(df, str(path))
+        dag_id = f"{MODEL}__train"
+        run_id = airflow_api.trigger(dag_id)
+        assert airflow_api.wait(dag_id, run_id, timeout=300) == "failed"
+        tis = {t["task_id"]: t["state"] for t in airflow_api.task_instances(dag_id, run_id)}
+        failed_at = "extract" if corruption in ("dropped_column", "empty_file") else "check_data"
+        assert tis[failed_at] == "failed", tis
+        assert tis["register"] != "success"
+    finally:
+        path.write_bytes(original)
+    assert aliases(client) == before
+    text = json.dumps([m for m in read_messages(stack.messages_file)
+                       if run_id.split("T")[0] in json.dumps(m)])
+    assert "failed" in text
