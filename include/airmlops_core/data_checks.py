@@ -52,7 +52,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from airmlops_core import data, settings
-from airmlops_core.spec import NAME_RE
+from airmlops_core.spec import NAME_RE, FileSchemaError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,15 +80,10 @@ _DTYPE_RE = re.compile(
 _DELIMITERS = (";", "\t", "|")
 
 
-class SuiteError(ValueError):
-    """A suite file is invalid. The message names the file, the field and the problem."""
+class SuiteError(FileSchemaError):
+    """A suite file is invalid."""
 
-    def __init__(self, path: str | Path, problems: list[tuple[str, str]]) -> None:
-        self.path = str(path)
-        self.problems = problems
-        lines = [f"{self.path}: invalid expectation suite"]
-        lines += [f"  - {where}: {msg}" for where, msg in problems]
-        super().__init__("\n".join(lines))
+    what = "expectation suite"
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,15 +30,23 @@ REGRESSION_METRICS = {"rmse", "mae", "r2"}
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
 
 
-class SpecError(ValueError):
-    """A model spec is invalid. The message names the file, the field and the problem."""
+class FileSchemaError(ValueError):
+    """A reviewed YAML file is invalid; the message names the file, each field and its problem."""
+
+    what = "file"
 
     def __init__(self, path: str | Path, problems: list[tuple[str, str]]) -> None:
         self.path = str(path)
         self.problems = problems
-        lines = [f"{self.path}: invalid model spec"]
+        lines = [f"{self.path}: invalid {self.what}"]
         lines += [f"  - {field}: {msg}" for field, msg in problems]
         super().__init__("\n".join(lines))
+
+
+class SpecError(FileSchemaError):
+    """A model spec is invalid."""
+
+    what = "model spec"
 
 
 class _Strict(BaseModel):
