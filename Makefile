@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit test-integration install lock lint validate bench clean
+.PHONY: up down status test test-unit test-integration install system-deps lock lint validate bench clean
 
 # The virtualenv, installed from the committed lock of exact versions.
 $(STAMP): requirements/lock.txt pyproject.toml
@@ -19,6 +19,16 @@ $(STAMP): requirements/lock.txt pyproject.toml
 
 install: $(STAMP)
 
+# OS packages the tests need (Debian/Ubuntu): Chromium renders the HTML reports headless.
+SYSTEM_PACKAGES := chromium
+system-deps:  ## install missing OS packages the tests use (apt-get; root or sudo)
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing OS packages:$$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 up: install  ## start the local stack (Airflow, MLflow, webhook receiver) and run the demo
 	$(PY) -m airmlops_core.cli up
 
@@ -28,10 +38,10 @@ down:  ## stop every process `make up` started
 status:  ## what runs, where
 	@$(PY) -m airmlops_core.localstack status
 
-test: install  ## the whole suite: DAG integrity, unit, integration (real Airflow + MLflow)
+test: install system-deps  ## the whole suite: DAG integrity, unit, integration (real Airflow + MLflow)
 	$(PY) -m pytest
 
-test-unit: install
+test-unit: install system-deps
 	$(PY) -m pytest tests/unit tests/dags
 
 test-integration: install

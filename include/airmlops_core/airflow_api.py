@@ -239,6 +239,14 @@ class AirflowClient:
         path = f"/api/v2/dags/{_seg(dag_id)}/dagRuns/{_seg(run_id)}/taskInstances"
         return self._paged(path, "task_instances")
 
+    def respond(self, dag_id: str, run_id: str, task_id: str, options: list[str],
+                params_input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Answer a human-in-the-loop task (e.g. ``["Approve"]``) as this client's user."""
+        path = (f"/api/v2/dags/{_seg(dag_id)}/dagRuns/{_seg(run_id)}/taskInstances/"
+                f"{_seg(task_id)}/-1/hitlDetails")
+        return dict(self.request("PATCH", path, json={"chosen_options": options,
+                                                      "params_input": params_input or {}}))
+
     def import_errors(self) -> list[dict[str, Any]]:
         """Current DAG import errors."""
         return self._paged("/api/v2/importErrors", "import_errors")

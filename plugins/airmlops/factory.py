@@ -108,10 +108,10 @@ def validate_dag(spec: ModelSpec) -> DAG:
                             **common)
         approval = None
         if spec.promotion.human_approval:
-            from airflow.providers.standard.operators.hitl import ApprovalOperator
+            from airmlops.operators.approval import PromotionApprovalOperator
 
-            approve = ApprovalOperator(
-                task_id="approve", subject=f"Promote {spec.name}?",
+            approve = PromotionApprovalOperator(
+                task_id="approve", subject=f"Promote {spec.name}?", gated=gate.output,
                 body="{{ ti.xcom_pull(task_ids='gate')['message'] }}", retries=0)
             gate >> approve
             approval = approve.output
@@ -119,9 +119,12 @@ def validate_dag(spec: ModelSpec) -> DAG:
         promote = PromoteOperator(task_id="promote", gated=gate.output, approval=approval,
                                   outlets=[assets.champion(spec.name)],
                                   on_success_callback=notify_done, **common)
+        # reject runs after promote: it also tags a challenger a reviewer turned down
         reject = RejectOperator(task_id="reject", gated=gate.output,
-                                on_success_callback=notify_done, **common)
-        gate >> [promote, reject]
+                                approval_task_id="approve" if approval is not None else None,
+                                trigger_rule="none_failed", on_success_callback=notify_done,
+                                **common)
+        gate >> promote >> reject
     return dag
 
 

@@ -79,7 +79,21 @@ def integration_models(target: Path) -> Path:
             # are ~0; the comparison tests must not be decided by the fairness gate
             spec["promotion"] = {"fairness_tolerance": 0.5}
         (target / src.name).write_text(yaml.safe_dump(spec, sort_keys=False))
+        if spec["name"] == "customer_churn":
+            (target / f"{REVIEWED_MODEL}.yaml").write_text(yaml.safe_dump(reviewed(spec),
+                                                                           sort_keys=False))
     return target
+
+
+REVIEWED_MODEL = "churn_reviewed"
+
+
+def reviewed(churn: dict) -> dict:
+    """customer_churn under another name, with human approval of every promotion."""
+    return {**churn, "name": REVIEWED_MODEL, "tags": ["test"],
+            "promotion": {**churn["promotion"], "human_approval": True},
+            "data_checks": {**churn.get("data_checks", {}),
+                            "suite": "include/expectations/customer_churn.yaml"}}
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +43,17 @@ def aliases(client: MlflowClient) -> tuple[str | None, str | None, str | None]:
                  for a in (registry.CHAMPION, registry.PREVIOUS_CHAMPION, registry.CHALLENGER))
 
 
-def register_challenger(stack: Any, run_id: str, estimator: dict, features: dict | None = None
-                        ) -> str:
+def register_challenger(stack: Any, run_id: str, estimator: dict, features: dict | None = None,
+                        model: str = MODEL) -> str:
     """Train and register a version in-process (same code path as the train DAG)."""
     import os
 
-    spec = load_spec(Path(stack.extra_env["AIRMLOPS_MODELS_DIR"]) / f"{MODEL}.yaml")
+    spec = load_spec(Path(stack.extra_env["AIRMLOPS_MODELS_DIR"]) / f"{model}.yaml")
     update: dict[str, Any] = {"estimator": spec.estimator.model_copy(update=estimator)}
     if features:
         update["features"] = spec.features.model_copy(update=features)
     spec = spec.model_copy(update=update)
-    ctx = RunContext(model=MODEL, dag_id=f"{MODEL}__train", run_id=run_id, task_id="train")
+    ctx = RunContext(model=model, dag_id=f"{model}__train", run_id=run_id, task_id="train")
     os.environ["AIRMLOPS_DATA_DIR"] = str(stack.home / "data")
     refs = train_flow.extract_step(spec, ctx, work_uri=str(stack.home / "work"))
     trained = train_flow.train_step(spec, ctx, refs, tracking_uri=stack.mlflow_url)
@@ -62,8 +63,8 @@ def register_challenger(stack: Any, run_id: str, estimator: dict, features: dict
     return str(out["version"])
 
 
-def validate(api: Any) -> tuple[str, dict[str, str]]:
-    dag_id = f"{MODEL}__validate"
+def validate(api: Any, model: str = MODEL) -> tuple[str, dict[str, str]]:
+    dag_id = f"{model}__validate"
     run_id = api.trigger(dag_id)
     state = api.wait(dag_id, run_id, timeout=600)
     tis = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
@@ -159,10 +160,28 @@ def test_racing_validations_leave_one_consistent_champion(first_champion, stack,
     mlflow.sklearn.load_model(f"models:/{MODEL}@champion")  # the artifact loads
 
 
-@pytest.mark.parametrize("corruption", ["nulls", "dropped_column", "out_of_range",
-                                        "new_category", "wrong_dtype", "empty_file"])
+CORRUPTIONS = ["nulls", "dropped_column", "out_of_range", "new_category", "wrong_dtype",
+               "empty_file"]
+TALLY: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def tally(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Outcome per corrupted batch, printed after the module (shown without -s too)."""
+    yield TALLY
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter and TALLY:
+        reporter.write_line("")
+        reporter.write_line(f"corrupted training batches through the train DAG: "
+                            f"{sum(v.startswith('rejected') for v in TALLY.values())}/"
+                            f"{len(TALLY)} rejected, 0 promoted expected")
+        for corruption, outcome in TALLY.items():
+            reporter.write_line(f"  {corruption:<16} {outcome}")
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
 def test_corrupted_training_batch_never_becomes_champion(first_champion, stack, airflow_api,
-                                                         corruption: str) -> None:
+                                                         tally, corruption: str) -> None:
     client = MlflowClient(stack.mlflow_url)
     before = aliases(client)
     path = stack.home / "data" / "demo" / "churn.parquet"
@@ -192,6 +211,54 @@ def test_corrupted_training_batch_never_becomes_champion(first_champion, stack, 
     finally:
         path.write_bytes(original)
     assert aliases(client) == before
-    text = json.dumps([m for m in read_messages(stack.messages_file)
-                       if run_id.split("T")[0] in json.dumps(m)])
-    assert "failed" in text
+    alerts = [m for m in read_messages(stack.messages_file) if run_id in json.dumps(m)]
+    assert alerts, f"no alert names {run_id}"
+    assert "failed" in json.dumps(alerts), alerts
+    tally[corruption] = f"rejected at {failed_at}, {len(alerts)} alert(s), champion unchanged"
+
+
+REVIEWED = "churn_reviewed"
+
+
+def wait_for_task_state(api: Any, dag_id: str, run_id: str, task_id: str, state: str,
+                        timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tis = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
+        if tis.get(task_id) == state:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"{dag_id} {run_id}: {task_id} not {state} within {timeout}s: {tis}")
+
+
+def review(api: Any, answer: str) -> tuple[str, dict[str, str]]:
+    """Run the reviewed model's validate DAG and answer its approval task."""
+    dag_id = f"{REVIEWED}__validate"
+    api.wait_for_dag(dag_id, timeout=180)
+    run_id = api.trigger(dag_id)
+    wait_for_task_state(api, dag_id, run_id, "approve", "deferred")
+    api.respond(dag_id, run_id, "approve", [answer])
+    state = api.wait(dag_id, run_id, timeout=300)
+    return state, {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
+
+
+def test_human_review_rejects_then_approves(stack, airflow_api) -> None:
+    demo_data.write_all(stack.home / "data")
+    client = MlflowClient(stack.mlflow_url)
+    first = register_challenger(stack, "manual__review1", {}, model=REVIEWED)
+    state, tis = review(airflow_api, "Reject")
+    assert state == "success", tis
+    assert (tis["approve"], tis["promote"], tis["reject"]) == ("success", "skipped", "success")
+    assert registry.alias_version(client, REVIEWED, registry.CHAMPION) is None
+    reasons = json.loads(client.get_model_version(REVIEWED, first).tags["rejected"])
+    user = airflow_api.username
+    assert f"rejected in human review by {user}" in reasons, reasons
+
+    second = register_challenger(stack, "manual__review2", {}, model=REVIEWED)
+    state, tis = review(airflow_api, "Approve")
+    assert state == "success", tis
+    assert (tis["promote"], tis["reject"]) == ("success", "skipped"), tis
+    assert registry.alias_version(client, REVIEWED, registry.CHAMPION) == second
+    tags = client.get_model_version(REVIEWED, second).tags
+    assert tags["airmlops.approved_by"] == f"{user} (human approval)"
+    assert "rejected" in client.get_model_version(REVIEWED, first).tags

@@ -7,9 +7,7 @@ corrupted sample is rejected for the right reason, and that clean samples are ne
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import browser
 from airmlops_core import data, demo_data
 from airmlops_core import data_checks as dc
 from airmlops_core.data_checks import CheckResult, Failure, SuiteError
@@ -534,40 +533,28 @@ def test_render_html_is_self_contained(failed_result: CheckResult) -> None:
     assert "No blocking failures." in ok
 
 
-def _png_pixels(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.float64)
-
-
 def test_render_html_in_a_real_browser(failed_result: CheckResult, tmp_path: Path) -> None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium); "
-                    "the HTML report is not rendered in a browser here")
     page = tmp_path / "report.html"
     page.write_text(dc.render_html(failed_result, title="Data check: customer_churn"), "utf-8")
-    png = tmp_path / "report.png"
-    profile = tmp_path / "chromium-profile"
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={profile}", f"--screenshot={png}",
-           "--window-size=1200,900", page.as_uri()]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "HOME": str(tmp_path)})
-    assert png.is_file(), out.stderr[-2000:]
-    assert png.stat().st_size > 0
-    keep = os.environ.get("AIRMLOPS_KEEP_SCREENSHOT")
-    if keep:
-        shutil.copy(png, keep)
-    pixels = _png_pixels(png)
+    pixels = browser.screenshot(page, tmp_path)
     assert pixels.shape[:2] == (900, 1200)
     assert pixels.std() > 20, "the screenshot is (nearly) blank"
-    red = (np.abs(pixels - np.array([207, 34, 46])).sum(axis=2) < 40).sum()
+    red = browser.colour_pixels(pixels, (207, 34, 46))
     assert red > 5000, f"the red FAILED banner is missing ({red} red pixels)"
     white = (pixels.min(axis=2) > 245).mean()
     assert white > 0.2  # table backgrounds rendered: the inline CSS applied
+    # the check can fail: the same page without its inline styles has no banner
+    bare = tmp_path / "bare.html"
+    bare.write_text(re.sub(r"<style>.*?</style>", "", page.read_text(), flags=re.S), "utf-8")
+    assert browser.colour_pixels(browser.screenshot(bare, tmp_path), (207, 34, 46)) < 100
+
+
+def test_passing_report_renders_green(tmp_path: Path) -> None:
+    page = tmp_path / "ok.html"
+    page.write_text(dc.render_html(CheckResult("m", True, [], [], 5, 10), title="ok"), "utf-8")
+    pixels = browser.screenshot(page, tmp_path)
+    assert browser.colour_pixels(pixels, (26, 127, 55)) > 5000
+    assert browser.colour_pixels(pixels, (207, 34, 46)) == 0
 
 
 # ------------------------------------------------------------------------------------------

@@ -12,6 +12,17 @@ from airmlops.operators.base import ModelOperator
 AUTO_APPROVER = "gate (automatic)"
 
 
+def human_approved(approval: dict[str, Any]) -> bool:
+    """Whether an ApprovalOperator's result (its XCom) says Approve."""
+    return list(approval.get("chosen_options") or []) == ["Approve"]
+
+
+def reviewer(approval: dict[str, Any]) -> str:
+    """Who answered an approval task."""
+    user = approval.get("responded_by_user") or {}
+    return str(user.get("name") or user.get("id") or "unknown")
+
+
 class ResolveCandidateOperator(ModelOperator):
     """Pin the challenger, the champion it is compared against, and the frozen holdout."""
 
@@ -76,8 +87,9 @@ class PromoteOperator(ModelOperator):
             raise AirflowSkipException("the gate rejected the challenger")
         approved_by = AUTO_APPROVER
         if isinstance(self.approval, dict):
-            user = self.approval.get("responded_by_user") or {}
-            approved_by = f"{user.get('name') or user.get('id') or 'unknown'} (human approval)"
+            if not human_approved(self.approval):
+                raise AirflowSkipException("a reviewer rejected the challenger")
+            approved_by = f"{reviewer(self.approval)} (human approval)"
         ctx = self.run_context(context)
         try:
             return validate_flow.promote_step(self.spec, ctx, self.gated,
@@ -90,21 +102,34 @@ class PromoteOperator(ModelOperator):
 
 
 class RejectOperator(ModelOperator):
-    """Tag the challenger `rejected` with the gate's reasons (skipped when it promotes)."""
+    """Tag the challenger `rejected` with the gate's reasons, or with the reviewer's rejection.
+
+    Runs after `promote` (skipped or not), so a challenger the gate passed but a reviewer
+    rejected is tagged too. Skipped when the challenger was promoted. The approval is read by
+    task id, not passed as an XComArg: an approval task skips its direct downstream tasks on
+    Reject, and this one must still run.
+    """
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "gated")
 
-    def __init__(self, *, gated: Any, **kwargs: Any) -> None:
+    def __init__(self, *, gated: Any, approval_task_id: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gated = gated
+        self.approval_task_id = approval_task_id
 
     def run(self, context: Any) -> dict[str, Any]:
         from airmlops_core import validate_flow
 
+        extra: list[str] = []
         if self.gated["promote"]:
-            raise AirflowSkipException("the gate promoted the challenger")
+            approval = (context["ti"].xcom_pull(task_ids=self.approval_task_id)
+                        if self.approval_task_id else None)
+            if not isinstance(approval, dict) or human_approved(approval):
+                raise AirflowSkipException("the gate promoted the challenger")
+            extra = [f"rejected in human review by {reviewer(approval)}"]
         return validate_flow.reject_step(self.spec, self.run_context(context), self.gated,
-                                         tracking_uri=self.tracking_uri())
+                                         tracking_uri=self.tracking_uri(), extra_reasons=extra)
 
 
 class RollbackOperator(ModelOperator):
