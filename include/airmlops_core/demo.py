@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ SCHEDULED_RUN_GRACE_S = 10
 
 @dataclass
 class ModelSummary:
-    """What the demo shows for one model."""
+    """What the demo shows for one model: its challenger, champion and the gate's decision."""
 
     model: str
     runs: int
@@ -31,12 +32,23 @@ class ModelSummary:
     alias: str
     metrics: dict[str, float]
     url: str
+    champion: str | None = None
+    decision: str = ""
+    reasons: tuple[str, ...] = ()
+    message: str = ""
 
     def line(self) -> str:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.metrics.items()))
         version = f"v{self.version} @{self.alias}" if self.version else "no version yet"
-        return f"  {self.model:<16} train runs: {self.runs:<3} {version:<18} {metrics}\n" \
-               f"  {'':<16} {self.url}"
+        lines = [f"  {self.model:<16} train runs: {self.runs:<3} {version:<18} {metrics}",
+                 f"  {'':<16} champion: " + (f"v{self.champion}" if self.champion else "none")
+                 + (f"; gate decision on v{self.version}: {self.decision}" if self.decision
+                    else "")]
+        lines += [f"  {'':<18}- {r}" for r in self.reasons]
+        if self.message:
+            lines.append(f"  {'':<16} Slack message: {self.message.splitlines()[0]}")
+        lines.append(f"  {'':<16} {self.url}")
+        return "\n".join(lines)
 
 
 def models_dir_of(cfg: StackConfig) -> Path:
@@ -51,20 +63,42 @@ def demo_models(models_dir: Any) -> list[spec.ModelSpec]:
 
 
 def summarize(cfg: StackConfig, model: str) -> ModelSummary:
-    """Training runs, the challenger version and its holdout metrics, from MLflow."""
+    """Training runs, the challenger with its holdout metrics, the champion and the gate's
+    decision with its reasons (version tags), and the last Slack message about the model."""
     from mlflow import MlflowClient
+
+    from airmlops_core.webhook_receiver import read_messages
 
     client = MlflowClient(cfg.mlflow_url)
     exp = client.get_experiment_by_name(experiment_name(model))
     runs = len(client.search_runs([exp.experiment_id], max_results=1000)) if exp else 0
     version = registry.alias_version(client, model, registry.CHALLENGER)
     metrics: dict[str, float] = {}
+    decision, reasons = "", ()
     if version:
-        mv = client.get_model_version(model, version)
-        metrics = {k.removeprefix("metric."): float(v) for k, v in mv.tags.items()
+        tags = client.get_model_version(model, version).tags
+        metrics = {k.removeprefix("metric."): float(v) for k, v in tags.items()
                    if k.startswith("metric.")}
+        decision = tags.get("gate.decision", "")
+        reasons = tuple(json.loads(tags.get("gate.reasons") or "[]"))
     url = f"{cfg.mlflow_url}/#/models/{model}" + (f"/versions/{version}" if version else "")
-    return ModelSummary(model, runs, version, registry.CHALLENGER, metrics, url)
+    texts = [str(m.get("text", m)) for m in read_messages(cfg.messages_file)
+             if f"*{model}*" in str(m.get("text", m))]
+    return ModelSummary(model, runs, version, registry.CHALLENGER, metrics, url,
+                        champion=registry.alias_version(client, model, registry.CHAMPION),
+                        decision=decision, reasons=reasons, message=texts[-1] if texts else "")
+
+
+def _new_run(api: AirflowClient, dag_id: str, known: set[str], timeout: float) -> str:
+    """The first run of dag_id not in `known` (one an Asset event triggered)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = sorted(r["dag_run_id"] for r in api.dag_runs(dag_id) if r["dag_run_id"] not in known)
+        if new:
+            return new[0]
+        time.sleep(1)
+    raise RuntimeError(f"no {dag_id} run appeared within {timeout:.0f}s of the candidate Asset "
+                       "event")
 
 
 def _active_or_new_run(api: AirflowClient, dag_id: str) -> str:
@@ -87,7 +121,8 @@ def _active_or_new_run(api: AirflowClient, dag_id: str) -> str:
 
 
 def run_demo(cfg: StackConfig, *, retrain: bool = False) -> list[ModelSummary]:
-    """Train every demo model that has no challenger yet (all with retrain), then summarize."""
+    """Train every demo model that has no challenger yet (all with retrain), wait for the
+    validate runs their candidate Assets trigger (the promotion gate), then summarize."""
     from mlflow import MlflowClient
 
     demo_data.write_all(cfg.root / "data")
@@ -95,15 +130,25 @@ def run_demo(cfg: StackConfig, *, retrain: bool = False) -> list[ModelSummary]:
     api = AirflowClient(cfg.airflow_url, user, password)
     client = MlflowClient(cfg.mlflow_url)
     models = demo_models(models_dir_of(cfg))
-    pending = {}
+    pending, validations = {}, {}
     for s in models:
         if not retrain and registry.alias_version(client, s.name, registry.CHALLENGER):
             continue
         dag_id = f"{s.name}__train"
         api.wait_for_dag(dag_id, timeout=DAG_TIMEOUT_S)
+        validations[f"{s.name}__validate"] = {
+            r["dag_run_id"] for r in api.dag_runs(f"{s.name}__validate")}
         pending[dag_id] = _active_or_new_run(api, dag_id)
     failed = []
     for dag_id, run_id in pending.items():
+        state = api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)
+        if state != "success":
+            failed.append(f"{dag_id} run {run_id} ended {state}")
+    for dag_id, known in validations.items():
+        if dag_id.replace("__validate", "__train") in {f.split()[0] for f in failed}:
+            continue
+        run_id = _new_run(api, dag_id, known, timeout=DAG_TIMEOUT_S)
+        log.info("waiting for the promotion gate %s (%s)", dag_id, run_id)
         state = api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)
         if state != "success":
             failed.append(f"{dag_id} run {run_id} ended {state}")

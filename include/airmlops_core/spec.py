@@ -141,6 +141,28 @@ class Split(_Strict):
     stratify: bool = True
 
 
+class Rebalance(_Strict):
+    """Oversample the minority classes of the training fold (imbalanced-learn), inside the
+    pipeline: only `fit` resamples, so the holdout, the reference and scoring never see
+    synthetic rows.
+
+    smote: numeric features only (SMOTE after scaling); smote_nc: mixed numeric and
+    categorical features (SMOTE-NC on imputed raw columns, before encoding); random_over:
+    duplicates minority rows, any features.
+    """
+
+    method: Literal["smote", "smote_nc", "random_over"]
+    sampling_strategy: float | Literal["auto", "minority", "not majority"] = "auto"
+    k_neighbors: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("sampling_strategy")
+    @classmethod
+    def _ratio(cls, v: float | str) -> float | str:
+        if isinstance(v, float | int) and not 0.0 < v <= 1.0:
+            raise ValueError("a ratio must be in (0, 1]: minority / majority after resampling")
+        return v
+
+
 class Metrics(_Strict):
     primary: str
     floors: dict[str, float] = Field(default_factory=dict)
@@ -199,6 +221,7 @@ class ModelSpec(_Strict):
     features: Features
     sensitive_features: list[str] = Field(default_factory=list)
     estimator: Estimator
+    rebalance: Rebalance | None = None
     split: Split = Field(default_factory=Split)
     metrics: Metrics
     schedules: Schedules = Field(default_factory=Schedules)
@@ -226,6 +249,8 @@ class ModelSpec(_Strict):
             raise ValueError(f"target '{self.target}' cannot be a sensitive feature")
         if self.target in self.promotion.segments:
             raise ValueError(f"target '{self.target}' cannot be a promotion segment")
+        if self.rebalance is not None:
+            self._check_rebalance(self.rebalance)
         allowed = REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
         gate_metric = [self.promotion.metric] if self.promotion.metric else []
         for metric in [self.metrics.primary, *self.metrics.floors, *gate_metric]:
@@ -233,6 +258,20 @@ class ModelSpec(_Strict):
                 raise ValueError(f"metric '{metric}' does not apply to task '{self.task}'; "
                                  f"choose from {sorted(allowed)}")
         return self
+
+    def _check_rebalance(self, rb: Rebalance) -> None:
+        where = f"rebalance.method '{rb.method}'"
+        if self.task == "regression":
+            raise ValueError(f"{where}: oversampling needs classes; task is 'regression'")
+        if rb.method == "smote" and self.features.categorical:
+            raise ValueError(f"{where} interpolates numeric features only; features.categorical "
+                             f"is {self.features.categorical}: use smote_nc")
+        if rb.method == "smote_nc" and not (self.features.categorical and self.features.numeric):
+            raise ValueError(f"{where} needs numeric and categorical features; use smote for "
+                             "numeric only, random_over otherwise")
+        if self.task == "multiclass" and isinstance(rb.sampling_strategy, float):
+            raise ValueError("rebalance.sampling_strategy: a float ratio applies to binary "
+                             "tasks only; use 'auto', 'minority' or 'not majority'")
 
     @property
     def columns(self) -> list[str]:

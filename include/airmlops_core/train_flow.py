@@ -66,13 +66,14 @@ def extract_step(spec: ModelSpec, ctx: RunContext, *, work_uri: str | None = Non
             "holdout": holdout_ref.to_dict()}
 
 
-def pip_requirements() -> list[str]:
+def pip_requirements(spec: ModelSpec | None = None) -> list[str]:
     """Exact pins of what the logged model needs to load: no slow inference by MLflow."""
     from importlib.metadata import version
 
     import mlflow
 
-    return [f"mlflow=={mlflow.__version__}", *(f"{p}=={version(p)}" for p in PINNED_PACKAGES)]
+    packages = [*PINNED_PACKAGES, *(["imbalanced-learn"] if spec and spec.rebalance else [])]
+    return [f"mlflow=={mlflow.__version__}", *(f"{p}=={version(p)}" for p in packages)]
 
 
 def train_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, Any], *, tracking_uri: str,
@@ -102,12 +103,18 @@ def train_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, Any], *, tracki
                            "test_size": spec.split.test_size, "seed": spec.split.seed,
                            "n_train_rows": len(train), "n_features": X.shape[1]})
         _log_inputs(spec, refs, train)
+        if spec.is_classifier:
+            balance = training.class_balance(spec, pipeline, train)
+            mlflow.log_dict(balance, "class_balance.json")
+            mlflow.log_metrics({f"train_class_{stage}.{label}": n
+                                for stage, counts in balance.items()
+                                for label, n in counts.items()})
         sample = X.head(5)
         output = (pipeline.predict_proba(sample) if spec.is_classifier
                   else pipeline.predict(sample))
         info = mlflow.sklearn.log_model(
             pipeline, name=MODEL_ARTIFACT, signature=infer_signature(sample, output),
-            input_example=sample, pip_requirements=pip_requirements(),
+            input_example=sample, pip_requirements=pip_requirements(spec),
             serialization_format="skops", skops_trusted_types=training.trusted_types(pipeline),
             pyfunc_predict_fn="predict_proba" if spec.is_classifier else "predict")
     exp_id = tracking.experiment_id(client, experiment_name(spec.name))

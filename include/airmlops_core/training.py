@@ -62,22 +62,89 @@ def build_estimator(spec: ModelSpec) -> BaseEstimator:
     return est
 
 
-def build_pipeline(spec: ModelSpec) -> Pipeline:
-    """Preprocessing (impute + scale numeric, impute + one-hot categorical) + the estimator."""
+def _numeric_steps() -> Pipeline:
+    return Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+
+
+def _categorical_impute() -> SimpleImputer:
+    return SimpleImputer(strategy="constant", fill_value="__missing__")
+
+
+def _onehot() -> OneHotEncoder:
+    return OneHotEncoder(handle_unknown="ignore", min_frequency=5, sparse_output=False)
+
+
+def _preprocess(spec: ModelSpec) -> ColumnTransformer:
+    """Impute + scale numeric, impute + one-hot categorical."""
     transformers: list[tuple[str, Any, list[str]]] = []
     if spec.features.numeric:
-        numeric = Pipeline([("impute", SimpleImputer(strategy="median")),
-                            ("scale", StandardScaler())])
-        transformers.append(("numeric", numeric, spec.features.numeric))
+        transformers.append(("numeric", _numeric_steps(), spec.features.numeric))
     if spec.features.categorical:
-        categorical = Pipeline([
-            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=5,
-                                     sparse_output=False)),
-        ])
+        categorical = Pipeline([("impute", _categorical_impute()), ("onehot", _onehot())])
         transformers.append(("categorical", categorical, spec.features.categorical))
-    pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
-    return Pipeline([("preprocess", pre), ("model", build_estimator(spec))])
+    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+
+
+def _sampler(spec: ModelSpec) -> Any:
+    from imblearn.over_sampling import SMOTE, SMOTENC, RandomOverSampler
+
+    rb = spec.rebalance
+    assert rb is not None
+    common = {"sampling_strategy": rb.sampling_strategy, "random_state": spec.split.seed}
+    if rb.method == "smote":
+        return SMOTE(k_neighbors=rb.k_neighbors, **common)
+    if rb.method == "smote_nc":
+        return SMOTENC(categorical_features=spec.features.categorical,
+                       k_neighbors=rb.k_neighbors, **common)
+    return RandomOverSampler(**common)
+
+
+def _rebalanced_pipeline(spec: ModelSpec) -> Any:
+    """An imbalanced-learn Pipeline: the sampler runs in fit only, never in predict."""
+    from imblearn.pipeline import Pipeline as SamplingPipeline
+
+    if spec.rebalance is not None and spec.rebalance.method == "smote_nc":
+        # SMOTE-NC interpolates raw numeric values and picks categories by majority among
+        # neighbours: impute first (it rejects missing values), encode and scale after
+        impute = ColumnTransformer(
+            [("numeric", SimpleImputer(strategy="median"), spec.features.numeric),
+             ("categorical", _categorical_impute(), spec.features.categorical)],
+            remainder="drop", verbose_feature_names_out=False).set_output(transform="pandas")
+        encode = ColumnTransformer(
+            [("numeric", StandardScaler(), spec.features.numeric),
+             ("categorical", _onehot(), spec.features.categorical)],
+            remainder="drop", verbose_feature_names_out=False)
+        steps = [("impute", impute), ("rebalance", _sampler(spec)), ("encode", encode)]
+    else:
+        steps = [("preprocess", _preprocess(spec)), ("rebalance", _sampler(spec))]
+    return SamplingPipeline([*steps, ("model", build_estimator(spec))])
+
+
+def build_pipeline(spec: ModelSpec) -> Pipeline:
+    """Preprocessing + the estimator, with the spec's oversampler (fit only) when it has one."""
+    if spec.rebalance is not None:
+        return _rebalanced_pipeline(spec)
+    return Pipeline([("preprocess", _preprocess(spec)), ("model", build_estimator(spec))])
+
+
+def class_balance(spec: ModelSpec, pipeline: Any, train: pd.DataFrame) -> dict[str, Any]:
+    """Class counts of the training fold before and after the pipeline's oversampler.
+
+    "after" replays the fitted steps before the sampler and the sampler itself (seeded, so it
+    resamples exactly as in fit); without a sampler the counts are unchanged.
+    """
+    y = train[spec.target]
+    before = {str(k): int(v) for k, v in y.value_counts().sort_index().items()}
+    if "rebalance" not in getattr(pipeline, "named_steps", {}):
+        return {"before": before, "after": before}
+    from sklearn.base import clone
+
+    names = [name for name, _ in pipeline.steps]
+    upstream = pipeline[:names.index("rebalance")]
+    Xt = upstream.transform(feature_frame(spec, train))
+    _, y_after = clone(pipeline.named_steps["rebalance"]).fit_resample(Xt, y)
+    after = {str(k): int(v) for k, v in pd.Series(y_after).value_counts().sort_index().items()}
+    return {"before": before, "after": after}
 
 
 def feature_frame(spec: ModelSpec, df: pd.DataFrame) -> pd.DataFrame:
