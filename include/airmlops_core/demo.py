@@ -40,13 +40,13 @@ class ModelSummary:
     def line(self) -> str:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.metrics.items()))
         version = f"v{self.version} @{self.alias}" if self.version else "no version yet"
-        lines = [f"  {self.model:<16} train runs: {self.runs:<3} {version:<18} {metrics}",
+        lines = [f"  {self.model:<16} MLflow runs: {self.runs:<3} {version:<18} {metrics}",
                  f"  {'':<16} champion: " + (f"v{self.champion}" if self.champion else "none")
                  + (f"; gate decision on v{self.version}: {self.decision}" if self.decision
                     else "")]
         lines += [f"  {'':<18}- {r}" for r in self.reasons]
         if self.message:
-            lines.append(f"  {'':<16} Slack message: {self.message.splitlines()[0]}")
+            lines.append(f"  {'':<16} Slack message: {self.message}")
         lines.append(f"  {'':<16} {self.url}")
         return "\n".join(lines)
 
@@ -82,8 +82,10 @@ def summarize(cfg: StackConfig, model: str) -> ModelSummary:
         decision = tags.get("gate.decision", "")
         reasons = tuple(json.loads(tags.get("gate.reasons") or "[]"))
     url = f"{cfg.mlflow_url}/#/models/{model}" + (f"/versions/{version}" if version else "")
-    texts = [str(m.get("text", m)) for m in read_messages(cfg.messages_file)
-             if f"*{model}*" in str(m.get("text", m))]
+    # the gate's Slack message: its line naming the model version and the decision
+    texts = [line for m in read_messages(cfg.messages_file)
+             for line in str((m.get("body") or {}).get("text", "")).splitlines()
+             if line.split(" ", 1)[-1].startswith(f"*{model}* version")]
     return ModelSummary(model, runs, version, registry.CHALLENGER, metrics, url,
                         champion=registry.alias_version(client, model, registry.CHAMPION),
                         decision=decision, reasons=reasons, message=texts[-1] if texts else "")
