@@ -87,7 +87,7 @@ def train_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, Any], *, tracki
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from airmlops_core import tracking, training
+    from airmlops_core import resources, tracking, training
 
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
@@ -95,9 +95,12 @@ def train_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, Any], *, tracki
     train = data.read_ref(train_ref, s3_client=s3_client)
     run_id = tracking.get_or_create_run(client, experiment_name(spec.name), ctx, TRAIN_PURPOSE,
                                         run_name=f"{spec.name}-{ctx.run_id}")
-    pipeline = training.fit(spec, train)
+    with resources.measure() as usage:
+        pipeline = training.fit(spec, train)
+    usage.rows = len(train)
     X = training.feature_frame(spec, train)
     with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(usage.metrics("train."))
         mlflow.log_params({"estimator": spec.estimator.class_path,
                            **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
                            "test_size": spec.split.test_size, "seed": spec.split.seed,

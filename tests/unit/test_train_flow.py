@@ -78,6 +78,9 @@ def test_full_path_and_idempotent_retries(churn_spec, env, mlflow_url: str) -> N
     run = client.get_run(trained["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["airmlops.try_number"] == "2"
+    assert run.data.metrics["train.rows"] == refs["train"]["rows"]
+    assert run.data.metrics["train.cpu_seconds"] > 0
+    assert run.data.metrics["train.peak_rss_mib"] > 50
 
 
 def test_twin_versions_from_a_lost_response_are_removed(churn_spec, env, mlflow_url) -> None:
