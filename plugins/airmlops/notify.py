@@ -1,20 +1,23 @@
 """Slack notifiers for every DAG of the pack, made in one place.
 
 Messages are Jinja templates rendered with the task context; they link to the Airflow run,
-the task log and, where the task returned one, the MLflow run. A failed delivery is logged
-and never changes the task's outcome.
+the task log and, where the task returned one, the MLflow run. A failed delivery is retried a
+few times within a bounded time, logged, recorded durably, and never changes the task's outcome.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from airflow.sdk import BaseNotifier
 
 log = logging.getLogger(__name__)
 
-SEND_TIMEOUT_S = 5
+SEND_TIMEOUT_S = 5  # per attempt
+SEND_RETRIES = 2  # after the first attempt; worst case 3 x 5 s + 1 s + 2 s of backoff
+BACKOFF_S = 1.0
 
 # ti.log_url is <api base_url>/dags/<dag>/runs/<run>/tasks/<task>?try_number=N
 RUN_LINK = "<{{ ti.log_url.split('/tasks/')[0] }}|Airflow run {{ run_id }}>"
@@ -40,27 +43,55 @@ SUCCESS_TEXT = (
 class SafeSlackWebhookNotifier(BaseNotifier):
     """The Slack provider's SlackWebhookNotifier, bounded in time, never failing the task.
 
+    Each attempt times out after `timeout` seconds; failed attempts are retried `retries` times
+    with exponential backoff (1 s, 2 s, ...). An alert that still could not be delivered is
+    logged (connection id and error type only: never the URL or token) and recorded in the
+    durable alert log (airmlops_core.alert_log) that the health-probe DAG reports.
     The provider is imported when a message is sent, not when DAGs are parsed.
     """
 
     template_fields = ("slack_webhook_conn_id", "text")
 
     def __init__(self, *, slack_webhook_conn_id: str, text: str,
-                 timeout: int = SEND_TIMEOUT_S) -> None:
+                 timeout: int = SEND_TIMEOUT_S, retries: int = SEND_RETRIES) -> None:
         super().__init__()
         self.slack_webhook_conn_id = slack_webhook_conn_id
         self.text = text
         self.timeout = timeout
+        self.retries = retries
 
     def notify(self, context: Any) -> None:
+        error = ""
+        for attempt in range(1, self.retries + 2):
+            try:
+                self._send(context)
+                return
+            except Exception as exc:  # noqa: BLE001 - an alert must never change a task's outcome
+                error = type(exc).__name__
+                log.warning("Slack notification via connection %r not delivered (attempt %d "
+                            "of %d): %s", self.slack_webhook_conn_id, attempt, self.retries + 1,
+                            error)
+            if attempt <= self.retries:
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+        self._record(context, error)
+
+    def _send(self, context: Any) -> None:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
+        SlackWebhookNotifier(slack_webhook_conn_id=self.slack_webhook_conn_id, text=self.text,
+                             timeout=self.timeout).notify(context)
+
+    def _record(self, context: Any, error: str) -> None:
+        from airmlops_core import alert_log
+
+        ti = context.get("ti")
         try:
-            SlackWebhookNotifier(slack_webhook_conn_id=self.slack_webhook_conn_id,
-                                 text=self.text, timeout=self.timeout).notify(context)
-        except Exception as exc:  # noqa: BLE001 - an alert must never change a task's outcome
-            log.warning("Slack notification via connection %r not delivered: %s",
-                        self.slack_webhook_conn_id, type(exc).__name__)
+            alert_log.record_undelivered(
+                conn_id=self.slack_webhook_conn_id, error=error, attempts=self.retries + 1,
+                dag_id=str(getattr(ti, "dag_id", "")), run_id=str(context.get("run_id", "")),
+                task_id=str(getattr(ti, "task_id", "")))
+        except OSError as exc:
+            log.error("undelivered alert could not be recorded: %s", exc)
 
 
 def failure_notifier(conn_id: str) -> SafeSlackWebhookNotifier:

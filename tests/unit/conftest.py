@@ -51,3 +51,23 @@ def s3(s3_server: SeaweedS3) -> S3Bucket:
 def s3_prefix(s3: S3Bucket, request: pytest.FixtureRequest) -> str:
     """s3://<bucket>/<unique prefix>/ for one test, so tests never see each other's keys."""
     return f"s3://{s3.bucket}/{request.node.name}-{secrets.token_hex(3)}/"
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Any]:
+    """The Slack stand-in (airmlops_core.webhook_receiver), in-process on a free port."""
+    import threading
+
+    from airmlops_core.webhook_receiver import serve
+
+    server = serve("127.0.0.1", 0, tmp_path / "out" / "messages.jsonl")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        assert not thread.is_alive()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from types import SimpleNamespace
 
 import jinja2
@@ -49,14 +51,63 @@ def test_failure_text_without_exception(context: dict) -> None:
     assert "Error:" not in render(notify.FAILURE_TEXT, **context)
 
 
-def test_delivery_failure_never_raises(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    from airflow.providers.slack.notifications import slack_webhook
+SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxsecretpart"
 
-    def boom(self, context):
-        raise ConnectionError("http://secret-webhook/services/T/B/X refused")
 
-    monkeypatch.setattr(slack_webhook.SlackWebhookNotifier, "notify", boom)
-    n = notify.failure_notifier("slack_alerts")
-    n.notify({})
-    assert "not delivered: ConnectionError" in caplog.text
-    assert "secret-webhook" not in caplog.text
+@pytest.fixture
+def slack_conn(receiver, monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
+    """A slack webhook connection (from the environment) pointing at the local receiver."""
+    import json
+
+    url = receiver.url + SECRET_PATH
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_TEST",
+                       json.dumps({"conn_type": "slackwebhook", "password": url}))
+    monkeypatch.setenv("AIRMLOPS_ALERT_LOG", str(tmp_path / "alerts" / "undelivered.jsonl"))
+    monkeypatch.setattr(notify, "BACKOFF_S", 0.05)
+    return "slack_test"
+
+
+def send(conn_id: str, timeout: int = 1) -> float:
+    n = notify.SafeSlackWebhookNotifier(slack_webhook_conn_id=conn_id, text="model x failed",
+                                        timeout=timeout)
+    ti = FakeTI(dag_id="m__train", task_id="train")
+    start = time.monotonic()
+    n.notify({"ti": ti, "run_id": "manual__1"})  # never raises
+    return time.monotonic() - start
+
+
+def test_delivered_once_when_slack_answers(slack_conn, receiver) -> None:
+    from airmlops_core import alert_log
+    from airmlops_core.webhook_receiver import read_messages
+
+    send(slack_conn)
+    [message] = read_messages(receiver.out)
+    assert message["body"]["text"] == "model x failed"
+    assert alert_log.undelivered() == []
+
+
+@pytest.mark.parametrize("mode", ["error500", "ratelimit429", "hang"])
+def test_broken_slack_never_fails_or_hangs_and_is_recorded(slack_conn, receiver, caplog,
+                                                           mode: str) -> None:
+    from airmlops_core import alert_log
+    from airmlops_core.webhook_receiver import read_messages
+
+    receiver.mode = mode
+    caplog.set_level(logging.DEBUG)
+    elapsed = send(slack_conn, timeout=1)
+    attempts = notify.SEND_RETRIES + 1
+    # bounded: each attempt times out after 1 s, plus 0.05 s + 0.1 s of backoff
+    assert elapsed < attempts * 1 + 0.15 + 2.0, elapsed
+    assert len(read_messages(receiver.out)) == attempts  # every attempt reached "Slack"
+    [entry] = alert_log.undelivered()
+    assert entry["conn_id"] == slack_conn
+    assert (entry["dag_id"], entry["run_id"], entry["task_id"]) == ("m__train", "manual__1",
+                                                                    "train")
+    assert entry["attempts"] == attempts
+    assert entry["error"]
+    assert f"attempt {attempts} of {attempts}" in caplog.text
+    # everything the sending side logged (the in-process receiver's access log is Slack's side)
+    sender = [r.getMessage() for r in caplog.records if "webhook_receiver" not in r.name]
+    logged = "\n".join(sender) + alert_log.path().read_text()
+    assert "SECRET" not in logged
+    assert "xoxsecretpart" not in logged

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,7 @@ import requests
 from slack_sdk.webhook import WebhookClient
 
 from airmlops_core import webhook_receiver
-from airmlops_core.webhook_receiver import ReceiverServer, parse_body, read_messages, serve
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[ReceiverServer]:
-    server = serve("127.0.0.1", 0, tmp_path / "out" / "messages.jsonl")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        assert not thread.is_alive()
+from airmlops_core.webhook_receiver import ReceiverServer, parse_body, read_messages
 
 
 def test_post_is_recorded_and_answered_like_slack(receiver: ReceiverServer) -> None:
