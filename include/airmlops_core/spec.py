@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -204,8 +204,13 @@ class DataChecks(_Strict):
 
 
 class Alerts(_Strict):
+    """Where alerts go, and run deadlines: minutes after a run is queued by which it must have
+    finished (per pipeline, e.g. {train: 90}); a late run sends one alert."""
+
     channel: str = "#ml-alerts"
     conn_id: str = "slack_alerts"
+    deadlines: dict[Literal["train", "validate", "score", "drift", "retrain"],
+                    Annotated[float, Field(gt=0, le=7 * 24 * 60)]] = Field(default_factory=dict)
 
 
 class ModelSpec(_Strict):

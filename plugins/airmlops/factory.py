@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import DAG, Param
 
@@ -46,6 +47,14 @@ def default_args(spec: ModelSpec) -> dict[str, object]:
     }
 
 
+def deadline(spec: ModelSpec, pipeline: str) -> Any:
+    """The pipeline's deadline alert from `alerts.deadlines`, or None."""
+    minutes = spec.alerts.deadlines.get(pipeline)
+    if minutes is None:
+        return None
+    return notify.deadline_alert(f"{spec.name}__{pipeline}", minutes, spec.alerts.conn_id)
+
+
 def dag_tags(spec: ModelSpec, pipeline: str) -> list[str]:
     return ["airmlops", f"model:{spec.name}", pipeline, *spec.tags]
 
@@ -62,6 +71,7 @@ def train_dag(spec: ModelSpec) -> DAG:
         max_active_runs=1,
         tags=dag_tags(spec, "train"),
         default_args=default_args(spec),
+        deadline=deadline(spec, "train"),
     ) as dag:
         common = {"model_name": spec.name}
         extract = ExtractTrainingDataOperator(task_id="extract", **common)
@@ -100,6 +110,7 @@ def validate_dag(spec: ModelSpec) -> DAG:
         max_active_runs=1,  # at most one promotion at a time per model
         tags=dag_tags(spec, "validate"),
         default_args=default_args(spec),
+        deadline=deadline(spec, "validate"),
     ) as dag:
         common = {"model_name": spec.name}
         resolve = ResolveCandidateOperator(task_id="resolve", **common)

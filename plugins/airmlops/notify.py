@@ -104,3 +104,25 @@ def success_notifier(conn_id: str) -> SafeSlackWebhookNotifier:
     """Notifier for the last task of a pipeline; shows the task's returned summary and links."""
     return SafeSlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=SUCCESS_TEXT,
                                     timeout=SEND_TIMEOUT_S)
+
+
+DEADLINE_TEXT = (
+    ":alarm_clock: *{dag_id}* has not finished within {minutes:g} minutes of being queued "
+    "(deadline missed). Check the run in Airflow."
+)
+
+
+def deadline_alert(dag_id: str, minutes: float, conn_id: str) -> Any:
+    """An Airflow deadline alert: one Slack message when a run of `dag_id` is still not done
+    `minutes` after it was queued. It runs in the triggerer (the provider's async notifier),
+    apart from any task, so it cannot change a task's outcome."""
+    import datetime as dt
+
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(minutes=minutes),
+        callback=AsyncCallback(SlackWebhookNotifier, kwargs={
+            "slack_webhook_conn_id": conn_id,
+            "text": DEADLINE_TEXT.format(dag_id=dag_id, minutes=minutes)}))

@@ -78,6 +78,8 @@ def integration_models(target: Path) -> Path:
             # a heavily regularised champion predicts (almost) no churn, so its fairness gaps
             # are ~0; the comparison tests must not be decided by the fairness gate
             spec["promotion"] = {"fairness_tolerance": 0.5}
+            # a run takes longer than 6 s: every train run also checks the deadline alert
+            spec["alerts"] = {**spec.get("alerts", {}), "deadlines": {"train": 0.1}}
         (target / src.name).write_text(yaml.safe_dump(spec, sort_keys=False))
         if spec["name"] == "customer_churn":
             (target / f"{REVIEWED_MODEL}.yaml").write_text(yaml.safe_dump(reviewed(spec),
@@ -90,7 +92,7 @@ REVIEWED_MODEL = "churn_reviewed"
 
 def reviewed(churn: dict) -> dict:
     """customer_churn under another name, with human approval of every promotion."""
-    return {**churn, "name": REVIEWED_MODEL, "tags": ["test"],
+    return {**churn, "name": REVIEWED_MODEL, "tags": ["test"], "alerts": {},
             "promotion": {**churn["promotion"], "human_approval": True},
             "data_checks": {**churn.get("data_checks", {}),
                             "suite": "include/expectations/customer_churn.yaml"}}

@@ -92,6 +92,14 @@ def test_success_message_reached_the_receiver(train_run: dict, stack: Any) -> No
     assert f"/dags/{train_run['dag_id']}/runs/" in text  # link to the Airflow run
 
 
+def test_late_run_sends_one_deadline_alert(train_run: dict, stack: Any) -> None:
+    # the integration specs give customer_churn__train a 6 s deadline; a run takes longer
+    found = messages_about(stack, train_run["dag_id"], "deadline missed", timeout=120)
+    assert found, read_messages(stack.messages_file)
+    assert "6 minutes" not in found[0]["body"]["text"]
+    assert "0.1 minutes" in found[0]["body"]["text"]
+
+
 def test_failed_task_sends_failure_message(stack: Any, airflow_api: Any,
                                            demo_files: None) -> None:
     dag_id = "broken_source__train"
