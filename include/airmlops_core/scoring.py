@@ -1,0 +1,1096 @@
+"""Bulk scoring: stream a partition through one model version, publish it atomically.
+
+The score DAG calls, in order::
+
+    partitions = list_partitions(input_uri, s3_client=s3)            # once per run
+    version = resolve_champion(client, name)                         # once per run
+    model = load_model(client, name, version)                        # once per task
+    result = score_or_quarantine(model, uri, suite=..., row_key=..., logical_date=...,
+                                 output_uri=output_uri(base, name, logical_date,
+                                                       partition_name(uri)),
+                                 quarantine_uri=...)                 # per partition
+    write_manifest(base, results)                                    # once, after all
+
+Streaming. A partition is read in chunks of `CHUNK_ROWS` rows (Parquet: ParquetFile.iter_batches
+over the needed columns only; CSV: pyarrow's streaming CSV reader with the signature's types),
+each chunk is converted to the model's input, predicted, and appended to a Parquet writer as
+one row group. Memory holds one chunk, whatever the partition's size. S3 inputs are first
+copied to a local temporary file (hashed on the way); the input hash always describes exactly
+the bytes that were scored (a local input that changes while being scored is an error).
+
+Publishing. Local: the Parquet file is written to a hidden temporary name in the destination
+directory, fsynced and renamed (`data._write_local_atomic`), so readers see the previous file
+or the complete new one, never a partial one; temporaries left by a killed writer are removed
+by the next attempt. S3: the finished local file is uploaded as one object (single PUT or a
+multipart upload, which becomes visible only when complete). Output bytes are deterministic:
+fixed writer options, no timestamps, one row group per input chunk; the same input, model
+version and logical date give byte-identical files, at a path that depends only on (output
+base, model, logical date, partition), so a re-run overwrites instead of duplicating.
+
+Output rows: the row key (spec.row_key, or `row_index` when the spec has none), `prediction`,
+for classifiers one `proba_<class>` column per class (classes in the model's order; names
+sanitised, `proba_<i>` if that would collide), then `model_name`, `model_version`,
+`input_sha256` and `logical_date` (UTC timestamp).
+
+Model flavor and signature. `load_model` loads the native sklearn flavor and enforces the
+model's MLflow signature itself, on the Arrow schema: a missing required column or a type
+that cannot be converted safely raises `ScoringError` naming the file and the column; columns
+outside the signature are never read. The conversions follow MLflow's
+`mlflow.models.utils._enforce_mlflow_datatype` (what `pyfunc.predict` and the public
+`mlflow.models.validate_schema` apply) with one deliberate difference: integers are accepted
+for `double` features when every value converts exactly (Arrow's safe cast checks |v| <=
+2**53), the same cast `training.feature_frame` applied when the model was trained; MLflow
+rejects int64 -> double outright, which would reject every int64 column of the demo data.
+Checking types once per partition on the Arrow schema costs nothing per row, whereas pyfunc
+re-checks and copies every chunk in pandas. Measured by benchmarks/score_stream.py (1M rows x
+20 features, HistGradientBoostingClassifier, 131,072-row chunks, 2 shared cores): see
+MEASURED below.
+
+MEASURED = "filled in from benchmarks/score_stream.py"
+
+No Airflow imports: usable from tests, a CLI or any orchestrator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import datetime as dt
+import glob
+import json
+import logging
+import os
+import re
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from airmlops_core import batch_checks, data, data_checks
+from airmlops_core.data import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from airmlops_core.data_checks import CheckResult, Suite
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 131_072
+CHECK_CHUNK_ROWS = 262_144
+CSV_BLOCK_BYTES = 8 << 20
+ROW_INDEX = "row_index"
+PREDICTION = "prediction"
+PROBA_PREFIX = "proba_"
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+INPUT_SHA256 = "input_sha256"
+LOGICAL_DATE = "logical_date"
+MANIFEST_NAME = "_manifest.json"
+SIGNATURE_RULE = "model.signature"
+# Fixed writer options: part of the byte-for-byte reproducibility of the outputs.
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd", "compression_level": 1, "use_dictionary": True,
+    "write_statistics": True, "version": "2.6", "data_page_version": "1.0",
+    "write_page_checksum": True, "store_schema": True,
+}
+_EXTENSIONS = (".parquet", ".pq", ".csv")
+_GLOB = ("*", "?", "[")
+_DELIMITERS = (";", "\t", "|")
+_CSV_ERROR_RE = re.compile(r"In CSV column #(\d+): (?:Row #(\d+): )?(.*)", re.DOTALL)
+
+
+class ScoringError(DataError):
+    """A partition cannot be scored: unreadable, empty, or not what the model's signature needs.
+
+    The message names the file and, where there is one, the column (also in `column`).
+    """
+
+    def __init__(self, message: str, *, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+class ChampionNotFound(LookupError):
+    """The model has no version behind the alias yet (first run before any promotion).
+
+    Retrying cannot help until a version is promoted: fail the run without retries.
+    """
+
+
+class ModelLoadError(RuntimeError):
+    """The model version does not exist or cannot be used for scoring."""
+
+
+# --------------------------------------------------------------------------------------------
+# Partitions and output layout
+
+
+def _has_glob(text: str) -> bool:
+    return any(c in text for c in _GLOB)
+
+
+def _is_partition_file(name: str) -> bool:
+    return not name.startswith((".", "_")) and name.lower().endswith(_EXTENSIONS)
+
+
+def list_partitions(input_uri: str, *, s3_client: Any | None = None) -> list[str]:
+    """The partitions (Parquet/CSV files) at a location, sorted.
+
+    Args:
+        input_uri: a file; a directory (its direct .parquet/.pq/.csv files); a glob such as
+            /data/batch-*.parquet; s3://bucket/key, s3://bucket/prefix/ (its direct files) or
+            an S3 glob (`*` does not cross `/`). Names starting with "." or "_" (temporary
+            files, _SUCCESS, manifests) are skipped. Relative paths are relative to the cwd.
+        s3_client: a boto3 S3 client, for s3:// locations.
+
+    Raises:
+        DataError: nothing matches, or two partitions would get the same output name.
+    """
+    uri = str(input_uri).strip()
+    if not uri:
+        raise DataError("empty input location: pass a file, directory, glob or s3:// prefix")
+    found = _list_s3(uri, s3_client) if data._is_s3(uri) else _list_local(uri)
+    if not found:
+        raise DataError(f"{uri}: no partitions found (expected .parquet, .pq or .csv files "
+                        "not starting with '.' or '_')")
+    by_name: dict[str, list[str]] = {}
+    for u in found:
+        by_name.setdefault(partition_name(u), []).append(u)
+    clashes = {n: us for n, us in by_name.items() if len(us) > 1}
+    if clashes:
+        raise DataError(f"{uri}: partitions would share an output name: {clashes}; "
+                        "score one directory per batch or rename the files")
+    return found
+
+
+def _list_local(uri: str) -> list[str]:
+    path = data.resolve_uri(uri, os.getcwd())
+    if _has_glob(path):
+        return sorted(p for p in glob.glob(path)
+                      if os.path.isfile(p) and _is_partition_file(os.path.basename(p)))
+    p = Path(path)
+    if p.is_dir():
+        return sorted(str(c) for c in p.iterdir() if c.is_file() and _is_partition_file(c.name))
+    if p.is_file():
+        if not p.name.lower().endswith(_EXTENSIONS):
+            raise DataError(f"{uri}: not a partition file (expected {list(_EXTENSIONS)})")
+        return [str(p)]
+    raise DataError(f"{uri}: no such file or directory")
+
+
+def _s3_keys(client: Any, bucket: str, prefix: str, *, delimiter: bool) -> list[str]:
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    if delimiter:
+        kwargs["Delimiter"] = "/"
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+        keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+    return keys
+
+
+def _list_s3(uri: str, s3_client: Any | None) -> list[str]:
+    client = data._need_client(uri, s3_client)
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise DataError(f"{uri}: S3 URI without a bucket")
+    try:
+        if _has_glob(key):
+            prefix = key[:min(key.index(c) for c in _GLOB if c in key)]
+            depth = key.count("/")
+            hits = [k for k in _s3_keys(client, bucket, prefix, delimiter=False)
+                    if k.count("/") == depth and fnmatchcase(k, key)]
+        elif not key or key.endswith("/"):
+            hits = _s3_keys(client, bucket, key, delimiter=True)
+        else:
+            near = _s3_keys(client, bucket, key, delimiter=True)
+            hits = [key] if key in near else _s3_keys(client, bucket, key + "/", delimiter=True)
+    except data._s3_exceptions() as exc:
+        raise data._s3_error(uri, exc) from exc
+    return [f"s3://{bucket}/{k}" for k in sorted(hits) if _is_partition_file(k.rsplit("/", 1)[-1])]
+
+
+def partition_name(uri: str) -> str:
+    """A partition's output name: its file name without extension, made path-safe."""
+    base = uri.rstrip("/").rsplit("/", 1)[-1]
+    for ext in _EXTENSIONS:
+        if base.lower().endswith(ext):
+            base = base[: -len(ext)]
+            break
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", base).lstrip("._") or "partition"
+
+
+def _utc(logical_date: str | dt.datetime | dt.date) -> dt.datetime:
+    if isinstance(logical_date, str):
+        try:
+            value = dt.datetime.fromisoformat(logical_date.strip())
+        except ValueError as exc:
+            raise ValueError(f"logical date {logical_date!r} is not an ISO 8601 date") from exc
+    elif isinstance(logical_date, dt.datetime):
+        value = logical_date
+    elif isinstance(logical_date, dt.date):
+        value = dt.datetime(logical_date.year, logical_date.month, logical_date.day)
+    else:
+        raise TypeError(f"logical date must be a datetime or ISO string, got "
+                        f"{type(logical_date).__name__}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def logical_date_iso(logical_date: str | dt.datetime | dt.date) -> str:
+    """The logical date as ISO 8601 UTC with a Z (naive values are taken as UTC)."""
+    return _utc(logical_date).isoformat().replace("+00:00", "Z")
+
+
+def _date_segment(logical_date: str | dt.datetime | dt.date) -> str:
+    ts = _utc(logical_date)
+    text = ts.strftime("%Y-%m-%dT%H-%M-%S")
+    return f"{text}.{ts.microsecond:06d}Z" if ts.microsecond else f"{text}Z"
+
+
+def _base(output_base: str) -> str:
+    return output_base if data._is_s3(output_base) else data.resolve_uri(output_base,
+                                                                            os.getcwd())
+
+
+def run_output_uri(output_base: str, model: str, logical_date: str | dt.datetime) -> str:
+    """<output_base>/<model>/<logical date, e.g. 2024-05-01T00-00-00Z>: one run's outputs."""
+    return data.join_uri(_base(output_base), model, _date_segment(logical_date))
+
+
+def output_uri(output_base: str, model: str, logical_date: str | dt.datetime,
+               partition: str) -> str:
+    """Where a partition's scores go: <run output>/<partition>.parquet (deterministic)."""
+    return data.join_uri(run_output_uri(output_base, model, logical_date), f"{partition}.parquet")
+
+
+def manifest_uri(output_base: str, model: str, logical_date: str | dt.datetime) -> str:
+    """<run output>/_manifest.json (dataset readers skip names starting with _)."""
+    return data.join_uri(run_output_uri(output_base, model, logical_date), MANIFEST_NAME)
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+
+
+def resolve_champion(client: MlflowClient, name: str, alias: str = "champion") -> str:
+    """The concrete version behind `models:/<name>@<alias>`, resolved once per run.
+
+    Raises:
+        ChampionNotFound: no version carries the alias (or the model is not registered).
+    """
+    from airmlops_core import registry
+
+    version = registry.alias_version(client, name, alias)
+    if version is None:
+        raise ChampionNotFound(
+            f"model '{name}' has no '{alias}' version yet at {client.tracking_uri}: nothing "
+            f"has been promoted, so there is nothing to score with. Promote a version first "
+            f"(the {name}__validate DAG), then run scoring again.")
+    return version
+
+
+@dataclass(frozen=True)
+class InputColumn:
+    """One column of the model's input signature (`type` is an MLflow DataType name)."""
+
+    name: str
+    type: str
+    required: bool = True
+
+
+_ARROW_FOR = {"double": pa.float64(), "float": pa.float32(), "long": pa.int64(),
+              "integer": pa.int32(), "boolean": pa.bool_(), "string": pa.string(),
+              "binary": pa.binary(), "datetime": pa.timestamp("us")}
+
+
+def _accepts(kind: str, t: pa.DataType) -> bool:
+    """Can an Arrow column of type `t` feed a signature column of MLflow type `kind`?"""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    types = pa.types
+    if types.is_null(t):
+        return kind in ("double", "float", "string", "binary", "datetime")
+    if kind == "double":
+        return types.is_floating(t) or types.is_integer(t)
+    if kind == "float":
+        return (types.is_float32(t) or types.is_float16(t)
+                or (types.is_integer(t) and t.bit_width <= 16))
+    if kind == "long":
+        return types.is_integer(t) and not types.is_uint64(t)
+    if kind == "integer":
+        return types.is_integer(t) and t.bit_width <= (16 if types.is_unsigned_integer(t) else 32)
+    if kind == "boolean":
+        return types.is_boolean(t)
+    if kind == "string":
+        return types.is_string(t) or types.is_large_string(t)
+    if kind == "binary":
+        return types.is_binary(t) or types.is_large_binary(t) or types.is_fixed_size_binary(t)
+    if kind == "datetime":
+        return types.is_timestamp(t) or types.is_date(t)
+    return False
+
+
+def _proba_names(classes: Sequence[Any]) -> list[str]:
+    names = [PROBA_PREFIX + re.sub(r"[^0-9A-Za-z_]+", "_", str(c)).strip("_") for c in classes]
+    if len(set(names)) != len(names) or any(n == PROBA_PREFIX for n in names):
+        names = [f"{PROBA_PREFIX}{i}" for i in range(len(classes))]
+    return names
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model version ready to score: the native estimator and its input signature.
+
+    Build it with `load_model` (from the registry) or `from_estimator`.
+    """
+
+    name: str
+    version: str
+    estimator: Any
+    inputs: tuple[InputColumn, ...]
+    classes: tuple[Any, ...] | None = None
+    _classes_np: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_estimator(cls, name: str, version: str, estimator: Any,
+                       signature: Any) -> LoadedModel:
+        """Wrap an in-memory estimator with an MLflow ModelSignature (or its input Schema).
+
+        Raises:
+            ModelLoadError: no column-based input signature, or unsupported column types.
+        """
+        schema = getattr(signature, "inputs", signature)
+        if schema is None or not schema.has_input_names():
+            raise ModelLoadError(f"model {name} version {version} has no column-based input "
+                                 "signature; scoring needs one to check its input")
+        inputs = []
+        for spec in schema.inputs:
+            kind = getattr(spec.type, "name", str(spec.type))
+            if kind not in _ARROW_FOR:
+                raise ModelLoadError(f"model {name} version {version}: input '{spec.name}' "
+                                     f"has type {spec.type}, which batch scoring does not "
+                                     f"support ({sorted(_ARROW_FOR)})")
+            inputs.append(InputColumn(spec.name, kind, bool(getattr(spec, "required", True))))
+        classes = None
+        classes_np = None
+        if hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_"):
+            classes_np = np.asarray(estimator.classes_)
+            classes = tuple(classes_np.tolist())
+        return cls(name=name, version=str(version), estimator=estimator, inputs=tuple(inputs),
+                   classes=classes, _classes_np=classes_np)
+
+    @property
+    def is_classifier(self) -> bool:
+        """True when the model gives class probabilities."""
+        return self.classes is not None
+
+    @property
+    def proba_columns(self) -> list[str]:
+        """Output column names of the class probabilities, in the model's class order."""
+        return _proba_names(self.classes) if self.classes is not None else []
+
+    @property
+    def prediction_type(self) -> pa.DataType:
+        if self._classes_np is None:
+            return pa.float64()
+        return pa.array(self._classes_np).type
+
+    def arrow_types(self) -> dict[str, pa.DataType]:
+        """Arrow types to parse CSV columns with: the signature's."""
+        return {c.name: _ARROW_FOR[c.type] for c in self.inputs}
+
+    def check_columns(self, schema: pa.Schema | Sequence[str], source: str) -> None:
+        """Raise ScoringError naming every missing or wrongly typed signature column."""
+        names = list(schema.names) if isinstance(schema, pa.Schema) else list(schema)
+        missing = [c for c in self.inputs if c.required and c.name not in names]
+        if missing:
+            hint = ""
+            if len(names) == 1 and any(s in names[0] for s in _DELIMITERS):
+                hint = (f"; the file has a single column {names[0][:60]!r}: is the delimiter "
+                        "wrong? (CSV files must be comma-separated)")
+            listed = ", ".join(f"'{c.name}' ({c.type})" for c in missing)
+            raise ScoringError(
+                f"{source}: missing column(s) {listed} required by the signature of model "
+                f"{self.name} version {self.version}{hint}", column=missing[0].name)
+        if not isinstance(schema, pa.Schema):
+            return
+        wrong = [(c, schema.field(c.name).type) for c in self.inputs
+                 if c.name in names and not _accepts(c.type, schema.field(c.name).type)]
+        if wrong:
+            listed = "; ".join(f"column '{c.name}' is {t}, the model expects {c.type}"
+                               for c, t in wrong)
+            raise ScoringError(f"{source}: wrong dtype for model {self.name} version "
+                               f"{self.version}: {listed}", column=wrong[0][0].name)
+
+    def features(self, batch: pa.RecordBatch | pa.Table, source: str) -> pd.DataFrame:
+        """The model's input frame from an Arrow chunk: signature columns, in signature
+        order, converted safely (extra columns are dropped).
+
+        Raises:
+            ScoringError: a column is missing, has the wrong type, holds a value that does not
+                convert exactly, or has missing values where the type cannot hold them.
+        """
+        import pandas as pd
+
+        self.check_columns(batch.schema, source)
+        cols: dict[str, Any] = {}
+        for c in self.inputs:
+            if c.name in batch.schema.names:
+                cols[c.name] = _to_numpy(batch.column(c.name), c, source)
+        return pd.DataFrame(cols, copy=False)
+
+    def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predictions, class probabilities or None). A classifier's prediction is the class
+        with the highest probability (the first on ties), as sklearn's own predict."""
+        if self._classes_np is not None:
+            proba = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
+            if proba.ndim != 2 or proba.shape[1] != len(self._classes_np):
+                raise ModelLoadError(f"model {self.name} version {self.version}: predict_proba "
+                                     f"gave shape {proba.shape} for {len(self._classes_np)} "
+                                     "classes")
+            return self._classes_np[np.argmax(proba, axis=1)], proba
+        return np.asarray(self.estimator.predict(X), dtype=np.float64), None
+
+
+def _to_numpy(column: pa.Array | pa.ChunkedArray, col: InputColumn, source: str) -> np.ndarray:
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not _accepts(col.type, arr.type):
+        raise ScoringError(f"{source}: column '{col.name}' is {arr.type}, the model expects "
+                           f"{col.type}", column=col.name)
+    if col.type in ("long", "integer", "boolean") and arr.null_count:
+        raise ScoringError(f"{source}: column '{col.name}' has {arr.null_count} missing "
+                           f"value(s), but the model expects {col.type}, which cannot hold "
+                           "missing values", column=col.name)
+    target = _ARROW_FOR[col.type]
+    if col.type == "datetime":
+        target = pa.timestamp("ns")
+    if col.type in ("string", "binary"):
+        return arr.to_numpy(zero_copy_only=False)  # object array, None for missing
+    if arr.type != target:
+        try:
+            arr = arr.cast(target, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ScoringError(f"{source}: column '{col.name}' ({column.type}) does not "
+                               f"convert exactly to {col.type}: {exc}", column=col.name) from exc
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def load_model(client: MlflowClient, name: str, version: str | int) -> LoadedModel:
+    """Load one registered version (native sklearn flavor) with its input signature.
+
+    Call it once per task with the version `resolve_champion` gave at the start of the run:
+    an alias that moves mid-run does not change what the run scores with.
+
+    Raises:
+        ModelLoadError: the version does not exist, is not an sklearn model, or has no usable
+            input signature.
+    """
+    import mlflow.artifacts
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    version = str(version)
+    try:
+        client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise ModelLoadError(f"model {name} version {version} is not in the registry at "
+                             f"{client.tracking_uri}: {exc.message}") from exc
+    with tempfile.TemporaryDirectory(prefix="airmlops-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=tmp,
+            tracking_uri=client.tracking_uri,
+            registry_uri=getattr(client, "_registry_uri", None) or client.tracking_uri)
+        meta = Model.load(local)
+        if "sklearn" not in meta.flavors:
+            raise ModelLoadError(f"model {name} version {version} has no sklearn flavor "
+                                 f"(flavors: {sorted(meta.flavors)})")
+        estimator = mlflow.sklearn.load_model(local)
+    if meta.signature is None:
+        raise ModelLoadError(f"model {name} version {version} was logged without a signature; "
+                             "scoring needs one to check its input")
+    model = LoadedModel.from_estimator(name, version, estimator, meta.signature)
+    log.info("loaded %s version %s (%s, %d inputs%s)", name, version,
+             type(estimator).__name__, len(model.inputs),
+             f", classes {list(model.classes)}" if model.classes else "")
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class _Staged:
+    """A partition as a local file: where it came from, its hash, and what it holds."""
+
+    uri: str
+    path: Path
+    sha256: str
+    fmt: str
+    stat: tuple[int, int, int] | None = None
+    columns: list[str] = field(default_factory=list)
+    rows: int | None = None  # from the Parquet footer; None for CSV
+
+    def check_unchanged(self) -> None:
+        if self.stat is not None and _stat(self.path) != self.stat:
+            raise ScoringError(f"{self.uri}: the file changed while it was being scored; "
+                               "nothing was published, run again")
+
+
+def _stat(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@contextlib.contextmanager
+def _stage(uri: str, s3_client: Any | None) -> Iterator[_Staged]:
+    """Locate (local) or download (S3) a partition and hash its bytes.
+
+    Raises:
+        DataError: the file does not exist or has no known extension.
+    """
+    fmt = data._infer_format(uri, None)
+    if not data._is_s3(uri):
+        path = data._existing_file(data.resolve_uri(uri, os.getcwd()))
+        before = _stat(path)
+        yield _Staged(uri=uri, path=path, sha256=data.file_sha256(str(path)), fmt=fmt,
+                      stat=before)
+        return
+    with tempfile.TemporaryDirectory(prefix="airmlops-stage-") as tmp:
+        import hashlib
+
+        path = Path(tmp) / uri.rsplit("/", 1)[-1]
+        digest = hashlib.sha256()
+        with path.open("wb") as fh:
+            for chunk in data._iter_chunks(uri, s3_client):
+                digest.update(chunk)
+                fh.write(chunk)
+        yield _Staged(uri=uri, path=path, sha256=digest.hexdigest(), fmt=fmt)
+
+
+def _inspect(staged: _Staged) -> None:
+    """Read the header (CSV) or footer (Parquet): column names and, for Parquet, rows."""
+    if staged.fmt == "parquet":
+        try:
+            with pq.ParquetFile(staged.path) as pf:
+                staged.columns = [n for n in pf.schema_arrow.names
+                                  if not n.startswith("__index_level_")]
+                staged.rows = pf.metadata.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            raise ScoringError(f"{staged.uri}: not a readable Parquet file: {exc}") from exc
+        return
+    try:
+        with staged.path.open(encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh))
+    except StopIteration:
+        raise ScoringError(f"{staged.uri}: empty CSV file (no header)") from None
+    except UnicodeDecodeError as exc:
+        raise ScoringError(f"{staged.uri}: not UTF-8 text: {exc}") from exc
+    except (csv.Error, OSError) as exc:
+        raise ScoringError(f"{staged.uri}: not a readable CSV file: {exc}") from exc
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise ScoringError(f"{staged.uri}: CSV header repeats column(s) {dupes}")
+    staged.columns = header
+
+
+def _read_error(staged: _Staged, exc: Exception, read: Sequence[str]) -> ScoringError:
+    """A reader exception as a ScoringError naming the file (and the column, for CSV)."""
+    kind = "Parquet" if staged.fmt == "parquet" else "CSV"
+    text = str(exc).strip()
+    if staged.fmt == "csv":
+        m = _CSV_ERROR_RE.search(text)
+        if m:
+            idx, row, what = int(m.group(1)), m.group(2), m.group(3).strip()
+            column = read[idx] if idx < len(read) else None
+            where = f" (row {row})" if row else ""
+            if "UTF8" in what or "UTF-8" in what:
+                return ScoringError(f"{staged.uri}: column '{column}'{where} is not UTF-8 "
+                                    f"text: {what}", column=column)
+            return ScoringError(f"{staged.uri}: column '{column}'{where}: {what}", column=column)
+        if "UTF8" in text or "UTF-8" in text:
+            return ScoringError(f"{staged.uri}: not UTF-8 text: {text}")
+    return ScoringError(f"{staged.uri}: not a readable {kind} file: {text}")
+
+
+def _batches(staged: _Staged, columns: Sequence[str], types: Mapping[str, pa.DataType],
+             chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """The partition's `columns` in record batches of `chunk_rows` rows (the last one
+    shorter); at least one batch (empty, with the schema, for an empty file)."""
+    read = [c for c in staged.columns if c in set(columns)]  # file order
+    try:
+        if staged.fmt == "parquet":
+            with pq.ParquetFile(staged.path) as pf:
+                schema = pa.schema([pf.schema_arrow.field(c) for c in read])
+                yield from _rebatch(pf.iter_batches(batch_size=chunk_rows, columns=read,
+                                                    use_threads=True), chunk_rows, schema)
+            return
+        reader = pacsv.open_csv(
+            staged.path,
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=True),
+            parse_options=pacsv.ParseOptions(delimiter=","),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=read, column_types={c: t for c, t in types.items() if c in read},
+                strings_can_be_null=True))
+        yield from _rebatch(reader, chunk_rows, reader.schema)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        raise _read_error(staged, exc, read) from exc
+
+
+def _rebatch(batches: Iterable[pa.RecordBatch], rows: int,
+             schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Re-cut a stream of batches into batches of exactly `rows` rows (the last shorter), so
+    output row groups do not depend on how a reader happens to cut its input."""
+    buf: list[pa.RecordBatch] = []
+    held = 0
+    emitted = False
+    for b in batches:
+        if b.num_rows == 0:
+            continue
+        buf.append(b)
+        held += b.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(buf)
+            yield _one_batch(table.slice(0, rows))
+            emitted = True
+            rest = table.slice(rows)
+            buf, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield _one_batch(pa.Table.from_batches(buf))
+    elif not emitted:
+        yield pa.RecordBatch.from_pylist([], schema=schema)
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches).to_batches()[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Gate
+
+
+def check_partition(input_uri: str, suite: Suite, *, row_key: str | None = None,
+                    s3_client: Any | None = None,
+                    chunk_rows: int = CHECK_CHUNK_ROWS) -> CheckResult:
+    """Check one partition against the model's batch suite, chunk by chunk.
+
+    See `batch_checks` for how rules are split between chunks and the whole table. An
+    unreadable file (truncated, not UTF-8, wrong delimiter, a value that does not parse as the
+    suite's dtype) is a failed result naming the file, not an exception.
+
+    Raises:
+        DataError: the file does not exist.
+    """
+    with _stage(input_uri, s3_client) as staged:
+        return _check_staged(staged, suite, row_key, chunk_rows)
+
+
+def _check_staged(staged: _Staged, suite: Suite, row_key: str | None,
+                  chunk_rows: int) -> CheckResult:
+    import pandas as pd
+
+    checked = batch_checks.batch_suite(suite, row_key)
+    try:
+        _inspect(staged)
+    except ScoringError as exc:
+        return _failed(checked, staged.uri, str(exc))
+    reason = data_checks._wrong_delimiter(pd.DataFrame(columns=staged.columns), checked)
+    if staged.fmt == "csv" and reason is not None:
+        return _failed(checked, staged.uri, f"{staged.uri}: {reason}")
+    check = batch_checks.StreamingCheck(checked, staged.uri, staged.columns,
+                                        tolerated=[suite.target] if suite.target else [])
+    try:
+        for batch in _batches(staged, check.columns, batch_checks.csv_types(checked),
+                              chunk_rows):
+            check.add(batch)
+    except ScoringError as exc:
+        column = exc.column if exc.column in checked.columns else None
+        check.fail_read(str(exc), column=column)
+    return check.result()
+
+
+def _failed(suite: Suite, uri: str, reason: str, rule: str = data_checks.READABLE_RULE,
+            column: str | None = None) -> CheckResult:
+    expected = ("a readable Parquet/CSV file" if rule == data_checks.READABLE_RULE
+                else "input that matches the model's signature")
+    failure = data_checks.Failure(rule=rule, expectation="read", column=column,
+                                  severity="block", observed=reason, expected=expected)
+    return data_checks._result(suite, [failure], rows=0, evaluated=0, batch=True, source=uri)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+
+
+def _max_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class _Constants:
+    """The lineage columns of one partition, cut to any chunk length without Python loops."""
+
+    def __init__(self, model: LoadedModel, sha256: str, logical_date: dt.datetime) -> None:
+        self.values = [pa.array([model.name]), pa.array([model.version]), pa.array([sha256])]
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        self.micros = (logical_date - epoch) // dt.timedelta(microseconds=1)
+        self._zeros: dict[int, pa.Array] = {}
+
+    def arrays(self, n: int) -> list[pa.Array]:
+        if n not in self._zeros:
+            self._zeros = {n: pa.array(np.zeros(n, dtype=np.int32))}
+        idx = self._zeros[n]
+        stamps = pa.array(np.full(n, self.micros, dtype=np.int64)).view(
+            pa.timestamp("us", tz="UTC"))
+        return [v.take(idx) for v in self.values] + [stamps]
+
+
+def _output_schema(model: LoadedModel, key: pa.Field) -> pa.Schema:
+    taken = {PREDICTION, MODEL_NAME, MODEL_VERSION, INPUT_SHA256, LOGICAL_DATE,
+             *model.proba_columns}
+    if key.name in taken:
+        raise ScoringError(f"row key '{key.name}' clashes with an output column "
+                           f"({sorted(taken)})", column=key.name)
+    return pa.schema([key, pa.field(PREDICTION, model.prediction_type),
+                      *(pa.field(c, pa.float64()) for c in model.proba_columns),
+                      pa.field(MODEL_NAME, pa.string()), pa.field(MODEL_VERSION, pa.string()),
+                      pa.field(INPUT_SHA256, pa.string()),
+                      pa.field(LOGICAL_DATE, pa.timestamp("us", tz="UTC"))])
+
+
+def _score_into(sink: IO[bytes] | str, model: LoadedModel, staged: _Staged, *,
+                row_key: str | None, logical_date: dt.datetime, chunk_rows: int,
+                types: Mapping[str, pa.DataType]) -> int:
+    """Stream the staged partition through the model into a Parquet sink; return rows."""
+    wanted = [c.name for c in model.inputs if c.name in staged.columns]
+    if row_key and row_key not in wanted:
+        wanted.append(row_key)
+    consts = _Constants(model, staged.sha256, logical_date)
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    try:
+        for batch in _batches(staged, wanted, types, chunk_rows):
+            n = batch.num_rows
+            if n == 0:
+                continue
+            if row_key:
+                key = batch.column(row_key)
+                if pa.types.is_dictionary(key.type):
+                    key = key.dictionary_decode()
+            else:
+                key = pa.array(np.arange(rows, rows + n, dtype=np.int64))
+            if writer is None:
+                schema = _output_schema(model, pa.field(row_key or ROW_INDEX, key.type))
+                writer = pq.ParquetWriter(sink, schema, **PARQUET_OPTIONS)
+            pred, proba = model.predict(model.features(batch, staged.uri))
+            cols = [key, pa.array(pred, type=schema.field(PREDICTION).type)]
+            if proba is not None:
+                cols += [pa.array(np.ascontiguousarray(proba[:, i]))
+                         for i in range(proba.shape[1])]
+            writer.write_batch(pa.RecordBatch.from_arrays([*cols, *consts.arrays(n)],
+                                                          schema=schema))
+            rows += n
+    except BaseException:
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+        raise
+    if writer is None or rows == 0:
+        raise ScoringError(f"{staged.uri}: empty partition (0 rows): nothing to score")
+    writer.close()
+    return rows
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temporaries of `data._write_local_atomic` left by a killed writer of this file."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            log.info("removed %s left by an interrupted write", tmp)
+
+
+def _publish(uri: str, write: Any, s3_client: Any | None) -> tuple[str, str]:
+    """Write a file through `write(sink)` and make it visible at `uri` in one step.
+
+    Returns:
+        (the published URI, the sha256 of its bytes).
+    """
+    if data._is_s3(uri):
+        bucket, key = data._split_s3(uri)
+        client = data._need_client(uri, s3_client)
+        with tempfile.TemporaryDirectory(prefix="airmlops-out-") as tmp:
+            local = Path(tmp) / "out"
+            with local.open("wb") as fh:
+                write(fh)
+            digest = data.file_sha256(str(local))
+            try:
+                client.upload_file(str(local), bucket, key)
+            except _upload_exceptions() as exc:
+                raise data._s3_error(uri, exc) from exc
+        return uri, digest
+    path = data._local_path(data.resolve_uri(uri, os.getcwd()))
+    _remove_stale_temps(path)
+    try:
+        digest = data._write_local_atomic(str(path), path, write)
+    except OSError as exc:
+        raise DataError(f"{uri}: cannot write: {exc}") from exc
+    return str(path), digest
+
+
+def _upload_exceptions() -> tuple[type[Exception], ...]:
+    from boto3.exceptions import S3UploadFailedError
+
+    return (*data._s3_exceptions(), S3UploadFailedError)
+
+
+def _remove(uri: str, s3_client: Any | None) -> bool:
+    """Delete a published output (a partition quarantined on a re-run); True if it existed."""
+    if data._is_s3(uri):
+        bucket, key = data._split_s3(uri)
+        client = data._need_client(uri, s3_client)
+        try:
+            client.head_object(Bucket=bucket, Key=key)
+        except data._s3_exceptions():
+            return False
+        client.delete_object(Bucket=bucket, Key=key)
+        return True
+    path = data._local_path(data.resolve_uri(uri, os.getcwd()))
+    if path.is_file():
+        path.unlink()
+        return True
+    return False
+
+
+def score_partition(model: LoadedModel, input_uri: str, output_uri: str, *,
+                    row_key: str | None, logical_date: str | dt.datetime,
+                    s3_client: Any | None = None, chunk_rows: int = CHUNK_ROWS,
+                    column_types: Mapping[str, pa.DataType] | None = None) -> dict[str, Any]:
+    """Score one partition in chunks and publish the Parquet output atomically.
+
+    Args:
+        model: from `load_model` (one resolved version for the whole run).
+        input_uri: a .parquet/.pq/.csv file, local or s3://.
+        output_uri: where the scores go (see `output_uri`); overwritten on a re-run.
+        row_key: the input column identifying a row (spec.row_key), copied to the output;
+            None writes the row's position in the partition as `row_index`.
+        logical_date: the run's logical date (datetime or ISO string; naive means UTC).
+        s3_client: a boto3 S3 client for s3:// input or output.
+        chunk_rows: rows per chunk (and per output row group; part of the output bytes).
+        column_types: Arrow types for CSV columns outside the signature (the row key).
+
+    Returns:
+        A JSON-able dict for XCom/lineage: status, partition, input_uri, input_sha256,
+        output_uri, output_sha256, rows_in, rows_out, quarantined_rows (0), model_name,
+        model_version, logical_date, seconds, rows_per_second, max_rss_mib (the process's
+        peak resident memory so far).
+
+    Raises:
+        ScoringError: unreadable or empty input, a missing column, a wrong dtype; nothing is
+            published and an earlier output at `output_uri` is left as it was.
+        DataError: the input does not exist, or the output cannot be written.
+    """
+    start = time.perf_counter()
+    with _stage(input_uri, s3_client) as staged:
+        return _score_staged(model, staged, output_uri, row_key=row_key,
+                             logical_date=logical_date, s3_client=s3_client,
+                             chunk_rows=chunk_rows, column_types=column_types, start=start)
+
+
+def _score_staged(model: LoadedModel, staged: _Staged, out_uri: str, *, row_key: str | None,
+                  logical_date: str | dt.datetime, s3_client: Any | None, chunk_rows: int,
+                  column_types: Mapping[str, pa.DataType] | None,
+                  start: float) -> dict[str, Any]:
+    if not staged.columns:
+        _inspect(staged)
+    if row_key and row_key not in staged.columns:
+        raise ScoringError(f"{staged.uri}: row key column '{row_key}' is missing "
+                           f"(columns: {staged.columns[:30]})", column=row_key)
+    if staged.fmt == "parquet":
+        with pq.ParquetFile(staged.path) as pf:
+            model.check_columns(pf.schema_arrow, staged.uri)
+        if staged.rows == 0:
+            raise ScoringError(f"{staged.uri}: empty partition (0 rows): nothing to score")
+    else:
+        model.check_columns(staged.columns, staged.uri)
+    when = _utc(logical_date)
+    types = {**(column_types or {}), **model.arrow_types()}
+    counted: dict[str, int] = {}
+
+    def write(sink: IO[bytes]) -> None:
+        counted["rows"] = _score_into(sink, model, staged, row_key=row_key, logical_date=when,
+                                      chunk_rows=chunk_rows, types=types)
+        rows_in = staged.rows if staged.rows is not None else counted["rows"]
+        if counted["rows"] != rows_in:
+            raise ScoringError(f"{staged.uri}: read {counted['rows']} rows but the file holds "
+                               f"{rows_in}; nothing published")
+        staged.check_unchanged()
+
+    published, digest = _publish(out_uri, write, s3_client)
+    rows = counted["rows"]
+    seconds = time.perf_counter() - start
+    log.info("scored %s (%d rows, sha256 %s) with %s v%s -> %s (sha256 %s) in %.1fs",
+             staged.uri, rows, staged.sha256[:12], model.name, model.version, published,
+             digest[:12], seconds)
+    return {"status": "scored", "partition": partition_name(staged.uri),
+            "input_uri": staged.uri, "input_sha256": staged.sha256,
+            "output_uri": published, "output_sha256": digest, "rows_in": rows,
+            "rows_out": rows, "quarantined_rows": 0, "model_name": model.name,
+            "model_version": model.version, "logical_date": logical_date_iso(when),
+            "seconds": round(seconds, 3), "rows_per_second": round(rows / max(seconds, 1e-9), 1),
+            "max_rss_mib": _max_rss_mib()}
+
+
+def score_or_quarantine(model: LoadedModel, input_uri: str, *, suite: Suite,
+                        output_uri: str, quarantine_uri: str, row_key: str | None,
+                        logical_date: str | dt.datetime, s3_client: Any | None = None,
+                        chunk_rows: int = CHUNK_ROWS,
+                        check_chunk_rows: int = CHECK_CHUNK_ROWS) -> dict[str, Any]:
+    """Gate one partition with the batch suite, then score it, or quarantine it.
+
+    The input is staged (and hashed) once for both passes. A partition that fails the gate, or
+    that the model's signature rejects, is not scored: it is quarantined with its evidence
+    (`data_checks.quarantine`: result.json + report.html, plus the input's bytes as
+    input.<ext>), any output an earlier attempt published for it is removed, and the result
+    says why. Other partitions are unaffected: the caller decides how the run ends.
+
+    Args:
+        quarantine_uri: a directory or s3:// prefix for this partition's evidence.
+        Others: as `score_partition`; `suite` is the model's suite (the label is dropped here).
+
+    Returns:
+        `score_partition`'s dict plus "check" (warnings, summary), or for a rejected partition:
+        status "quarantined", rows_in, quarantined_rows, failed_rules, message,
+        quarantine_uri, output_uri None.
+    """
+    start = time.perf_counter()
+    with _stage(input_uri, s3_client) as staged:
+        result = _check_staged(staged, suite, row_key, check_chunk_rows)
+        if result.success:
+            types = batch_checks.csv_types(batch_checks.batch_suite(suite, row_key))
+            try:
+                out = _score_staged(model, staged, output_uri, row_key=row_key,
+                                    logical_date=logical_date, s3_client=s3_client,
+                                    chunk_rows=chunk_rows, column_types=types, start=start)
+            except ScoringError as exc:
+                checked = batch_checks.batch_suite(suite, row_key)
+                result = dataclasses.replace(
+                    _failed(checked, staged.uri, str(exc), SIGNATURE_RULE, exc.column),
+                    rows=result.rows)
+            else:
+                out["check"] = {"success": True, "warnings": len(result.warnings),
+                                "summary": result.summary()}
+                return out
+        return _quarantine(model, staged, result, output_uri=output_uri,
+                           quarantine_uri=quarantine_uri, logical_date=logical_date,
+                           s3_client=s3_client, start=start)
+
+
+def _copy_input(staged: _Staged, dest: str, s3_client: Any | None) -> str:
+    """The input's exact bytes next to the evidence (streamed, atomic)."""
+    if data._is_s3(dest):
+        bucket, key = data._split_s3(dest)
+        try:
+            data._need_client(dest, s3_client).upload_file(str(staged.path), bucket, key)
+        except _upload_exceptions() as exc:
+            raise data._s3_error(dest, exc) from exc
+        return dest
+    path = data._local_path(dest)
+
+    def write(sink: IO[bytes]) -> None:
+        with staged.path.open("rb") as src:
+            shutil.copyfileobj(src, sink, 1 << 20)
+
+    data._write_local_atomic(dest, path, write)
+    return str(path)
+
+
+def _quarantine(model: LoadedModel, staged: _Staged, result: CheckResult, *, output_uri: str,
+                quarantine_uri: str, logical_date: str | dt.datetime, s3_client: Any | None,
+                start: float) -> dict[str, Any]:
+    q = data_checks.quarantine(None, staged.uri, result, quarantine_uri, s3_client=s3_client)
+    ext = Path(staged.path.name).suffix.lower() or f".{staged.fmt}"
+    copied = _copy_input(staged, data.join_uri(q["uri"], f"input{ext}"), s3_client)
+    removed = _remove(output_uri, s3_client)
+    rules = ", ".join(result.failed_rules) or "no blocking failure"
+    message = (f"{staged.uri} was not scored with {model.name} version {model.version}: it "
+               f"failed {rules}; quarantined at {q['uri']}"
+               + (f" (removed the output {output_uri} of an earlier attempt)" if removed else "")
+               + f". {result.summary()}")
+    log.warning(message)
+    return {"status": "quarantined", "partition": partition_name(staged.uri),
+            "input_uri": staged.uri, "input_sha256": staged.sha256, "output_uri": None,
+            "output_sha256": None, "rows_in": result.rows, "rows_out": 0,
+            "quarantined_rows": result.rows, "failed_rules": result.failed_rules,
+            "message": message, "quarantine_uri": q["uri"], "quarantined_input": copied,
+            "model_name": model.name, "model_version": model.version,
+            "logical_date": logical_date_iso(logical_date),
+            "seconds": round(time.perf_counter() - start, 3), "max_rss_mib": _max_rss_mib()}
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest
+
+_MANIFEST_FIELDS = ("partition", "status", "input_uri", "input_sha256", "output_uri",
+                    "output_sha256", "rows_in", "rows_out", "quarantined_rows", "failed_rules",
+                    "quarantine_uri")
+
+
+def write_manifest(output_base: str, results: Sequence[Mapping[str, Any]], *,
+                   s3_client: Any | None = None) -> dict[str, Any]:
+    """Write the run's manifest next to its outputs (atomically, deterministic bytes).
+
+    Args:
+        output_base: the same base the outputs were written under.
+        results: every partition's result dict (scored and quarantined) of one run.
+
+    Returns:
+        The manifest (model, version, logical date, partitions sorted by name, totals) and
+        its "uri".
+
+    Raises:
+        ValueError: no results, results of different runs/versions, or a partition twice.
+    """
+    if not results:
+        raise ValueError("write_manifest: no partition results")
+    keys = {(r["model_name"], r["model_version"], r["logical_date"]) for r in results}
+    if len(keys) != 1:
+        raise ValueError(f"write_manifest: results mix models/versions/dates: {sorted(keys)}")
+    names = [r["partition"] for r in results]
+    if len(set(names)) != len(names):
+        raise ValueError(f"write_manifest: partitions listed twice: "
+                         f"{sorted({n for n in names if names.count(n) > 1})}")
+    model, version, date = keys.pop()
+    parts = [{k: r.get(k) for k in _MANIFEST_FIELDS}
+             for r in sorted(results, key=lambda r: r["partition"])]
+    manifest = {
+        "model_name": model, "model_version": version, "logical_date": date,
+        "partitions": parts,
+        "totals": {"partitions": len(parts),
+                   "scored": sum(p["status"] == "scored" for p in parts),
+                   "quarantined": sum(p["status"] == "quarantined" for p in parts),
+                   "rows_in": sum(int(p["rows_in"] or 0) for p in parts),
+                   "rows_out": sum(int(p["rows_out"] or 0) for p in parts),
+                   "quarantined_rows": sum(int(p["quarantined_rows"] or 0) for p in parts)},
+    }
+    uri = manifest_uri(output_base, model, date)
+    text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+    written = data_checks.write_text(uri, text, s3_client=s3_client,
+                                     content_type="application/json")
+    return {**manifest, "uri": written}
