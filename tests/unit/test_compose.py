@@ -377,7 +377,8 @@ def test_topology(services):
     assert commands["airflow-dag-processor"] == "dag-processor"
     assert commands["airflow-triggerer"] == "triggerer"
     assert commands["airflow-worker-1"] == commands["airflow-worker-2"] == "celery worker"
-    assert commands["model-api"] == "python -m airmlops_core.model_api"
+    assert commands["model-api"] == "python -m airmlops_core.model_api --host 0.0.0.0"
+    assert _environment(services["model-api"])["AIRMLOPS_MODEL_API_PORT"] == "5001"
     for name, service in services.items():
         env = _environment(service)
         if name.startswith("airflow-"):
