@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit test-integration install system-deps lock lint validate bench clean
+.PHONY: up down status test test-unit test-integration install system-deps lock lint validate bench clean compose-env
 
 # The virtualenv, installed from the committed lock of exact versions.
 $(STAMP): requirements/lock.txt pyproject.toml
@@ -57,6 +57,9 @@ lint: install
 bench: install  ## benchmarks (ratios printed)
 	$(PY) benchmarks/parse_time.py
 	$(PY) benchmarks/log_register.py
+
+compose-env: install  ## secrets for docker-compose.yml into .env (mode 0600); rotation: docs/deployment.md
+	$(PY) -m airmlops_core.compose_env --output .env
 
 # Refresh the lock: exact versions of everything, resolved for Python 3.11.
 lock: install
