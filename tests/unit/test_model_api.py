@@ -122,7 +122,8 @@ def registry(mlflow_url: str) -> Registry:
 class Api:
     """One model API subprocess on a free loopback port."""
 
-    def __init__(self, tracking_uri: str, models: str, log_path: Path, *extra: str):
+    def __init__(self, tracking_uri: str, models: str, log_path: Path, *extra: str,
+                 env: dict[str, str] | None = None):
         (self.port,) = free_ports(1)
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -131,7 +132,7 @@ class Api:
                 "--tracking-uri", tracking_uri, "--models", models,
                 "--poll-interval", str(POLL), "--max-bytes", str(MAX_BYTES), *extra]
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env={**os.environ, **(env or {})})
         self.http = httpx.Client(base_url=self.base, timeout=30)
 
     def wait(self, check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -469,6 +470,29 @@ def test_model_without_champion_answers_503_until_promoted(
         r = server.http.post(f"/invocations/{GHOST}", json={"dataframe_records": records(rows)})
         assert_predictions(r, expected(registry, "1", rows))
         assert server.health()[0] == 200
+    finally:
+        server.stop()
+    server.assert_clean_exit()
+
+
+def test_unreachable_registry_is_reported_and_the_server_keeps_running(
+        rows: pd.DataFrame, tmp_path: Path) -> None:
+    (dead,) = free_ports(1)  # nothing listens here
+    server = Api(f"http://127.0.0.1:{dead}", MODEL, tmp_path / "api.log",
+                 env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    try:
+        server.wait(lambda: server.health()[1]["models"][MODEL]["last_poll"] is not None,
+                    "the first poll")
+        status, body = server.health()
+        assert (status, body["status"]) == (503, "unavailable")
+        assert "registry poll failed" in body["models"][MODEL]["problem"]
+        assert str(dead) in body["models"][MODEL]["problem"]
+        r = server.http.post("/invocations", json={"dataframe_records": records(rows)})
+        assert (r.status_code, r.json()["error_code"]) == (503, "NO_MODEL_LOADED")
+        assert "registry poll failed" in r.json()["message"]
+        metrics = server.http.get("/metrics").text
+        assert f'airmlops_model_api_registry_poll_errors_total{{model="{MODEL}"}}' in metrics
+        assert server.health()[0] == 503  # still answering
     finally:
         server.stop()
     server.assert_clean_exit()
