@@ -115,7 +115,8 @@ _CSV_ERROR_RE = re.compile(r"In CSV column #(\d+): (?:Row #(\d+): )?(.*)", re.DO
 class ScoringError(DataError):
     """A partition cannot be scored: unreadable, empty, or not what the model's signature needs.
 
-    The message names the file and, where there is one, the column (also in `column`).
+    The message names the file and, where there is one, the column. `column` is set when one
+    column's type or content is the cause (missing, wrong dtype, a value that does not parse).
     """
 
     def __init__(self, message: str, *, column: str | None = None) -> None:
@@ -621,9 +622,9 @@ def _read_error(staged: _Staged, exc: Exception, read: Sequence[str]) -> Scoring
             idx, row, what = int(m.group(1)), m.group(2), m.group(3).strip()
             column = read[idx] if idx < len(read) else None
             where = f" (row {row})" if row else ""
-            if "UTF8" in what or "UTF-8" in what:
+            if "UTF8" in what or "UTF-8" in what:  # an encoding problem, not the column's type
                 return ScoringError(f"{staged.uri}: column '{column}'{where} is not UTF-8 "
-                                    f"text: {what}", column=column)
+                                    f"text: {what}")
             return ScoringError(f"{staged.uri}: column '{column}'{where}: {what}", column=column)
         if "UTF8" in text or "UTF-8" in text:
             return ScoringError(f"{staged.uri}: not UTF-8 text: {text}")
@@ -919,16 +920,16 @@ def _score_staged(model: LoadedModel, staged: _Staged, out_uri: str, *, row_key:
                   start: float) -> dict[str, Any]:
     if not staged.columns:
         _inspect(staged)
-    if row_key and row_key not in staged.columns:
-        raise ScoringError(f"{staged.uri}: row key column '{row_key}' is missing "
-                           f"(columns: {staged.columns[:30]})", column=row_key)
     if staged.fmt == "parquet":
         with pq.ParquetFile(staged.path) as pf:
             model.check_columns(pf.schema_arrow, staged.uri)
-        if staged.rows == 0:
-            raise ScoringError(f"{staged.uri}: empty partition (0 rows): nothing to score")
     else:
         model.check_columns(staged.columns, staged.uri)
+    if row_key and row_key not in staged.columns:
+        raise ScoringError(f"{staged.uri}: row key column '{row_key}' is missing "
+                           f"(columns: {staged.columns[:30]})", column=row_key)
+    if staged.rows == 0:
+        raise ScoringError(f"{staged.uri}: empty partition (0 rows): nothing to score")
     when = _utc(logical_date)
     types = {**(column_types or {}), **model.arrow_types()}
     counted: dict[str, int] = {}
