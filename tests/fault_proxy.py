@@ -403,15 +403,13 @@ class FaultProxy:
             if body or method in MUTATING:
                 conn.putheader("Content-Length", str(len(body)))
             conn.putheader("Connection", "close")
-            conn.endheaders()
             if action is Action.KILL_MID_BODY:
                 assert fault is not None
-                conn.send(body[:max(1, int(len(body) * fault.body_fraction))])
+                conn.endheaders(body[:max(1, int(len(body) * fault.body_fraction))])
                 time.sleep(0.3)  # let the server start reading the upload
                 self.server.kill()
                 return self._drop(h, method, path, f"dropped: {action.value}")
-            if body:
-                conn.send(body)
+            conn.endheaders(body or None)  # one send: no Nagle / delayed-ACK stall
             resp = conn.getresponse()
             data = resp.read()
         except OSError:
@@ -448,6 +446,7 @@ class FaultProxy:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes
 
     def _proxy(self) -> None:
         self.server.fault_proxy.handle(self)  # type: ignore[attr-defined]

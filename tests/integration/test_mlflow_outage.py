@@ -69,18 +69,26 @@ DELETED = "Deleted_Internal"  # mlflow's STAGE_DELETED_INTERNAL
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Where a case breaks: the faults armed for the first try of one step."""
+    """Where a case breaks: the faults armed for the first try of one step.
+
+    `last`: the killed request must be the step's last call (checked on the proxy's log).
+    `twin`: the lost answer must make the client's own retry create a twin (run or version),
+    so a deleted twin must exist afterwards.
+    """
 
     id: str
     stage: str  # train | register | promote
     faults: Callable[[], tuple[Fault, ...]]
+    last: bool = False
+    twin: str | None = None  # "run" | "version"
 
 
-def _at(stage: str, id_: str, *specs: tuple[str, str, Action, dict[str, Any]]) -> KillPoint:
+def _at(stage: str, id_: str, *specs: tuple[str, str, Action, dict[str, Any]],
+        twin: str | None = None) -> KillPoint:
     def make() -> tuple[Fault, ...]:
         return tuple(Fault(method, path, action, **kw) for method, path, action, kw in specs)
 
-    return KillPoint(f"{stage}/{id_}", stage, make)
+    return KillPoint(f"{stage}/{id_}", stage, make, last=id_ == "after-last-call", twin=twin)
 
 
 def _f(method: str, path: str, action: Action, **kw: Any) -> tuple[str, str, Action,
@@ -98,23 +106,26 @@ KILL_POINTS = [
     # train_step: the run, the model upload
     _at("train", "before-run-create", _f("POST", API + "runs/create$", KB)),
     _at("train", "run-created-answer-lost", _f("POST", API + "runs/create$", KA)),
+    _at("train", "twin-run", _f("POST", API + "runs/create$", DROP), twin="run"),
     _at("train", "twin-run-then-kill-before-delete", _f("POST", API + "runs/create$", DROP),
-        _f("POST", API + "runs/delete$", KB)),
+        _f("POST", API + "runs/delete$", KB), twin="run"),
     _at("train", "before-log-model", _f("POST", API + "logged-models$", KB)),
     _at("train", "mid-artifact-upload", _f("PUT", r"/mlflow-artifacts/artifacts/.*model\.skops$",
                                            MID)),
     _at("train", "uploaded-before-finalize", _f("PATCH", API + "logged-models/m-[0-9a-f]+$", KB)),
-    _at("train", "after-last-call", _f("POST", API + "runs/update$", KA, nth=2)),
+    _at("train", "run-finished-answer-lost", _f("POST", API + "runs/update$", KA, nth=2)),
+    _at("train", "after-last-call", _f("GET", API + "experiments/get-by-name", KA, nth=2)),
     # register_step: the version, its alias
     _at("register", "before-create-version", _f("POST", API + "model-versions/create$", KB)),
     _at("register", "version-created-answer-lost",
         _f("POST", API + "model-versions/create$", KA)),
     _at("register", "version-created-before-model-tag",
         _f("PATCH", API + "logged-models/m-[0-9a-f]+/tags$", KB)),
-    _at("register", "twin-version", _f("POST", API + "model-versions/create$", DROP)),
+    _at("register", "twin-version", _f("POST", API + "model-versions/create$", DROP),
+        twin="version"),
     _at("register", "twin-version-then-kill-before-delete",
         _f("POST", API + "model-versions/create$", DROP),
-        _f("DELETE", API + "model-versions/delete$", KB)),
+        _f("DELETE", API + "model-versions/delete$", KB), twin="version"),
     _at("register", "before-description", _f("PATCH", API + "model-versions/update$", KB)),
     _at("register", "before-alias", _f("POST", API + "registered-models/alias$", KB,
                                        body=CHALLENGER_ALIAS)),
@@ -283,7 +294,9 @@ class Row:
     fired: str = "-"
     tries: str = ""
     down_state: str = "-"
+    twins: str = "-"
     phases: str = ""
+    calls_after: list[str] | None = None  # other requests the first try made after the kill
     result: str = "not run"
     seconds: float = 0.0
 
@@ -352,10 +365,13 @@ class Campaign:
                 # each Airflow try is a fresh process: nothing of the last one is active
                 assert mlflow.active_run() is None, "a failed try left an active MLflow run"
                 was_down = not self.server.alive()
+                first_event = len(self.proxy.events)
                 try:
                     out = call(n)
                 except Exception as exc:  # noqa: BLE001 - the task fails, Airflow retries
                     errors.append(type(exc).__name__)
+                    if n == 1 and faults:
+                        row.calls_after = calls_after_kill(self.proxy.events[first_event:])
                     if was_down:  # the too-early retry failed as it must: bring it back
                         self.server.start()
                         self.visible_after_restart(row)
@@ -375,7 +391,8 @@ class Campaign:
                 row.fired = "yes" if all(f.fired.is_set() for f in faults) else "NO"
 
     # -- one case: a training run, then a validation run promoting it
-    def run_case(self, kp: KillPoint | None, label: str) -> Row:
+    def run_case(self, kp: KillPoint | None, label: str) -> tuple[Row, list[str]]:
+        """Run the case; returns its tally row and the invariants it broke."""
         from airmlops_core import evaluation, promotion, train_flow, training, validate_flow
         from airmlops_core.tracking import TAG_PREFIX, RunContext
 
@@ -436,15 +453,51 @@ class Campaign:
             self.observer.end()
             row.phases = "".join(f"{p}{self.observer.phases[p]}" for p in "BCIA"
                                  if self.observer.phases[p])
+            if self.observer.down_reads:
+                row.phases += f" ({self.observer.down_reads} down)"
             row.seconds = time.monotonic() - t0
         problems = list(self.observer.problems)
         problems += self.final_problems(key, run_id, trained, before, evidence)
         if row.fired == "NO":
             problems.append("the kill point was never reached")
+        if kp is not None and kp.last and row.calls_after:
+            problems.append(f"the killed request was not the step's last call: then came "
+                            f"{row.calls_after}")
+        twins = self.twins(key, run_id)
+        row.twins = ", ".join(f"{kind} {made} made, {dead} deleted"
+                              for kind, (made, dead) in twins.items() if made) or "-"
+        if kp is not None and kp.twin is not None and not twins[kp.twin][0]:
+            problems.append(f"no twin {kp.twin} was made: the case did not test its path")
         row.result = "ok" if not problems else "FAIL: " + problems[0]
-        if problems:
-            raise AssertionError(f"{label}:\n  " + "\n  ".join(problems))
-        return row
+        return row, problems
+
+    def twins(self, key: str, run_id: str) -> dict[str, tuple[int, int]]:
+        """Twins of this training run's version and run: {kind: (made, deleted)}.
+
+        Made = every version (run) of the training run but one, deleted or not.
+        """
+        from mlflow.entities import ViewType
+
+        from airmlops_core.registry import IDEMPOTENCY_TAG
+        from airmlops_core.tracking import TAG_PREFIX
+
+        con = sqlite3.connect(f"file:{self.server.db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            stages = [stage for (stage,) in con.execute(
+                "SELECT v.current_stage FROM model_versions v JOIN model_version_tags t ON "
+                "t.name = v.name AND t.version = v.version WHERE v.name = ? AND t.key = ? "
+                "AND t.value = ?", (MODEL, IDEMPOTENCY_TAG, key))]
+        finally:
+            con.close()
+        c = self.client()
+        exp = c.get_experiment_by_name(f"airmlops/{MODEL}")
+        flt = (f"tags.`{TAG_PREFIX}run_id` = '{run_id}' and "
+               f"tags.`{TAG_PREFIX}purpose` = 'train'")
+        runs = c.search_runs([exp.experiment_id], run_view_type=ViewType.ALL,
+                             filter_string=flt)
+        dead_runs = sum(r.info.lifecycle_stage == "deleted" for r in runs)
+        return {"version": (max(0, len(stages) - 1), stages.count(DELETED)),
+                "run": (max(0, len(runs) - 1), dead_runs)}
 
     def final_problems(self, key: str, run_id: str, trained: dict[str, Any],
                        before: dict[str, str | None], evidence: dict[str, str]) -> list[str]:
@@ -509,6 +562,16 @@ class Campaign:
         return out
 
 
+def calls_after_kill(events: list[Any]) -> list[str]:
+    """Requests of one try after the one the proxy dropped, other than its client-side retry."""
+    dropped = [i for i, e in enumerate(events) if e.outcome.startswith("dropped")]
+    if not dropped:
+        return []
+    killed = events[dropped[0]]
+    return [f"{e.method} {e.path.split('?')[0]}" for e in events[dropped[0] + 1:]
+            if (e.method, e.path) != (killed.method, killed.path)]
+
+
 def _short(aliases: dict[str, str]) -> str:
     names = {"challenger": "ch", "champion": "c", "previous_champion": "p"}
     return " ".join(f"{names.get(a, a)}={v}" for a, v in sorted(aliases.items()))
@@ -546,9 +609,9 @@ metrics: {{primary: roc_auc}}
 
 def print_tally(rows: list[Row], server: MlflowServer, seconds: float) -> None:
     heads = ("case", "stage", "fault", "hit", "tries until success (errors)",
-             "stored aliases while down", "states seen", "outcome", "s")
-    table = [(r.case, r.stage, r.action, r.fired, r.tries or "-", r.down_state,
-              r.phases or "-", r.result[:90], f"{r.seconds:.1f}") for r in rows]
+             "stored aliases while down", "twins", "states seen", "outcome", "s")
+    table = [(r.case, r.stage, r.action, r.fired, r.tries or "-", r.down_state, r.twins,
+              r.phases or "-", r.result[:80], f"{r.seconds:.1f}") for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(heads)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     print("\n\nMLflow outage campaign: kill point x outcome")
@@ -561,8 +624,10 @@ def print_tally(rows: list[Row], server: MlflowServer, seconds: float) -> None:
           f"{server.kills}), first start {server.start_seconds[0]:.1f} s, restarts "
           f"{sum(server.start_seconds[1:]) / max(1, len(server.start_seconds) - 1):.2f} s "
           f"on average; campaign {seconds:.0f} s")
-    print("states seen: B before, C challenger moved, I previous_champion moved (champion "
-          "not yet), A champion moved; counts are reads of the stored registry")
+    print("states seen: reads of the stored registry (after each state-changing request, "
+          "every 25 ms, after each restart) in each phase: B before, C challenger moved, "
+          "I previous_champion moved (champion not yet), A champion moved; (n down): reads "
+          "while the server was dead")
 
 
 @pytest.fixture(scope="module")
@@ -642,6 +707,7 @@ def test_proxy_kill_points_reach_the_server(campaign: Campaign) -> None:
 def test_outage(campaign: Campaign, kill_point: KillPoint | None,
                 request: pytest.FixtureRequest) -> None:
     """Kill MLflow at one point, retry as Airflow does: the invariants hold throughout."""
-    label = request.node.callspec.id
-    row = campaign.run_case(kill_point, label)
+    row, problems = campaign.run_case(kill_point, request.node.callspec.id)
+    if problems:
+        pytest.fail(f"{row.case}:\n  " + "\n  ".join(problems), pytrace=False)
     assert row.result == "ok"
