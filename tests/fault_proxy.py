@@ -168,7 +168,11 @@ class MlflowServer:
                 self._fork_server()
             else:
                 self._start_cli()
-            self._wait_healthy()
+            try:
+                self._wait_healthy()
+            except BaseException:
+                self.kill()  # never leave a half-started server behind
+                raise
             self.starts += 1
             self.start_seconds.append(time.monotonic() - t0)
             if self.fast_restart and self._zygote is None and self._cli is not None:
@@ -204,7 +208,10 @@ class MlflowServer:
                 self.kill()
             if self._zygote is not None:
                 if self._zygote.stdin:
-                    self._zygote.stdin.close()
+                    try:
+                        self._zygote.stdin.close()
+                    except OSError:  # it died already
+                        pass
                 self._killpg(self._zygote.pid)
                 self._zygote.wait(timeout=30)
                 self._zygote = None
@@ -354,7 +361,9 @@ class FaultProxy:
         self._thread.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread = None
         self._httpd.server_close()
 
     def arm(self, *faults: Fault) -> tuple[Fault, ...]:
@@ -460,7 +469,7 @@ class _Handler(BaseHTTPRequestHandler):
 def _read_body(h: BaseHTTPRequestHandler) -> bytes:
     """The whole request body, from Content-Length or chunked transfer encoding."""
     if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(h.rfile.readline().split(b";")[0].strip(), 16)
             if size == 0:
