@@ -247,6 +247,22 @@ class AirflowClient:
         return dict(self.request("PATCH", path, json={"chosen_options": options,
                                                       "params_input": params_input or {}}))
 
+    def asset_event(self, name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record an event for the Asset named `name` (e.g. ``model/m/landing``): what an
+        external system does when a batch lands; DAGs scheduled on the Asset then run."""
+        found = [a for a in self._paged("/api/v2/assets?name_pattern=" + quote(name, safe=""),
+                                             "assets")
+                 if a["name"] == name]
+        if not found:
+            raise AirflowAPIError(f"no asset named {name!r}: is a DAG scheduled on it parsed?")
+        return dict(self.request("POST", "/api/v2/assets/events",
+                                 json={"asset_id": found[0]["id"], "extra": extra or {}}))
+
+    def clear_run(self, dag_id: str, run_id: str) -> None:
+        """Clear every task of a run so that it runs again (a re-run of the same DAG run)."""
+        self.request("POST", f"/api/v2/dags/{_seg(dag_id)}/dagRuns/{_seg(run_id)}/clear",
+                     json={"dry_run": False})
+
     def import_errors(self) -> list[dict[str, Any]]:
         """Current DAG import errors."""
         return self._paged("/api/v2/importErrors", "import_errors")

@@ -80,3 +80,20 @@ def write_all(out_dir: Path | None = None, *, force: bool = False) -> dict[str, 
         refs[name] = data.write_frame(make(), str(path))
         log.info("wrote %s (%d rows)", path, refs[name].rows)
     return refs
+
+
+def write_batches(model: str, frame: pd.DataFrame, column: str, label: str,
+                  out_dir: Path | None = None) -> dict[str, list[str]]:
+    """Replay `frame` as batches, one per value of `column`: features to
+    <data>/landing/<model>/<value>.parquet (no label: labels arrive later) and the labels to
+    <data>/labels/<model>/<value>.parquet (row key columns + label)."""
+    root = Path(out_dir or settings.data_dir())
+    written: dict[str, list[str]] = {"landing": [], "labels": []}
+    for value, part in frame.groupby(column, sort=True):
+        name = f"{column}-{int(value):02d}"
+        written["landing"].append(data.write_frame(
+            part.drop(columns=[label]), str(root / "landing" / model / f"{name}.parquet")).uri)
+        keys = [c for c in part.columns if c.endswith("_id")]
+        written["labels"].append(data.write_frame(
+            part[[*keys, label]], str(root / "labels" / model / f"{name}.parquet")).uri)
+    return written

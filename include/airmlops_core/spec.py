@@ -170,8 +170,9 @@ class Metrics(_Strict):
 
 class Schedules(_Strict):
     train: str | None = None
+    score: str | None = None
 
-    @field_validator("train")
+    @field_validator("train", "score")
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
         if v is None or v in CRON_PRESETS:
@@ -194,6 +195,30 @@ class Promotion(_Strict):
     fairness_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
     fairness_max_gap: float | None = Field(default=None, ge=0.0, le=1.0)
     human_approval: bool = False
+
+
+class Scoring(_Strict):
+    """Bulk scoring with the champion: where batches land and where scores go.
+
+    `input` is a file, a directory of .parquet/.csv files, a glob or an s3:// prefix (each file
+    is one partition, scored by its own mapped task); relative paths are under the data
+    directory. `query` (with `conn_id`: an Airflow SQL connection) reads one partition from a
+    database instead. `conn_id` for s3:// URIs is an AWS connection.
+    """
+
+    input: str | None = None  # default <data>/landing/<model>/
+    output: str | None = None  # default <data>/scored
+    query: str | None = None
+    conn_id: str | None = None
+    chunk_rows: int = Field(default=131_072, ge=1_000, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Scoring:
+        if self.query and self.input:
+            raise ValueError("give either input (files) or query (SQL), not both")
+        if self.query and not self.conn_id:
+            raise ValueError("query needs conn_id: the Airflow connection of the database")
+        return self
 
 
 class DataChecks(_Strict):
@@ -232,6 +257,7 @@ class ModelSpec(_Strict):
     schedules: Schedules = Field(default_factory=Schedules)
     promotion: Promotion = Field(default_factory=Promotion)
     data_checks: DataChecks = Field(default_factory=DataChecks)
+    scoring: Scoring = Field(default_factory=Scoring)
     alerts: Alerts = Field(default_factory=Alerts)
     tags: list[str] = Field(default_factory=list)
 

@@ -17,3 +17,13 @@ def candidate(model: str) -> Asset:
 def champion(model: str) -> Asset:
     """The champion alias moved (emitted by validate and rollback)."""
     return _asset(model, "champion")
+
+
+def landing(model: str) -> Asset:
+    """A new batch landed for scoring (a watcher, or POST /api/v2/assets/events)."""
+    return _asset(model, "landing")
+
+
+def scored(model: str) -> Asset:
+    """A scoring run published its outputs (emitted by score)."""
+    return _asset(model, "scored")

@@ -14,6 +14,12 @@ from airflow.sdk import DAG, Param
 
 from airmlops import assets, notify
 from airmlops.operators.checks import CheckTrainingDataOperator
+from airmlops.operators.score import (
+    ListPartitionsOperator,
+    PublishScoresOperator,
+    ResolveChampionOperator,
+    ScorePartitionOperator,
+)
 from airmlops.operators.train import (
     EvaluateModelOperator,
     ExtractTrainingDataOperator,
@@ -175,12 +181,65 @@ def rollback_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
+def score_schedule(spec: ModelSpec) -> Any:
+    """On each landed batch (Asset), and on the spec's cron when it has one."""
+    if not spec.schedules.score:
+        return [assets.landing(spec.name)]
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(spec.schedules.score,
+                                                              timezone="UTC"),
+                               assets=[assets.landing(spec.name)])
+
+
+def score_dag(spec: ModelSpec) -> DAG:
+    """`<model>__score`: champion pinned -> one mapped task per partition -> manifest."""
+    with DAG(
+        dag_id=f"{spec.name}__score",
+        description=f"Bulk scoring of {spec.name} with its champion",
+        doc_md=SCORE_DOC.format(name=spec.name),
+        schedule=score_schedule(spec),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=dag_tags(spec, "score"),
+        default_args=default_args(spec),
+        deadline=deadline(spec, "score"),
+        params={"input": Param("", type="string", title="Input location",
+                               description="A file, directory, glob or s3:// prefix; empty "
+                                           "means the spec's scoring.input")},
+    ) as dag:
+        common = {"model_name": spec.name}
+        resolve = ResolveChampionOperator(task_id="resolve_champion", **common)
+        partitions = ListPartitionsOperator(task_id="partitions",
+                                            input_uri="{{ params.input }}", **common)
+        scored = ScorePartitionOperator.partial(
+            task_id="score", resolved=resolve.output, pool="ml_scoring", **common,
+        ).expand(partition=partitions.output)
+        PublishScoresOperator(
+            task_id="publish", resolved=resolve.output, results=scored.output,
+            outlets=[assets.scored(spec.name)],
+            on_success_callback=[notify.success_notifier(spec.alerts.conn_id)], **common)
+    return dag
+
+
+SCORE_DOC = """### Score `{name}`
+Runs when a batch lands (Asset `model/{name}/landing`), on the spec's `schedules.score`, or by
+hand (param `input`). Pins the champion's version, then one mapped task per partition checks it
+with the batch expectation suite and streams it through the model into
+`scored/{name}/<date>/<partition>.parquet` (atomic, byte-identical on a re-run), or quarantines
+it. `publish` writes the manifest and the MLflow lineage run, emits `model/{name}/scored`, and
+fails (with an alert) when a partition was quarantined.
+"""
+
+
 def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     """DAGs of every valid spec, by dag_id. Invalid specs are skipped (see spec_errors)."""
     specs, _ = load_specs(models_dir or settings.models_dir())
     dags: dict[str, DAG] = {}
     for spec in specs.values():
-        for dag in (train_dag(spec), validate_dag(spec), rollback_dag(spec)):
+        for dag in (train_dag(spec), validate_dag(spec), rollback_dag(spec), score_dag(spec)):
             dags[dag.dag_id] = dag
     return dags
 

@@ -47,7 +47,9 @@ class ModelOperator(BaseOperator):
         from airmlops_core.tracking import RunContext
 
         ti = context["ti"]
-        logical = context.get("logical_date")
+        # manual and Asset-triggered runs have no logical date in Airflow 3: use run_after
+        logical = context.get("logical_date") or getattr(context.get("dag_run"), "run_after",
+                                                         None)
         return RunContext(model=self.model_name, dag_id=ti.dag_id, run_id=ti.run_id,
                           task_id=ti.task_id, try_number=int(ti.try_number or 1),
                           logical_date=logical.isoformat() if logical else None)

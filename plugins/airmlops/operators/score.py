@@ -1,0 +1,107 @@
+"""Operators of the score path: resolve champion -> partitions -> score (mapped) -> publish."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airmlops.operators.base import ModelOperator
+
+
+class ScoringOperator(ModelOperator):
+    """A score-path operator: knows how to reach S3 (spec.scoring.conn_id) when URIs need it."""
+
+    def s3_client(self) -> Any:
+        from airmlops_core import score_flow
+
+        uris = [score_flow.output_base(self.spec), self.spec.scoring.input or ""]
+        if not any(u.startswith("s3://") for u in uris):
+            return None
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=self.spec.scoring.conn_id or "aws_default").get_conn()
+
+
+class ResolveChampionOperator(ScoringOperator):
+    """Pin the champion's version for the whole run; fail at once if there is none yet."""
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import score_flow, scoring
+
+        try:
+            return score_flow.resolve_step(self.spec, self.run_context(context),
+                                           tracking_uri=self.tracking_uri())
+        except scoring.ChampionNotFound as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+
+class ListPartitionsOperator(ScoringOperator):
+    """The partitions to score (DAG param `input` overrides the spec); skips when none."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "input_uri")
+
+    def __init__(self, *, input_uri: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.input_uri = input_uri
+
+    def run(self, context: Any) -> list[str]:
+        from airmlops_core import score_flow
+        from airmlops_core.data import DataError
+
+        engine = None
+        if self.spec.scoring.query and not self.input_uri:
+            from airflow.sdk import BaseHook
+
+            conn = BaseHook.get_connection(self.spec.scoring.conn_id)
+            engine = conn.get_hook().get_sqlalchemy_engine()
+        try:
+            found = score_flow.partitions_step(self.spec, self.run_context(context),
+                                               override=self.input_uri or None,
+                                               s3_client=self.s3_client(), sql_engine=engine)
+        except DataError as exc:
+            if "no partitions found" in str(exc):  # nothing landed: nothing to do
+                raise AirflowSkipException(str(exc)) from exc
+            raise
+        self.log.info("%d partition(s) to score: %s", len(found), found)
+        return found
+
+
+class ScorePartitionOperator(ScoringOperator):
+    """Gate and score one partition (mapped: one task per partition), or quarantine it."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "partition", "resolved")
+
+    def __init__(self, *, partition: Any, resolved: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.partition = partition
+        self.resolved = resolved
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import score_flow
+
+        return score_flow.score_step(self.spec, self.run_context(context), self.partition,
+                                     self.resolved, tracking_uri=self.tracking_uri(),
+                                     s3_client=self.s3_client())
+
+
+class PublishScoresOperator(ScoringOperator):
+    """Manifest + MLflow lineage; emits the scored Asset; fails if a partition was quarantined."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "resolved", "results")
+
+    def __init__(self, *, resolved: Any, results: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resolved = resolved
+        self.results = results
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import score_flow
+
+        try:
+            return score_flow.publish_step(self.spec, self.run_context(context), self.resolved,
+                                           list(self.results), tracking_uri=self.tracking_uri(),
+                                           s3_client=self.s3_client())
+        except score_flow.PartitionsQuarantined as exc:
+            raise AirflowFailException(str(exc)) from exc

@@ -1,0 +1,147 @@
+"""Bulk scoring on a real Airflow and a real MLflow server.
+
+A batch landing (an Asset event posted to Airflow's REST API, as an external system would)
+triggers `<model>__score`: one mapped task per partition, the champion pinned for the run, a
+manifest and an MLflow lineage run. A re-run of the same DAG run rewrites byte-identical files;
+a bad partition is quarantined while the others are scored, and the run fails with an alert.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from airmlops_core import data, demo_data, registry, training
+from airmlops_core.spec import load_spec
+from airmlops_core.webhook_receiver import read_messages
+
+pytestmark = pytest.mark.integration
+
+MODEL = "customer_churn"
+DAG_ID = f"{MODEL}__score"
+
+
+@pytest.fixture(scope="module")
+def champion(stack: Any, airflow_api: Any) -> str:
+    """The champion to score with: the existing one, else a version trained in-process."""
+    from test_validate_dag import register_challenger
+
+    demo_data.write_all(stack.home / "data")
+    client = MlflowClient(stack.mlflow_url)
+    version = registry.alias_version(client, MODEL, registry.CHAMPION)
+    if version is None:
+        version = register_challenger(stack, "manual__score_champion", {})
+        client.set_registered_model_alias(MODEL, registry.CHAMPION, version)
+    airflow_api.wait_for_dag(DAG_ID, timeout=180)
+    return version
+
+
+def land(stack: Any, folder: str, parts: int) -> tuple[pd.DataFrame, list[Path]]:
+    """Write the churn features (no label) as `parts` partitions under <data>/<folder>."""
+    df = demo_data.churn().drop(columns=["churn"])
+    paths = []
+    for i, chunk in enumerate(np.array_split(np.arange(len(df)), parts)):
+        path = stack.home / "data" / folder / f"part-{i}.parquet"
+        data.write_frame(df.iloc[chunk].reset_index(drop=True), str(path))
+        paths.append(path)
+    return df, paths
+
+
+def new_run(api: Any, known: set[str], timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [r["dag_run_id"] for r in api.dag_runs(DAG_ID) if r["dag_run_id"] not in known]
+        if runs:
+            return runs[0]
+        time.sleep(1)
+    raise TimeoutError(f"no new {DAG_ID} run within {timeout}s")
+
+
+def outputs(stack: Any) -> list[Path]:
+    return sorted((stack.home / "data" / "scored" / MODEL).glob("*/*.parquet"))
+
+
+@pytest.fixture(scope="module")
+def landed_run(stack: Any, airflow_api: Any, champion: str) -> dict:
+    frame, paths = land(stack, f"landing/{MODEL}", parts=3)
+    known = {r["dag_run_id"] for r in airflow_api.dag_runs(DAG_ID)}
+    airflow_api.asset_event(f"model/{MODEL}/landing", extra={"files": len(paths)})
+    run_id = new_run(airflow_api, known)
+    state = airflow_api.wait(DAG_ID, run_id, timeout=600)
+    return {"run_id": run_id, "state": state, "frame": frame}
+
+
+def test_landing_event_scores_every_partition_with_the_champion(landed_run, stack, champion,
+                                                                 airflow_api) -> None:
+    assert landed_run["state"] == "success"
+    tis = airflow_api.task_instances(DAG_ID, landed_run["run_id"])
+    assert sorted(t["map_index"] for t in tis if t["task_id"] == "score") == [0, 1, 2]
+    files = outputs(stack)
+    assert len(files) == 3
+    scored = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame = landed_run["frame"]
+    assert len(scored) == len(frame)  # rows out == rows in
+    assert scored["customer_id"].is_unique
+    assert set(scored["model_version"]) == {champion}
+    # probabilities equal the champion's own predict_proba, computed here independently
+    mlflow.set_tracking_uri(stack.mlflow_url)
+    model = mlflow.sklearn.load_model(f"models:/{MODEL}/{champion}")
+    spec = load_spec(Path(stack.extra_env["AIRMLOPS_MODELS_DIR"]) / f"{MODEL}.yaml")
+    expected = model.predict_proba(training.feature_frame(spec, frame))[:, 1]
+    got = scored.set_index("customer_id").loc[frame["customer_id"], "proba_1"].to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    manifest = json.loads(next((stack.home / "data" / "scored" / MODEL).glob(
+        "*/_manifest.json")).read_text())
+    assert manifest["totals"] == {"partitions": 3, "scored": 3, "quarantined": 0,
+                                  "rows_in": len(frame), "rows_out": len(frame),
+                                  "quarantined_rows": 0}
+    client = MlflowClient(stack.mlflow_url)
+    [run] = client.search_runs(
+        [client.get_experiment_by_name(f"airmlops/{MODEL}").experiment_id],
+        filter_string=f"tags.`airmlops.purpose` = 'score' and "
+                      f"tags.`airmlops.run_id` = '{landed_run['run_id']}'")
+    assert run.data.params["model_version"] == champion
+    assert run.data.metrics["score.rows_out"] == len(frame)
+    assert run.data.metrics["score.rows_per_cpu_second"] > 0
+    assert run.data.metrics["score.peak_rss_mib"] > 50
+
+
+def test_rerun_of_the_same_run_is_byte_identical(landed_run, stack, airflow_api) -> None:
+    before = {f.name: data.file_sha256(str(f)) for f in outputs(stack)}
+    airflow_api.clear_run(DAG_ID, landed_run["run_id"])
+    time.sleep(2)
+    assert airflow_api.wait(DAG_ID, landed_run["run_id"], timeout=600) == "success"
+    after = {f.name: data.file_sha256(str(f)) for f in outputs(stack)}
+    assert after == before
+
+
+def test_bad_partition_is_quarantined_others_scored_run_fails(landed_run, stack,
+                                                              airflow_api) -> None:
+    _, paths = land(stack, "manual_batch", parts=2)
+    bad = pd.read_parquet(paths[1])
+    bad.loc[bad.index[:30], "tenure"] = -5  # out of the suite's range
+    data.write_frame(bad, str(paths[1]))
+    run_id = airflow_api.trigger(DAG_ID, conf={"input": str(paths[0].parent)})
+    assert airflow_api.wait(DAG_ID, run_id, timeout=600) == "failed"
+    tis = {(t["task_id"], t["map_index"]): t["state"]
+           for t in airflow_api.task_instances(DAG_ID, run_id)}
+    assert tis[("score", 0)] == tis[("score", 1)] == "success"
+    assert tis[("publish", -1)] == "failed"
+    day = [p for p in (stack.home / "data" / "scored" / MODEL).iterdir()
+           if (p / "part-0.parquet").exists() and not (p / "part-1.parquet").exists()]
+    assert day, "the good partition was not published on its own"
+    quarantined = list((stack.home).rglob("part-1/result.json"))
+    assert quarantined
+    assert json.loads(quarantined[0].read_text())["result"]["success"] is False
+    alerts = [m for m in read_messages(stack.messages_file)
+              if DAG_ID in json.dumps(m) and "quarantined" in json.dumps(m)]
+    assert alerts
+    assert "part-1" in alerts[-1]["body"]["text"]
