@@ -7,11 +7,11 @@ by one validation run that promotes it. In one step of one case the proxy kills 
 the version is created but before its alias, between the evidence tags and the aliases,
 between ``previous_champion`` and ``champion``, or after the last call (the answer lost). Then,
 as Airflow would, the same step function is called again with the same inputs and the next
-try number: once too early (the server still down: it must fail without side effects), then
-after a restart, until it succeeds (bounded).
+try number: once too early (the server still down: it must fail at once), then after a
+restart, until it succeeds (bounded).
 
 Invariants, checked on every state a reader could see (SQLite read after each
-state-changing request the server answered, a 25 ms poller that keeps reading while the
+state-changing request the server answered, a 50 ms poller that keeps reading while the
 server is down, and the API plus a model load after each restart):
 
 - an alias only ever names a live version;
@@ -279,7 +279,7 @@ class Observer:
         self.check(f"after {method} {path.split('?')[0]} -> {status}")
 
     def _poll(self) -> None:
-        while not self._stop.wait(0.025):
+        while not self._stop.wait(0.05):
             self.check("poller")
 
 
@@ -395,7 +395,7 @@ class Campaign:
     # -- one case: a training run, then a validation run promoting it
     def run_case(self, kp: KillPoint | None, label: str) -> tuple[Row, list[str]]:
         """Run the case; returns its tally row and the invariants it broke."""
-        from airmlops_core import evaluation, promotion, train_flow, training, validate_flow
+        from airmlops_core import data, evaluation, promotion, train_flow, training, validate_flow
         from airmlops_core.tracking import TAG_PREFIX, RunContext
 
         row = Row(case=label)
@@ -414,8 +414,6 @@ class Campaign:
             return RunContext(model=MODEL, dag_id=dag, run_id=run, task_id=task, try_number=n)
 
         refs = train_flow.extract_step(spec, ctx("extract"))
-        from airmlops_core import data
-
         train = data.read_ref(data.DataRef.from_dict(refs["train"]))
         holdout = data.read_ref(data.DataRef.from_dict(refs["holdout"]))
         refit = training.fit(spec, train)  # independent of MLflow: what the model must predict
@@ -627,7 +625,7 @@ def print_tally(rows: list[Row], server: MlflowServer, seconds: float) -> None:
           f"{sum(server.start_seconds[1:]) / max(1, len(server.start_seconds) - 1):.2f} s "
           f"on average; campaign {seconds:.0f} s")
     print("states seen: reads of the stored registry (after each state-changing request, "
-          "every 25 ms, after each restart) in each phase: B before, C challenger moved, "
+          "every 50 ms, after each restart) in each phase: B before, C challenger moved, "
           "I previous_champion moved (champion not yet), A champion moved; (n down): reads "
           "while the server was dead")
 
