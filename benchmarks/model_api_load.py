@@ -137,6 +137,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=4, help="the API's predict threads")
     args = ap.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     from airmlops_core.mlflow_server import mlflow_server
@@ -165,7 +166,7 @@ def main() -> int:
             base: dict[int, float] = {}
             print(f"model: customer_churn demo pipeline (LogisticRegression), {X.shape[1]} "
                   f"features; API --threads {args.threads}; {os.cpu_count()} CPUs shared by "
-                  "API and load generator")
+                  f"API and load generator; load average {os.getloadavg()[0]:.1f} at start")
             print("baseline, in-process pyfunc predict on a ready DataFrame (1 caller):")
             for rows in args.rows:
                 frame = X.head(rows)
