@@ -57,6 +57,9 @@ lint: install
 bench: install  ## benchmarks (ratios printed)
 	$(PY) benchmarks/parse_time.py
 	$(PY) benchmarks/log_register.py
+	$(PY) benchmarks/score_stream.py
+	$(PY) benchmarks/model_api_load.py
+	$(PY) benchmarks/drift_check.py
 
 compose-env: install  ## secrets for docker-compose.yml into .env (mode 0600); rotation: docs/deployment.md
 	$(PY) -m airmlops_core.compose_env --output .env

@@ -53,7 +53,9 @@ log = logging.getLogger(__name__)
 MARKER_ENV = "AIRMLOPS_STACK_HOME"
 ADMIN_USER = "admin"
 WEBHOOK_PATH = "/services/T000/B000/local"
-COMPONENTS = ("receiver", "mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
+COMPONENTS = ("receiver", "mlflow", "model-api", "api-server", "scheduler", "dag-processor",
+              "triggerer")
+NO_DB = ("receiver", "mlflow", "model-api")  # components that need no Airflow metadata DB
 AIRFLOW_JOBS = {
     "scheduler": "scheduler",
     "dag-processor": "dag_processor",
@@ -96,6 +98,7 @@ class StackConfig:
         airflow_port: Airflow api-server port (AIRMLOPS_AIRFLOW_PORT, default 8080).
         mlflow_port: MLflow server port (AIRMLOPS_MLFLOW_PORT, default 5000).
         receiver_port: Slack stand-in port (AIRMLOPS_RECEIVER_PORT, default 8099).
+        model_api_port: model REST API port (AIRMLOPS_MODEL_API_PORT, default 5001).
         bin_dir: The virtualenv's bin directory (python, airflow, mlflow); default: the running
             interpreter's directory.
         dags_folder: Airflow's dags folder; default ``<project>/dags``.
@@ -118,6 +121,8 @@ class StackConfig:
     airflow_port: int = field(default_factory=lambda: _env_port("AIRMLOPS_AIRFLOW_PORT", 8080))
     mlflow_port: int = field(default_factory=lambda: _env_port("AIRMLOPS_MLFLOW_PORT", 5000))
     receiver_port: int = field(default_factory=lambda: _env_port("AIRMLOPS_RECEIVER_PORT", 8099))
+    model_api_port: int = field(
+        default_factory=lambda: _env_port("AIRMLOPS_MODEL_API_PORT", 5001))
     bin_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
     dags_folder: Path | None = None
     plugins_folder: Path | None = None
@@ -182,6 +187,10 @@ class StackConfig:
     @property
     def mlflow_url(self) -> str:
         return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def model_api_url(self) -> str:
+        return f"http://{self.host}:{self.model_api_port}"
 
     @property
     def receiver_url(self) -> str:
@@ -307,6 +316,7 @@ def _base_env(cfg: StackConfig) -> dict[str, str]:
             "AIRMLOPS_WORK_URI": str(cfg.root / "work"),
             "MLFLOW_TRACKING_URI": cfg.mlflow_url,
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            "AIRMLOPS_MODEL_API_URL": cfg.model_api_url,
         }
     )
     env.update(cfg.extra_env)
@@ -499,6 +509,7 @@ def _ports(cfg: StackConfig) -> dict[str, int]:
     return {
         "receiver": cfg.receiver_port,
         "mlflow": cfg.mlflow_port,
+        "model-api": cfg.model_api_port,
         "api-server": cfg.airflow_port,
     }
 
@@ -544,6 +555,11 @@ def _commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
             + ["--serve-artifacts", "--workers", "1"]
             + ["--allowed-hosts", _allowed_hosts(cfg)],
             mlflow_env,
+        ),
+        "model-api": (
+            [py, "-m", "airmlops_core.model_api", "--host", cfg.host]
+            + ["--port", str(cfg.model_api_port), "--tracking-uri", cfg.mlflow_url],
+            base,
         ),
         "api-server": ([airflow, "api-server"], af_env),
         "scheduler": ([airflow, "scheduler", "--skip-serve-logs"], af_env),
@@ -615,6 +631,8 @@ def _health_urls(cfg: StackConfig) -> dict[str, str]:
     return {
         "receiver": f"{cfg.receiver_url}/health",
         "mlflow": f"{cfg.mlflow_url}/health",
+        # /health is 503 until every model has a champion; the process is up when /metrics is
+        "model-api": f"{cfg.model_api_url}/metrics",
         "api-server": af,
         "scheduler": af,
         "dag-processor": af,
@@ -626,7 +644,7 @@ def _health(cfg: StackConfig) -> dict[str, bool]:
     """Health of every component as its own endpoint reports it (one request per server)."""
     urls = _health_urls(cfg)
     result = {}
-    for name in ("receiver", "mlflow"):
+    for name in NO_DB:
         got = _http_get(urls[name])
         result[name] = bool(got and got[0] == 200)
     got = _http_get(urls["api-server"])
@@ -658,6 +676,7 @@ def status(cfg: StackConfig) -> list[ComponentStatus]:
     urls = {
         "receiver": cfg.receiver_url,
         "mlflow": cfg.mlflow_url,
+        "model-api": cfg.model_api_url,
         "api-server": cfg.airflow_url,
     }
     rows = []
@@ -841,17 +860,19 @@ def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
             cfg.pid_file(name).unlink(missing_ok=True)
         for name, port in _ports(cfg).items():
             if name in missing and not port_free(port, cfg.host):
-                env_name = {"api-server": "AIRFLOW"}.get(name, name.upper())
+                env_name = {"api-server": "AIRFLOW", "model-api": "MODEL_API"}.get(name,
+                                                                              name.upper())
                 raise StackError(
                     f"cannot start {name}: {cfg.host}:{port} is in use by another program "
                     f"(stop it, or choose another port with AIRMLOPS_{env_name}_PORT)"
                 )
         commands = _commands(cfg) if missing else {}
-        # The receiver and MLflow need no metadata DB: start them while Airflow migrates.
-        for name in ("receiver", "mlflow"):
+        # The receiver, MLflow and the model API need no metadata DB: start them while
+        # Airflow migrates.
+        for name in NO_DB:
             if name in missing:
                 _start(cfg, name, *commands[name])
-        airflow_missing = [n for n in missing if n not in ("receiver", "mlflow")]
+        airflow_missing = [n for n in missing if n not in NO_DB]
         _prepare_airflow_db(cfg, migrate=bool(airflow_missing))
         for name in airflow_missing:
             _start(cfg, name, *commands[name])
@@ -947,6 +968,7 @@ def _summary(cfg: StackConfig) -> str:
             f"Airflow UI:      {cfg.airflow_url}  (user {ADMIN_USER}; password in "
             f"{cfg.passwords_file})",
             f"MLflow UI:       {cfg.mlflow_url}",
+            f"Model API:       {cfg.model_api_url}/invocations/<model>  (GET /health, /metrics)",
             f"Slack stand-in:  {cfg.webhook_url} -> {cfg.messages_file} "
             f"(also GET {cfg.receiver_url}/messages)",
             f"Logs:            {cfg.logs_dir}",

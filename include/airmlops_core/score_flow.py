@@ -84,7 +84,8 @@ def score_step(spec: ModelSpec, ctx: RunContext, partition: str, resolved: dict[
             raise ValueError(f"{ctx.dag_id} run {ctx.run_id}: no logical date to stamp rows with")
         when = ctx.logical_date
         result = scoring.score_or_quarantine(
-            model, partition, suite=suite_for(spec),
+            # a batch may carry columns the model does not read: scored, with a warning
+            model, partition, suite=suite_for(spec).model_copy(update={"extra_columns": "warn"}),
             output_uri=scoring.output_uri(output_base(spec), spec.name, when, name),
             quarantine_uri=data.join_uri(quarantine_uri(spec, ctx), name),
             row_key=spec.row_key, logical_date=when, s3_client=s3_client,

@@ -106,12 +106,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
     (smoke_dags / "airmlops_smoke.py").write_text(SMOKE_DAG)
     models = integration_models(tmp_path_factory.mktemp("models"))
     extra_env = {"AIRMLOPS_MODELS_DIR": str(models)}
-    airflow_port, mlflow_port, receiver_port = free_ports(3)
+    airflow_port, mlflow_port, receiver_port, model_api_port = free_ports(4)
     cfg = StackConfig(
         home=home,
         airflow_port=airflow_port,
         mlflow_port=mlflow_port,
         receiver_port=receiver_port,
+        model_api_port=model_api_port,
         extra_dag_folders=(smoke_dags,),
         extra_env=extra_env,
     )

@@ -145,3 +145,22 @@ def test_bad_partition_is_quarantined_others_scored_run_fails(landed_run, stack,
               if DAG_ID in json.dumps(m) and "quarantined" in json.dumps(m)]
     assert alerts
     assert "part-1" in alerts[-1]["body"]["text"]
+
+
+def test_model_api_serves_the_champion(champion, stack) -> None:
+    import requests
+
+    deadline = time.monotonic() + 60
+    while True:
+        health = requests.get(f"{stack.model_api_url}/health", timeout=10).json()
+        served = health["models"][MODEL]["served_version"] if "models" in health else None
+        if served == champion or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert served == champion, health
+    frame = demo_data.churn().drop(columns=["churn"]).head(3)
+    body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+    resp = requests.post(f"{stack.model_api_url}/invocations/{MODEL}", json=body, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Model-Version"] == champion
+    assert len(resp.json()["predictions"]) == 3
