@@ -61,8 +61,7 @@ def register_version(client: MlflowClient, name: str, model_uri: str, *, run_id:
     existing = versions_with_key(client, name, idempotency_key)
     created = False
     if existing:
-        winner = existing[0]
-        log.info("version %s of %s already registered for key %s", winner.version, name,
+        log.info("version %s of %s already registered for key %s", existing[0].version, name,
                  idempotency_key)
     else:
         import mlflow
@@ -71,12 +70,12 @@ def register_version(client: MlflowClient, name: str, model_uri: str, *, run_id:
         mv = mlflow.register_model(model_uri, name, tags=all_tags)
         log.info("registered %s version %s from run %s", name, mv.version, run_id)
         created = True
-        twins = versions_with_key(client, name, idempotency_key)
-        winner = twins[0] if twins else mv
-        for twin in twins[1:]:
-            log.warning("deleting duplicate version %s of %s (key %s)", twin.version, name,
-                        idempotency_key)
-            client.delete_model_version(name, twin.version)
+        existing = versions_with_key(client, name, idempotency_key) or [mv]
+    winner = existing[0]
+    for twin in existing[1:]:
+        log.warning("deleting duplicate version %s of %s (key %s)", twin.version, name,
+                    idempotency_key)
+        client.delete_model_version(name, twin.version)
     if description:
         client.update_model_version(name, winner.version, description=description)
     if alias:

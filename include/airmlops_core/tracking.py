@@ -89,6 +89,8 @@ def get_or_create_run(client: MlflowClient, experiment: str, ctx: RunContext, pu
     found = _runs_with_key(client, exp_id, ctx, purpose)
     if found:
         run_id = found[0].info.run_id
+        for twin in found[1:]:
+            client.delete_run(twin.info.run_id)
         log.info("reusing MLflow run %s for %s/%s (%s)", run_id, ctx.dag_id, ctx.run_id, purpose)
         client.set_tag(run_id, f"{TAG_PREFIX}try_number", str(ctx.try_number))
         if found[0].info.status != "RUNNING":

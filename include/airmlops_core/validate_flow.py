@@ -285,6 +285,11 @@ def rollback_step(spec: ModelSpec, ctx: RunContext, *, target: str, reason: str,
     if not version or not version.isdigit():
         raise GateError(f"rollback target '{target}' of {spec.name} does not name a version")
     client.get_model_version(spec.name, version)  # raises if the version does not exist
+    if version == current:
+        raise GateError(f"rollback of {spec.name}: version {version} is already the champion"
+                        + (" (previous_champion equals champion: a promotion stopped between "
+                           "its two alias moves; re-run that validate run first)"
+                           if target == registry.PREVIOUS_CHAMPION else ""))
     tags = {f"{TAG_PREFIX}rollback_reason": reason[:5000], f"{TAG_PREFIX}rollback_by": user,
             f"{TAG_PREFIX}rollback_run": f"{ctx.dag_id}/{ctx.run_id}",
             f"{TAG_PREFIX}rollback_from": str(current)}

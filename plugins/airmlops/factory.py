@@ -234,6 +234,40 @@ fails (with an alert) when a partition was quarantined.
 """
 
 
+HEALTH_DAG_ID = "airmlops_health"
+
+
+def health_dag(specs: list[ModelSpec]) -> DAG:
+    """`airmlops_health`: every 5 minutes, probe the model API (golden request per model) and
+    MLflow; one alert when something goes down, one when it recovers."""
+    from airmlops.operators.health import HealthProbeOperator
+
+    conn_id = specs[0].alerts.conn_id if specs else "slack_alerts"
+    with DAG(
+        dag_id=HEALTH_DAG_ID,
+        description="Outage probe of the model API and the MLflow server",
+        schedule="*/5 * * * *",
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["airmlops", "health"],
+        doc_md=HEALTH_DOC,
+        default_args={"owner": "mlops", "retries": 1, "retry_delay": timedelta(seconds=30),
+                      "on_failure_callback": [notify.failure_notifier(conn_id)]},
+    ) as dag:
+        HealthProbeOperator(task_id="probe", models=sorted(s.name for s in specs),
+                            conn_id=conn_id)
+    return dag
+
+
+HEALTH_DOC = """### Health probe
+Every 5 minutes: MLflow's /health, and each model's golden request against the model API
+(`AIRMLOPS_MODEL_API_URL`). A target that goes down sends one alert; while it stays down,
+nothing more; when it answers again, one "recovered" message. State: Variable
+`airmlops_health_state`. Also reports alerts that could not be delivered since the last probe.
+"""
+
+
 def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     """DAGs of every valid spec, by dag_id. Invalid specs are skipped (see spec_errors)."""
     specs, _ = load_specs(models_dir or settings.models_dir())
@@ -241,6 +275,7 @@ def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     for spec in specs.values():
         for dag in (train_dag(spec), validate_dag(spec), rollback_dag(spec), score_dag(spec)):
             dags[dag.dag_id] = dag
+    dags[HEALTH_DAG_ID] = health_dag(list(specs.values()))
     return dags
 
 

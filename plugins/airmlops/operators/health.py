@@ -1,0 +1,58 @@
+"""The health probe: model API and MLflow, one alert per outage and one per recovery."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Variable
+
+from airmlops.hooks.mlflow_hook import MlflowHook
+from airmlops.notify import SafeSlackWebhookNotifier
+
+STATE_VARIABLE = "airmlops_health_state"
+DEFAULT_API_URL = "http://127.0.0.1:5001"
+
+
+class HealthProbeOperator(BaseOperator):
+    """Probe every model's golden request and MLflow; alert on state changes only.
+
+    The last state lives in the Airflow Variable `airmlops_health_state`, so repeated probes of
+    a target that stays down send nothing more. Undelivered alerts recorded since the last
+    probe (airmlops_core.alert_log) are reported in the task's result and log.
+    """
+
+    template_fields: Sequence[str] = ("models",)
+
+    def __init__(self, *, models: list[str], conn_id: str = "slack_alerts",
+                 api_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.models = models
+        self.conn_id = conn_id
+        self.api_url = api_url
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import alert_log, health
+
+        api_url = self.api_url or os.environ.get("AIRMLOPS_MODEL_API_URL", DEFAULT_API_URL)
+        mlflow_url = MlflowHook().configure()
+        previous = json.loads(Variable.get(STATE_VARIABLE, default="{}"))
+        checks = health.probe(api_url, mlflow_url, list(self.models))
+        state, messages = health.transitions(previous.get("targets", {}), checks)
+        for text in messages:
+            self.log.warning(text)
+            SafeSlackWebhookNotifier(slack_webhook_conn_id=self.conn_id, text=text).notify(
+                context)
+        since = previous.get("probed_at")
+        undelivered = alert_log.undelivered(dt.datetime.fromisoformat(since) if since else None)
+        if undelivered:
+            self.log.warning("%d alert(s) could not be delivered since %s: %s",
+                             len(undelivered), since or "the start", undelivered[-5:])
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        Variable.set(STATE_VARIABLE, json.dumps({"targets": state, "probed_at": now}))
+        down = [c.target for c in checks if not c.ok]
+        return {"down": down, "messages": messages, "undelivered_alerts": len(undelivered),
+                "summary": "all healthy" if not down else "down: " + ", ".join(down)}
