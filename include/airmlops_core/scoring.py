@@ -53,6 +53,7 @@ No Airflow imports: usable from tests, a CLI or any orchestrator.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import dataclasses
@@ -64,9 +65,11 @@ import os
 import re
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -91,6 +94,7 @@ log = logging.getLogger(__name__)
 CHUNK_ROWS = 131_072
 CHECK_CHUNK_ROWS = 262_144
 CSV_BLOCK_BYTES = 8 << 20
+PARQUET_READ_BUFFER = 4 << 20
 ROW_INDEX = "row_index"
 PREDICTION = "prediction"
 PROBA_PREFIX = "proba_"
@@ -104,8 +108,9 @@ SIGNATURE_RULE = "model.signature"
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd", "compression_level": 1, "use_dictionary": True,
     "write_statistics": True, "version": "2.6", "data_page_version": "1.0",
-    "write_page_checksum": True, "store_schema": True,
+    "write_page_checksum": True, "store_schema": False,
 }
+_DICT = pa.dictionary(pa.int32(), pa.string())
 _EXTENSIONS = (".parquet", ".pq", ".csv")
 _GLOB = ("*", "?", "[")
 _DELIMITERS = (";", "\t", "|")
@@ -448,11 +453,17 @@ class LoadedModel:
         import pandas as pd
 
         self.check_columns(batch.schema, source)
-        cols: dict[str, Any] = {}
-        for c in self.inputs:
-            if c.name in batch.schema.names:
-                cols[c.name] = _to_numpy(batch.column(c.name), c, source)
-        return pd.DataFrame(cols, copy=False)
+        cols = {c.name: _to_numpy(batch.column(c.name), c, source) for c in self.inputs
+                if c.name in batch.schema.names}
+        # Always a copy, never a view into the reader's buffers (so a decoded row group is
+        # freed as soon as its chunks are converted); all-double inputs become one C-ordered
+        # block that sklearn uses as is.
+        if cols and all(a.dtype == np.float64 for a in cols.values()):
+            block = np.empty((batch.num_rows, len(cols)), dtype=np.float64)
+            for j, values in enumerate(cols.values()):
+                block[:, j] = values
+            return pd.DataFrame(block, columns=list(cols), copy=False)
+        return pd.DataFrame({k: np.array(v, copy=True) for k, v in cols.items()}, copy=False)
 
     def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
         """(predictions, class probabilities or None). A classifier's prediction is the class
@@ -638,7 +649,9 @@ def _batches(staged: _Staged, columns: Sequence[str], types: Mapping[str, pa.Dat
     read = [c for c in staged.columns if c in set(columns)]  # file order
     try:
         if staged.fmt == "parquet":
-            with pq.ParquetFile(staged.path) as pf:
+            # pre_buffer off + a read buffer: column chunks are streamed, not read whole
+            with pq.ParquetFile(staged.path, pre_buffer=False,
+                                buffer_size=PARQUET_READ_BUFFER) as pf:
                 schema = pa.schema([pf.schema_arrow.field(c) for c in read])
                 yield from _rebatch(pf.iter_batches(batch_size=chunk_rows, columns=read,
                                                     use_threads=True), chunk_rows, schema)
@@ -741,26 +754,41 @@ def _failed(suite: Suite, uri: str, reason: str, rule: str = data_checks.READABL
 # Scoring
 
 
-def _max_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process's address space, in MiB.
+
+    Linux: VmHWM from /proc/self/status. Not ru_maxrss: that keeps the high-water mark across
+    fork and exec, so a task forked from a big supervisor (or a child started from a big
+    parent) would report the parent's memory. Elsewhere: ru_maxrss.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
 
 
 class _Constants:
-    """The lineage columns of one partition, cut to any chunk length without Python loops."""
+    """The lineage columns of one partition for any chunk length, without Python loops.
+
+    Strings are dictionary arrays (one value, n int32 indices: 4 bytes a row instead of 64 for
+    the hash); the file does not store the Arrow schema, so readers see plain strings.
+    """
 
     def __init__(self, model: LoadedModel, sha256: str, logical_date: dt.datetime) -> None:
         self.values = [pa.array([model.name]), pa.array([model.version]), pa.array([sha256])]
         epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         self.micros = (logical_date - epoch) // dt.timedelta(microseconds=1)
-        self._zeros: dict[int, pa.Array] = {}
 
     def arrays(self, n: int) -> list[pa.Array]:
-        if n not in self._zeros:
-            self._zeros = {n: pa.array(np.zeros(n, dtype=np.int32))}
-        idx = self._zeros[n]
+        idx = pa.array(np.zeros(n, dtype=np.int32))
         stamps = pa.array(np.full(n, self.micros, dtype=np.int64)).view(
             pa.timestamp("us", tz="UTC"))
-        return [v.take(idx) for v in self.values] + [stamps]
+        return [pa.DictionaryArray.from_arrays(idx, v) for v in self.values] + [stamps]
 
 
 def _output_schema(model: LoadedModel, key: pa.Field) -> pa.Schema:
@@ -771,48 +799,103 @@ def _output_schema(model: LoadedModel, key: pa.Field) -> pa.Schema:
                            f"({sorted(taken)})", column=key.name)
     return pa.schema([key, pa.field(PREDICTION, model.prediction_type),
                       *(pa.field(c, pa.float64()) for c in model.proba_columns),
-                      pa.field(MODEL_NAME, pa.string()), pa.field(MODEL_VERSION, pa.string()),
-                      pa.field(INPUT_SHA256, pa.string()),
+                      pa.field(MODEL_NAME, _DICT), pa.field(MODEL_VERSION, _DICT),
+                      pa.field(INPUT_SHA256, _DICT),
                       pa.field(LOGICAL_DATE, pa.timestamp("us", tz="UTC"))])
+
+
+def default_workers() -> int:
+    """Prediction threads per task: $AIRMLOPS_SCORING_THREADS, else the CPUs this process may
+    use. Set the variable to cores / concurrent tasks when several tasks share a machine."""
+    env = os.environ.get("AIRMLOPS_SCORING_THREADS", "").strip()
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _one_thread_each() -> contextlib.AbstractContextManager[Any]:
+    """BLAS at one thread while chunks are predicted in parallel (restored afterwards)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _one_openmp_thread() -> None:
+    """Worker-thread initializer: OpenMP's thread count is per calling thread, so each worker
+    predicts its chunk on one core (no per-tree barriers; workers fill the cores)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return
+    threadpool_limits(limits=1, user_api="openmp")
 
 
 def _score_into(sink: IO[bytes] | str, model: LoadedModel, staged: _Staged, *,
                 row_key: str | None, logical_date: dt.datetime, chunk_rows: int,
-                types: Mapping[str, pa.DataType]) -> int:
-    """Stream the staged partition through the model into a Parquet sink; return rows."""
+                types: Mapping[str, pa.DataType], workers: int) -> int:
+    """Stream the staged partition through the model into a Parquet sink; return rows.
+
+    The calling thread reads a chunk, converts it to the model's input (a copy, so the
+    reader's decoded row group is released as soon as possible) and later writes results in
+    input order; `workers` threads predict chunks in between (at most workers + 1 chunks in
+    flight). Output bytes do not depend on `workers`.
+    """
     wanted = [c.name for c in model.inputs if c.name in staged.columns]
     if row_key and row_key not in wanted:
         wanted.append(row_key)
     consts = _Constants(model, staged.sha256, logical_date)
     writer: pq.ParquetWriter | None = None
+    schema: pa.Schema | None = None
     rows = 0
+
+    def predict(X: Any, key: pa.Array, schema: pa.Schema) -> pa.RecordBatch:
+        pred, proba = model.predict(X)
+        cols = [key, pa.array(pred, type=schema.field(PREDICTION).type)]
+        if proba is not None:
+            cols += [pa.array(np.ascontiguousarray(proba[:, i])) for i in range(proba.shape[1])]
+        return pa.RecordBatch.from_arrays([*cols, *consts.arrays(len(key))], schema=schema)
+
+    pending: collections.deque[Any] = collections.deque()
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="airmlops-score",
+                              initializer=_one_openmp_thread)
     try:
-        for batch in _batches(staged, wanted, types, chunk_rows):
-            n = batch.num_rows
-            if n == 0:
-                continue
-            if row_key:
-                key = batch.column(row_key)
-                if pa.types.is_dictionary(key.type):
-                    key = key.dictionary_decode()
-            else:
-                key = pa.array(np.arange(rows, rows + n, dtype=np.int64))
-            if writer is None:
-                schema = _output_schema(model, pa.field(row_key or ROW_INDEX, key.type))
-                writer = pq.ParquetWriter(sink, schema, **PARQUET_OPTIONS)
-            pred, proba = model.predict(model.features(batch, staged.uri))
-            cols = [key, pa.array(pred, type=schema.field(PREDICTION).type)]
-            if proba is not None:
-                cols += [pa.array(np.ascontiguousarray(proba[:, i]))
-                         for i in range(proba.shape[1])]
-            writer.write_batch(pa.RecordBatch.from_arrays([*cols, *consts.arrays(n)],
-                                                          schema=schema))
-            rows += n
+        with _one_thread_each():
+            for batch in _batches(staged, wanted, types, chunk_rows):
+                n = batch.num_rows
+                if n == 0:
+                    continue
+                if row_key:
+                    key = batch.column(row_key)
+                    if pa.types.is_dictionary(key.type):
+                        key = key.dictionary_decode()
+                    key = pa.concat_arrays([key])  # a copy: no view into the row group
+                else:
+                    key = pa.array(np.arange(rows, rows + n, dtype=np.int64))
+                if writer is None:
+                    schema = _output_schema(model, pa.field(row_key or ROW_INDEX, key.type))
+                    writer = pq.ParquetWriter(sink, schema, **PARQUET_OPTIONS)
+                X = model.features(batch, staged.uri)
+                del batch
+                pending.append(pool.submit(predict, X, key, schema))
+                del X, key
+                while len(pending) > workers:
+                    writer.write_batch(pending.popleft().result())
+                rows += n
+            while pending:
+                assert writer is not None
+                writer.write_batch(pending.popleft().result())
     except BaseException:
         if writer is not None:
             with contextlib.suppress(Exception):
                 writer.close()
         raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if writer is None or rows == 0:
         raise ScoringError(f"{staged.uri}: empty partition (0 rows): nothing to score")
     writer.close()
@@ -882,7 +965,8 @@ def _remove(uri: str, s3_client: Any | None) -> bool:
 def score_partition(model: LoadedModel, input_uri: str, output_uri: str, *,
                     row_key: str | None, logical_date: str | dt.datetime,
                     s3_client: Any | None = None, chunk_rows: int = CHUNK_ROWS,
-                    column_types: Mapping[str, pa.DataType] | None = None) -> dict[str, Any]:
+                    column_types: Mapping[str, pa.DataType] | None = None,
+                    workers: int | None = None) -> dict[str, Any]:
     """Score one partition in chunks and publish the Parquet output atomically.
 
     Args:
@@ -895,12 +979,15 @@ def score_partition(model: LoadedModel, input_uri: str, output_uri: str, *,
         s3_client: a boto3 S3 client for s3:// input or output.
         chunk_rows: rows per chunk (and per output row group; part of the output bytes).
         column_types: Arrow types for CSV columns outside the signature (the row key).
+        workers: threads predicting chunks in parallel (default `default_workers()`); each
+            calls the estimator's predict with OpenMP and BLAS at one thread. Use 1 for an
+            estimator whose predict is not thread-safe.
 
     Returns:
         A JSON-able dict for XCom/lineage: status, partition, input_uri, input_sha256,
         output_uri, output_sha256, rows_in, rows_out, quarantined_rows (0), model_name,
-        model_version, logical_date, seconds, rows_per_second, max_rss_mib (the process's
-        peak resident memory so far).
+        model_version, logical_date, seconds, rows_per_second, peak_rss_mib (the process's
+        peak resident memory so far, see `peak_rss_mib`).
 
     Raises:
         ScoringError: unreadable or empty input, a missing column, a wrong dtype; nothing is
@@ -911,13 +998,14 @@ def score_partition(model: LoadedModel, input_uri: str, output_uri: str, *,
     with _stage(input_uri, s3_client) as staged:
         return _score_staged(model, staged, output_uri, row_key=row_key,
                              logical_date=logical_date, s3_client=s3_client,
-                             chunk_rows=chunk_rows, column_types=column_types, start=start)
+                             chunk_rows=chunk_rows, column_types=column_types, start=start,
+                             workers=workers)
 
 
 def _score_staged(model: LoadedModel, staged: _Staged, out_uri: str, *, row_key: str | None,
                   logical_date: str | dt.datetime, s3_client: Any | None, chunk_rows: int,
                   column_types: Mapping[str, pa.DataType] | None,
-                  start: float) -> dict[str, Any]:
+                  start: float, workers: int | None = None) -> dict[str, Any]:
     if not staged.columns:
         _inspect(staged)
     if staged.fmt == "parquet":
@@ -936,7 +1024,8 @@ def _score_staged(model: LoadedModel, staged: _Staged, out_uri: str, *, row_key:
 
     def write(sink: IO[bytes]) -> None:
         counted["rows"] = _score_into(sink, model, staged, row_key=row_key, logical_date=when,
-                                      chunk_rows=chunk_rows, types=types)
+                                      chunk_rows=chunk_rows, types=types,
+                                      workers=workers or default_workers())
         rows_in = staged.rows if staged.rows is not None else counted["rows"]
         if counted["rows"] != rows_in:
             raise ScoringError(f"{staged.uri}: read {counted['rows']} rows but the file holds "
@@ -955,14 +1044,15 @@ def _score_staged(model: LoadedModel, staged: _Staged, out_uri: str, *, row_key:
             "rows_out": rows, "quarantined_rows": 0, "model_name": model.name,
             "model_version": model.version, "logical_date": logical_date_iso(when),
             "seconds": round(seconds, 3), "rows_per_second": round(rows / max(seconds, 1e-9), 1),
-            "max_rss_mib": _max_rss_mib()}
+            "peak_rss_mib": peak_rss_mib()}
 
 
 def score_or_quarantine(model: LoadedModel, input_uri: str, *, suite: Suite,
                         output_uri: str, quarantine_uri: str, row_key: str | None,
                         logical_date: str | dt.datetime, s3_client: Any | None = None,
                         chunk_rows: int = CHUNK_ROWS,
-                        check_chunk_rows: int = CHECK_CHUNK_ROWS) -> dict[str, Any]:
+                        check_chunk_rows: int = CHECK_CHUNK_ROWS,
+                        workers: int | None = None) -> dict[str, Any]:
     """Gate one partition with the batch suite, then score it, or quarantine it.
 
     The input is staged (and hashed) once for both passes. A partition that fails the gate, or
@@ -988,7 +1078,8 @@ def score_or_quarantine(model: LoadedModel, input_uri: str, *, suite: Suite,
             try:
                 out = _score_staged(model, staged, output_uri, row_key=row_key,
                                     logical_date=logical_date, s3_client=s3_client,
-                                    chunk_rows=chunk_rows, column_types=types, start=start)
+                                    chunk_rows=chunk_rows, column_types=types, start=start,
+                                    workers=workers)
             except ScoringError as exc:
                 checked = batch_checks.batch_suite(suite, row_key)
                 result = dataclasses.replace(
@@ -1042,7 +1133,7 @@ def _quarantine(model: LoadedModel, staged: _Staged, result: CheckResult, *, out
             "message": message, "quarantine_uri": q["uri"], "quarantined_input": copied,
             "model_name": model.name, "model_version": model.version,
             "logical_date": logical_date_iso(logical_date),
-            "seconds": round(time.perf_counter() - start, 3), "max_rss_mib": _max_rss_mib()}
+            "seconds": round(time.perf_counter() - start, 3), "peak_rss_mib": peak_rss_mib()}
 
 
 # --------------------------------------------------------------------------------------------
