@@ -130,3 +130,20 @@ def airflow_api(stack: StackConfig) -> AirflowClient:
     """A REST v2 client logged in as the stack's admin."""
     _, (user, password) = credentials(stack)
     return AirflowClient(stack.airflow_url, user, password)
+
+
+# The session shares one stack and one registry: modules run in lifecycle order, so that the
+# first validate run sees no champion, and scoring and the health probe find the champion the
+# gate promoted. The outage campaign uses its own MLflow server and runs last.
+MODULE_ORDER = ("test_stack", "test_train_dag", "test_validate_dag", "test_score_dag",
+                "test_health_probe", "test_mlflow_outage")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        if item.path.parent.name != "integration":
+            return -1  # other suites keep their place, before the integration tests
+        name = item.path.stem
+        return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
+
+    items.sort(key=rank)  # stable: the order inside a module is kept
