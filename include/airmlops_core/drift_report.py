@@ -50,6 +50,7 @@ tr:nth-child(even) td{background:#f8f9fa}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 code{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;font-size:13px;
   background:#eff1f3;border-radius:4px;padding:1px 4px;word-break:break-word}
+td code{white-space:nowrap}
 .badge{display:inline-block;border-radius:10px;padding:1px 9px;font-size:12px;font-weight:600;
   color:#fff;white-space:nowrap}
 .badge.drift{background:#cf222e} .badge.no_drift{background:#1a7f37}
@@ -60,8 +61,8 @@ code{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;font-siz
 .card p{margin:2px 0 8px;color:#57606a;font-size:13px}
 .bars{width:100%;border:0;background:none} .bars td{border:0;padding:1px 4px;background:none}
 .bars tr:nth-child(even) td{background:none}
-.bars .lab{font-size:12px;color:#57606a;white-space:nowrap;max-width:120px;overflow:hidden;
-  text-overflow:ellipsis}
+.bars .lab{font-size:12px;color:#57606a;white-space:nowrap;max-width:130px;overflow:hidden;
+  text-overflow:ellipsis} .bars td.num{max-width:none;overflow:visible}
 .bar{height:7px;border-radius:2px;margin:1px 0}
 .bar.ref{background:#8c959f} .bar.cur{background:#0969da}
 .legend span{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 10px}
@@ -132,10 +133,10 @@ def _bars(col: ColumnDrift, limit: int = 12) -> str:
     for lab, r, c, unseen in rows:
         badge = ' <span class="badge unseen">unseen</span>' if unseen else ""
         body.append(
-            f'<tr><td class="lab" title="{lab}">{lab}{badge}</td><td style="width:70%">'
+            f'<tr><td class="lab" title="{lab}">{lab}</td><td style="width:60%">'
             f'<div class="bar ref" style="width:{100 * r / top:.1f}%"></div>'
             f'<div class="bar cur" style="width:{100 * c / top:.1f}%"></div></td>'
-            f'<td class="num lab">{_pct(r)} &rarr; {_pct(c)}</td></tr>')
+            f'<td class="num lab">{_pct(r)} &rarr; {_pct(c)}{badge}</td></tr>')
     return f'<table class="bars">{"".join(body)}</table>'
 
 
