@@ -237,6 +237,7 @@ def review(api: Any, answer: str) -> tuple[str, dict[str, str]]:
     api.wait_for_dag(dag_id, timeout=180)
     run_id = api.trigger(dag_id)
     wait_for_task_state(api, dag_id, run_id, "approve", "awaiting_input")
+    time.sleep(5)  # answer at human speed: the task process is still handing over to deferral
     api.respond(dag_id, run_id, "approve", [answer])
     state = api.wait(dag_id, run_id, timeout=300)
     return state, {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}

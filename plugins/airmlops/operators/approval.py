@@ -8,6 +8,8 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
+DECISION_KEY = "review"
+
 
 class PromotionApprovalOperator(ApprovalOperator):
     """Airflow's ApprovalOperator, skipped when the gate already rejected the challenger.
@@ -26,3 +28,12 @@ class PromotionApprovalOperator(ApprovalOperator):
         if not self.gated["promote"]:
             raise AirflowSkipException("the gate rejected the challenger: nothing to approve")
         return super().execute(context)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        # On Reject the base class skips the downstream tasks by raising, so its return value
+        # never becomes an XCom: record the answer first, under its own key.
+        if "error" not in event:
+            context["ti"].xcom_push(key=DECISION_KEY, value={
+                "chosen_options": list(event.get("chosen_options") or []),
+                "responded_by_user": dict(event.get("responded_by_user") or {})})
+        return super().execute_complete(context, event)

@@ -123,7 +123,10 @@ class RejectOperator(ModelOperator):
 
         extra: list[str] = []
         if self.gated["promote"]:
-            approval = (context["ti"].xcom_pull(task_ids=self.approval_task_id)
+            from airmlops.operators.approval import DECISION_KEY
+
+            approval = (context["ti"].xcom_pull(task_ids=self.approval_task_id,
+                                                key=DECISION_KEY)
                         if self.approval_task_id else None)
             if not isinstance(approval, dict) or human_approved(approval):
                 raise AirflowSkipException("the gate promoted the challenger")
