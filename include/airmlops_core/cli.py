@@ -77,6 +77,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     print("\nDemo models (MLflow registry):")
     for s in summaries:
         print(s.line())
+    print("\nBulk scoring (a landing Asset event -> flight_delay__score):")
+    print("\n".join(demo.run_score_demo(cfg).lines()))
     return 0
 
 

@@ -171,8 +171,9 @@ class Metrics(_Strict):
 class Schedules(_Strict):
     train: str | None = None
     score: str | None = None
+    drift: str | None = None
 
-    @field_validator("train", "score")
+    @field_validator("train", "score", "drift")
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
         if v is None or v in CRON_PRESETS:
@@ -221,6 +222,25 @@ class Scoring(_Strict):
         return self
 
 
+class Monitoring(_Strict):
+    """Drift checks of the champion on scored data (see airmlops_core.drift).
+
+    A column drifts when its p-value survives Benjamini-Hochberg at `fdr` AND an effect size
+    reaches its minimum; below `min_rows` the verdict is "not enough data".
+    """
+
+    fdr: float = Field(default=0.05, gt=0.0, lt=1.0)
+    min_rows: int = Field(default=500, ge=2)
+    min_wasserstein: float = Field(default=0.1, ge=0.0)  # in reference standard deviations
+    min_psi: float = Field(default=0.1, ge=0.0)
+    min_js: float = Field(default=0.07, ge=0.0, le=1.0)
+    window_runs: int = Field(default=3, ge=1, le=100)  # the last N scoring runs
+    max_metric_drop: float = Field(default=0.02, ge=0.0)  # performance decay tolerated
+    cooldown_hours: float = Field(default=24.0, ge=0.0)  # identical alerts suppressed
+    retrain_on: list[Literal["drift", "performance"]] = Field(
+        default_factory=lambda: ["performance"])  # type: ignore[arg-type]
+
+
 class DataChecks(_Strict):
     """The Great Expectations gate: suite file and quarantine location."""
 
@@ -258,6 +278,7 @@ class ModelSpec(_Strict):
     promotion: Promotion = Field(default_factory=Promotion)
     data_checks: DataChecks = Field(default_factory=DataChecks)
     scoring: Scoring = Field(default_factory=Scoring)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
     alerts: Alerts = Field(default_factory=Alerts)
     tags: list[str] = Field(default_factory=list)
 

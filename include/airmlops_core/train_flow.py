@@ -163,6 +163,11 @@ def evaluate_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, Any],
         with tempfile.TemporaryDirectory() as tmp:
             for path in evaluation.plots(spec, model, holdout, Path(tmp)):
                 mlflow.log_artifact(str(path), artifact_path="plots")
+        # the drift reference travels with the version: training data + holdout output
+        from airmlops_core import drift_flow
+
+        train = data.read_ref(data.DataRef.from_dict(refs["train"]), s3_client=s3_client)
+        drift_flow.log_reference(spec, model, train, holdout)
     return {"metrics": metrics, "floor_failures": failures}
 
 

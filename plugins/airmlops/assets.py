@@ -27,3 +27,8 @@ def landing(model: str) -> Asset:
 def scored(model: str) -> Asset:
     """A scoring run published its outputs (emitted by score)."""
     return _asset(model, "scored")
+
+
+def drifted(model: str) -> Asset:
+    """Drift or decay crossed the spec's retrain rule (emitted by drift)."""
+    return _asset(model, "drift")

@@ -234,6 +234,52 @@ fails (with an alert) when a partition was quarantined.
 """
 
 
+def drift_dag(spec: ModelSpec) -> DAG:
+    """`<model>__drift`: after each scoring run (Asset) or on cron: drift -> alert -> signal."""
+    from airmlops.operators.monitor import (
+        DriftAlertOperator,
+        DriftCheckOperator,
+        SignalRetrainOperator,
+    )
+
+    schedule: Any = [assets.scored(spec.name)]
+    if spec.schedules.drift:
+        from airflow.timetables.assets import AssetOrTimeSchedule
+        from airflow.timetables.trigger import CronTriggerTimetable
+
+        schedule = AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(spec.schedules.drift, timezone="UTC"),
+            assets=[assets.scored(spec.name)])
+    with DAG(
+        dag_id=f"{spec.name}__drift",
+        description=f"Drift and decay of {spec.name}'s champion",
+        doc_md=DRIFT_DOC.format(name=spec.name),
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=dag_tags(spec, "drift"),
+        default_args=default_args(spec),
+        deadline=deadline(spec, "drift"),
+    ) as dag:
+        common = {"model_name": spec.name}
+        check = DriftCheckOperator(task_id="check", **common)
+        DriftAlertOperator(task_id="alert", checked=check.output, **common)
+        SignalRetrainOperator(task_id="signal_retrain", checked=check.output,
+                              outlets=[assets.drifted(spec.name)], **common)
+    return dag
+
+
+DRIFT_DOC = """### Drift `{name}`
+After each scoring run (Asset `model/{name}/scored`) or on `schedules.drift`: compares the last
+scored window with the champion's reference profile (KS + Wasserstein/PSI per numeric column,
+chi-square homogeneity + JS/PSI per categorical one, Benjamini-Hochberg across columns, effect
+minimums), checks label and performance drift where labels landed, logs metrics, an offline
+HTML report and plots to an MLflow monitoring run, sends at most one alert, and emits
+`model/{name}/drift` when the retrain rule holds.
+"""
+
+
 HEALTH_DAG_ID = "airmlops_health"
 
 
@@ -273,7 +319,8 @@ def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     specs, _ = load_specs(models_dir or settings.models_dir())
     dags: dict[str, DAG] = {}
     for spec in specs.values():
-        for dag in (train_dag(spec), validate_dag(spec), rollback_dag(spec), score_dag(spec)):
+        for dag in (train_dag(spec), validate_dag(spec), rollback_dag(spec), score_dag(spec),
+                    drift_dag(spec)):
             dags[dag.dag_id] = dag
     dags[HEALTH_DAG_ID] = health_dag(list(specs.values()))
     return dags

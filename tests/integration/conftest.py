@@ -80,6 +80,8 @@ def integration_models(target: Path) -> Path:
             spec["promotion"] = {"fairness_tolerance": 0.5}
             # a run takes longer than 6 s: every train run also checks the deadline alert
             spec["alerts"] = {**spec.get("alerts", {}), "deadlines": {"train": 0.1}}
+            # each drift check looks at the latest scoring run only; drift signals retraining
+            spec["monitoring"] = {"window_runs": 1, "retrain_on": ["drift"]}
         (target / src.name).write_text(yaml.safe_dump(spec, sort_keys=False))
         if spec["name"] == "customer_churn":
             (target / f"{REVIEWED_MODEL}.yaml").write_text(yaml.safe_dump(reviewed(spec),
@@ -92,7 +94,7 @@ REVIEWED_MODEL = "churn_reviewed"
 
 def reviewed(churn: dict) -> dict:
     """customer_churn under another name, with human approval of every promotion."""
-    return {**churn, "name": REVIEWED_MODEL, "tags": ["test"], "alerts": {},
+    return {**churn, "name": REVIEWED_MODEL, "tags": ["test"], "alerts": {}, "monitoring": {},
             "promotion": {**churn["promotion"], "human_approval": True},
             "data_checks": {**churn.get("data_checks", {}),
                             "suite": "include/expectations/customer_churn.yaml"}}
@@ -136,7 +138,7 @@ def airflow_api(stack: StackConfig) -> AirflowClient:
 # first validate run sees no champion, and scoring and the health probe find the champion the
 # gate promoted. The outage campaign uses its own MLflow server and runs last.
 MODULE_ORDER = ("test_stack", "test_train_dag", "test_validate_dag", "test_score_dag",
-                "test_health_probe", "test_mlflow_outage")
+                "test_drift_dag", "test_health_probe", "test_mlflow_outage")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

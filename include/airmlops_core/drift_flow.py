@@ -1,0 +1,274 @@
+"""The drift path: the champion's reference profile vs the last scored window, with alerts.
+
+- At training, `log_reference` stores a compact profile of the training data (features,
+  label) and of the model's holdout output (predictions) as an artifact of the training run,
+  so a check never depends on a file that may have moved.
+- `check_step` reads the champion's profile, rebuilds the current window from the last scoring
+  manifests (features from the hash-verified inputs, predictions from the outputs), checks
+  feature and prediction drift, and, where labels have landed (joined on the row key and the
+  model version, never imputed), label and performance drift. Everything goes to a monitoring
+  MLflow run tagged with the model version: metrics, an offline HTML report and PNG plots.
+- `alert_transition` turns consecutive results into at most one message per run: a new or
+  changed drift alerts, the same drift within the cool-down stays quiet, a recovery is
+  announced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from airmlops_core import data, drift, score_flow, settings
+from airmlops_core.spec import ModelSpec
+from airmlops_core.tracking import TAG_PREFIX, RunContext
+
+log = logging.getLogger(__name__)
+
+DRIFT_PURPOSE = "drift"
+PREDICTION = "prediction"
+
+
+class NoReference(LookupError):
+    """The champion's training run has no reference profile (trained before monitoring)."""
+
+
+def prediction_frame(spec: ModelSpec, model: Any, X: pd.DataFrame) -> pd.DataFrame:
+    """The model's output as the score DAG writes it: prediction (+ proba_<class>)."""
+    from airmlops_core.scoring import _proba_names
+
+    if not spec.is_classifier:
+        return pd.DataFrame({PREDICTION: model.predict(X)})
+    proba = model.predict_proba(X)
+    classes = list(model.classes_)
+    out = pd.DataFrame(proba, columns=_proba_names(classes))
+    out[PREDICTION] = [classes[i] for i in proba.argmax(axis=1)]
+    return out
+
+
+def build_profile(spec: ModelSpec, train: pd.DataFrame, predictions: pd.DataFrame
+                  ) -> drift.ReferenceProfile:
+    """Features and label from the training fold; predictions from the holdout output."""
+    feats = drift.build_reference(train, numeric=spec.features.numeric,
+                                  categorical=spec.features.categorical, role="feature")
+    label = drift.build_reference(
+        train.assign(**{spec.target: train[spec.target].astype("str")})
+        if spec.is_classifier else train,
+        numeric=[] if spec.is_classifier else [spec.target],
+        categorical=[spec.target] if spec.is_classifier else [], role="label")
+    numeric = [c for c in predictions.columns if c != PREDICTION or not spec.is_classifier]
+    preds = drift.build_reference(
+        predictions.assign(**{PREDICTION: predictions[PREDICTION].astype("str")})
+        if spec.is_classifier else predictions,
+        numeric=numeric, categorical=[PREDICTION] if spec.is_classifier else [],
+        role="prediction")
+    return feats.merge(label).merge(preds)
+
+
+def log_reference(spec: ModelSpec, model: Any, train: pd.DataFrame,
+                  holdout: pd.DataFrame) -> drift.ReferenceProfile:
+    """Build the profile and log it to the active MLflow run (artifact PROFILE_ARTIFACT)."""
+    import mlflow
+
+    from airmlops_core.training import feature_frame
+
+    profile = build_profile(spec, train, prediction_frame(spec, model,
+                                                           feature_frame(spec, holdout)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = profile.save(Path(tmp) / drift.PROFILE_ARTIFACT)
+        mlflow.log_artifact(str(path), artifact_path="monitoring")
+    return profile
+
+
+def champion_profile(client: Any, spec: ModelSpec, version: str) -> drift.ReferenceProfile:
+    """The reference profile logged with `version`'s training run."""
+    import mlflow
+
+    mv = client.get_model_version(spec.name, version)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id, artifact_path=f"monitoring/{drift.PROFILE_ARTIFACT}",
+                dst_path=tmp, tracking_uri=client.tracking_uri)
+            return drift.ReferenceProfile.load(local)
+    except (OSError, mlflow.exceptions.MlflowException) as exc:
+        raise NoReference(f"{spec.name} version {version} (run {mv.run_id}) has no reference "
+                          f"profile monitoring/{drift.PROFILE_ARTIFACT}: retrain it with this "
+                          f"pack to monitor it ({exc})") from exc
+
+
+def _manifests(spec: ModelSpec, window_runs: int) -> list[dict[str, Any]]:
+    base = Path(score_flow.output_base(spec)) / spec.name
+    found = sorted(base.glob("*/_manifest.json"))[-window_runs:]
+    return [json.loads(p.read_text()) for p in found]
+
+
+def current_window(spec: ModelSpec, version: str, window_runs: int) -> tuple[pd.DataFrame,
+                                                                              dict[str, Any]]:
+    """Scored rows of the last `window_runs` scoring runs of `version`: input features joined
+    with the outputs' predictions. Inputs that moved or changed are skipped and counted."""
+    frames, used, skipped = [], [], []
+    key = spec.row_key or "row_index"
+    for manifest in _manifests(spec, window_runs):
+        if str(manifest["model_version"]) != str(version):
+            continue
+        for part in manifest["partitions"]:
+            if part["status"] != "scored":
+                continue
+            try:
+                ref = data.DataRef(part["input_uri"], part["input_sha256"], -1,
+                                   "csv" if part["input_uri"].endswith(".csv") else "parquet")
+                features = data.read_ref(ref, columns=[key, *spec.features.all]) \
+                    if spec.row_key else data.read_ref(ref, columns=spec.features.all)
+                out = data.read_frame(part["output_uri"])
+            except data.DataError as exc:
+                skipped.append(f"{part['partition']}: {exc}")
+                continue
+            if not spec.row_key:
+                features = features.reset_index(names=key)
+            preds = out[[key, *[c for c in out.columns
+                                if c == PREDICTION or c.startswith("proba_")]]]
+            frames.append(features.merge(preds, on=key, how="inner", validate="one_to_one"))
+            used.append(part["input_uri"])
+    window = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return window, {"inputs": used, "skipped": skipped, "rows": len(window)}
+
+
+def labelled(spec: ModelSpec, window: pd.DataFrame) -> pd.DataFrame:
+    """Window rows whose labels have landed (<data>/labels/<model>/*), joined on the row key;
+    rows without a label are left out, never imputed."""
+    if window.empty or not spec.row_key:
+        return window.iloc[0:0]
+    files = sorted((Path(settings.data_dir()) / "labels" / spec.name).glob("*.parquet"))
+    if not files:
+        return window.iloc[0:0]
+    labels = pd.concat([data.read_frame(str(f), columns=[spec.row_key, spec.target])
+                        for f in files], ignore_index=True).drop_duplicates(spec.row_key)
+    return window.merge(labels, on=spec.row_key, how="inner", validate="one_to_one")
+
+
+def config(spec: ModelSpec) -> drift.DriftConfig:
+    m = spec.monitoring
+    return drift.DriftConfig(fdr=m.fdr, min_rows=m.min_rows, min_wasserstein=m.min_wasserstein,
+                             min_psi=m.min_psi, min_js=m.min_js)
+
+
+def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[str, Any]:
+    """Feature, prediction, label and performance drift of the champion; logged to MLflow."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from airmlops_core import comparison, drift_report, scoring, tracking
+    from airmlops_core.train_flow import experiment_name
+
+    client = MlflowClient(tracking_uri)
+    version = scoring.resolve_champion(client, spec.name)
+    profile = champion_profile(client, spec, version)
+    window, lineage = current_window(spec, version, spec.monitoring.window_runs)
+    cfg = config(spec)
+    result = drift.check_drift(profile, window, config=cfg) if not window.empty else \
+        drift.check_drift(profile, pd.DataFrame(columns=profile.names()), config=cfg)
+    labels = labelled(spec, window)
+    label_result, perf = None, None
+    if len(labels):
+        target = labels[spec.target].astype("str") if spec.is_classifier else labels[spec.target]
+        label_result = drift.check_drift(profile, labels.assign(**{spec.target: target}),
+                                         config=cfg, roles=("label",))
+        metric = spec.gate_metric
+        holdout_value = float(client.get_model_version(spec.name, version).tags[
+            f"metric.{metric}"])
+        if spec.is_classifier:
+            classes = sorted(c for c in labels[spec.target].unique())
+            proba_cols = [f"proba_{c}" for c in classes]
+            if all(c in labels.columns for c in proba_cols):
+                output = labels[proba_cols].to_numpy()
+                y = comparison.encode_labels(labels[spec.target], classes)
+            else:
+                output, y = None, None
+        else:
+            output, y = labels[PREDICTION].to_numpy(), labels[spec.target].to_numpy()
+        if output is not None:
+            perf = drift.performance_drift(y, output, metric, reference=holdout_value,
+                                           max_drop=spec.monitoring.max_metric_drop,
+                                           min_rows=spec.monitoring.min_rows)
+    run_id = tracking.get_or_create_run(client, experiment_name(spec.name), ctx, DRIFT_PURPOSE,
+                                        run_name=f"{spec.name}-drift-{ctx.run_id}")
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags({f"{TAG_PREFIX}model_version": version,
+                         f"{TAG_PREFIX}drift_status": result.status})
+        mlflow.log_metrics({**result.metrics("drift"),
+                            **(label_result.metrics("label_drift") if label_result else {}),
+                            "window.rows": float(len(window)),
+                            "window.labelled_rows": float(len(labels))})
+        if perf is not None and perf.current is not None:
+            mlflow.log_metric(f"performance.{perf.metric}", perf.current)
+        images = drift_report.plots(result, profile, window, Path(tmp)) if len(window) else []
+        page = Path(tmp) / "drift_report.html"
+        page.write_text(drift_report.render_report(
+            result, title=f"Drift: {spec.name} v{version}",
+            subtitle=f"{len(window):,} scored rows from {len(lineage['inputs'])} partition(s); "
+                     f"{len(labels):,} labelled", performance=perf, images=images))
+        mlflow.log_artifact(str(page), artifact_path="monitoring")
+        for img in images:
+            mlflow.log_artifact(str(img), artifact_path="monitoring/plots")
+        mlflow.log_dict({"features_predictions": result.to_dict(),
+                         "labels": label_result.to_dict() if label_result else None,
+                         "performance": perf.to_dict() if perf else None,
+                         "window": lineage}, "monitoring/drift.json")
+    client.set_terminated(run_id, status="FINISHED")
+    exp_id = tracking.experiment_id(client, experiment_name(spec.name))
+    url = tracking.run_url(tracking_uri, exp_id, run_id)
+    return {"version": version, "status": result.status, "summary": result.summary(),
+            "drifted": {c: _effect(result.column(c)) for c in result.drifted},
+            "label_status": label_result.status if label_result else "no_labels",
+            "performance": perf.to_dict() if perf else None,
+            "degraded": bool(perf and perf.degraded),
+            "rows": len(window), "labelled_rows": len(labels), "run_url": url,
+            "report": f"{url}/artifacts/monitoring/drift_report.html"}
+
+
+def _effect(col: Any) -> str:
+    d = col.to_dict() if hasattr(col, "to_dict") else dict(col)
+    effects = d.get("effects") or {}
+    shown = ", ".join(f"{k} {v:.3g}" for k, v in effects.items() if isinstance(v, int | float))
+    return f"{d.get('role', '')} {shown}".strip()
+
+
+def should_retrain(spec: ModelSpec, checked: dict[str, Any]) -> bool:
+    """The spec's retrain rule: feature/prediction drift or performance decay."""
+    rule = spec.monitoring.retrain_on
+    return ((checked["status"] == "drift" and "drift" in rule)
+            or (checked["degraded"] and "performance" in rule))
+
+
+def alert_transition(previous: dict[str, Any], checked: dict[str, Any], *, cooldown_hours: float,
+                     now: dt.datetime | None = None) -> tuple[dict[str, Any], str | None]:
+    """(new state, message or None): one message per run at most, repeats suppressed."""
+    now = now or dt.datetime.now(dt.UTC)
+    bad = checked["status"] == "drift" or checked["degraded"]
+    fingerprint = json.dumps([sorted(checked["drifted"]), checked["degraded"]])
+    state = {"bad": bad, "fingerprint": fingerprint,
+             "alerted_at": previous.get("alerted_at"), "version": checked["version"]}
+    if not bad:
+        if previous.get("bad"):
+            return state, (f":large_green_circle: drift of v{checked['version']} recovered: "
+                           f"{checked['summary']}")
+        return state, None
+    last = previous.get("alerted_at")
+    recent = isinstance(last, str) and now - dt.datetime.fromisoformat(last) < dt.timedelta(
+        hours=cooldown_hours)
+    if previous.get("fingerprint") == fingerprint and recent:
+        return state, None
+    state["alerted_at"] = now.isoformat(timespec="seconds")
+    cols = "; ".join(f"{c} ({e})" for c, e in checked["drifted"].items()) or "none"
+    perf = checked["performance"]
+    perf_text = (f"\nPerformance: {perf['metric']} {perf['current']:.4g} vs holdout "
+                 f"{perf['reference']:.4g} ({perf['status']})" if perf else "")
+    return state, (f":warning: drift in v{checked['version']}: {checked['summary']}\n"
+                   f"Drifted columns: {cols}{perf_text}\nReport: {checked['report']}")

@@ -1,0 +1,70 @@
+"""Operators of the drift path: check -> alert (at most one message) -> signal retraining."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Variable
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airmlops.notify import SafeSlackWebhookNotifier
+from airmlops.operators.base import ModelOperator
+
+
+class DriftCheckOperator(ModelOperator):
+    """Feature, prediction, label and performance drift of the champion, logged to MLflow."""
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import drift_flow, scoring
+
+        try:
+            return drift_flow.check_step(self.spec, self.run_context(context),
+                                         tracking_uri=self.tracking_uri())
+        except (scoring.ChampionNotFound, drift_flow.NoReference) as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+
+class DriftAlertOperator(ModelOperator):
+    """One Slack message per model per run at most: new drift, or recovery. Repeats of the same
+    drift are suppressed for the spec's cool-down (state: Variable airmlops_drift_<model>)."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "checked")
+
+    def __init__(self, *, checked: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checked = checked
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import drift_flow
+
+        key = f"airmlops_drift_{self.model_name}"
+        previous = json.loads(Variable.get(key, default="{}"))
+        state, message = drift_flow.alert_transition(
+            previous, self.checked, cooldown_hours=self.spec.monitoring.cooldown_hours)
+        if message:
+            text = f"*{self.model_name}__drift*: {message}"
+            self.log.warning(text)
+            SafeSlackWebhookNotifier(slack_webhook_conn_id=self.spec.alerts.conn_id,
+                                     text=text).notify(context)
+        Variable.set(key, json.dumps(state))
+        return {"sent": message is not None, "message": message or "",
+                "summary": self.checked["summary"]}
+
+
+class SignalRetrainOperator(ModelOperator):
+    """Emits the model's drift Asset (its outlet) when the retrain rule holds; else skipped."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "checked")
+
+    def __init__(self, *, checked: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checked = checked
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import drift_flow
+
+        if not drift_flow.should_retrain(self.spec, self.checked):
+            raise AirflowSkipException(f"retrain rule {self.spec.monitoring.retrain_on} not met")
+        return {"reason": self.checked["summary"], "drifted": self.checked["drifted"]}

@@ -1,0 +1,99 @@
+"""Drift monitoring on a real Airflow and MLflow: each scoring run triggers `<model>__drift`
+(Asset); the check compares the scored window with the champion's reference profile.
+
+No alert on a batch drawn from the reference distribution; an alert naming the shifted columns
+on a shifted batch (and the drift Asset for retraining); "not enough data" on a tiny batch.
+The integration spec looks at the latest scoring run only (monitoring.window_runs: 1).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from airmlops_core import data, demo_data
+from airmlops_core.webhook_receiver import read_messages
+
+pytestmark = pytest.mark.integration
+
+MODEL = "customer_churn"
+
+
+def score_then_drift(stack: Any, api: Any, frame: pd.DataFrame, name: str) -> dict:
+    """Score `frame` as one batch (manual run), wait for the drift run its Asset triggers."""
+    folder = stack.home / "data" / "drift_batches" / name
+    data.write_frame(frame, str(folder / "batch.parquet"))
+    known = {r["dag_run_id"] for r in api.dag_runs(f"{MODEL}__drift")}
+    run_id = api.trigger(f"{MODEL}__score", conf={"input": str(folder)})
+    assert api.wait(f"{MODEL}__score", run_id, timeout=600) == "success"
+    deadline = time.monotonic() + 180
+    while True:
+        new = [r["dag_run_id"] for r in api.dag_runs(f"{MODEL}__drift")
+               if r["dag_run_id"] not in known]
+        if new or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert new, "the scored Asset did not trigger the drift DAG"
+    state = api.wait(f"{MODEL}__drift", new[0], timeout=600)
+    tis = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__drift", new[0])}
+    client = MlflowClient(stack.mlflow_url)
+    exp = client.get_experiment_by_name(f"airmlops/{MODEL}")
+    [run] = client.search_runs([exp.experiment_id], filter_string=(
+        f"tags.`airmlops.purpose` = 'drift' and tags.`airmlops.run_id` = '{new[0]}'"))
+    return {"run_id": new[0], "state": state, "tis": tis, "mlflow": run}
+
+
+def drift_messages(stack: Any) -> list[str]:
+    return [m["body"]["text"] for m in read_messages(stack.messages_file)
+            if f"{MODEL}__drift" in json.dumps(m["body"])]
+
+
+@pytest.fixture(scope="module")
+def features(stack: Any) -> pd.DataFrame:
+    from test_health_probe import serve_a_champion  # a champion exists (promoted or pinned)
+
+    serve_a_champion(stack)
+    return demo_data.churn().drop(columns=["churn"])
+
+
+def test_reference_like_batch_raises_no_alert(stack, airflow_api, features) -> None:
+    before = len(drift_messages(stack))
+    out = score_then_drift(stack, airflow_api, features.sample(frac=1.0, random_state=1),
+                           "clean")
+    assert out["state"] == "success", out["tis"]
+    assert out["mlflow"].data.tags["airmlops.drift_status"] == "no_drift"
+    assert out["tis"]["signal_retrain"] == "skipped"
+    assert len(drift_messages(stack)) == before  # nothing worth reading
+    artifacts = {a.path for a in MlflowClient(stack.mlflow_url).list_artifacts(
+        out["mlflow"].info.run_id, "monitoring")}
+    assert "monitoring/drift_report.html" in artifacts
+
+
+def test_shifted_batch_alerts_naming_the_columns_and_signals_retraining(
+        stack, airflow_api, features) -> None:
+    shifted = features.copy()
+    # two years more on every contract (within the suite's range), and 90% month-to-month
+    shifted["tenure"] = (shifted["tenure"] + 24).clip(upper=80)
+    shifted["contract"] = "Month-to-month"
+    shifted["contract"] = shifted["contract"].where(
+        features.index % 10 != 0, features["contract"])
+    out = score_then_drift(stack, airflow_api, shifted, "shifted")
+    assert out["state"] == "success", out["tis"]
+    assert out["mlflow"].data.tags["airmlops.drift_status"] == "drift"
+    assert out["tis"]["signal_retrain"] == "success"  # the drift Asset for retraining
+    [alert] = [m for m in drift_messages(stack) if out["run_id"] in m or "drift in v" in m][-1:]
+    assert "tenure" in alert
+    assert "contract" in alert
+    assert "monthly_charges (" not in alert  # an untouched column is not named
+    assert out["mlflow"].data.metrics["drift.feature.tenure.wasserstein"] > 0.5
+
+
+def test_tiny_batch_is_not_enough_data(stack, airflow_api, features) -> None:
+    out = score_then_drift(stack, airflow_api, features.head(50), "tiny")
+    assert out["state"] == "success", out["tis"]
+    assert out["mlflow"].data.tags["airmlops.drift_status"] == "not_enough_data"
