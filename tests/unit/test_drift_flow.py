@@ -1,0 +1,107 @@
+"""The drift path's glue: the scored window, labels joined on the row key, alert decisions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airmlops_core import data, drift_flow
+from airmlops_core.spec import load_spec
+
+PROJECT = Path(__file__).resolve().parents[2]
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def spec():
+    return load_spec(PROJECT / "include" / "models" / "customer_churn.yaml")
+
+
+def scored_run(root: Path, spec, name: str, version: str, frame: pd.DataFrame,
+               proba: np.ndarray) -> None:
+    """One scoring run's files as the score DAG lays them out: input, output, manifest."""
+    src = data.write_frame(frame, str(root / "landing" / f"{name}.parquet"))
+    out = pd.DataFrame({"customer_id": frame["customer_id"], "prediction": (proba > 0.5) * 1,
+                        "proba_0": 1 - proba, "proba_1": proba})
+    run_dir = root / "scored" / spec.name / name
+    dst = data.write_frame(out, str(run_dir / "part.parquet"))
+    manifest = {"model_name": spec.name, "model_version": version, "partitions": [
+        {"partition": "part", "status": "scored", "input_uri": src.uri,
+         "input_sha256": src.sha256, "output_uri": dst.uri}]}
+    (run_dir / "_manifest.json").write_text(json.dumps(manifest))
+
+
+def test_window_joins_inputs_and_outputs_of_the_champion_only(spec, tmp_path, monkeypatch):
+    from airmlops_core import demo_data
+
+    monkeypatch.setenv("AIRMLOPS_DATA_DIR", str(tmp_path))
+    churn = demo_data.churn()
+    rng = np.random.default_rng(0)
+    scored_run(tmp_path, spec, "2026-01-01T00-00-00Z", "3", churn.iloc[:100], rng.random(100))
+    scored_run(tmp_path, spec, "2026-01-02T00-00-00Z", "4", churn.iloc[100:300],
+               rng.random(200))
+    window, lineage = drift_flow.current_window(spec, "4", window_runs=5)
+    assert len(window) == 200  # version 3's run is not the champion's
+    assert list(window["customer_id"]) == list(churn["customer_id"].iloc[100:300])
+    assert {"tenure", "contract", "proba_1", "prediction"} <= set(window.columns)
+    assert lineage["skipped"] == []
+    # only the last run when window_runs=1; a changed input is skipped, not silently used
+    inp = Path(lineage["inputs"][0])
+    data.write_frame(churn.iloc[100:300].assign(tenure=0), str(inp))
+    window, lineage = drift_flow.current_window(spec, "4", window_runs=1)
+    assert window.empty
+    assert "sha256" in lineage["skipped"][0] or "changed" in lineage["skipped"][0]
+
+    # labels arrive later: joined on the key, rows without a label left out
+    labels = churn.iloc[100:150][["customer_id", "churn"]]
+    data.write_frame(labels, str(tmp_path / "labels" / spec.name / "a.parquet"))
+    full = churn.iloc[100:300].drop(columns=["churn"]).assign(proba_1=0.5)
+    joined = drift_flow.labelled(spec, full)
+    assert len(joined) == 50
+    assert list(joined["churn"]) == list(labels["churn"])
+
+
+def checked(status: str = "drift", drifted: dict | None = None, degraded: bool = False) -> dict:
+    return {"status": status, "drifted": {"tenure": "feature wasserstein 0.9"}
+            if drifted is None else drifted, "degraded": degraded, "version": "4",
+            "summary": "s", "performance": None, "report": "http://r"}
+
+
+def test_alert_once_suppress_repeats_then_recover() -> None:
+    state, msg = drift_flow.alert_transition({}, checked(), cooldown_hours=24, now=T0)
+    assert msg is not None
+    assert "tenure (feature wasserstein 0.9)" in msg
+    assert "http://r" in msg
+    state, msg = drift_flow.alert_transition(state, checked(), cooldown_hours=24,
+                                             now=T0 + dt.timedelta(hours=1))
+    assert msg is None  # same drift inside the cool-down
+    state2, msg = drift_flow.alert_transition(
+        state, checked(drifted={"tenure": "x", "contract": "y"}), cooldown_hours=24,
+        now=T0 + dt.timedelta(hours=2))
+    assert msg is not None  # a different drift is news
+    _, msg = drift_flow.alert_transition(state, checked(), cooldown_hours=24,
+                                         now=T0 + dt.timedelta(hours=25))
+    assert msg is not None  # the same drift again after the cool-down
+    state, msg = drift_flow.alert_transition(state2, checked("no_drift", {}), cooldown_hours=24,
+                                             now=T0 + dt.timedelta(hours=3))
+    assert msg is not None
+    assert "recovered" in msg
+    _, msg = drift_flow.alert_transition(state, checked("no_drift", {}), cooldown_hours=24,
+                                         now=T0 + dt.timedelta(hours=4))
+    assert msg is None
+    _, msg = drift_flow.alert_transition({}, checked("not_enough_data", {}), cooldown_hours=24)
+    assert msg is None
+
+
+def test_retrain_rule(spec) -> None:
+    perf_only = spec  # default retrain_on: performance
+    assert not drift_flow.should_retrain(perf_only, checked())
+    assert drift_flow.should_retrain(perf_only, checked("no_drift", {}, degraded=True))
+    both = spec.model_copy(update={"monitoring": spec.monitoring.model_copy(
+        update={"retrain_on": ["drift", "performance"]})})
+    assert drift_flow.should_retrain(both, checked())
