@@ -108,14 +108,15 @@ def _manifests(spec: ModelSpec, window_runs: int) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in found]
 
 
-def current_window(spec: ModelSpec, version: str, window_runs: int) -> tuple[pd.DataFrame,
-                                                                              dict[str, Any]]:
-    """Scored rows of the last `window_runs` scoring runs of `version`: input features joined
-    with the outputs' predictions. Inputs that moved or changed are skipped and counted."""
+def current_window(spec: ModelSpec, version: str | None, window_runs: int
+                   ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Scored rows of the last `window_runs` scoring runs of `version` (None: any version):
+    input features joined with the outputs' predictions. Inputs that moved or changed are
+    skipped and counted."""
     frames, used, skipped = [], [], []
     key = spec.row_key or "row_index"
     for manifest in _manifests(spec, window_runs):
-        if str(manifest["model_version"]) != str(version):
+        if version is not None and str(manifest["model_version"]) != str(version):
             continue
         for part in manifest["partitions"]:
             if part["status"] != "scored":

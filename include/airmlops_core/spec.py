@@ -172,8 +172,9 @@ class Schedules(_Strict):
     train: str | None = None
     score: str | None = None
     drift: str | None = None
+    retrain: str | None = None
 
-    @field_validator("train", "score", "drift")
+    @field_validator("train", "score", "drift", "retrain")
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
         if v is None or v in CRON_PRESETS:
@@ -241,6 +242,20 @@ class Monitoring(_Strict):
         default_factory=lambda: ["performance"])  # type: ignore[arg-type]
 
 
+class Retrain(_Strict):
+    """How `<model>__retrain` rebuilds its training window, and how often it may run."""
+
+    window: Literal["expanding", "sliding"] = "expanding"
+    max_rows: int | None = Field(default=None, ge=100)  # sliding: keep the newest rows
+    cooldown_hours: float = Field(default=24.0, ge=0.0)  # no retrain storms
+
+    @model_validator(mode="after")
+    def _sliding(self) -> Retrain:
+        if self.window == "sliding" and not self.max_rows:
+            raise ValueError("a sliding window needs max_rows")
+        return self
+
+
 class DataChecks(_Strict):
     """The Great Expectations gate: suite file and quarantine location."""
 
@@ -279,6 +294,7 @@ class ModelSpec(_Strict):
     data_checks: DataChecks = Field(default_factory=DataChecks)
     scoring: Scoring = Field(default_factory=Scoring)
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    retrain: Retrain = Field(default_factory=Retrain)
     alerts: Alerts = Field(default_factory=Alerts)
     tags: list[str] = Field(default_factory=list)
 

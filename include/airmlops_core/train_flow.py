@@ -6,6 +6,7 @@ orchestrator (Airflow tasks, a CLI, a test) can run it, and every step is idempo
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
@@ -54,6 +55,12 @@ def extract_step(spec: ModelSpec, ctx: RunContext, *, work_uri: str | None = Non
                                dest_uri=data.join_uri(out, "extract.parquet"), window=window,
                                base_dir=settings.data_dir(), s3_client=s3_client,
                                sql_engine=sql_engine)
+    return freeze_split(spec, extract_ref, out, s3_client=s3_client)
+
+
+def freeze_split(spec: ModelSpec, extract_ref: data.DataRef, out: str, *,
+                 s3_client: Any = None) -> dict[str, Any]:
+    """Split the extracted table into frozen train and holdout files under `out`."""
     frame = data.read_ref(extract_ref, s3_client=s3_client)
     train, holdout = data.split_frame(frame, test_size=spec.split.test_size, seed=spec.split.seed,
                                       stratify_on=spec.target if spec.stratify else None)
@@ -64,6 +71,41 @@ def extract_step(spec: ModelSpec, ctx: RunContext, *, work_uri: str | None = Non
              holdout_ref.rows)
     return {"extract": extract_ref.to_dict(), "train": train_ref.to_dict(),
             "holdout": holdout_ref.to_dict()}
+
+
+def retrain_extract_step(spec: ModelSpec, ctx: RunContext, *, reason: str,
+                         work_uri: str | None = None, s3_client: Any = None,
+                         sql_engine: Any = None) -> dict[str, Any]:
+    """The training window rebuilt with the latest labelled production data.
+
+    The spec's source window plus every scored row whose label has landed (features from the
+    hash-verified scoring inputs, labels joined on the row key); a row key seen again keeps its
+    latest labelled row. `retrain.window: sliding` keeps the newest `retrain.max_rows` rows,
+    `expanding` keeps them all. Returns extract_step's refs plus the row counts and `reason`.
+    """
+    import pandas as pd
+
+    from airmlops_core import drift_flow
+
+    work = work_uri or settings.work_uri()
+    out = run_dir_uri(work, ctx)
+    base = extract_step(spec, ctx, work_uri=work, s3_client=s3_client, sql_engine=sql_engine)
+    frame = data.read_ref(data.DataRef.from_dict(base["extract"]), s3_client=s3_client)
+    frame = frame[[c for c in spec.columns if c in frame.columns]]
+    window, _ = drift_flow.current_window(spec, version=None, window_runs=10_000)
+    new = drift_flow.labelled(spec, window)
+    new = new[[c for c in frame.columns if c in new.columns]]
+    combined = pd.concat([frame, new], ignore_index=True)
+    if spec.row_key:
+        combined = combined.drop_duplicates(spec.row_key, keep="last")
+    if spec.retrain.window == "sliding" and spec.retrain.max_rows:
+        combined = combined.tail(spec.retrain.max_rows)
+    combined = combined.reset_index(drop=True)
+    ref = data.write_frame(combined, data.join_uri(out, "extract.parquet"), s3_client=s3_client)
+    log.info("retraining %s (%s): %d source rows + %d labelled production rows -> %d rows",
+             spec.name, reason, len(frame), len(new), ref.rows)
+    return {**freeze_split(spec, ref, out, s3_client=s3_client), "reason": reason,
+            "rows": {"source": len(frame), "labelled": len(new), "total": ref.rows}}
 
 
 def pip_requirements(spec: ModelSpec | None = None) -> list[str]:
@@ -101,6 +143,9 @@ def train_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, Any], *, tracki
     X = training.feature_frame(spec, train)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(usage.metrics("train."))
+        if refs.get("reason"):  # a retrain run says why it ran
+            mlflow.set_tags({f"{TAG_PREFIX}retrain_reason": str(refs["reason"])[:5000],
+                             f"{TAG_PREFIX}retrain_rows": json.dumps(refs.get("rows", {}))})
         mlflow.log_params({"estimator": spec.estimator.class_path,
                            **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
                            "test_size": spec.split.test_size, "seed": spec.split.seed,
@@ -193,6 +238,8 @@ def register_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, Any],
             f"{TAG_PREFIX}holdout_sha256": refs["holdout"]["sha256"],
             f"{TAG_PREFIX}holdout_uri": refs["holdout"]["uri"],
             f"{TAG_PREFIX}spec_sha": spec_sha,
+            **({f"{TAG_PREFIX}retrain_reason": str(refs["reason"])[:5000]}
+               if refs.get("reason") else {}),
             f"{TAG_PREFIX}floors": "pass" if not evaluated["floor_failures"] else "fail",
             **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
     reg = registry.register_version(

@@ -22,6 +22,7 @@ from airmlops.operators.score import (
 )
 from airmlops.operators.train import (
     EvaluateModelOperator,
+    ExtractRetrainingDataOperator,
     ExtractTrainingDataOperator,
     RegisterModelOperator,
     TrainModelOperator,
@@ -65,22 +66,30 @@ def dag_tags(spec: ModelSpec, pipeline: str) -> list[str]:
     return ["airmlops", f"model:{spec.name}", pipeline, *spec.tags]
 
 
-def train_dag(spec: ModelSpec) -> DAG:
-    """`<model>__train`: extract -> train -> evaluate -> register (alias challenger)."""
+def train_dag(spec: ModelSpec, *, retrain: bool = False) -> DAG:
+    """`<model>__train`: extract -> check -> train -> evaluate -> register (alias challenger).
+
+    With `retrain`, `<model>__retrain`: the same path on a window rebuilt with the latest
+    labelled production data, run by the drift Asset (and `schedules.retrain`).
+    """
+    pipeline = "retrain" if retrain else "train"
     with DAG(
-        dag_id=f"{spec.name}__train",
-        description=f"Train {spec.name}: {spec.description}".strip(": "),
-        doc_md=TRAIN_DOC.format(name=spec.name, estimator=spec.estimator.class_path),
-        schedule=spec.schedules.train,
+        dag_id=f"{spec.name}__{pipeline}",
+        description=(f"Retrain {spec.name} on recent labelled data" if retrain else
+                     f"Train {spec.name}: {spec.description}".strip(": ")),
+        doc_md=(RETRAIN_DOC if retrain else TRAIN_DOC).format(
+            name=spec.name, estimator=spec.estimator.class_path),
+        schedule=retrain_schedule(spec) if retrain else spec.schedules.train,
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        tags=dag_tags(spec, "train"),
+        tags=dag_tags(spec, pipeline),
         default_args=default_args(spec),
-        deadline=deadline(spec, "train"),
+        deadline=deadline(spec, pipeline),
     ) as dag:
         common = {"model_name": spec.name}
-        extract = ExtractTrainingDataOperator(task_id="extract", **common)
+        extract = (ExtractRetrainingDataOperator if retrain else ExtractTrainingDataOperator)(
+            task_id="extract", **common)
         check = CheckTrainingDataOperator(task_id="check_data", refs=extract.output, **common)
         train = TrainModelOperator(task_id="train", refs=extract.output, pool="ml_training",
                                    **common)
@@ -92,6 +101,28 @@ def train_dag(spec: ModelSpec) -> DAG:
             evaluated=evaluate.output, outlets=[assets.candidate(spec.name)],
             on_success_callback=[notify.success_notifier(spec.alerts.conn_id)], **common)
     return dag
+
+
+def retrain_schedule(spec: ModelSpec) -> Any:
+    """On the drift Asset, and on `schedules.retrain` when set."""
+    if not spec.schedules.retrain:
+        return [assets.drifted(spec.name)]
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(spec.schedules.retrain, timezone="UTC"),
+        assets=[assets.drifted(spec.name)])
+
+
+RETRAIN_DOC = """### Retrain `{name}`
+Runs when drift or decay crosses the spec's retrain rule (Asset `model/{name}/drift`), on
+`schedules.retrain`, or by hand; at most once per `retrain.cooldown_hours`. Rebuilds the
+training window (the spec's source plus every scored row whose label has landed; `retrain.window`
+expanding or sliding), then the same path as the train DAG: check, fit `{estimator}`,
+evaluate, register a `challenger` and emit `model/{name}/candidate` for the validate gate. The
+reason it ran is logged on the MLflow run (`airmlops.retrain_reason`).
+"""
 
 
 TRAIN_DOC = """### Train `{name}`
@@ -320,7 +351,7 @@ def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     dags: dict[str, DAG] = {}
     for spec in specs.values():
         for dag in (train_dag(spec), validate_dag(spec), rollback_dag(spec), score_dag(spec),
-                    drift_dag(spec)):
+                    drift_dag(spec), train_dag(spec, retrain=True)):
             dags[dag.dag_id] = dag
     dags[HEALTH_DAG_ID] = health_dag(list(specs.values()))
     return dags

@@ -82,6 +82,9 @@ def test_shifted_batch_alerts_naming_the_columns_and_signals_retraining(
     shifted["contract"] = "Month-to-month"
     shifted["contract"] = shifted["contract"].where(
         features.index % 10 != 0, features["contract"])
+    labels = demo_data.churn()[["customer_id", "churn"]]  # the labels land later, joined on key
+    data.write_frame(labels, str(stack.home / "data" / "labels" / MODEL / "shifted.parquet"))
+    known_retrains = {r["dag_run_id"] for r in airflow_api.dag_runs(f"{MODEL}__retrain")}
     out = score_then_drift(stack, airflow_api, shifted, "shifted")
     assert out["state"] == "success", out["tis"]
     assert out["mlflow"].data.tags["airmlops.drift_status"] == "drift"
@@ -91,6 +94,24 @@ def test_shifted_batch_alerts_naming_the_columns_and_signals_retraining(
     assert "contract" in alert
     assert "monthly_charges (" not in alert  # an untouched column is not named
     assert out["mlflow"].data.metrics["drift.feature.tenure.wasserstein"] > 0.5
+
+    # the drift Asset started a retrain that says why, on the window with the labelled rows
+    deadline = time.monotonic() + 180
+    while True:
+        new = [r["dag_run_id"] for r in airflow_api.dag_runs(f"{MODEL}__retrain")
+               if r["dag_run_id"] not in known_retrains]
+        if new or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert new, "the drift Asset did not trigger the retrain DAG"
+    assert airflow_api.wait(f"{MODEL}__retrain", new[0], timeout=900) == "success"
+    client = MlflowClient(stack.mlflow_url)
+    [version] = client.search_model_versions(
+        f"name = '{MODEL}' and tags.`airmlops.run_id` = '{new[0]}'")
+    assert version.tags["airmlops.retrain_reason"].startswith("drift: ")
+    assert "tenure" in version.tags["airmlops.retrain_reason"]
+    run = client.get_run(version.run_id)
+    assert json.loads(run.data.tags["airmlops.retrain_rows"])["labelled"] == len(labels)
 
 
 def test_tiny_batch_is_not_enough_data(stack, airflow_api, features) -> None:

@@ -63,8 +63,12 @@ class SignalRetrainOperator(ModelOperator):
         self.checked = checked
 
     def run(self, context: Any) -> dict[str, Any]:
+        from airmlops import assets
         from airmlops_core import drift_flow
 
         if not drift_flow.should_retrain(self.spec, self.checked):
             raise AirflowSkipException(f"retrain rule {self.spec.monitoring.retrain_on} not met")
-        return {"reason": self.checked["summary"], "drifted": self.checked["drifted"]}
+        reason = (f"v{self.checked['version']} {self.checked['status']}: "
+                  + (", ".join(self.checked["drifted"]) or "performance decay"))
+        context["outlet_events"][assets.drifted(self.model_name)].extra = {"reason": reason}
+        return {"reason": reason, "drifted": self.checked["drifted"]}

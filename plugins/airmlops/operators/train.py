@@ -32,6 +32,47 @@ class ExtractTrainingDataOperator(ModelOperator):
                                        s3_client=s3_client, sql_engine=sql_engine)
 
 
+class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
+    """The window rebuilt with labelled production data; skipped inside the cool-down.
+
+    Says why it runs: the drift Asset event's reason, else "scheduled" or "manual".
+    """
+
+    def run(self, context: Any) -> dict[str, Any]:
+        import datetime as dt
+        import json
+
+        from airflow.sdk import Variable
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airmlops_core import train_flow
+
+        key = f"airmlops_retrain_{self.model_name}"
+        now = dt.datetime.now(dt.UTC)
+        last = json.loads(Variable.get(key, default="{}")).get("started_at")
+        cooldown = dt.timedelta(hours=self.spec.retrain.cooldown_hours)
+        if last and now - dt.datetime.fromisoformat(last) < cooldown:
+            raise AirflowSkipException(f"{self.model_name} was retrained at {last}; cool-down "
+                                       f"{self.spec.retrain.cooldown_hours:g} h")
+        reason = retrain_reason(context)
+        Variable.set(key, json.dumps({"started_at": now.isoformat(timespec="seconds"),
+                                      "reason": reason, "run_id": context["ti"].run_id}))
+        self.log.info("retraining %s because: %s", self.model_name, reason)
+        return train_flow.retrain_extract_step(self.spec, self.run_context(context),
+                                               reason=reason)
+
+
+def retrain_reason(context: Any) -> str:
+    """Why this retrain run exists: the drift event's reason, the schedule, or a person."""
+    reasons = [str((event.extra or {}).get("reason"))
+               for events in (context.get("triggering_asset_events") or {}).values()
+               for event in events if (event.extra or {}).get("reason")]
+    if reasons:
+        return "drift: " + "; ".join(reasons)
+    run_type = str(getattr(context.get("dag_run"), "run_type", ""))
+    return "scheduled" if "scheduled" in run_type else "manual"
+
+
 class TrainModelOperator(ModelOperator):
     """Fit the spec's pipeline on the train file and log it to MLflow."""
 
