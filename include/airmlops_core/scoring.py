@@ -69,7 +69,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -106,7 +106,7 @@ MANIFEST_NAME = "_manifest.json"
 SIGNATURE_RULE = "model.signature"
 # Fixed writer options: part of the byte-for-byte reproducibility of the outputs.
 PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd", "compression_level": 1, "use_dictionary": True,
+    "compression": "zstd", "compression_level": 1,
     "write_statistics": True, "version": "2.6", "data_page_version": "1.0",
     "write_page_checksum": True, "store_schema": False,
 }
@@ -456,13 +456,11 @@ class LoadedModel:
         cols = {c.name: _to_numpy(batch.column(c.name), c, source) for c in self.inputs
                 if c.name in batch.schema.names}
         # Always a copy, never a view into the reader's buffers (so a decoded row group is
-        # freed as soon as its chunks are converted); all-double inputs become one C-ordered
-        # block that sklearn uses as is.
+        # freed as soon as its chunks are converted). All-double inputs become one block,
+        # copied column by column (contiguous) and used by sklearn as is (Fortran order).
         if cols and all(a.dtype == np.float64 for a in cols.values()):
-            block = np.empty((batch.num_rows, len(cols)), dtype=np.float64)
-            for j, values in enumerate(cols.values()):
-                block[:, j] = values
-            return pd.DataFrame(block, columns=list(cols), copy=False)
+            block = np.vstack(list(cols.values()))
+            return pd.DataFrame(block.T, columns=list(cols), copy=False)
         return pd.DataFrame({k: np.array(v, copy=True) for k, v in cols.items()}, copy=False)
 
     def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -554,11 +552,16 @@ class _Staged:
 
     uri: str
     path: Path
-    sha256: str
+    digest: Future[str]  # hashed in the background while the file is read
     fmt: str
     stat: tuple[int, int, int] | None = None
     columns: list[str] = field(default_factory=list)
     rows: int | None = None  # from the Parquet footer; None for CSV
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the file's bytes (waits for the hashing thread)."""
+        return self.digest.result()
 
     def check_unchanged(self) -> None:
         if self.stat is not None and _stat(self.path) != self.stat:
@@ -582,8 +585,11 @@ def _stage(uri: str, s3_client: Any | None) -> Iterator[_Staged]:
     if not data._is_s3(uri):
         path = data._existing_file(data.resolve_uri(uri, os.getcwd()))
         before = _stat(path)
-        yield _Staged(uri=uri, path=path, sha256=data.file_sha256(str(path)), fmt=fmt,
-                      stat=before)
+        # hashing (~1 s per GiB) overlaps with reading and predicting; the stat check at the
+        # end proves the hashed bytes are the bytes that were read
+        with ThreadPoolExecutor(1, thread_name_prefix="airmlops-hash") as hasher:
+            yield _Staged(uri=uri, path=path, digest=hasher.submit(data.file_sha256, str(path)),
+                          fmt=fmt, stat=before)
         return
     with tempfile.TemporaryDirectory(prefix="airmlops-stage-") as tmp:
         import hashlib
@@ -594,7 +600,9 @@ def _stage(uri: str, s3_client: Any | None) -> Iterator[_Staged]:
             for chunk in data._iter_chunks(uri, s3_client):
                 digest.update(chunk)
                 fh.write(chunk)
-        yield _Staged(uri=uri, path=path, sha256=digest.hexdigest(), fmt=fmt)
+        done: Future[str] = Future()
+        done.set_result(digest.hexdigest())
+        yield _Staged(uri=uri, path=path, digest=done, fmt=fmt)
 
 
 def _inspect(staged: _Staged) -> None:
@@ -841,26 +849,36 @@ def _score_into(sink: IO[bytes] | str, model: LoadedModel, staged: _Staged, *,
     """Stream the staged partition through the model into a Parquet sink; return rows.
 
     The calling thread reads a chunk, converts it to the model's input (a copy, so the
-    reader's decoded row group is released as soon as possible) and later writes results in
-    input order; `workers` threads predict chunks in between (at most workers + 1 chunks in
-    flight). Output bytes do not depend on `workers`.
+    reader's decoded row group is released early), hands it to one of `workers` prediction
+    threads, and writes finished chunks in input order (at most workers + 1 in flight). The
+    input hash is only needed at the first write, so hashing overlaps with the first
+    predictions. Output bytes do not depend on `workers`.
     """
     wanted = [c.name for c in model.inputs if c.name in staged.columns]
     if row_key and row_key not in wanted:
         wanted.append(row_key)
-    consts = _Constants(model, staged.sha256, logical_date)
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
+    consts: _Constants | None = None
     rows = 0
 
-    def predict(X: Any, key: pa.Array, schema: pa.Schema) -> pa.RecordBatch:
+    def predict(X: Any) -> list[pa.Array]:
         pred, proba = model.predict(X)
-        cols = [key, pa.array(pred, type=schema.field(PREDICTION).type)]
+        cols = [pa.array(pred, type=model.prediction_type)]
         if proba is not None:
             cols += [pa.array(np.ascontiguousarray(proba[:, i])) for i in range(proba.shape[1])]
-        return pa.RecordBatch.from_arrays([*cols, *consts.arrays(len(key))], schema=schema)
+        return cols
 
-    pending: collections.deque[Any] = collections.deque()
+    def write(key: pa.Array, predicted: list[pa.Array]) -> None:
+        nonlocal consts
+        assert writer is not None
+        assert schema is not None
+        if consts is None:
+            consts = _Constants(model, staged.sha256, logical_date)
+        writer.write_batch(pa.RecordBatch.from_arrays(
+            [key, *predicted, *consts.arrays(len(key))], schema=schema))
+
+    pending: collections.deque[tuple[pa.Array, Future[list[pa.Array]]]] = collections.deque()
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="airmlops-score",
                               initializer=_one_openmp_thread)
     try:
@@ -878,17 +896,22 @@ def _score_into(sink: IO[bytes] | str, model: LoadedModel, staged: _Staged, *,
                     key = pa.array(np.arange(rows, rows + n, dtype=np.int64))
                 if writer is None:
                     schema = _output_schema(model, pa.field(row_key or ROW_INDEX, key.type))
-                    writer = pq.ParquetWriter(sink, schema, **PARQUET_OPTIONS)
+                    dictionary = [MODEL_NAME, MODEL_VERSION, INPUT_SHA256]
+                    if model.is_classifier:
+                        dictionary.append(PREDICTION)  # a few classes: tiny RLE pages
+                    writer = pq.ParquetWriter(sink, schema, use_dictionary=dictionary,
+                                              **PARQUET_OPTIONS)
                 X = model.features(batch, staged.uri)
                 del batch
-                pending.append(pool.submit(predict, X, key, schema))
+                pending.append((key, pool.submit(predict, X)))
                 del X, key
                 while len(pending) > workers:
-                    writer.write_batch(pending.popleft().result())
+                    done_key, future = pending.popleft()
+                    write(done_key, future.result())
                 rows += n
             while pending:
-                assert writer is not None
-                writer.write_batch(pending.popleft().result())
+                done_key, future = pending.popleft()
+                write(done_key, future.result())
     except BaseException:
         if writer is not None:
             with contextlib.suppress(Exception):
