@@ -200,7 +200,7 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[s
     run_id = tracking.get_or_create_run(client, experiment_name(spec.name), ctx, DRIFT_PURPOSE,
                                         run_name=f"{spec.name}-drift-{ctx.run_id}")
     mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
+    with tracking.resume(run_id, tracking_uri), tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({f"{TAG_PREFIX}model_version": version,
                          f"{TAG_PREFIX}drift_status": result.status})
         mlflow.log_metrics({**result.metrics("drift"),

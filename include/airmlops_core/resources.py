@@ -24,7 +24,19 @@ def _cpu_seconds() -> float:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, MiB."""
+    """Peak resident memory of this process so far, MiB.
+
+    Linux: VmHWM from /proc/self/status. ru_maxrss is not used there: it survives exec, so a
+    process started by a large parent (an Airflow supervisor, pytest) reports the parent's
+    peak at fork time.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT / 2**20
 
 

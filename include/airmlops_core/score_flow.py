@@ -124,7 +124,7 @@ def publish_step(spec: ModelSpec, ctx: RunContext, resolved: dict[str, Any],
     client = MlflowClient(tracking_uri)
     run_id = resolved["mlflow_run_id"]
     mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
+    with tracking.resume(run_id, tracking_uri):
         mlflow.log_metrics({f"score.{k}": float(v) for k, v in metrics.items()})
         mlflow.log_dict(manifest, "scoring/manifest.json")
         mlflow.set_tags({f"{TAG_PREFIX}manifest_uri": manifest["uri"],

@@ -127,3 +127,14 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
 def model_version_url(tracking_uri: str, name: str, version: str | int) -> str:
     """Link to a registered model version in the MLflow UI."""
     return f"{tracking_uri.rstrip('/')}/#/models/{name}/versions/{version}"
+
+
+def resume(run_id: str, tracking_uri: str) -> Any:
+    """`mlflow.start_run(run_id=...)` that works whatever experiment the process made active:
+    the fluent API refuses to resume a run of another experiment than the active one."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    run = mlflow.MlflowClient(tracking_uri).get_run(run_id)
+    mlflow.set_experiment(experiment_id=run.info.experiment_id)
+    return mlflow.start_run(run_id=run_id)

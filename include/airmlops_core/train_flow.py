@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from airmlops_core import data, settings
+from airmlops_core import data, settings, tracking
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import TAG_PREFIX, RunContext
 
@@ -141,7 +141,7 @@ def train_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, Any], *, tracki
         pipeline = training.fit(spec, train)
     usage.rows = len(train)
     X = training.feature_frame(spec, train)
-    with mlflow.start_run(run_id=run_id):
+    with tracking.resume(run_id, tracking_uri):
         mlflow.log_metrics(usage.metrics("train."))
         if refs.get("reason"):  # a retrain run says why it ran
             mlflow.set_tags({f"{TAG_PREFIX}retrain_reason": str(refs["reason"])[:5000],
@@ -202,7 +202,7 @@ def evaluate_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, Any],
     model = mlflow.sklearn.load_model(trained["model_uri"])
     metrics = evaluation.evaluate(spec, model, holdout)
     failures = evaluation.floor_failures(spec, metrics)
-    with mlflow.start_run(run_id=trained["mlflow_run_id"]):
+    with tracking.resume(trained["mlflow_run_id"], tracking_uri):
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
         mlflow.set_tag(f"{TAG_PREFIX}floors", "pass" if not failures else "; ".join(failures))
         with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from airmlops_core import data, registry, settings
+from airmlops_core import data, registry, settings, tracking
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import TAG_PREFIX, RunContext
 
@@ -117,7 +117,7 @@ def check_training_data_step(spec: ModelSpec, ctx: RunContext, refs: dict[str, A
     result = data_checks.validate(frame, suite_for(spec))
     run_id = tracking.get_or_create_run(MlflowClient(tracking_uri), experiment_name(spec.name),
                                         ctx, TRAIN_PURPOSE, run_name=f"{spec.name}-{ctx.run_id}")
-    with mlflow.start_run(run_id=run_id):
+    with tracking.resume(run_id, tracking_uri):
         log_check(result, "training_data")
     if not result.success:
         where = data_checks.quarantine(frame, ref.uri, result, quarantine_uri(spec, ctx),
@@ -143,7 +143,7 @@ def check_holdout_step(spec: ModelSpec, ctx: RunContext, resolved: dict[str, Any
         raise GateError(f"{ref['uri']}: holdout changed since training "
                         f"(expected sha256 {ref['sha256']}, found {actual})")
     result = data_checks.validate(frame, suite_for(spec))
-    with mlflow.start_run(run_id=_validate_run(spec, ctx, tracking_uri)):
+    with tracking.resume(_validate_run(spec, ctx, tracking_uri), tracking_uri):
         log_check(result, "holdout")
     out = {"success": result.success, "summary": result.summary(),
            "failures": len(result.failures), "warnings": len(result.warnings)}
@@ -216,7 +216,7 @@ def gate_step(spec: ModelSpec, ctx: RunContext, resolved: dict[str, Any],
         data_check_passed=checked["success"], data_check_summary=checked["summary"],
         floor_failures=floors, segment_floor_failures=segment_failures, comparison=comp,
         fairness=fair)
-    with mlflow.start_run(run_id=_validate_run(spec, ctx, tracking_uri)):
+    with tracking.resume(_validate_run(spec, ctx, tracking_uri), tracking_uri):
         mlflow.log_metrics({f"challenger_{k}": v for k, v in metrics.items()})
         if comp is not None:
             iv = comp.interval

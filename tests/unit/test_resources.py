@@ -23,7 +23,8 @@ def test_cpu_wall_and_rows() -> None:
 
 
 def test_peak_memory_follows_an_allocation() -> None:
-    # a fresh process: its peak is what it allocated, compared with the kernel's own VmHWM
+    # a process started by this (large) one: its own peak, not the parent's; checked against
+    # the kernel's VmHWM and the allocation itself
     code = textwrap.dedent("""
         import numpy as np
         from airmlops_core import resources
