@@ -234,6 +234,18 @@ class AirflowClient:
                 )
             time.sleep(poll)
 
+    def wait_for_new_run(self, dag_id: str, known: set[str], timeout: float = 180.0,
+                         poll: float = 1.0) -> str:
+        """The first run of dag_id not in `known` (e.g. one an Asset event triggered)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = sorted(r["dag_run_id"] for r in self.dag_runs(dag_id)
+                         if r["dag_run_id"] not in known)
+            if new:
+                return new[0]
+            time.sleep(poll)
+        raise TimeoutError(f"no new run of {dag_id} within {timeout:.0f}s")
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """The task instances of a run (mapped ones included)."""
         path = f"/api/v2/dags/{_seg(dag_id)}/dagRuns/{_seg(run_id)}/taskInstances"

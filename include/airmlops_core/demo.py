@@ -91,18 +91,6 @@ def summarize(cfg: StackConfig, model: str) -> ModelSummary:
                         decision=decision, reasons=reasons, message=texts[-1] if texts else "")
 
 
-def _new_run(api: AirflowClient, dag_id: str, known: set[str], timeout: float) -> str:
-    """The first run of dag_id not in `known` (one an Asset event triggered)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        new = sorted(r["dag_run_id"] for r in api.dag_runs(dag_id) if r["dag_run_id"] not in known)
-        if new:
-            return new[0]
-        time.sleep(1)
-    raise RuntimeError(f"no {dag_id} run appeared within {timeout:.0f}s of the candidate Asset "
-                       "event")
-
-
 def _active_or_new_run(api: AirflowClient, dag_id: str) -> str:
     """A run of dag_id to wait for: the scheduler's first run when it makes one, else a new one.
 
@@ -149,7 +137,7 @@ def run_demo(cfg: StackConfig, *, retrain: bool = False) -> list[ModelSummary]:
     for dag_id, known in validations.items():
         if dag_id.replace("__validate", "__train") in {f.split()[0] for f in failed}:
             continue
-        run_id = _new_run(api, dag_id, known, timeout=DAG_TIMEOUT_S)
+        run_id = api.wait_for_new_run(dag_id, known, timeout=DAG_TIMEOUT_S)
         log.info("waiting for the promotion gate %s (%s)", dag_id, run_id)
         state = api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)
         if state != "success":
@@ -203,7 +191,7 @@ def run_score_demo(cfg: StackConfig) -> ScoreSummary:
     api.wait_for_dag(dag_id, timeout=DAG_TIMEOUT_S)
     known = {r["dag_run_id"] for r in api.dag_runs(dag_id)}
     api.asset_event(f"model/{SCORE_MODEL}/landing", extra={"months": list(SCORE_MONTHS)})
-    run_id = _new_run(api, dag_id, known, timeout=DAG_TIMEOUT_S)
+    run_id = api.wait_for_new_run(dag_id, known, timeout=DAG_TIMEOUT_S)
     log.info("waiting for %s (%s)", dag_id, run_id)
     state = api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)
     manifests = sorted((cfg.root / "data" / "scored" / SCORE_MODEL).glob("*/_manifest.json"))

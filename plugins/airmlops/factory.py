@@ -79,7 +79,8 @@ def train_dag(spec: ModelSpec, *, retrain: bool = False) -> DAG:
                      f"Train {spec.name}: {spec.description}".strip(": ")),
         doc_md=(RETRAIN_DOC if retrain else TRAIN_DOC).format(
             name=spec.name, estimator=spec.estimator.class_path),
-        schedule=retrain_schedule(spec) if retrain else spec.schedules.train,
+        schedule=(asset_or_cron(assets.drifted(spec.name), spec.schedules.retrain) if retrain
+                  else spec.schedules.train),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -101,18 +102,6 @@ def train_dag(spec: ModelSpec, *, retrain: bool = False) -> DAG:
             evaluated=evaluate.output, outlets=[assets.candidate(spec.name)],
             on_success_callback=[notify.success_notifier(spec.alerts.conn_id)], **common)
     return dag
-
-
-def retrain_schedule(spec: ModelSpec) -> Any:
-    """On the drift Asset, and on `schedules.retrain` when set."""
-    if not spec.schedules.retrain:
-        return [assets.drifted(spec.name)]
-    from airflow.timetables.assets import AssetOrTimeSchedule
-    from airflow.timetables.trigger import CronTriggerTimetable
-
-    return AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(spec.schedules.retrain, timezone="UTC"),
-        assets=[assets.drifted(spec.name)])
 
 
 RETRAIN_DOC = """### Retrain `{name}`
@@ -212,16 +201,15 @@ def rollback_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
-def score_schedule(spec: ModelSpec) -> Any:
-    """On each landed batch (Asset), and on the spec's cron when it has one."""
-    if not spec.schedules.score:
-        return [assets.landing(spec.name)]
+def asset_or_cron(asset: Any, cron: str | None) -> Any:
+    """Run on each event of `asset`, and also on `cron` (UTC) when one is given."""
+    if not cron:
+        return [asset]
     from airflow.timetables.assets import AssetOrTimeSchedule
     from airflow.timetables.trigger import CronTriggerTimetable
 
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(spec.schedules.score,
-                                                              timezone="UTC"),
-                               assets=[assets.landing(spec.name)])
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"),
+                               assets=[asset])
 
 
 def score_dag(spec: ModelSpec) -> DAG:
@@ -230,7 +218,7 @@ def score_dag(spec: ModelSpec) -> DAG:
         dag_id=f"{spec.name}__score",
         description=f"Bulk scoring of {spec.name} with its champion",
         doc_md=SCORE_DOC.format(name=spec.name),
-        schedule=score_schedule(spec),
+        schedule=asset_or_cron(assets.landing(spec.name), spec.schedules.score),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -273,19 +261,11 @@ def drift_dag(spec: ModelSpec) -> DAG:
         SignalRetrainOperator,
     )
 
-    schedule: Any = [assets.scored(spec.name)]
-    if spec.schedules.drift:
-        from airflow.timetables.assets import AssetOrTimeSchedule
-        from airflow.timetables.trigger import CronTriggerTimetable
-
-        schedule = AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable(spec.schedules.drift, timezone="UTC"),
-            assets=[assets.scored(spec.name)])
     with DAG(
         dag_id=f"{spec.name}__drift",
         description=f"Drift and decay of {spec.name}'s champion",
         doc_md=DRIFT_DOC.format(name=spec.name),
-        schedule=schedule,
+        schedule=asset_or_cron(assets.scored(spec.name), spec.schedules.drift),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,

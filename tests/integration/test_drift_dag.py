@@ -9,7 +9,6 @@ The integration spec looks at the latest scoring run only (monitoring.window_run
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pandas as pd
@@ -31,21 +30,14 @@ def score_then_drift(stack: Any, api: Any, frame: pd.DataFrame, name: str) -> di
     known = {r["dag_run_id"] for r in api.dag_runs(f"{MODEL}__drift")}
     run_id = api.trigger(f"{MODEL}__score", conf={"input": str(folder)})
     assert api.wait(f"{MODEL}__score", run_id, timeout=600) == "success"
-    deadline = time.monotonic() + 180
-    while True:
-        new = [r["dag_run_id"] for r in api.dag_runs(f"{MODEL}__drift")
-               if r["dag_run_id"] not in known]
-        if new or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert new, "the scored Asset did not trigger the drift DAG"
-    state = api.wait(f"{MODEL}__drift", new[0], timeout=600)
-    tis = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__drift", new[0])}
+    drift_run = api.wait_for_new_run(f"{MODEL}__drift", known)  # the scored Asset's
+    state = api.wait(f"{MODEL}__drift", drift_run, timeout=600)
+    tis = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__drift", drift_run)}
     client = MlflowClient(stack.mlflow_url)
     exp = client.get_experiment_by_name(f"airmlops/{MODEL}")
     [run] = client.search_runs([exp.experiment_id], filter_string=(
-        f"tags.`airmlops.purpose` = 'drift' and tags.`airmlops.run_id` = '{new[0]}'"))
-    return {"run_id": new[0], "state": state, "tis": tis, "mlflow": run}
+        f"tags.`airmlops.purpose` = 'drift' and tags.`airmlops.run_id` = '{drift_run}'"))
+    return {"run_id": drift_run, "state": state, "tis": tis, "mlflow": run}
 
 
 def drift_messages(stack: Any) -> list[str]:
@@ -96,18 +88,11 @@ def test_shifted_batch_alerts_naming_the_columns_and_signals_retraining(
     assert out["mlflow"].data.metrics["drift.feature.tenure.wasserstein"] > 0.5
 
     # the drift Asset started a retrain that says why, on the window with the labelled rows
-    deadline = time.monotonic() + 180
-    while True:
-        new = [r["dag_run_id"] for r in airflow_api.dag_runs(f"{MODEL}__retrain")
-               if r["dag_run_id"] not in known_retrains]
-        if new or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert new, "the drift Asset did not trigger the retrain DAG"
-    assert airflow_api.wait(f"{MODEL}__retrain", new[0], timeout=900) == "success"
+    retrain = airflow_api.wait_for_new_run(f"{MODEL}__retrain", known_retrains)
+    assert airflow_api.wait(f"{MODEL}__retrain", retrain, timeout=900) == "success"
     client = MlflowClient(stack.mlflow_url)
     [version] = client.search_model_versions(
-        f"name = '{MODEL}' and tags.`airmlops.run_id` = '{new[0]}'")
+        f"name = '{MODEL}' and tags.`airmlops.run_id` = '{retrain}'")
     assert version.tags["airmlops.retrain_reason"].startswith("drift: ")
     assert "tenure" in version.tags["airmlops.retrain_reason"]
     run = client.get_run(version.run_id)

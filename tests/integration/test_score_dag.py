@@ -55,16 +55,6 @@ def land(stack: Any, folder: str, parts: int) -> tuple[pd.DataFrame, list[Path]]
     return df, paths
 
 
-def new_run(api: Any, known: set[str], timeout: float = 180) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [r["dag_run_id"] for r in api.dag_runs(DAG_ID) if r["dag_run_id"] not in known]
-        if runs:
-            return runs[0]
-        time.sleep(1)
-    raise TimeoutError(f"no new {DAG_ID} run within {timeout}s")
-
-
 def outputs(stack: Any) -> list[Path]:
     return sorted((stack.home / "data" / "scored" / MODEL).glob("*/*.parquet"))
 
@@ -74,7 +64,7 @@ def landed_run(stack: Any, airflow_api: Any, champion: str) -> dict:
     frame, paths = land(stack, f"landing/{MODEL}", parts=3)
     known = {r["dag_run_id"] for r in airflow_api.dag_runs(DAG_ID)}
     airflow_api.asset_event(f"model/{MODEL}/landing", extra={"files": len(paths)})
-    run_id = new_run(airflow_api, known)
+    run_id = airflow_api.wait_for_new_run(DAG_ID, known)
     state = airflow_api.wait(DAG_ID, run_id, timeout=600)
     return {"run_id": run_id, "state": state, "frame": frame}
 

@@ -27,17 +27,6 @@ pytestmark = pytest.mark.integration
 MODEL = "customer_churn"
 
 
-def wait_for_new_run(api: Any, dag_id: str, known: set[str], timeout: float = 180) -> str:
-    """The id of a run of dag_id not in `known` (e.g. one an Asset event triggered)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [r["dag_run_id"] for r in api.dag_runs(dag_id) if r["dag_run_id"] not in known]
-        if runs:
-            return runs[0]
-        time.sleep(1)
-    raise TimeoutError(f"no new run of {dag_id} within {timeout}s")
-
-
 def aliases(client: MlflowClient) -> tuple[str | None, str | None, str | None]:
     return tuple(registry.alias_version(client, MODEL, a)  # type: ignore[return-value]
                  for a in (registry.CHAMPION, registry.PREVIOUS_CHAMPION, registry.CHALLENGER))
@@ -83,7 +72,7 @@ def first_champion(stack: Any, airflow_api: Any) -> dict:
         run_id = airflow_api.trigger(f"{MODEL}__train")
         assert airflow_api.wait(f"{MODEL}__train", run_id, timeout=600) == "success"
     if not known:
-        val_run = wait_for_new_run(airflow_api, f"{MODEL}__validate", known)
+        val_run = airflow_api.wait_for_new_run(f"{MODEL}__validate", known)
     else:
         val_run = sorted(known)[0]
     state = airflow_api.wait(f"{MODEL}__validate", val_run, timeout=600)
