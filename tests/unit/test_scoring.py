@@ -264,6 +264,34 @@ def test_without_row_key_rows_are_numbered(model_v1, batch, tmp_path: Path) -> N
     assert pd.read_parquet(out)["row_index"].tolist() == list(range(len(df)))
 
 
+def test_regressor_and_multiclass_outputs(tmp_path: Path) -> None:
+    """Model kinds other than the binary champion: columns and values from the estimator."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    df = frame(3000, seed=3)
+    X = df[["tenure", "monthly"]].astype("float64")
+    src = _parquet(df, tmp_path)
+    reg = LinearRegression().fit(X, df["monthly"] * 2)
+    model = scoring.LoadedModel.from_estimator("r", "4", reg, infer_signature(X, reg.predict(X)))
+    score(model, src, tmp_path / "r.parquet", chunk_rows=1000)
+    out = pd.read_parquet(tmp_path / "r.parquet")
+    assert list(out.columns) == ["customer_id", "prediction", "model_name", "model_version",
+                                 "input_sha256", "logical_date"]
+    np.testing.assert_allclose(out["prediction"], reg.predict(X), rtol=0, atol=1e-9)
+
+    labels = df["contract"].map({"month": "m-1", "year1": "y 1", "year2": "y/2"})
+    clf = LogisticRegression(max_iter=500).fit(X, labels)
+    model = scoring.LoadedModel.from_estimator("c", "1", clf,
+                                               infer_signature(X, clf.predict_proba(X)))
+    score(model, src, tmp_path / "c.parquet", chunk_rows=1000)
+    out = pd.read_parquet(tmp_path / "c.parquet")
+    assert model.proba_columns == ["proba_m_1", "proba_y_1", "proba_y_2"]
+    np.testing.assert_allclose(out[model.proba_columns].to_numpy(), clf.predict_proba(X),
+                               rtol=0, atol=1e-12)
+    assert (out["prediction"].to_numpy() == clf.predict(X)).all()
+    assert scoring._proba_names(["a-b", "a_b"]) == ["proba_0", "proba_1"]
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input: a clear error naming the file (and column), nothing published
 
