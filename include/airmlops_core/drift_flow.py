@@ -252,6 +252,8 @@ def alert_transition(previous: dict[str, Any], checked: dict[str, Any], *, coold
                      now: dt.datetime | None = None) -> tuple[dict[str, Any], str | None]:
     """(new state, message or None): one message per run at most, repeats suppressed."""
     now = now or dt.datetime.now(dt.UTC)
+    if checked["status"] == "not_enough_data" and not checked["degraded"]:
+        return dict(previous), None  # no verdict: neither a new alert nor a recovery
     bad = checked["status"] == "drift" or checked["degraded"]
     fingerprint = json.dumps([sorted(checked["drifted"]), checked["degraded"]])
     state = {"bad": bad, "fingerprint": fingerprint,

@@ -9,6 +9,7 @@ The integration spec looks at the latest scoring run only (monitoring.window_run
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pandas as pd
@@ -27,6 +28,12 @@ def score_then_drift(stack: Any, api: Any, frame: pd.DataFrame, name: str) -> di
     """Score `frame` as one batch (manual run), wait for the drift run its Asset triggers."""
     folder = stack.home / "data" / "drift_batches" / name
     data.write_frame(frame, str(folder / "batch.parquet"))
+    # earlier scoring runs (other tests) may still have drift runs queued: let them finish,
+    # so that the next new drift run is the one this batch's scored Asset triggers
+    deadline = time.monotonic() + 600
+    while api.dag_runs(f"{MODEL}__drift", states=["queued", "running"]):
+        assert time.monotonic() < deadline, "drift runs of earlier batches did not finish"
+        time.sleep(2)
     known = {r["dag_run_id"] for r in api.dag_runs(f"{MODEL}__drift")}
     run_id = api.trigger(f"{MODEL}__score", conf={"input": str(folder)})
     assert api.wait(f"{MODEL}__score", run_id, timeout=600) == "success"

@@ -75,5 +75,5 @@ def test_outage_alerts_once_and_recovery_once(stack: Any, airflow_api: Any) -> N
     recovered: list[str] = []
     while not recovered and time.monotonic() < deadline:
         probe(airflow_api)
-        recovered = [t for t in alerts(stack, "recovered") if MODEL in t]
+        recovered = [t for t in alerts(stack, "recovered") if f"*model-api/{MODEL}*" in t]
     assert len(recovered) == 1, recovered

@@ -96,6 +96,11 @@ def test_alert_once_suppress_repeats_then_recover() -> None:
     assert msg is None
     _, msg = drift_flow.alert_transition({}, checked("not_enough_data", {}), cooldown_hours=24)
     assert msg is None
+    bad_state, _ = drift_flow.alert_transition({}, checked(), cooldown_hours=24, now=T0)
+    kept, msg = drift_flow.alert_transition(bad_state, checked("not_enough_data", {}),
+                                            cooldown_hours=24, now=T0)
+    assert msg is None  # too little data is no recovery
+    assert kept == bad_state
 
 
 def test_retrain_rule(spec) -> None:
