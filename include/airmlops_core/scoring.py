@@ -12,41 +12,50 @@ The score DAG calls, in order::
     write_manifest(base, results)                                    # once, after all
 
 Streaming. A partition is read in chunks of `CHUNK_ROWS` rows (Parquet: ParquetFile.iter_batches
-over the needed columns only; CSV: pyarrow's streaming CSV reader with the signature's types),
-each chunk is converted to the model's input, predicted, and appended to a Parquet writer as
-one row group. Memory holds one chunk, whatever the partition's size. S3 inputs are first
-copied to a local temporary file (hashed on the way); the input hash always describes exactly
-the bytes that were scored (a local input that changes while being scored is an error).
+over the needed columns, pre-buffering off; CSV: pyarrow's streaming CSV reader with the
+signature's types). The calling thread reads a chunk and copies it into the model's input;
+`workers` threads (default: the usable CPUs, or $AIRMLOPS_SCORING_THREADS) predict chunks,
+each with OpenMP and BLAS at one thread, so cores are filled by whole chunks instead of
+per-tree parallel regions; finished chunks are written in input order, one output row group
+each. Memory holds about three chunks plus the row group the Parquet reader is decoding (Arrow
+decodes a whole column chunk at a time, so files with huge row groups cost more), whatever the
+partition's size. The input's sha256 is computed by another thread while the first chunks are
+predicted (S3 inputs: while downloading to a local temporary file); a local input that changes
+while being scored is an error, so the hash always describes the bytes that were scored.
 
 Publishing. Local: the Parquet file is written to a hidden temporary name in the destination
 directory, fsynced and renamed (`data._write_local_atomic`), so readers see the previous file
 or the complete new one, never a partial one; temporaries left by a killed writer are removed
 by the next attempt. S3: the finished local file is uploaded as one object (single PUT or a
 multipart upload, which becomes visible only when complete). Output bytes are deterministic:
-fixed writer options, no timestamps, one row group per input chunk; the same input, model
-version and logical date give byte-identical files, at a path that depends only on (output
-base, model, logical date, partition), so a re-run overwrites instead of duplicating.
+fixed writer options, no timestamps, one row group per chunk, whatever the number of workers;
+the same input, model version and logical date give byte-identical files, at a path that
+depends only on (output base, model, logical date, partition), so a re-run overwrites instead
+of duplicating.
 
 Output rows: the row key (spec.row_key, or `row_index` when the spec has none), `prediction`,
 for classifiers one `proba_<class>` column per class (classes in the model's order; names
 sanitised, `proba_<i>` if that would collide), then `model_name`, `model_version`,
 `input_sha256` and `logical_date` (UTC timestamp).
 
-Model flavor and signature. `load_model` loads the native sklearn flavor and enforces the
-model's MLflow signature itself, on the Arrow schema: a missing required column or a type
-that cannot be converted safely raises `ScoringError` naming the file and the column; columns
-outside the signature are never read. The conversions follow MLflow's
+Model flavor and signature. `load_model` loads the native sklearn flavor and `LoadedModel`
+enforces the model's MLflow signature itself, on the Arrow schema, once per partition: a
+missing required column or a type that cannot be converted safely raises `ScoringError` naming
+the file and the column; columns outside the signature are never read. The conversions follow
 `mlflow.models.utils._enforce_mlflow_datatype` (what `pyfunc.predict` and the public
 `mlflow.models.validate_schema` apply) with one deliberate difference: integers are accepted
-for `double` features when every value converts exactly (Arrow's safe cast checks |v| <=
-2**53), the same cast `training.feature_frame` applied when the model was trained; MLflow
-rejects int64 -> double outright, which would reject every int64 column of the demo data.
-Checking types once per partition on the Arrow schema costs nothing per row, whereas pyfunc
-re-checks and copies every chunk in pandas. Measured by benchmarks/score_stream.py (1M rows x
-20 features, HistGradientBoostingClassifier, 131,072-row chunks, 2 shared cores): see
-MEASURED below.
-
-MEASURED = "filled in from benchmarks/score_stream.py"
+for `double` features when every value converts exactly (Arrow's safe cast checks |v| <= 2**53),
+the cast `training.feature_frame` applied when the model was trained. MLflow refuses int64 ->
+double unless every value is 0 or 1 (checked value by value in Python), so pyfunc rejects the
+demo batches' int64 columns (tenure) that the models were trained on. Measured with
+benchmarks/score_stream.py (HistGradientBoostingClassifier, 100 trees, 20 double features,
+1M rows in 131,072-row chunks, one thread, CPU time, best of 3, 2 shared cores): pyfunc.predict
+costs +0.7% over the native predict_proba, native + MLflow's `_enforce_schema` +0.7%, these
+Arrow-level checks -0.5% (within the 1% resolution); the pyfunc overhead of 4-12% quoted in
+the issue did not reproduce for an all-double signature. The native flavor is chosen because
+it is at least as fast, keeps int -> double inputs usable, exposes `classes_` (deterministic
+probability column names, the prediction derived from the probabilities without a second
+pass) and lets worker threads call predict_proba with threads pinned to one.
 
 No Airflow imports: usable from tests, a CLI or any orchestrator.
 """
