@@ -150,7 +150,8 @@ def labelled(spec: ModelSpec, window: pd.DataFrame) -> pd.DataFrame:
         return window.iloc[0:0]
     labels = pd.concat([data.read_frame(str(f), columns=[spec.row_key, spec.target])
                         for f in files], ignore_index=True).drop_duplicates(spec.row_key)
-    return window.merge(labels, on=spec.row_key, how="inner", validate="one_to_one")
+    # a key scored in several runs appears once per run; each row gets the key's label
+    return window.merge(labels, on=spec.row_key, how="inner", validate="many_to_one")
 
 
 def config(spec: ModelSpec) -> drift.DriftConfig:

@@ -64,6 +64,10 @@ def test_window_joins_inputs_and_outputs_of_the_champion_only(spec, tmp_path, mo
     joined = drift_flow.labelled(spec, full)
     assert len(joined) == 50
     assert list(joined["churn"]) == list(labels["churn"])
+    # a key scored in two runs is in the window twice: each row gets its label
+    twice = drift_flow.labelled(spec, pd.concat([full, full], ignore_index=True))
+    assert len(twice) == 100
+    assert list(twice["churn"]) == list(labels["churn"]) * 2
 
 
 def checked(status: str = "drift", drifted: dict | None = None, degraded: bool = False) -> dict:

@@ -49,14 +49,17 @@ class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
 
         key = f"airmlops_retrain_{self.model_name}"
         now = dt.datetime.now(dt.UTC)
-        last = json.loads(Variable.get(key, default="{}")).get("started_at")
+        previous = json.loads(Variable.get(key, default="{}"))
+        last = previous.get("started_at")
         cooldown = dt.timedelta(hours=self.spec.retrain.cooldown_hours)
-        if last and now - dt.datetime.fromisoformat(last) < cooldown:
+        retry = previous.get("run_id") == context["ti"].run_id  # this run's own earlier try
+        if last and not retry and now - dt.datetime.fromisoformat(last) < cooldown:
             raise AirflowSkipException(f"{self.model_name} was retrained at {last}; cool-down "
                                        f"{self.spec.retrain.cooldown_hours:g} h")
         reason = retrain_reason(context)
-        Variable.set(key, json.dumps({"started_at": now.isoformat(timespec="seconds"),
-                                      "reason": reason, "run_id": context["ti"].run_id}))
+        if not retry:
+            Variable.set(key, json.dumps({"started_at": now.isoformat(timespec="seconds"),
+                                          "reason": reason, "run_id": context["ti"].run_id}))
         self.log.info("retraining %s because: %s", self.model_name, reason)
         return train_flow.retrain_extract_step(self.spec, self.run_context(context),
                                                reason=reason)
