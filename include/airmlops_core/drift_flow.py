@@ -124,8 +124,7 @@ def current_window(spec: ModelSpec, version: str | None, window_runs: int
             try:
                 ref = data.DataRef(part["input_uri"], part["input_sha256"], -1,
                                    "csv" if part["input_uri"].endswith(".csv") else "parquet")
-                features = data.read_ref(ref, columns=[key, *spec.features.all]) \
-                    if spec.row_key else data.read_ref(ref, columns=spec.features.all)
+                features = _read_inputs(spec, ref)
                 out = data.read_frame(part["output_uri"])
             except data.DataError as exc:
                 skipped.append(f"{part['partition']}: {exc}")
@@ -138,6 +137,19 @@ def current_window(spec: ModelSpec, version: str | None, window_runs: int
             used.append(part["input_uri"])
     window = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return window, {"inputs": used, "skipped": skipped, "rows": len(window)}
+
+
+def _read_inputs(spec: ModelSpec, ref: data.DataRef) -> pd.DataFrame:
+    """The input's row key and features, plus the sensitive and segment columns when the batch
+    has them (retraining needs them for the gate's fairness and segment checks)."""
+    base = ([spec.row_key] if spec.row_key else []) + spec.features.all
+    extras = [c for c in spec.columns if c not in base and c != spec.target]
+    if extras:
+        try:
+            return data.read_ref(ref, columns=base + extras)
+        except data.DataError:
+            pass  # a batch without them: features only
+    return data.read_ref(ref, columns=base)
 
 
 def labelled(spec: ModelSpec, window: pd.DataFrame) -> pd.DataFrame:
