@@ -258,6 +258,8 @@ def main() -> int:
                     help="row groups of the generated input (Polars' default size)")
     ap.add_argument("--no-big-groups", dest="big_groups", action="store_false",
                     help="skip the peak-memory run on input with 1Mi-row groups")
+    ap.add_argument("--skip", nargs="+", default=[], choices=["memory", "flavor", "fanout"],
+                    help="sections to leave out (throughput always runs)")
     ap.add_argument("--train-rows", type=int, default=100_000)
     ap.add_argument("--flavor-rows", type=int, default=1_000_000)
     ap.add_argument("--work-dir", type=Path, help="default: a temporary directory")
@@ -350,61 +352,77 @@ def run(args: argparse.Namespace, root: Path, rows: int, d: int, mlflow_server: 
         print("(CPU s: all threads; (a)'s includes reading the frame into memory, so (b)'s "
               "CPU overhead over the model alone is at most (b) / (a) - 1)")
 
-        print(f"\n{'peak memory, fresh process (VmHWM, MiB)':<48}"
-              + "".join(f"{f'{n / 1e6:g}M rows':>12}" for n in sizes)
-              + (f"{'growth':>9}" if len(sizes) > 1 else ""))
-        runs = [("stream", inputs, f"(b) streaming, row groups of {size:,}")]
-        if args.big_groups:
-            runs.append(("stream", big_groups, f"(b) streaming, row groups of {GROUP_ROWS:,}"))
-        runs.append(("naive", inputs, "(c) naive pandas"))
-        for mode, files, label in runs:
-            mib = [finish(spawn(mode, [files[n]], ctx))["max_rss_mib"] for n in sizes]
-            growth = f"{mib[-1] / mib[0]:>8.2f}x" if len(mib) > 1 else ""
-            note = ""
-            if mode == "stream":
-                ok = max(mib) < TARGET_MIB and (len(mib) == 1 or mib[-1] / mib[0] < 1.15)
-                note = f"  ({'meets' if ok else 'MISSES'} < {TARGET_MIB} MiB and flat)"
-            print(f"{label:<48}" + "".join(f"{m:>12,.0f}" for m in mib) + f"{growth}{note}")
-
-        flavor_rows = min(rows, args.flavor_rows)
-        rounds = max(3, args.repeat)
-        rates = flavor_overhead(model, url, src, flavor_rows, rounds)
-        native = rates["native predict_proba, no checks"]
-        title = f"model call per chunk, 1 thread ({flavor_rows:,} rows)"
-        print(f"\n{title:<48}{'rows/CPU-s':>12}{'overhead':>10}")
-        for name, rate in rates.items():
-            print(f"{name:<48}{rate:>12,.0f}{native / rate - 1:>+10.1%}")
-
-        n = len(parts)
-        title = f"fan-out proxy: {n} partitions (best of {args.repeat})"
-        print(f"\n{title:<48}{'wall s':>9}{'rows/s':>12}{'speedup':>9}{'scoring s':>11}"
-              f"{'CPU s':>8}")
-        variants = [(f"1 process, in sequence, {cpus} threads", [parts], None)]
-        for threads in sorted({cpus, max(1, cpus // n)}, reverse=True):
-            variants.append((f"{n} processes at once, {threads} thread(s) each",
-                             [[p] for p in parts], threads))
-        walls: dict[str, tuple[float, float, float]] = {}
-        for _ in range(args.repeat):
-            for label, groups, threads in variants:
-                start = time.perf_counter()
-                c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                done = [finish(p) for p in [spawn("stream", g, ctx, threads) for g in groups]]
-                wall = time.perf_counter() - start
-                c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                used = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
-                assert sum(r["rows"] for r in done) == rows
-                scoring_s = max(r["scoring_seconds"] for r in done)
-                if label not in walls or wall < walls[label][0]:
-                    walls[label] = (wall, scoring_s, used)
-        base = walls[variants[0][0]][0]
-        for label, _groups, _threads in variants:
-            wall, scoring_s, used = walls[label]
-            print(f"{label:<48}{wall:>9.1f}{rows / wall:>12,.0f}{base / wall:>9.2f}"
-                  f"{scoring_s:>11.1f}{used:>8.1f}")
-        print("(wall includes each process's start-up and model load, as a mapped task's does;"
-              " scoring s: the slowest process after loading the model; CPU s: all processes)")
+        if "memory" not in args.skip:
+            peak_memory(args, ctx, sizes, size, inputs, big_groups)
+        if "flavor" not in args.skip:
+            flavor_table(args, model, url, src, rows)
+        if "fanout" not in args.skip:
+            fan_out(args, ctx, parts, rows, cpus)
         print(f"\nload average at end {load()}; total {time.perf_counter() - t0:.0f}s")
     return 0
+
+
+def peak_memory(args: argparse.Namespace, ctx: dict[str, Any], sizes: list[int], size: int,
+                inputs: dict[int, Path], big_groups: dict[int, Path]) -> None:
+    print(f"\n{'peak memory, fresh process (VmHWM, MiB)':<48}"
+          + "".join(f"{f'{n / 1e6:g}M rows':>12}" for n in sizes)
+          + (f"{'growth':>9}" if len(sizes) > 1 else ""))
+    runs = [("stream", inputs, f"(b) streaming, row groups of {size:,}")]
+    if args.big_groups:
+        runs.append(("stream", big_groups, f"(b) streaming, row groups of {GROUP_ROWS:,}"))
+    runs.append(("naive", inputs, "(c) naive pandas"))
+    for mode, files, label in runs:
+        mib = [finish(spawn(mode, [files[n]], ctx))["max_rss_mib"] for n in sizes]
+        growth = f"{mib[-1] / mib[0]:>8.2f}x" if len(mib) > 1 else ""
+        note = ""
+        if mode == "stream":
+            ok = max(mib) < TARGET_MIB and (len(mib) == 1 or mib[-1] / mib[0] < 1.15)
+            note = f"  ({'meets' if ok else 'MISSES'} < {TARGET_MIB} MiB and flat)"
+        print(f"{label:<48}" + "".join(f"{m:>12,.0f}" for m in mib) + f"{growth}{note}")
+
+
+def flavor_table(args: argparse.Namespace, model: scoring.LoadedModel, url: str, src: Path,
+                 rows: int) -> None:
+    flavor_rows = min(rows, args.flavor_rows)
+    rounds = max(3, args.repeat)
+    rates = flavor_overhead(model, url, src, flavor_rows, rounds)
+    native = rates["native predict_proba, no checks"]
+    title = f"model call per chunk, 1 thread ({flavor_rows:,} rows)"
+    print(f"\n{title:<48}{'rows/CPU-s':>12}{'overhead':>10}")
+    for name, rate in rates.items():
+        print(f"{name:<48}{rate:>12,.0f}{native / rate - 1:>+10.1%}")
+
+
+def fan_out(args: argparse.Namespace, ctx: dict[str, Any], parts: list[Path], rows: int,
+            cpus: int) -> None:
+    n = len(parts)
+    title = f"fan-out proxy: {n} partitions (best of {args.repeat})"
+    print(f"\n{title:<48}{'wall s':>9}{'rows/s':>12}{'speedup':>9}{'scoring s':>11}"
+          f"{'CPU s':>8}")
+    variants = [(f"1 process, in sequence, {cpus} threads", [parts], None)]
+    for threads in sorted({cpus, max(1, cpus // n)}, reverse=True):
+        variants.append((f"{n} processes at once, {threads} thread(s) each",
+                         [[p] for p in parts], threads))
+    walls: dict[str, tuple[float, float, float]] = {}
+    for _ in range(args.repeat):
+        for label, groups, threads in variants:
+            start = time.perf_counter()
+            c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            done = [finish(p) for p in [spawn("stream", g, ctx, threads) for g in groups]]
+            wall = time.perf_counter() - start
+            c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            used = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+            assert sum(r["rows"] for r in done) == rows
+            scoring_s = max(r["scoring_seconds"] for r in done)
+            if label not in walls or wall < walls[label][0]:
+                walls[label] = (wall, scoring_s, used)
+    base = walls[variants[0][0]][0]
+    for label, _groups, _threads in variants:
+        wall, scoring_s, used = walls[label]
+        print(f"{label:<48}{wall:>9.1f}{rows / wall:>12,.0f}{base / wall:>9.2f}"
+              f"{scoring_s:>11.1f}{used:>8.1f}")
+    print("(wall includes each process's start-up and model load, as a mapped task's does;"
+          " scoring s: the slowest process after loading the model; CPU s: all processes)")
 
 
 if __name__ == "__main__":
