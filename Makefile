@@ -19,8 +19,10 @@ $(STAMP): requirements/lock.txt pyproject.toml
 
 install: $(STAMP)
 
-# OS packages the tests need (Debian/Ubuntu): Chromium renders the HTML reports headless.
-SYSTEM_PACKAGES := chromium
+# OS packages the tests need (Debian/Ubuntu): Chromium renders the HTML reports headless;
+# Redis and PostgreSQL (server) run the distributed-stack test (tests/integration/test_distributed.py).
+# Machine images often ship the PostgreSQL server binaries without the `postgresql` package.
+SYSTEM_PACKAGES := chromium redis-server $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql)
 system-deps:  ## install missing OS packages the tests use (apt-get; root or sudo)
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
