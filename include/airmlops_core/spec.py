@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -273,22 +273,59 @@ class Alerts(_Strict):
                     Annotated[float, Field(gt=0, le=7 * 24 * 60)]] = Field(default_factory=dict)
 
 
+class External(_Strict):
+    """A model built elsewhere and monitored here: scored, drift-checked and probed, never
+    trained, validated or retrained by the pack (see docs/external-models.md).
+
+    `reference` is the labelled dataset the model is profiled on when it is onboarded (the
+    drift reference and the reference metrics performance drift compares with); it has the
+    shape of `source`. `origin` says where the model was built, e.g. "vendor X / team Y
+    notebook"; it is recorded on every onboarded version.
+    """
+
+    reference: Source
+    origin: str = Field(min_length=3, max_length=500)
+
+
+# Fields that only mean something for a model trained here, and why (external specs).
+TRAINING_ONLY = {
+    "source": "the reference dataset is external.reference",
+    "estimator": "the model is built elsewhere",
+    "rebalance": "nothing is trained here",
+    "split": "nothing is trained here",
+    "retrain": "there is no retrain DAG",
+    "promotion": "there is no promotion gate: onboarding makes the version champion",
+}
+EXTERNAL_DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
+
+
 class ModelSpec(_Strict):
-    """One model: what it learns from, how, and what counts as good enough."""
+    """One model: what it learns from, how, and what counts as good enough.
+
+    `source`, `estimator` and `metrics` are required for a model trained here; a model built
+    elsewhere has an `external:` section instead and none of the training fields
+    (TRAINING_ONLY). The checker sees them as always present: only the training path reads
+    them, and the DAG factory builds no training DAG for an external spec.
+    """
 
     name: str
     description: str = ""
     owner: str = "ml-team"
     task: Literal["binary", "multiclass", "regression"]
-    source: Source
+    if TYPE_CHECKING:
+        source: Source
+        estimator: Estimator
+    else:
+        source: Source | None = None
+        estimator: Estimator | None = None
     target: str
     row_key: str | None = None
     features: Features
     sensitive_features: list[str] = Field(default_factory=list)
-    estimator: Estimator
     rebalance: Rebalance | None = None
     split: Split = Field(default_factory=Split)
     metrics: Metrics
+    external: External | None = None
     schedules: Schedules = Field(default_factory=Schedules)
     promotion: Promotion = Field(default_factory=Promotion)
     data_checks: DataChecks = Field(default_factory=DataChecks)
@@ -306,8 +343,18 @@ class ModelSpec(_Strict):
                              "starting with a letter, at most 48 characters")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _external_metrics(cls, raw: Any) -> Any:
+        """An external spec may omit `metrics`: its primary metric defaults per task."""
+        if (isinstance(raw, dict) and raw.get("external") is not None
+                and "metrics" not in raw and raw.get("task") in EXTERNAL_DEFAULT_METRIC):
+            return {**raw, "metrics": {"primary": EXTERNAL_DEFAULT_METRIC[raw["task"]]}}
+        return raw
+
     @model_validator(mode="after")
     def _cross_checks(self) -> ModelSpec:
+        self._check_kind_of_model()
         feats = set(self.features.all)
         if self.target in feats:
             raise ValueError(f"target '{self.target}' is also listed as a feature")
@@ -326,6 +373,27 @@ class ModelSpec(_Strict):
                 raise ValueError(f"metric '{metric}' does not apply to task '{self.task}'; "
                                  f"choose from {sorted(allowed)}")
         return self
+
+    def _check_kind_of_model(self) -> None:
+        """Trained here: source and estimator required. External: no training-only field."""
+        if self.external is None:
+            missing = [f for f in ("source", "estimator") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} required: a model trained here needs "
+                                 "them (a model built elsewhere has an `external:` section "
+                                 "instead, see docs/external-models.md)")
+            return
+        given = self.model_fields_set
+        meaningless = [f"{f} ({why})" for f, why in TRAINING_ONLY.items() if f in given]
+        meaningless += [f"schedules.{p} (nothing is trained here)" for p in ("train", "retrain")
+                        if getattr(self.schedules, p)]
+        meaningless += [f"alerts.deadlines.{p} (there is no {p} DAG)"
+                        for p in ("train", "validate", "retrain") if p in self.alerts.deadlines]
+        if self.metrics.floors:
+            meaningless.append("metrics.floors (there is no promotion gate to apply them)")
+        if meaningless:
+            raise ValueError("external: a model built elsewhere is monitored only; these fields "
+                             "do not apply, remove them: " + "; ".join(meaningless))
 
     def _check_rebalance(self, rb: Rebalance) -> None:
         where = f"rebalance.method '{rb.method}'"
@@ -356,6 +424,11 @@ class ModelSpec(_Strict):
     @property
     def is_classifier(self) -> bool:
         return self.task != "regression"
+
+    @property
+    def is_external(self) -> bool:
+        """Built elsewhere, monitored here: score, drift and health, no training DAGs."""
+        return self.external is not None
 
     @property
     def stratify(self) -> bool:

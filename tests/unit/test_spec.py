@@ -177,3 +177,82 @@ def test_promotion_defaults_and_segment_columns(tmp_path: Path) -> None:
     assert spec.gate_metric == "roc_auc"
     assert spec.promotion.margin == 0.0
     assert spec.columns[-2:] == ["region", "gender"]
+
+
+EXTERNAL = {
+    "name": "m1",
+    "task": "binary",
+    "target": "y",
+    "row_key": "id",
+    "features": {"numeric": ["a", "b"], "categorical": ["c"]},
+    "external": {"reference": {"uri": "vendor/reference.parquet"},
+                 "origin": "vendor X / team Y notebook"},
+}
+
+
+def test_external_spec_loads_without_training_fields(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, EXTERNAL))
+    assert spec.is_external
+    assert spec.external is not None
+    assert spec.external.reference.resolved_format == "parquet"
+    assert spec.external.origin == "vendor X / team Y notebook"
+    assert spec.source is None
+    assert spec.estimator is None
+    assert spec.gate_metric == "roc_auc"  # default per task when metrics is left out
+    assert spec.metrics.floors == {}
+    regression = load_spec(write(tmp_path, {**EXTERNAL, "task": "regression"}))
+    assert regression.gate_metric == "rmse"
+    chosen = load_spec(write(tmp_path, {**EXTERNAL, "metrics": {"primary": "f1"}}))
+    assert chosen.gate_metric == "f1"
+    assert not load_spec(write(tmp_path, GOOD)).is_external
+
+
+@pytest.mark.parametrize(("body", "field", "message"), [
+    ({**EXTERNAL, "estimator": GOOD["estimator"]}, "(top level)",
+     "do not apply, remove them: estimator (the model is built elsewhere)"),
+    ({**EXTERNAL, "source": GOOD["source"]}, "(top level)",
+     "source (the reference dataset is external.reference)"),
+    ({**EXTERNAL, "split": {"test_size": 0.3}}, "(top level)", "split (nothing is trained"),
+    ({**EXTERNAL, "rebalance": {"method": "random_over"}}, "(top level)", "rebalance ("),
+    ({**EXTERNAL, "retrain": {"window": "expanding"}}, "(top level)",
+     "retrain (there is no retrain DAG)"),
+    ({**EXTERNAL, "promotion": {"human_approval": True}}, "(top level)",
+     "promotion (there is no promotion gate"),
+    ({**EXTERNAL, "schedules": {"train": "@daily", "score": "@daily"}}, "(top level)",
+     "schedules.train (nothing is trained here)"),
+    ({**EXTERNAL, "schedules": {"retrain": "@daily"}}, "(top level)", "schedules.retrain"),
+    ({**EXTERNAL, "alerts": {"deadlines": {"train": 30, "score": 30}}}, "(top level)",
+     "alerts.deadlines.train (there is no train DAG)"),
+    ({**EXTERNAL, "metrics": {"primary": "roc_auc", "floors": {"roc_auc": 0.7}}}, "(top level)",
+     "metrics.floors (there is no promotion gate"),
+    ({**EXTERNAL, "metrics": {"primary": "rmse"}}, "(top level)",
+     "metric 'rmse' does not apply to task 'binary'"),
+    ({**EXTERNAL, "external": {"origin": "vendor X"}}, "external.reference", "Field required"),
+    ({**EXTERNAL, "external": {"reference": {"uri": "r.parquet"}}}, "external.origin",
+     "Field required"),
+    ({**EXTERNAL, "external": {"reference": {"uri": "r.xlsx"}, "origin": "vendor X"}},
+     "external.reference", "cannot tell the format"),
+    ({**EXTERNAL, "external": {"reference": {"uri": "r.csv"}, "origin": "vendor X",
+                               "pickle": True}}, "external.pickle", "Extra inputs"),
+    (with_("estimator", None), "(top level)",
+     "estimator required: a model trained here needs them (a model built elsewhere has an "
+     "`external:` section instead"),
+    (with_("source", None), "(top level)", "source required"),
+    (with_("metrics", None), "metrics", "Field required"),
+])
+def test_bad_external_and_trained_specs(tmp_path: Path, body: dict, field: str,
+                                        message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    assert any(f == field and message in m for f, m in info.value.problems), str(info.value)
+
+
+def test_external_spec_lists_every_meaningless_field_at_once(tmp_path: Path) -> None:
+    body = {**EXTERNAL, "estimator": GOOD["estimator"], "split": {"seed": 1},
+            "schedules": {"retrain": "@daily"}}
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    [(_, message)] = info.value.problems
+    for field in ("estimator", "split", "schedules.retrain"):
+        assert f"{field} (" in message
+    assert "schedules.train" not in message
