@@ -703,60 +703,18 @@ def test_objectstore_start_script_writes_scoped_private_identities(tmp_path):
     assert "S3_DATA_SECRET_KEY" in missing.stderr
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
-    return found[-1].parent if found and int(found[-1].parts[-3]) >= 15 else None
-
-
 @pytest.fixture
 def postgres_server() -> Iterator[dict[str, str]]:
     """A throwaway PostgreSQL (>= 15, for psql's \\getenv) on a temp socket and a free TCP port,
     with the official image's authentication: trust on the socket, scram over TCP."""
-    import pwd
-    import shutil
-    import signal
-    import tempfile
-    import time
+    from pgserver import PostgresServer, PostgresUnavailable
 
-    from airmlops_core.ports import free_ports
-
-    bin_dir = _postgres_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL >= 15 server binaries not installed")
-    base = Path(tempfile.mkdtemp(prefix="airmlops-pg-", dir="/tmp"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and no 'postgres' user to run the server as")
-        os.chown(base, user.pw_uid, user.pw_gid)
-        prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"]
-    (port,) = free_ports(1)
-    sock = base / "sock"
-    run = dict(capture_output=True, text=True, timeout=120, check=True)
-    subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(base / "data"), "-U", "postgres",
-                    "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"], **run)
-    subprocess.run([*prefix, "mkdir", str(sock)], **run)
-    proc = subprocess.Popen(
-        [*prefix, str(bin_dir / "postgres"), "-D", str(base / "data"), "-k", str(sock),
-         "-h", "127.0.0.1", "-p", str(port), "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PGHOST": str(sock), "PGPORT": str(port)}
     try:
-        deadline = time.monotonic() + 30
-        while subprocess.run([str(bin_dir / "pg_isready"), "-q", "-h", str(sock), "-p", str(port)],
-                             check=False).returncode != 0:
-            assert proc.poll() is None, "postgres exited during start-up"
-            assert time.monotonic() < deadline, "postgres not ready after 30 s"
-            time.sleep(0.2)
-        yield env
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)  # fast shutdown
-        proc.wait(timeout=30)
-        shutil.rmtree(base, ignore_errors=True)
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    with server:
+        yield server.env
 
 
 def test_postgres_init_script_creates_roles_and_applies_rotated_passwords(postgres_server):
