@@ -56,6 +56,8 @@ the issue did not reproduce for an all-double signature. The native flavor is ch
 it is at least as fast, keeps int -> double inputs usable, exposes `classes_` (deterministic
 probability column names, the prediction derived from the probabilities without a second
 pass) and lets worker threads call predict_proba with threads pinned to one.
+Models of other flavors (built elsewhere and onboarded, see airmlops_core.onboard) are
+scored through `mlflow.pyfunc` (`PyfuncModel`) behind the same Arrow-level signature checks.
 
 No Airflow imports: usable from tests, a CLI or any orchestrator.
 """
@@ -511,19 +513,19 @@ def _to_numpy(column: pa.Array | pa.ChunkedArray, col: InputColumn, source: str)
 
 
 def load_model(client: MlflowClient, name: str, version: str | int) -> LoadedModel:
-    """Load one registered version (native sklearn flavor) with its input signature.
+    """Load one registered version with its input signature.
 
     Call it once per task with the version `resolve_champion` gave at the start of the run:
-    an alias that moves mid-run does not change what the run scores with.
+    an alias that moves mid-run does not change what the run scores with. Models with the
+    sklearn flavor load natively; any other flavor (a model built elsewhere, onboarded with
+    airmlops_core.onboard) through `mlflow.pyfunc` (see `load_local`).
 
     Raises:
-        ModelLoadError: the version does not exist, is not an sklearn model, or has no usable
-            input signature.
+        ModelLoadError: the version does not exist, cannot be loaded, or has no usable input
+            signature.
     """
     import mlflow.artifacts
-    import mlflow.sklearn
     from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
 
     version = str(version)
     try:
@@ -536,11 +538,27 @@ def load_model(client: MlflowClient, name: str, version: str | int) -> LoadedMod
             artifact_uri=f"models:/{name}/{version}", dst_path=tmp,
             tracking_uri=client.tracking_uri,
             registry_uri=getattr(client, "_registry_uri", None) or client.tracking_uri)
-        meta = Model.load(local)
-        if "sklearn" not in meta.flavors:
-            raise ModelLoadError(f"model {name} version {version} has no sklearn flavor "
-                                 f"(flavors: {sorted(meta.flavors)})")
-        estimator = mlflow.sklearn.load_model(local)
+        return load_local(local, name, version)
+
+
+def load_local(path: str | Path, name: str, version: str) -> LoadedModel:
+    """Load an MLflow model directory: the native sklearn flavor when it has one, else the
+    pyfunc flavor behind `PyfuncModel` (predictions; probabilities when the model gives them).
+
+    Raises:
+        ModelLoadError: no sklearn or python_function flavor, no usable input signature.
+    """
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    meta = Model.load(str(path))
+    if "sklearn" in meta.flavors:
+        estimator = mlflow.sklearn.load_model(str(path))
+    elif "python_function" in meta.flavors:
+        estimator = PyfuncModel.load(path, meta)
+    else:
+        raise ModelLoadError(f"model {name} version {version} has neither an sklearn nor a "
+                             f"python_function flavor (flavors: {sorted(meta.flavors)})")
     if meta.signature is None:
         raise ModelLoadError(f"model {name} version {version} was logged without a signature; "
                              "scoring needs one to check its input")
@@ -549,6 +567,69 @@ def load_model(client: MlflowClient, name: str, version: str | int) -> LoadedMod
              type(estimator).__name__, len(model.inputs),
              f", classes {list(model.classes)}" if model.classes else "")
     return model
+
+
+class PyfuncModel:
+    """A model of any MLflow flavor, scored through `mlflow.pyfunc`, as predict/predict_proba.
+
+    `predict` is the pyfunc prediction. Class probabilities exist only when the flavor gives
+    them: the model's output signature names one column per class (the pyfunc output is then
+    a frame of probabilities; integer-like names become int classes), or the underlying model
+    has `predict_proba` and `classes_`. Without them the instance is a `PyfuncModel` without
+    `predict_proba`, which `LoadedModel` treats as a regressor (numeric predictions).
+    """
+
+    def __init__(self, pyfunc_model: Any) -> None:
+        self.pyfunc_model = pyfunc_model
+
+    @staticmethod
+    def load(path: str | Path, meta: Any) -> PyfuncModel:
+        import mlflow.pyfunc
+
+        loaded = mlflow.pyfunc.load_model(str(path))
+        raw = None
+        with contextlib.suppress(Exception):
+            raw = loaded.get_raw_model()
+        if raw is not None and hasattr(raw, "predict_proba") and hasattr(raw, "classes_"):
+            return _PyfuncClassifier(loaded, classes=np.asarray(raw.classes_), raw=raw)
+        outputs = meta.signature.outputs if meta.signature is not None else None
+        names = outputs.input_names() if outputs is not None and outputs.has_input_names() \
+            else []
+        if len(names) >= 2:
+            classes = [int(n) if re.fullmatch(r"-?\d+", str(n)) else n for n in names]
+            return _PyfuncClassifier(loaded, classes=np.asarray(classes), columns=list(names))
+        return PyfuncModel(loaded)
+
+    def predict(self, X: Any) -> np.ndarray:
+        out = self.pyfunc_model.predict(X)
+        arr = out.to_numpy() if hasattr(out, "to_numpy") else np.asarray(out)
+        return arr.reshape(len(X), -1)[:, 0] if arr.ndim > 1 else arr
+
+
+class _PyfuncClassifier(PyfuncModel):
+    """A pyfunc model that gives class probabilities (see PyfuncModel)."""
+
+    def __init__(self, pyfunc_model: Any, *, classes: np.ndarray, raw: Any = None,
+                 columns: list[str] | None = None) -> None:
+        super().__init__(pyfunc_model)
+        self.classes_ = classes
+        self.raw = raw
+        self.columns = columns
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        if self.raw is not None:
+            return np.asarray(self.raw.predict_proba(X), dtype=np.float64)
+        out = self.pyfunc_model.predict(X)
+        if hasattr(out, "columns") and self.columns is not None:
+            missing = [c for c in self.columns if c not in out.columns]
+            if missing:
+                raise ModelLoadError(f"pyfunc output lacks the class columns {missing} its "
+                                     f"signature names (got {list(out.columns)})")
+            out = out[self.columns]
+        return np.asarray(out, dtype=np.float64)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,271 @@
+"""Onboarding of models built elsewhere, against a real MLflow server and real files.
+
+The "vendor" model is a scikit-learn pipeline fitted here and saved the way another team would
+(skops file, or an MLflow model logged under another registered name); expected metrics come
+from scikit-learn on the same arrays, the expected profile from drift_flow.build_profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import secrets
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io
+from mlflow import MlflowClient
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from airmlops_core import data, drift, onboard, registry, scoring, training
+from airmlops_core.onboard import OnboardError, UnsafeModel
+from airmlops_core.spec import ModelSpec
+from airmlops_core.tracking import RunContext
+
+CONTRACTS = ["month", "year1", "year2"]
+
+
+def frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(0, 73, n)
+    monthly = np.round(rng.uniform(18, 120, n), 2)
+    contract = rng.choice(CONTRACTS, n)
+    logit = 1.5 - 0.05 * tenure + 0.01 * monthly + np.where(contract == "month", 1.0, -1.0)
+    churn = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64")
+    return pd.DataFrame({"customer_id": np.arange(n, dtype="int64"),
+                         "tenure": tenure.astype("int64"), "monthly": monthly,
+                         "contract": pd.array(contract, dtype="str"), "churn": churn})
+
+
+def vendor_pipeline(train: pd.DataFrame, estimator: Any = None) -> Pipeline:
+    """What another team built: its own preprocessing, fitted on its own data."""
+    pre = ColumnTransformer([("num", StandardScaler(), ["tenure", "monthly"]),
+                             ("cat", OneHotEncoder(handle_unknown="ignore"), ["contract"])])
+    pipe = Pipeline([("pre", pre), ("model", estimator or LogisticRegression(max_iter=500))])
+    target = train["churn"] if estimator is None else train["monthly"] * 2
+    return pipe.fit(train[["tenure", "monthly", "contract"]], target)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_url: str) -> dict[str, Any]:
+    monkeypatch.setenv("AIRMLOPS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AIRMLOPS_WORK_URI", str(tmp_path / "work"))
+    name = f"ext_{secrets.token_hex(3)}"
+    reference = frame(2000, seed=3)
+    data.write_frame(reference, str(tmp_path / "data" / "vendor" / "reference.parquet"))
+    spec = ModelSpec.model_validate({
+        "name": name, "task": "binary", "target": "churn", "row_key": "customer_id",
+        "features": {"numeric": ["tenure", "monthly"], "categorical": ["contract"]},
+        "external": {"reference": {"uri": "vendor/reference.parquet"},
+                     "origin": "vendor X / team Y notebook"}})
+    pipe = vendor_pipeline(frame(3000, seed=1))
+    model_file = tmp_path / "vendor" / "churn.skops"
+    model_file.parent.mkdir(parents=True)
+    skops.io.dump(pipe, model_file)
+    return {"spec": spec, "name": name, "reference": reference, "pipe": pipe,
+            "file": model_file, "url": mlflow_url, "client": MlflowClient(mlflow_url),
+            "tmp": tmp_path}
+
+
+def ctx(name: str, run: str = "manual__1") -> RunContext:
+    return RunContext(model=name, dag_id=f"{name}__onboard", run_id=run, task_id="onboard")
+
+
+def versions(env: dict[str, Any]) -> list[Any]:
+    return env["client"].search_model_versions(f"name = '{env['name']}'")
+
+
+def test_skops_file_is_onboarded_with_origin_champion_and_reference(env) -> None:
+    out = onboard.onboard(env["spec"], model_file=env["file"], tracking_uri=env["url"],
+                          ctx=ctx(env["name"]))
+    client = env["client"]
+    assert out["created"]
+    assert out["champion"] == out["version"]
+    mv = client.get_model_version(env["name"], out["version"])
+    assert mv.tags["airmlops.origin"] == "external"
+    assert mv.tags["airmlops.origin_detail"] == "vendor X / team Y notebook"
+    sha = hashlib.sha256(env["file"].read_bytes()).hexdigest()
+    assert mv.tags["airmlops.source_uri"] == f"{env['file']} sha256:{sha}"
+    assert registry.alias_version(client, env["name"], "champion") == out["version"]
+    # reference metrics from scikit-learn on the same rows
+    ref = env["reference"]
+    expected = roc_auc_score(ref["churn"], env["pipe"].predict_proba(
+        ref[["tenure", "monthly", "contract"]])[:, 1])
+    assert float(mv.tags["metric.roc_auc"]) == pytest.approx(expected, abs=1e-5)
+    # the profile the drift DAG reads: features, label and the model's predictions
+    from airmlops_core import drift_flow
+
+    profile = drift_flow.champion_profile(client, env["spec"], out["version"])
+    assert set(profile.names()) >= {"tenure", "monthly", "contract", "churn", "prediction",
+                                    "proba_0", "proba_1"}
+    # the registered version scores like the vendor's own model (native sklearn path)
+    model = scoring.load_model(client, env["name"], out["version"])
+    X = training.feature_frame(env["spec"], ref.head(50))
+    _, proba = model.predict(X)
+    np.testing.assert_allclose(proba, env["pipe"].predict_proba(X), rtol=1e-12)
+
+
+def test_retried_onboarding_makes_one_version(env) -> None:
+    first = onboard.onboard(env["spec"], model_file=env["file"], tracking_uri=env["url"],
+                            ctx=ctx(env["name"]))
+    again = onboard.onboard(env["spec"], model_file=env["file"], tracking_uri=env["url"],
+                            ctx=RunContext(**{**ctx(env["name"]).__dict__, "try_number": 2}))
+    assert again["version"] == first["version"]
+    assert not again["created"]
+    assert len(versions(env)) == 1
+    # the CLI (no Airflow context) is keyed on the file's content: twice, one more version
+    cli1 = onboard.onboard(env["spec"], model_file=env["file"], tracking_uri=env["url"])
+    cli2 = onboard.onboard(env["spec"], model_file=env["file"], tracking_uri=env["url"])
+    assert cli1["version"] == cli2["version"] != first["version"]
+    assert len(versions(env)) == 2
+    assert cli1["previous_champion"] == first["version"]
+
+
+@pytest.mark.parametrize("disguise", ["extension", "content", "joblib"])
+def test_pickle_files_are_refused_and_nothing_registered(env, disguise: str) -> None:
+    if disguise == "extension":
+        path = env["tmp"] / "model.pkl"
+        path.write_bytes(pickle.dumps(env["pipe"]))
+    elif disguise == "content":  # a pickle renamed to look like a skops file
+        path = env["tmp"] / "model.skops"
+        path.write_bytes(pickle.dumps(env["pipe"], protocol=4))
+    else:
+        import joblib
+
+        path = env["tmp"] / "model.joblib"
+        joblib.dump(env["pipe"], path)
+    with pytest.raises(UnsafeModel) as info:
+        onboard.onboard(env["spec"], model_file=path, tracking_uri=env["url"],
+                        ctx=ctx(env["name"]))
+    text = str(info.value)
+    assert str(path) in text
+    assert "execute arbitrary code" in text
+    assert "skops.io.dump" in text
+    assert ("extension" in text) if disguise != "content" else ("pickle stream" in text)
+    assert versions(env) == []
+
+
+def test_skops_file_with_untrusted_type_is_refused(env, tmp_path: Path) -> None:
+    from sklearn.preprocessing import FunctionTransformer
+
+    pipe = Pipeline([("f", FunctionTransformer(func=np.log1p)), ("m", env["pipe"])])
+    ok = tmp_path / "ok.skops"
+    skops.io.dump(pipe, ok)  # numpy.log1p: trusted prefix
+    assert onboard.untrusted_types(ok) == []
+    bad = Pipeline([("f", FunctionTransformer(func=eval)), ("m", env["pipe"])])
+    path = tmp_path / "eval.skops"
+    skops.io.dump(bad, path)
+    with pytest.raises(UnsafeModel, match=r"types outside the trusted list .*builtins\.eval"):
+        onboard.onboard(env["spec"], model_file=path, tracking_uri=env["url"],
+                        ctx=ctx(env["name"]))
+    assert versions(env) == []
+
+
+def _log_other(env: dict[str, Any], name: str, **kwargs: Any) -> str:
+    from mlflow.models import infer_signature
+
+    X = env["reference"][["tenure", "monthly", "contract"]].head(5)
+    mlflow.set_tracking_uri(env["url"])
+    mlflow.set_experiment(f"vendor/{name}")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            env["pipe"], name="model", pip_requirements=["scikit-learn"],
+            signature=infer_signature(X, env["pipe"].predict_proba(X)), **kwargs)
+    return str(mlflow.register_model(info.model_uri, name).version)
+
+
+@pytest.mark.parametrize("fmt", ["cloudpickle", "pickle"])
+def test_pickled_mlflow_model_is_refused(env, fmt: str) -> None:
+    other = f"vendor_{secrets.token_hex(3)}"
+    version = _log_other(env, other, serialization_format=fmt)
+    with pytest.raises(UnsafeModel, match=f"sklearn flavor is serialized with {fmt}"):
+        onboard.onboard(env["spec"], model_uri=f"models:/{other}/{version}",
+                        tracking_uri=env["url"], ctx=ctx(env["name"]))
+    assert versions(env) == []
+
+
+def test_cloudpickled_python_model_is_refused(env, tmp_path: Path) -> None:
+    class Vendor(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):  # noqa: ANN001, ANN201
+            return model_input["tenure"] * 0.0
+
+    path = tmp_path / "pyfunc_model"
+    mlflow.pyfunc.save_model(str(path), python_model=Vendor(), pip_requirements=["mlflow"])
+    with pytest.raises(UnsafeModel, match="cloudpickled python_model"):
+        onboard.onboard(env["spec"], model_uri=str(path), tracking_uri=env["url"],
+                        ctx=ctx(env["name"]))
+    assert versions(env) == []
+
+
+def test_model_of_another_registered_model_is_copied_into_ours(env) -> None:
+    other = f"vendor_{secrets.token_hex(3)}"
+    version = _log_other(env, other, serialization_format="skops",
+                         skops_trusted_types=training.trusted_types(env["pipe"]))
+    out = onboard.onboard(env["spec"], model_uri=f"models:/{other}/{version}",
+                          tracking_uri=env["url"], ctx=ctx(env["name"]))
+    client = env["client"]
+    mv = client.get_model_version(env["name"], out["version"])
+    assert mv.tags["airmlops.source_uri"] == f"models:/{other}/{version}"
+    assert mv.tags["airmlops.origin"] == "external"
+    # the version lives in our registry with our run (lineage), not the other model's
+    run = client.get_run(mv.run_id)
+    assert run.data.tags["airmlops.purpose"] == "onboard"
+    assert run.info.experiment_id == client.get_experiment_by_name(
+        f"airmlops/{env['name']}").experiment_id
+    assert {a.path for a in client.list_artifacts(mv.run_id, "monitoring")} == {
+        f"monitoring/{drift.PROFILE_ARTIFACT}"}
+    model = scoring.load_model(client, env["name"], out["version"])
+    assert model.classes == (0, 1)
+
+
+def test_missing_reference_column_names_it_and_registers_nothing(env) -> None:
+    ref = env["reference"].drop(columns=["monthly"])
+    data.write_frame(ref, str(env["tmp"] / "data" / "vendor" / "reference.parquet"))
+    with pytest.raises(OnboardError, match=r"reference dataset vendor/reference\.parquet.*"
+                                           r"monthly"):
+        onboard.onboard(env["spec"], model_file=env["file"], tracking_uri=env["url"],
+                        ctx=ctx(env["name"]))
+    assert versions(env) == []
+    assert env["client"].get_experiment_by_name(f"airmlops/{env['name']}") is None
+
+
+def test_wrong_task_and_failing_model_are_named(env, tmp_path: Path) -> None:
+    regressor = vendor_pipeline(frame(500, seed=2), LinearRegression())
+    path = tmp_path / "regressor.skops"
+    skops.io.dump(regressor, path)
+    with pytest.raises(OnboardError, match=rf"{path}: Pipeline is a regressor but task is "
+                                           "'binary'"):
+        onboard.onboard(env["spec"], model_file=path, tracking_uri=env["url"],
+                        ctx=ctx(env["name"]))
+    # a model trained on other columns fails to predict on the reference: named
+    other = Pipeline([("pre", ColumnTransformer([("n", StandardScaler(), ["age"])])),
+                      ("m", LogisticRegression())]).fit(
+        pd.DataFrame({"age": [1.0, 2.0, 3.0, 4.0]}), [0, 1, 0, 1])
+    path = tmp_path / "other.skops"
+    skops.io.dump(other, path)
+    with pytest.raises(OnboardError, match=rf"{path}: the model fails to predict on the "
+                                           "reference dataset"):
+        onboard.onboard(env["spec"], model_file=path, tracking_uri=env["url"],
+                        ctx=ctx(env["name"]))
+    assert versions(env) == []
+
+
+def test_a_spec_without_external_is_refused(env) -> None:
+    spec = ModelSpec.model_validate({
+        "name": "trained", "task": "binary", "source": {"uri": "x.parquet"}, "target": "churn",
+        "features": {"numeric": ["tenure"]},
+        "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+        "metrics": {"primary": "roc_auc"}})
+    with pytest.raises(OnboardError, match="no `external:` section"):
+        onboard.onboard(spec, model_file=env["file"], tracking_uri=env["url"])
+    with pytest.raises(OnboardError, match="exactly one of model_uri and model_file"):
+        onboard.onboard(env["spec"], model_file=env["file"], model_uri="models:/x/1",
+                        tracking_uri=env["url"])
