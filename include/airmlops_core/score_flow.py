@@ -9,6 +9,7 @@ MLflow and fails the run, after recording everything, when any partition was qua
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from airmlops_core import data, scoring, settings
@@ -59,14 +60,28 @@ def resolve_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict
 
 
 def partitions_step(spec: ModelSpec, ctx: RunContext, *, override: str | None = None,
-                    s3_client: Any = None, sql_engine: Any = None) -> list[str]:
-    """The partitions to score: files under the input, or the query's rows as one file."""
-    if spec.scoring.query and not override:
-        frame = data.read_sql(spec.scoring.query, sql_engine)
-        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in ctx.run_id)
-        uri = data.join_uri(settings.work_uri(), spec.name, "score", safe, "query.parquet")
-        return [data.write_frame(frame, uri, s3_client=s3_client).uri]
-    return scoring.list_partitions(input_uri(spec, override), s3_client=s3_client)
+                    landed: Sequence[str] = (), s3_client: Any = None,
+                    sql_engine: Any = None) -> list[str]:
+    """The partitions to score: files under the input, or the query's rows as one file.
+
+    The input is the DAG param `override`, else the `input` of each landing Asset event that
+    triggered the run (`landed`: only the batches announced), else the spec's input.
+    """
+    if override or not landed:
+        if spec.scoring.query and not override:
+            frame = data.read_sql(spec.scoring.query, sql_engine)
+            safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in ctx.run_id)
+            uri = data.join_uri(settings.work_uri(), spec.name, "score", safe, "query.parquet")
+            return [data.write_frame(frame, uri, s3_client=s3_client).uri]
+        return scoring.list_partitions(input_uri(spec, override), s3_client=s3_client)
+    found = list(dict.fromkeys(
+        p for uri in dict.fromkeys(landed)
+        for p in scoring.list_partitions(input_uri(spec, uri), s3_client=s3_client)))
+    names = [scoring.partition_name(p) for p in found]
+    if len(set(names)) < len(names):
+        raise data.DataError(f"landed inputs {list(landed)}: partitions would share an output "
+                             f"name: {sorted(found, key=scoring.partition_name)}")
+    return found
 
 
 def score_step(spec: ModelSpec, ctx: RunContext, partition: str, resolved: dict[str, Any], *,

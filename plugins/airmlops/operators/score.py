@@ -37,8 +37,16 @@ class ResolveChampionOperator(ScoringOperator):
             raise AirflowFailException(str(exc)) from exc
 
 
+def landed_inputs(context: Any) -> list[str]:
+    """The `input` URIs announced by the landing Asset events that triggered this run."""
+    return [str(event.extra["input"])
+            for events in (context.get("triggering_asset_events") or {}).values()
+            for event in events if (event.extra or {}).get("input")]
+
+
 class ListPartitionsOperator(ScoringOperator):
-    """The partitions to score (DAG param `input` overrides the spec); skips when none."""
+    """The partitions to score: DAG param `input`, else the landing events' `input`, else
+    the spec's input; skips when there are none."""
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "input_uri")
 
@@ -50,8 +58,8 @@ class ListPartitionsOperator(ScoringOperator):
         from airmlops_core import score_flow
         from airmlops_core.data import DataError
 
-        engine = None
-        if self.spec.scoring.query and not self.input_uri:
+        engine, landed = None, landed_inputs(context)
+        if self.spec.scoring.query and not self.input_uri and not landed:
             from airflow.sdk import BaseHook
 
             conn = BaseHook.get_connection(self.spec.scoring.conn_id)
@@ -59,6 +67,7 @@ class ListPartitionsOperator(ScoringOperator):
         try:
             found = score_flow.partitions_step(self.spec, self.run_context(context),
                                                override=self.input_uri or None,
+                                               landed=landed,
                                                s3_client=self.s3_client(), sql_engine=engine)
         except DataError as exc:
             if "no partitions found" in str(exc):  # nothing landed: nothing to do
