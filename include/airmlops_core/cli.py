@@ -21,6 +21,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         from airmlops_core.training import EstimatorError, build_pipeline
 
         for name, s in list(specs.items()):
+            if s.is_external:
+                continue  # built elsewhere: no estimator to build
             try:
                 build_pipeline(s)
             except EstimatorError as exc:
@@ -45,17 +47,49 @@ def cmd_profile_suite(args: argparse.Namespace) -> int:
     from airmlops_core.spec import load_spec
 
     spec = load_spec(args.models_dir / f"{args.model}.yaml")
-    if spec.source.kind != "file" or not spec.source.uri:
+    source = spec.external.reference if spec.external else spec.source
+    if source.kind != "file" or not source.uri:
         print(f"{args.model}: profile-suite reads local files; pass a reference file with "
               "`python -m airmlops_core.data_checks profile`", file=sys.stderr)
         return 2
-    window = spec.source.window
+    window = source.window
     out = args.out or data_checks.suite_path(spec.name)
     data_checks.profile_to_file(
-        data.resolve_uri(spec.source.uri, settings.data_dir()), spec.name, spec.target, out,
+        data.resolve_uri(source.uri, settings.data_dir()), spec.name, spec.target, out,
         [spec.row_key] if spec.row_key else [],
         window=(window.column, window.start, window.end) if window else None)
     print(f"wrote {out}: review it, then commit it")
+    return 0
+
+
+def default_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else the local stack's MLflow server (AIRMLOPS_MLFLOW_PORT)."""
+    import os
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    from airmlops_core import localstack
+
+    return localstack.StackConfig().mlflow_url
+
+
+def cmd_onboard(args: argparse.Namespace) -> int:
+    """Onboard a model built elsewhere (spec with `external:`) and make it champion."""
+    from airmlops_core import onboard
+    from airmlops_core.spec import load_spec, spec_hash
+
+    path = args.models_dir / f"{args.model}.yaml"
+    spec = load_spec(path)
+    try:
+        result = onboard.onboard(spec, model_uri=args.model_uri, model_file=args.model_file,
+                                 tracking_uri=args.tracking_uri or default_tracking_uri(),
+                                 spec_sha=spec_hash(path.read_bytes()))
+    except onboard.OnboardError as exc:
+        print(f"{args.model}: not onboarded: {exc}", file=sys.stderr)
+        return 2
+    print(result["summary"])
+    print(f"version: {result['url']}\nrun:     {result['run_url']}")
     return 0
 
 
@@ -98,6 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-dir", type=Path, default=settings.models_dir())
     p.add_argument("--out", type=Path, help="default: include/expectations/<model>.yaml")
     p.set_defaults(func=cmd_profile_suite)
+    p = sub.add_parser("onboard", help="onboard a model built elsewhere (monitoring only)")
+    p.add_argument("model", help="a model whose spec has an external: section")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model-file", type=Path, help="a scikit-learn model saved with skops")
+    src.add_argument("--model-uri", help="an MLflow model: runs:/..., models:/..., or a "
+                                         "model directory")
+    p.add_argument("--models-dir", type=Path, default=settings.models_dir())
+    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else the local "
+                                          "stack's MLflow")
+    p.set_defaults(func=cmd_onboard)
     p = sub.add_parser("stack", help="the local stack")
     p.add_argument("action", choices=["up", "down", "status"])
     p.set_defaults(func=cmd_stack)

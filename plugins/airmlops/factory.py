@@ -291,6 +291,50 @@ HTML report and plots to an MLflow monitoring run, sends at most one alert, and 
 """
 
 
+def onboard_dag(spec: ModelSpec) -> DAG:
+    """`<model>__onboard`: a manual form that onboards a model built elsewhere as champion."""
+    from airmlops.operators.onboard import OnboardModelOperator
+
+    assert spec.external is not None
+    with DAG(
+        dag_id=f"{spec.name}__onboard",
+        description=f"Onboard a build of {spec.name} made elsewhere ({spec.external.origin})",
+        doc_md=ONBOARD_DOC.format(name=spec.name, origin=spec.external.origin),
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,  # one champion move at a time
+        tags=dag_tags(spec, "onboard"),
+        default_args=default_args(spec),
+        params={
+            "model_uri": Param("", type="string", title="MLflow model URI",
+                               description="runs:/..., models:/<name>/<version>, or an MLflow "
+                                           "model directory (any flavor without pickle)"),
+            "model_file": Param("", type="string", title="skops model file",
+                                description="A scikit-learn model saved with skops "
+                                            "(.skops) on the worker; relative paths are under "
+                                            "the data directory"),
+        },
+    ) as dag:
+        OnboardModelOperator(task_id="onboard", model_name=spec.name,
+                             model_uri="{{ params.model_uri }}",
+                             model_file="{{ params.model_file }}",
+                             outlets=[assets.champion(spec.name)],
+                             on_success_callback=[notify.success_notifier(spec.alerts.conn_id)])
+    return dag
+
+
+ONBOARD_DOC = """### Onboard `{name}` (built elsewhere: {origin})
+Manual only. Give either `model_uri` (an MLflow model of any flavor that loads without pickle)
+or `model_file` (a scikit-learn model saved with skops). The model is checked on the spec's
+reference dataset exactly as the score DAG will run it, then logged with the reference profile
+and metrics, registered with `airmlops.origin: external`, and made `champion` (no promotion
+gate: monitoring only). Pickle and joblib files, untrusted skops types and flavors that unpickle
+or run the model's own code are refused, and nothing is registered. See
+docs/external-models.md.
+"""
+
+
 HEALTH_DAG_ID = "airmlops_health"
 
 
@@ -330,8 +374,11 @@ def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     specs, _ = load_specs(models_dir or settings.models_dir())
     dags: dict[str, DAG] = {}
     for spec in specs.values():
-        for dag in (train_dag(spec), validate_dag(spec), rollback_dag(spec), score_dag(spec),
-                    drift_dag(spec), train_dag(spec, retrain=True)):
+        pipelines = ((onboard_dag(spec), rollback_dag(spec), score_dag(spec), drift_dag(spec))
+                     if spec.is_external else
+                     (train_dag(spec), validate_dag(spec), rollback_dag(spec), score_dag(spec),
+                      drift_dag(spec), train_dag(spec, retrain=True)))
+        for dag in pipelines:
             dags[dag.dag_id] = dag
     dags[HEALTH_DAG_ID] = health_dag(list(specs.values()))
     return dags

@@ -1,0 +1,54 @@
+"""The onboarding operator: a model built elsewhere becomes the champion of an external spec."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from airmlops.operators.base import ModelOperator
+
+
+class OnboardModelOperator(ModelOperator):
+    """Check a model built elsewhere on the spec's reference data, register it with its origin
+    and make it champion (airmlops_core.onboard.onboard); returns the version and its metrics.
+
+    `model_file` is a skops file on the worker (relative paths are under the data directory);
+    `model_uri` an MLflow model URI (runs:/, models:/, or an MLflow model directory). A refused
+    or unusable model fails the task at once, without retries, and registers nothing.
+    """
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "model_uri", "model_file")
+
+    def __init__(self, *, model_uri: str = "", model_file: str = "",
+                 aws_conn_id: str = "aws_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_uri = model_uri
+        self.model_file = model_file
+        self.aws_conn_id = aws_conn_id
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from airmlops_core import data, onboard, settings
+
+        uri = (self.model_uri or "").strip() or None
+        file = (self.model_file or "").strip() or None
+        if file:
+            file = data.resolve_uri(file, settings.data_dir())
+        ref = self.spec.external.reference if self.spec.external else None
+        s3_client = sql_engine = None
+        if ref is not None and ref.kind == "s3":
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            s3_client = S3Hook(aws_conn_id=ref.conn_id or self.aws_conn_id).get_conn()
+        elif ref is not None and ref.kind == "sql":
+            from airflow.sdk import BaseHook
+
+            sql_engine = BaseHook.get_connection(ref.conn_id).get_hook().get_sqlalchemy_engine()
+        try:
+            return onboard.onboard(self.spec, model_uri=uri, model_file=file,
+                                   tracking_uri=self.tracking_uri(),
+                                   ctx=self.run_context(context), spec_sha=self.spec_sha(),
+                                   s3_client=s3_client, sql_engine=sql_engine)
+        except onboard.OnboardError as exc:
+            raise AirflowFailException(str(exc)) from exc
