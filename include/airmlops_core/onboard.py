@@ -171,14 +171,14 @@ def check_mlflow_model(path: Path, where: str) -> list[str]:
                           "format (skops, ONNX, the library's own JSON/text format)")
     pyfunc = flavors.get("python_function")
     if pyfunc is not None:
-        if pyfunc.get("python_model") or pyfunc.get("cloudpickle_version"):
-            raise UnsafeModel(f"{where}: refused, its python_function flavor holds a "
-                              f"cloudpickled python_model ({pyfunc.get('python_model')}), "
-                              "which can execute arbitrary code when loaded")
         if pyfunc.get("model_code_path") or pyfunc.get("code"):
             raise UnsafeModel(f"{where}: refused, its python_function flavor runs Python code "
                               f"shipped with the model ({pyfunc.get('model_code_path') or 'code/'}"
                               ") when loaded; onboard a model in a serialized format instead")
+        if pyfunc.get("python_model"):
+            raise UnsafeModel(f"{where}: refused, its python_function flavor holds a "
+                              f"cloudpickled python_model ({pyfunc.get('python_model')}), "
+                              "which can execute arbitrary code when loaded")
         loader = pyfunc.get("loader_module")
         if loader and loader not in SAFE_LOADERS:
             raise UnsafeModel(f"{where}: refused, its python_function flavor loads through "

@@ -138,7 +138,8 @@ def airflow_api(stack: StackConfig) -> AirflowClient:
 # first validate run sees no champion, and scoring and the health probe find the champion the
 # gate promoted. The outage campaign uses its own MLflow server and runs last.
 MODULE_ORDER = ("test_stack", "test_train_dag", "test_validate_dag", "test_score_dag",
-                "test_drift_dag", "test_health_probe", "test_mlflow_outage")
+                "test_drift_dag", "test_health_probe", "test_external_model",
+                "test_mlflow_outage")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

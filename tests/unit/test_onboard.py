@@ -269,3 +269,81 @@ def test_a_spec_without_external_is_refused(env) -> None:
     with pytest.raises(OnboardError, match="exactly one of model_uri and model_file"):
         onboard.onboard(env["spec"], model_file=env["file"], model_uri="models:/x/1",
                         tracking_uri=env["url"])
+
+
+CODE_MODEL = '''
+import mlflow
+import numpy as np
+import pandas as pd
+
+
+class Vendor(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        p = 1.0 / (1.0 + np.exp(-(1.0 - 0.05 * model_input["tenure"].to_numpy())))
+        return pd.DataFrame({"0": 1.0 - p, "1": p})
+
+
+mlflow.models.set_model(Vendor())
+'''
+
+
+@pytest.fixture
+def code_model(tmp_path: Path) -> Path:
+    """A non-sklearn MLflow model without pickle: a pyfunc model from code whose output is
+    one probability column per class."""
+    from mlflow.models import infer_signature
+
+    code = tmp_path / "vendor_model.py"
+    code.write_text(CODE_MODEL)
+    X = pd.DataFrame({"tenure": [1.0, 30.0], "monthly": [20.0, 90.0],
+                      "contract": ["month", "year1"]})
+    out = pd.DataFrame({"0": [0.5, 0.5], "1": [0.5, 0.5]})
+    path = tmp_path / "code_model"
+    mlflow.pyfunc.save_model(str(path), python_model=str(code), pip_requirements=["mlflow"],
+                             signature=infer_signature(X, out))
+    return path
+
+
+def test_non_sklearn_flavor_is_scored_through_pyfunc(code_model: Path, env) -> None:
+    model = scoring.load_local(code_model, "vendor", "1")
+    assert isinstance(model.estimator, scoring.PyfuncModel)
+    assert model.classes == (0, 1)  # from the output signature's column names
+    batch = env["reference"].head(300)
+    path = env["tmp"] / "batch.parquet"
+    data.write_frame(batch, str(path))
+    out = env["tmp"] / "scored.parquet"
+    result = scoring.score_partition(model, str(path), str(out), row_key="customer_id",
+                                     logical_date="2024-05-01T00:00:00Z")
+    assert result["rows_out"] == 300
+    scored = pd.read_parquet(out)
+    p = 1.0 / (1.0 + np.exp(-(1.0 - 0.05 * batch["tenure"].to_numpy(dtype=float))))
+    np.testing.assert_allclose(scored["proba_1"], p, rtol=1e-12)
+    np.testing.assert_array_equal(scored["prediction"], (p > 0.5).astype(int))
+
+
+def test_model_that_runs_its_own_code_is_refused(code_model: Path, env) -> None:
+    with pytest.raises(UnsafeModel, match="runs Python code shipped with the model"):
+        onboard.onboard(env["spec"], model_uri=str(code_model), tracking_uri=env["url"],
+                        ctx=ctx(env["name"]))
+    assert versions(env) == []
+
+
+def test_cli_onboards_and_refuses(env, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import yaml
+
+    from airmlops_core import cli
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / f"{env['name']}.yaml").write_text(yaml.safe_dump(
+        env["spec"].model_dump(mode="json", by_alias=True, exclude_unset=True)))
+    args = ["onboard", env["name"], "--models-dir", str(models), "--tracking-uri", env["url"]]
+    pickled = tmp_path / "m.joblib"
+    pickled.write_bytes(pickle.dumps(env["pipe"]))
+    assert cli.main([*args, "--model-file", str(pickled)]) == 2
+    assert "not onboarded" in capsys.readouterr().err
+    assert versions(env) == []
+    assert cli.main([*args, "--model-file", str(env["file"])]) == 0
+    assert "version 1 onboarded" in capsys.readouterr().out
+    [mv] = versions(env)
+    assert mv.tags["airmlops.dag_id"] == "airmlops-cli"
