@@ -28,13 +28,10 @@ registered when any check fails.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +57,7 @@ PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".cloudpickle", ".sav", ".pt", 
 # MLflow's python_function loaders that read no pickle when their flavor says so (checked
 # below per flavor); a custom loader module or a code directory is code from the model.
 SAFE_LOADERS = {"mlflow.sklearn", "mlflow.xgboost", "mlflow.lightgbm", "mlflow.catboost",
-                "mlflow.onnx", "mlflow.prophet", "mlflow.pyfunc.model"}
+                "mlflow.onnx", "mlflow.prophet"}
 PICKLE_FLAVORS = {"statsmodels", "pmdarima", "paddle", "pytorch", "fastai", "h2o", "diviner",
                   "spacy", "sentence_transformers", "langchain", "llama_index", "dspy"}
 CONVERT_HINT = ("convert it to skops: `import skops.io; skops.io.dump(model, 'model.skops')` "
@@ -291,16 +288,16 @@ def stage_uri(spec: ModelSpec, model_uri: str, reference: Any, dest: Path, *,
     if local.is_dir():
         shutil.copytree(local, dest)
     elif "://" in model_uri or model_uri.startswith(("runs:", "models:")):
+        download = dest.parent / "download"
         try:
-            mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest),
-                                                tracking_uri=tracking_uri)
+            got = mlflow.artifacts.download_artifacts(artifact_uri=model_uri,
+                                                      dst_path=str(download),
+                                                      tracking_uri=tracking_uri)
         except Exception as exc:  # noqa: BLE001 - not found, no access: named
             raise OnboardError(f"{where}: cannot download the model: {exc}") from exc
-        inner = [p for p in dest.iterdir()] if dest.is_dir() else []
-        if not (dest / "MLmodel").exists() and len(inner) == 1 and (inner[0] / "MLmodel").exists():
-            for p in inner[0].iterdir():
-                p.rename(dest / p.name)
-            inner[0].rmdir()
+        if not Path(got).is_dir():
+            raise OnboardError(f"{where}: is a single file, not an MLflow model directory")
+        shutil.copytree(got, dest)
     else:
         raise OnboardError(f"{where}: neither an MLflow model directory nor a runs:/ or "
                            "models:/ URI")
@@ -325,14 +322,21 @@ def stage_uri(spec: ModelSpec, model_uri: str, reference: Any, dest: Path, *,
 # Checking on the reference data
 
 
+def reference_location(spec: ModelSpec) -> str:
+    """Where the spec's reference dataset is: its uri, or its SQL query's first line."""
+    assert spec.external is not None
+    ref = spec.external.reference
+    return ref.uri or f"sql ({ref.conn_id}): {(ref.query or '').strip().splitlines()[0][:200]}"
+
+
 def read_reference(spec: ModelSpec, dest_uri: str, *, s3_client: Any = None,
-                   sql_engine: Any = None) -> tuple[Any, data.DataRef]:
-    """The reference dataset (row key, features, label, sensitive columns), frozen at
-    `dest_uri` with its sha256."""
+                   sql_engine: Any = None) -> Any:
+    """The reference dataset (row key, features, label, sensitive columns), extracted to
+    `dest_uri` (a scratch file) and read back."""
     assert spec.external is not None
     ref = spec.external.reference
     window = (ref.window.column, ref.window.start, ref.window.end) if ref.window else None
-    where = ref.uri or "external.reference.query"
+    where = reference_location(spec)
     try:
         frozen = data.extract(kind=ref.kind, uri=ref.uri, query=ref.query, format=ref.format,
                               columns=spec.columns, dest_uri=dest_uri, window=window,
@@ -345,7 +349,7 @@ def read_reference(spec: ModelSpec, dest_uri: str, *, s3_client: Any = None,
         raise OnboardError(f"reference dataset {where}: label '{spec.target}' has "
                            f"{int(frame[spec.target].isna().sum())} missing value(s); the "
                            "reference must be labelled (performance drift compares with it)")
-    return frame, frozen
+    return frame
 
 
 def check_on_reference(spec: ModelSpec, staged: Staged, reference: Any
@@ -418,12 +422,6 @@ def check_on_reference(spec: ModelSpec, staged: Staged, reference: Any
 # Onboarding
 
 
-@contextmanager
-def _staging() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="airmlops-onboard-") as tmp:
-        yield Path(tmp)
-
-
 def default_context(spec: ModelSpec, key: str) -> RunContext:
     """The run context of an onboarding outside Airflow (the CLI): one per model content, so
     onboarding the same model again finds its earlier run and version."""
@@ -464,12 +462,14 @@ def onboard(spec: ModelSpec, *, model_uri: str | None = None,
     if not spec.is_external or spec.external is None:
         raise OnboardError(f"{spec.name}: the spec has no `external:` section; onboarding is "
                            "for models built elsewhere (see docs/external-models.md)")
-    if (model_uri is None) == (model_file is None) or (model_uri == "" and model_file == ""):
+    model_uri = model_uri or None
+    model_file = model_file or None
+    if (model_uri is None) == (model_file is None):
         raise OnboardError(f"{spec.name}: give exactly one of model_uri and model_file")
-    with _staging() as tmp:
+    with tempfile.TemporaryDirectory(prefix="airmlops-onboard-") as scratch_dir:
+        tmp = Path(scratch_dir)
         scratch = data.join_uri(str(tmp), "reference.parquet")
-        reference, frozen = read_reference(spec, scratch, s3_client=s3_client,
-                                           sql_engine=sql_engine)
+        reference = read_reference(spec, scratch, s3_client=s3_client, sql_engine=sql_engine)
         dest = tmp / "model"
         staged = (stage_file(spec, model_file, reference, dest) if model_file
                   else stage_uri(spec, str(model_uri), reference, dest,
@@ -495,9 +495,10 @@ def onboard(spec: ModelSpec, *, model_uri: str | None = None,
             mlflow.log_metrics({f"reference_{k}": v for k, v in metrics.items()})
             mlflow.log_params({"origin": spec.external.origin[:500],
                                "source": staged.source[:500], "reference_rows": len(reference),
-                               "reference_sha256": frozen.sha256})
+                               "reference_sha256": ref_copy.sha256})
             mlflow.log_dict({"source": staged.source, "sha256": staged.sha256,
-                             "reference": {"uri": ref_copy.uri, "sha256": frozen.sha256,
+                             "reference": {"uri": ref_copy.uri, "sha256": ref_copy.sha256,
+                                           "source": reference_location(spec),
                                            "rows": len(reference)},
                              "metrics": metrics, **staged.detail}, "onboarding.json")
         tags = {**ctx.tags(), **staged.detail,
@@ -507,7 +508,7 @@ def onboard(spec: ModelSpec, *, model_uri: str | None = None,
                 f"{TAG_PREFIX}source_sha256": staged.sha256,
                 f"{TAG_PREFIX}mlflow_run_id": run_id,
                 f"{TAG_PREFIX}reference_uri": ref_copy.uri,
-                f"{TAG_PREFIX}reference_sha256": frozen.sha256,
+                f"{TAG_PREFIX}reference_sha256": ref_copy.sha256,
                 f"{TAG_PREFIX}spec_sha": spec_sha,
                 f"{TAG_PREFIX}gate": "none: monitoring only (signature and reference checks)",
                 **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
@@ -534,11 +535,3 @@ def onboard(spec: ModelSpec, *, model_uri: str | None = None,
             "summary": f"*{spec.name}* version {reg.version} onboarded from {staged.source} "
                        f"({spec.external.origin}) and made champion; reference "
                        + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))}
-
-
-def main_summary(result: dict[str, Any]) -> str:
-    """One line for the CLI."""
-    return json.dumps({k: result[k] for k in ("name", "version", "created", "champion",
-                                              "previous_champion", "url", "metrics")})
-
-
