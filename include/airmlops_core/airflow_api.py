@@ -13,6 +13,7 @@ Every error names the HTTP method, the path, the status and the response body.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 from urllib.parse import quote
@@ -250,6 +251,18 @@ class AirflowClient:
         """The task instances of a run (mapped ones included)."""
         path = f"/api/v2/dags/{_seg(dag_id)}/dagRuns/{_seg(run_id)}/taskInstances"
         return self._paged(path, "task_instances")
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value (deserialized), e.g. a check task's summary."""
+        path = (f"/api/v2/dags/{_seg(dag_id)}/dagRuns/{_seg(run_id)}/taskInstances/"
+                f"{_seg(task_id)}/xcomEntries/{_seg(key)}")
+        value = self.get(path)["value"]
+        if isinstance(value, str):  # stored as serialized JSON text
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
 
     def respond(self, dag_id: str, run_id: str, task_id: str, options: list[str],
                 params_input: dict[str, Any] | None = None) -> dict[str, Any]:

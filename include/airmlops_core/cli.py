@@ -101,7 +101,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the local stack, run the demo, print where everything is."""
-    from airmlops_core import demo, demo_data, localstack
+    from airmlops_core import demo, demo_data, demo_replay, localstack
 
     cfg = localstack.StackConfig()
     demo_data.write_all(cfg.root / "data")  # before Airflow starts: scheduled runs read it
@@ -111,8 +111,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     print("\nDemo models (MLflow registry):")
     for s in summaries:
         print(s.line())
-    print("\nBulk scoring (a landing Asset event -> flight_delay__score):")
-    print("\n".join(demo.run_score_demo(cfg).lines()))
+    print("\nSeasonal replay: Oct-Dec 2013 flights land month by month (landing Asset event ->"
+          " flight_delay__score -> flight_delay__drift; labels land a month later):")
+    print("\n".join(demo_replay.replay(cfg, again=args.retrain)))
     return 0
 
 
