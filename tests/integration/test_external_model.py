@@ -2,7 +2,8 @@
 
 Another team's scikit-learn churn pipeline, saved with skops, is onboarded through
 `vendor_churn__onboard` (a pickle of the same model is refused first, registering nothing);
-the version carries its origin and becomes champion, the model API serves it, a scoring run
+the version carries its origin and becomes champion, the model API serves it (and the
+health probe checks it), a scoring run
 scores a shifted batch with it, and the drift run the scored Asset triggers reports drift on
 the shifted columns against the reference profile logged at onboarding. The spec has no
 training section: no train, validate or retrain DAG exists for it.
@@ -10,6 +11,7 @@ training section: no train, validate or retrain DAG exists for it.
 
 from __future__ import annotations
 
+import json
 import pickle
 import time
 from typing import Any
@@ -93,6 +95,13 @@ def test_external_model_onboarded_and_drift_checked(stack, airflow_api, vendor) 
         served = (body["models"].get(MODEL) or {}).get("served_version")
         time.sleep(2)
     assert served == str(mv.version)
+    # and the health probe sends it its golden request
+    probe = airflow_api.trigger("airmlops_health")
+    assert airflow_api.wait("airmlops_health", probe, timeout=300) == "success"
+    state = json.loads(airflow_api.get("/api/v2/variables/airmlops_health_state")["value"])
+    target = state["targets"][f"model-api/{MODEL}"]
+    assert target["ok"], target
+    assert f"version {mv.version} answered the golden request" in target["detail"]
 
     # a shifted batch: two more years of tenure, 90% month-to-month contracts
     features = vendor["churn"].drop(columns=["churn"])

@@ -245,6 +245,18 @@ def test_wrong_task_and_failing_model_are_named(env, tmp_path: Path) -> None:
                                            "'binary'"):
         onboard.onboard(env["spec"], model_file=path, tracking_uri=env["url"],
                         ctx=ctx(env["name"]))
+    from sklearn.svm import LinearSVC
+
+    train = frame(500, seed=2)
+    no_proba = Pipeline([("pre", ColumnTransformer([("n", StandardScaler(),
+                                                     ["tenure", "monthly"])])),
+                         ("m", LinearSVC())]).fit(train[["tenure", "monthly"]], train["churn"])
+    path = tmp_path / "svc.skops"
+    skops.io.dump(no_proba, path)
+    with pytest.raises(OnboardError, match=rf"{path}: Pipeline has no predict_proba: a "
+                                           "'binary' model must give class probabilities"):
+        onboard.onboard(env["spec"], model_file=path, tracking_uri=env["url"],
+                        ctx=ctx(env["name"]))
     # a model trained on other columns fails to predict on the reference: named
     other = Pipeline([("pre", ColumnTransformer([("n", StandardScaler(), ["age"])])),
                       ("m", LogisticRegression())]).fit(
