@@ -2,10 +2,10 @@
 
 Another team's scikit-learn churn pipeline, saved with skops, is onboarded through
 `vendor_churn__onboard` (a pickle of the same model is refused first, registering nothing);
-the version carries its origin and becomes champion, the model API serves it (and the
-health probe checks it), a scoring run
-scores a shifted batch with it, and the drift run the scored Asset triggers reports drift on
-the shifted columns against the reference profile logged at onboarding. The spec has no
+the version carries its origin and becomes champion, the model API serves it and the health
+probe checks it, a scoring run scores a shifted batch with it, and the drift run the scored
+Asset triggers reports drift on the shifted columns against the reference profile logged at
+onboarding. The spec has no
 training section: no train, validate or retrain DAG exists for it.
 """
 
