@@ -19,6 +19,15 @@ State lives under ``home`` (default ``<project>/.local``):
     data/, work/      AIRMLOPS_DATA_DIR and AIRMLOPS_WORK_URI
     logs/, run/       component logs and PID files
 
+The default (``make up``) is the LocalExecutor on SQLite and MLflow on SQLite with local
+artifacts. The production topology runs natively too (tests/integration/test_distributed.py),
+configured through StackConfig: ``executor="CeleryExecutor"`` with ``sql_alchemy_conn`` (e.g.
+PostgreSQL), a Celery broker (Redis) and ``celery_workers`` workers (components
+``celery-worker-1..N``, each with its own hostname), MLflow with ``mlflow_backend_store_uri``,
+``mlflow_artifacts_destination`` (``s3://...``, credentials in ``mlflow_server_env`` only: the
+artifacts are proxied) and ``mlflow_auth`` (the basic-auth app with a generated admin password).
+The databases, the broker and the object store themselves are the caller's to start.
+
 No Airflow imports here: this module only launches processes and speaks HTTP.
 """
 
@@ -34,6 +43,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +76,13 @@ SECRET_KEYS = (
     "AIRFLOW__API_AUTH__JWT_SECRET",
     "AIRFLOW__API__SECRET_KEY",
 )
+# Generated only for a stack with MLflow basic auth (StackConfig.mlflow_auth).
+MLFLOW_SECRET_KEYS = ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+EXECUTORS = ("LocalExecutor", "CeleryExecutor")
+WORKER_PREFIX = "celery-worker-"
+# Set in a Celery worker's environment: the hostname its task instances report (see
+# worker_hostname), so the task instances of two workers on one machine can be told apart.
+WORKER_HOSTNAME_ENV = "AIRMLOPS_WORKER_HOSTNAME"
 _NO_PROXY_HOSTS = ("127.0.0.1", "localhost")
 _AIRFLOW_ENV_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")
 _LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -113,6 +130,22 @@ class StackConfig:
         parallelism: AIRFLOW__CORE__PARALLELISM (task slots of the LocalExecutor).
         max_active_tasks: AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG.
         startup_timeout: Seconds to wait for every component to be healthy.
+        executor: ``LocalExecutor`` (default) or ``CeleryExecutor``.
+        sql_alchemy_conn: Airflow's metadata DB URL; default SQLite in the home. Required for
+            the CeleryExecutor (e.g. ``postgresql+psycopg2://...``).
+        celery_broker_url: The Celery broker (e.g. ``redis://:<password>@127.0.0.1:6379/0``);
+            required for the CeleryExecutor.
+        celery_result_backend: Celery's result backend; default ``db+<sql_alchemy_conn>``.
+        celery_workers: Number of Celery workers (components ``celery-worker-1..N``).
+        worker_concurrency: Task slots of each Celery worker.
+        mlflow_backend_store_uri: MLflow's backend store; default SQLite in the home.
+        mlflow_artifacts_destination: Where the MLflow server stores artifacts (it proxies
+            them: clients never see this location); default ``<home>/mlflow/artifacts``.
+        mlflow_server_env: Environment of the MLflow server only (S3 credentials,
+            ``MLFLOW_S3_ENDPOINT_URL``), applied after ``extra_env``.
+        mlflow_auth: Run MLflow's basic-auth app; the admin password is generated into
+            ``secrets.env``, and every process of the stack gets it as
+            MLFLOW_TRACKING_USERNAME/PASSWORD (and the ``mlflow_default`` connection).
     """
 
     project_dir: Path = field(default_factory=settings.project_dir)
@@ -133,8 +166,28 @@ class StackConfig:
     parallelism: int = 4
     max_active_tasks: int = 2
     startup_timeout: float = 240.0
+    executor: str = "LocalExecutor"
+    sql_alchemy_conn: str | None = None
+    celery_broker_url: str | None = None
+    celery_result_backend: str | None = None
+    celery_workers: int = 2
+    worker_concurrency: int = 1
+    mlflow_backend_store_uri: str | None = None
+    mlflow_artifacts_destination: str | None = None
+    mlflow_server_env: dict[str, str] = field(default_factory=dict)
+    mlflow_auth: bool = False
 
     def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise StackError(f"executor {self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if self.executor == "CeleryExecutor":
+            if not self.celery_broker_url:
+                raise StackError("the CeleryExecutor needs celery_broker_url (e.g. a Redis URL)")
+            if not self.sql_alchemy_conn or self.sql_alchemy_conn.startswith("sqlite"):
+                raise StackError("the CeleryExecutor needs a metadata DB other than SQLite "
+                                 "(sql_alchemy_conn, e.g. postgresql+psycopg2://...)")
+            if self.celery_workers < 1 or self.worker_concurrency < 1:
+                raise StackError("celery_workers and worker_concurrency must be at least 1")
         self.project_dir = Path(self.project_dir).absolute()
         if self.home is None:
             env_home = os.environ.get("AIRMLOPS_LOCAL_DIR")
@@ -147,6 +200,27 @@ class StackConfig:
         self.settings_file = Path(
             self.settings_file or self.project_dir / "airflow_settings.yaml"
         ).absolute()
+
+    # Components ------------------------------------------------------------------------------
+    @property
+    def workers(self) -> tuple[str, ...]:
+        """Component names of the Celery workers (none for the LocalExecutor)."""
+        if self.executor != "CeleryExecutor":
+            return ()
+        return tuple(f"{WORKER_PREFIX}{i}" for i in range(1, self.celery_workers + 1))
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Every long-running component of this stack, in start order."""
+        return COMPONENTS + self.workers
+
+    def worker_hostname(self, worker: str) -> str:
+        """The hostname a worker's task instances report (and its Celery node name's host)."""
+        return f"{worker}.{socket.gethostname()}"
+
+    @property
+    def airflow_db_is_sqlite(self) -> bool:
+        return not self.sql_alchemy_conn or self.sql_alchemy_conn.startswith("sqlite")
 
     # Paths -----------------------------------------------------------------------------------
     @property
@@ -229,8 +303,8 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _ensure_secrets(cfg: StackConfig) -> dict[str, str]:
-    """Read ``<home>/secrets.env``, generating missing keys once (never logged)."""
+def _ensure_secrets(cfg: StackConfig, keys: tuple[str, ...] = SECRET_KEYS) -> dict[str, str]:
+    """Read ``<home>/secrets.env``, generating missing ``keys`` once (never logged)."""
     values: dict[str, str] = {}
     if cfg.secrets_file.exists():
         for line in cfg.secrets_file.read_text(encoding="utf-8").splitlines():
@@ -243,16 +317,29 @@ def _ensure_secrets(cfg: StackConfig) -> dict[str, str]:
         ).decode(),
         "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_urlsafe(48),
         "AIRFLOW__API__SECRET_KEY": lambda: secrets.token_urlsafe(32),
+        # MLflow's password policy: at least 12 characters, letters and digits
+        "MLFLOW_AUTH_ADMIN_PASSWORD": lambda: "Ml1" + secrets.token_urlsafe(24),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
     }
-    missing = [k for k in SECRET_KEYS if not values.get(k)]
+    missing = [k for k in keys if not values.get(k)]
     if missing:
         for key in missing:
             values[key] = generators[key]()
         body = "# Generated by airmlops_core.localstack; keep private.\n"
-        body += "".join(f"{k}={values[k]}\n" for k in SECRET_KEYS)
+        body += "".join(f"{k}={v}\n" for k, v in values.items())
         _write_private(cfg.secrets_file, body)
         log.info("generated secrets in %s", cfg.secrets_file)
-    return {k: values[k] for k in SECRET_KEYS}
+    return {k: values[k] for k in keys}
+
+
+def mlflow_credentials(cfg: StackConfig) -> tuple[str, str] | None:
+    """The MLflow admin's (user, password) of a stack with basic auth, else None.
+
+    Generated into ``secrets.env`` on first use; the caller must never log the password.
+    """
+    if not cfg.mlflow_auth:
+        return None
+    return ADMIN_USER, _ensure_secrets(cfg, MLFLOW_SECRET_KEYS)["MLFLOW_AUTH_ADMIN_PASSWORD"]
 
 
 def _ensure_admin_password(cfg: StackConfig) -> None:
@@ -319,6 +406,8 @@ def _base_env(cfg: StackConfig) -> dict[str, str]:
             "AIRMLOPS_MODEL_API_URL": cfg.model_api_url,
         }
     )
+    if creds := mlflow_credentials(cfg):  # MLflow's client reads them (tasks, model API)
+        env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = creds
     env.update(cfg.extra_env)
     return env
 
@@ -359,13 +448,17 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
     ah = cfg.airflow_home
     env = _base_env(cfg)
     env.update(_ensure_secrets(cfg))
+    mlflow_conn: dict[str, Any] = {"conn_type": "http", "host": cfg.mlflow_url}
+    if creds := mlflow_credentials(cfg):
+        mlflow_conn["login"], mlflow_conn["password"] = creds
     env.update(
         {
             "AIRFLOW_HOME": str(ah),
             "AIRFLOW__CORE__DAGS_FOLDER": str(cfg.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(cfg.plugins_folder),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{ah / 'airflow.db'}",
+            "AIRFLOW__CORE__EXECUTOR": cfg.executor,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                cfg.sql_alchemy_conn or f"sqlite:///{ah / 'airflow.db'}"),
             "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(cfg.max_active_tasks),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -387,14 +480,26 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__EXPOSE_CONFIG": "False",
             "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
-            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
-                {"conn_type": "http", "host": cfg.mlflow_url}
-            ),
+            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(mlflow_conn),
             "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(
                 {"conn_type": "slackwebhook", "password": cfg.webhook_url}
             ),
         }
     )
+    if cfg.executor == "CeleryExecutor":
+        assert cfg.sql_alchemy_conn  # both checked by StackConfig
+        assert cfg.celery_broker_url
+        env.update(
+            {
+                "AIRFLOW__CELERY__BROKER_URL": cfg.celery_broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": (
+                    cfg.celery_result_backend or f"db+{cfg.sql_alchemy_conn}"),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(cfg.worker_concurrency),
+                # Airflow's default, explicit so that it does not warn; a task a dead worker
+                # held is re-queued by the scheduler's heartbeat check, not by the broker
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+            }
+        )
     env.update(cfg.extra_env)
     return env
 
@@ -484,7 +589,7 @@ def stack_processes(cfg: StackConfig) -> list[int]:
         are consulted.
     """
     leaders: set[int] = set()
-    for name in COMPONENTS:
+    for name in cfg.components:
         pid = _read_pid(cfg.pid_file(name))
         if pid and _is_ours(pid, cfg):
             leaders.add(pid)
@@ -541,21 +646,29 @@ def _commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     mlflow_dir = cfg.root / "mlflow"
-    return {
+    mlflow_argv = (
+        [mlflow, "server", "--host", cfg.host, "--port", str(cfg.mlflow_port)]
+        + ["--backend-store-uri",
+           cfg.mlflow_backend_store_uri or f"sqlite:///{mlflow_dir / 'mlflow.db'}"]
+        + ["--artifacts-destination",
+           cfg.mlflow_artifacts_destination or str(mlflow_dir / "artifacts")]
+        + ["--serve-artifacts", "--workers", "1"]
+        + ["--allowed-hosts", _allowed_hosts(cfg)]
+    )
+    if cfg.mlflow_auth:
+        mlflow_argv += ["--app-name", "basic-auth"]
+        mlflow_env.update(_ensure_secrets(cfg, MLFLOW_SECRET_KEYS))
+        mlflow_env["MLFLOW_AUTH_ADMIN_USERNAME"] = ADMIN_USER
+        mlflow_env["MLFLOW_AUTH_CONFIG_PATH"] = str(_mlflow_auth_config(cfg))
+    mlflow_env.update(cfg.mlflow_server_env)
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {
         "receiver": (
             [py, "-m", "airmlops_core.webhook_receiver", "--host", cfg.host]
             + ["--port", str(cfg.receiver_port), "--out", str(cfg.messages_file)]
             + ["--mode", cfg.receiver_mode],
             base,
         ),
-        "mlflow": (
-            [mlflow, "server", "--host", cfg.host, "--port", str(cfg.mlflow_port)]
-            + ["--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}"]
-            + ["--artifacts-destination", str(mlflow_dir / "artifacts")]
-            + ["--serve-artifacts", "--workers", "1"]
-            + ["--allowed-hosts", _allowed_hosts(cfg)],
-            mlflow_env,
-        ),
+        "mlflow": (mlflow_argv, mlflow_env),
         "model-api": (
             [py, "-m", "airmlops_core.model_api", "--host", cfg.host]
             + ["--port", str(cfg.model_api_port), "--tracking-uri", cfg.mlflow_url],
@@ -566,6 +679,43 @@ def _commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
         "dag-processor": ([airflow, "dag-processor"], af_env),
         "triggerer": ([airflow, "triggerer", "--skip-serve-logs"], af_env),
     }
+    for worker in cfg.workers:
+        hostname = cfg.worker_hostname(worker)
+        commands[worker] = (
+            # task logs are files under AIRFLOW_HOME, read by the api-server: no log server
+            [airflow, "celery", "worker", "--concurrency", str(cfg.worker_concurrency),
+             "--celery-hostname", f"celery@{hostname}", "--skip-serve-logs",
+             "--pid", str(cfg.run_dir / f"{worker}.celery.pid")],
+            {**af_env, WORKER_HOSTNAME_ENV: hostname,
+             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airmlops_core.localstack.worker_hostname"},
+        )
+    return commands
+
+
+def worker_hostname() -> str:
+    """Airflow's ``hostname_callable`` in the stack's Celery workers.
+
+    Several workers on one machine would all report the machine's name; each reports
+    ``$AIRMLOPS_WORKER_HOSTNAME`` instead (``celery-worker-<n>.<host>``), so a task instance's
+    ``hostname`` tells which worker ran it.
+    """
+    return os.environ.get(WORKER_HOSTNAME_ENV) or socket.getfqdn()
+
+
+def _mlflow_auth_config(cfg: StackConfig) -> Path:
+    """MLflow's basic-auth config: users in ``<home>/mlflow/basic_auth.db``, no credential."""
+    path = cfg.root / "mlflow" / "basic_auth.ini"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "# Written by airmlops_core.localstack. The admin is created on the first start from\n"
+        "# MLFLOW_AUTH_ADMIN_USERNAME / MLFLOW_AUTH_ADMIN_PASSWORD (secrets.env).\n"
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{cfg.root / 'mlflow' / 'basic_auth.db'}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "grant_default_workspace_access = false\n",
+        encoding="utf-8",
+    )
+    return path
 
 
 def _start(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str]) -> int:
@@ -657,7 +807,25 @@ def _health(cfg: StackConfig) -> dict[str, bool]:
     result["api-server"] = body.get("metadatabase", {}).get("status") == "healthy"
     for name, key in AIRFLOW_JOBS.items():
         result[name] = (body.get(key) or {}).get("status") == "healthy"
+    for worker in cfg.workers:
+        result[worker] = _worker_ready(cfg, worker)
     return result
+
+
+def _worker_ready(cfg: StackConfig, worker: str) -> bool:
+    """Whether the worker's current start logged Celery's ``celery@<hostname> ready.``
+
+    A worker has no health endpoint; ``celery inspect ping`` costs a Python start per check.
+    """
+    try:
+        with cfg.log_file(worker).open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8 * 1024 * 1024))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    current = text.rsplit(f" starting {worker}\n", 1)[-1]
+    return f"celery@{cfg.worker_hostname(worker)} ready." in current
 
 
 def status(cfg: StackConfig) -> list[ComponentStatus]:
@@ -680,7 +848,7 @@ def status(cfg: StackConfig) -> list[ComponentStatus]:
         "api-server": cfg.airflow_url,
     }
     rows = []
-    for name in COMPONENTS:
+    for name in cfg.components:
         pid = _read_pid(cfg.pid_file(name))
         alive = bool(pid and _is_ours(pid, cfg))
         rows.append(
@@ -795,14 +963,19 @@ def _prepare_airflow_db(cfg: StackConfig, migrate: bool) -> None:
     env = airflow_env(cfg)
     version = _airflow_version()
     db = cfg.airflow_home / "airflow.db"
-    if migrate and (not db.exists() or state.get("airflow_version") != version):
-        log.info("migrating the Airflow metadata DB (%s)", db)
+    # which database the state describes (a digest: the URL may hold a password)
+    db_id = hashlib.sha256(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].encode()).hexdigest()[:16]
+    exists = db.exists() if cfg.airflow_db_is_sqlite else state.get("db") == db_id
+    if migrate and (not exists or state.get("airflow_version") != version):
+        log.info("migrating the Airflow metadata DB (%s)",
+                 db if cfg.airflow_db_is_sqlite else "sql_alchemy_conn")
         _run_once(cfg, "airflow-db-migrate", [str(cfg.bin_dir / "airflow"), "db", "migrate"], env)
-        state = {"airflow_version": version}
+        state = {"airflow_version": version, "db": db_id}
         state_file.write_text(json.dumps(state))
+        exists = True
     settings_file = cfg.settings_file
     digest = _file_sha256(settings_file) if settings_file else None
-    if db.exists() and digest and state.get("settings_sha256") != digest:
+    if exists and digest and state.get("settings_sha256") != digest:
         log.info("loading %s into the metadata DB", settings_file)
         argv = [str(cfg.bin_dir / "python"), "-m", "airmlops.settings_loader", str(settings_file)]
         _run_once(cfg, "settings-loader", argv, env)
@@ -849,7 +1022,7 @@ def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
     with _locked(cfg):
         _initialize(cfg)
         missing = []
-        for name in COMPONENTS:
+        for name in cfg.components:
             pid = _read_pid(cfg.pid_file(name))
             if pid and _is_ours(pid, cfg):
                 continue
@@ -877,7 +1050,7 @@ def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
         for name in airflow_missing:
             _start(cfg, name, *commands[name])
         if wait:
-            _wait_healthy(cfg, list(COMPONENTS), cfg.startup_timeout)
+            _wait_healthy(cfg, list(cfg.components), cfg.startup_timeout)
     log.info(
         "stack up in %.1fs (%s)",
         time.monotonic() - started_at,
@@ -945,7 +1118,7 @@ def down(cfg: StackConfig, timeout: float = 20.0) -> None:
                 raise StackError(f"processes of the stack survived SIGKILL: {left}")
         if left := stack_processes(cfg):
             raise StackError(f"processes of the stack are still running: {left}")
-        for name in COMPONENTS:
+        for name in cfg.components:
             cfg.pid_file(name).unlink(missing_ok=True)
         for pid, child in list(_CHILDREN.items()):
             if child.poll() is not None:
