@@ -113,7 +113,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(s.line())
     print("\nSeasonal replay: Oct-Dec 2013 flights land month by month (landing Asset event ->"
           " flight_delay__score -> flight_delay__drift; labels land a month later):")
-    print("\n".join(demo_replay.replay(cfg, again=args.retrain)))
+    for line in demo_replay.replay(cfg, again=args.retrain):
+        print(line, flush=True)
     return 0
 
 

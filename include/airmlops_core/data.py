@@ -770,14 +770,21 @@ def split_frame(
     test_size: float,
     seed: int,
     stratify_on: str | None,
+    key: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Deterministic shuffled train/holdout split (scikit-learn's train_test_split).
+    """Deterministic shuffled train/holdout split.
+
+    Without `key`: scikit-learn's train_test_split. With `key` (the row key), a row's side
+    depends only on its key and the seed, so a row keeps its side when the table grows (a
+    retrained challenger's holdout holds no row the champion trained on); class proportions
+    then match in expectation rather than exactly.
 
     Args:
         df: the table.
         test_size: fraction of rows for the holdout, 0 < test_size < 1.
         seed: random seed; the same seed and data give the same split.
         stratify_on: keep this column's class proportions in both parts (None: no stratifying).
+        key: split by this column's hashed values (unique, no missing values).
 
     Returns:
         (train, holdout), each with a fresh RangeIndex.
@@ -802,6 +809,8 @@ def split_frame(
                 f"split: stratify column '{stratify_on}' has "
                 f"{int(stratify.isna().sum())} missing values"
             )
+    if key is not None:
+        return _split_by_key(df, key, float(test_size), seed, stratify)
     try:
         train, test = train_test_split(
             df, test_size=float(test_size), random_state=seed, shuffle=True, stratify=stratify
@@ -811,4 +820,37 @@ def split_frame(
             f"split: cannot split {len(df)} rows (test_size={test_size}, "
             f"stratify_on={stratify_on!r}): {exc}"
         ) from exc
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def _split_by_key(df: pd.DataFrame, key: str, test_size: float, seed: int,
+                  stratify: pd.Series | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """split_frame by key: holdout iff the key's 64-bit hash, mixed with the seed, / 2**64 <
+    test_size."""
+    import numpy as np
+    import pandas as pd
+
+    if key not in df.columns:
+        raise DataError(f"split: row key '{key}' missing; available columns: "
+                        f"{[str(c) for c in df.columns]}")
+    keys = df[key]
+    if keys.isna().any() or keys.duplicated().any():
+        raise DataError(f"split: row key '{key}' has {int(keys.isna().sum())} missing and "
+                        f"{int(keys.duplicated().sum())} duplicated values")
+    x = pd.util.hash_pandas_object(keys, index=False).to_numpy(dtype=np.uint64)
+    x = x ^ np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):  # splitmix64
+        x = (x ^ (x >> np.uint64(shift))) * np.uint64(mult)
+    u = (x ^ (x >> np.uint64(31))) / float(2**64)
+    order = np.argsort(u, kind="stable")  # a seeded shuffle that is also stable per key
+    in_holdout = u[order] < test_size
+    train, test = df.iloc[order[~in_holdout]], df.iloc[order[in_holdout]]
+    missing: list[str] = []
+    if stratify is not None:
+        both = set(stratify.loc[train.index]) & set(stratify.loc[test.index])
+        missing = sorted(str(c) for c in set(stratify) - both)
+    if train.empty or test.empty or missing:
+        raise DataError(f"split: {len(df)} rows split by '{key}' (test_size={test_size}) leave "
+                        f"{len(train)} train and {len(test)} holdout rows"
+                        + (f"; classes {missing} missing from one side" if missing else ""))
     return train.reset_index(drop=True), test.reset_index(drop=True)

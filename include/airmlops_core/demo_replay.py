@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,12 +132,16 @@ def _retrain_and_gate(cfg: StackConfig, api: AirflowClient, retrains: set[str],
     from mlflow import MlflowClient
 
     run_id, state = _next_run(api, f"{MODEL}__retrain", retrains)
+    tis = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__retrain", run_id)}
+    if tis.get("extract") == "skipped":
+        return [f"retrain run {run_id}: skipped, within retrain.cooldown_hours of the last one"]
     lines = [f"retrain run {run_id}: {state}"]
-    if state != "success":
-        return lines
     client = MlflowClient(cfg.mlflow_url)
-    [version] = client.search_model_versions(
+    found = client.search_model_versions(
         f"name = '{MODEL}' and tags.`airmlops.run_id` = '{run_id}'")
+    if state != "success" or not found:
+        return lines
+    version = found[0]
     tags = version.tags
     lines.append(f"  why: {tags.get('airmlops.retrain_reason', '?')}")
     gate_run, gate_state = _next_run(api, f"{MODEL}__validate", validations)
@@ -173,17 +178,20 @@ def replay_month(cfg: StackConfig, api: AirflowClient, frame: pd.DataFrame) -> M
     return report
 
 
-def replay(cfg: StackConfig, *, again: bool = False) -> list[str]:
-    """Replay Oct-Dec once per stack (again: replay anew) and return the report's lines."""
+def replay(cfg: StackConfig, *, again: bool = False) -> Iterator[str]:
+    """Replay Oct-Dec once per stack (again: replay anew), yielding each month's report as
+    it completes; later calls show the first replay's report."""
     marker = Path(cfg.root) / "demo" / MARKER
     if marker.exists() and not again:
-        return ["(replayed earlier; `airmlops up --retrain` replays anew)",
-                *marker.read_text().splitlines()]
+        yield "(replayed earlier; `airmlops up --retrain` replays anew)"
+        yield from marker.read_text().splitlines()
+        return
     api = _client(cfg)
     flights = demo_data.flights().drop(columns=["dest"])
     lines: list[str] = []
     for month in MONTHS:
-        lines += replay_month(cfg, api, flights[flights["month"] == month]).lines()
+        done = replay_month(cfg, api, flights[flights["month"] == month]).lines()
+        lines += done
+        yield from done
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("\n".join(lines) + "\n")
-    return lines

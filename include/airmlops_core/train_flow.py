@@ -63,7 +63,8 @@ def freeze_split(spec: ModelSpec, extract_ref: data.DataRef, out: str, *,
     """Split the extracted table into frozen train and holdout files under `out`."""
     frame = data.read_ref(extract_ref, s3_client=s3_client)
     train, holdout = data.split_frame(frame, test_size=spec.split.test_size, seed=spec.split.seed,
-                                      stratify_on=spec.target if spec.stratify else None)
+                                      stratify_on=spec.target if spec.stratify else None,
+                                      key=spec.row_key)
     train_ref = data.write_frame(train, data.join_uri(out, "train.parquet"), s3_client=s3_client)
     holdout_ref = data.write_frame(holdout, data.join_uri(out, "holdout.parquet"),
                                    s3_client=s3_client)

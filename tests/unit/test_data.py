@@ -695,6 +695,40 @@ def test_split_errors(labelled: pd.DataFrame) -> None:
         data.split_frame(holes, test_size=0.2, seed=0, stratify_on="y")
 
 
+def test_split_by_key_keeps_each_row_on_its_side_as_the_table_grows() -> None:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"id": np.arange(20_000), "f": rng.normal(size=20_000),
+                          "y": rng.choice(["yes", "no"], size=20_000, p=[0.3, 0.7])})
+    first, grown = frame.iloc[:15_000], frame.sample(frac=1.0, random_state=2)  # + new rows
+    train1, test1 = data.split_frame(first, test_size=0.2, seed=42, stratify_on="y", key="id")
+    train2, test2 = data.split_frame(grown, test_size=0.2, seed=42, stratify_on="y", key="id")
+    # the rows a first model trained on never reach the grown table's holdout, and back
+    assert not set(train1["id"]) & set(test2["id"])
+    assert set(test1["id"]) <= set(test2["id"])
+    assert sorted([*train2["id"], *test2["id"]]) == list(range(20_000))
+    # about test_size of the rows, and of each class (binomial sd at n=20k: 0.3 points)
+    assert abs(len(test2) / 20_000 - 0.2) < 0.015
+    share = test2["y"].value_counts() / grown["y"].value_counts()
+    assert share.between(0.185, 0.215).all(), share.to_dict()
+    # deterministic, seed-dependent, and shuffled rather than in key order
+    pd.testing.assert_frame_equal(test2, data.split_frame(
+        grown, test_size=0.2, seed=42, stratify_on="y", key="id")[1])
+    other = data.split_frame(grown, test_size=0.2, seed=7, stratify_on="y", key="id")[1]
+    assert set(other["id"]) != set(test2["id"])
+    assert test2["id"].tolist() != sorted(test2["id"].tolist())
+
+
+def test_split_by_key_errors(labelled: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match="row key 'key' missing"):
+        data.split_frame(labelled, test_size=0.2, seed=0, stratify_on=None, key="key")
+    twice = labelled.assign(id=labelled["id"] // 2)
+    with pytest.raises(DataError, match="0 missing and 100 duplicated"):
+        data.split_frame(twice, test_size=0.2, seed=0, stratify_on=None, key="id")
+    lonely = labelled.assign(y=["rare"] + ["common"] * 199)
+    with pytest.raises(DataError, match=r"classes \['rare'\] missing from one side"):
+        data.split_frame(lonely, test_size=0.2, seed=0, stratify_on="y", key="id")
+
+
 # ------------------------------------------------------------------------------------------
 # S3 (a real SeaweedFS server started by the session)
 
