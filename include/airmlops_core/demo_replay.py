@@ -76,13 +76,15 @@ class MonthReport:
         perf_text = (f"; {perf['metric']} on labelled rows {perf['current']:.3f} vs holdout "
                      f"{perf['reference']:.3f} ({perf['status']})"
                      if perf.get("current") is not None else "")
-        out.append(f"  drift run {self.drift_run}: {c.get('summary', '?')}; "
-                   f"{c.get('labelled_rows', 0):,} labelled rows{perf_text}")
-        out += [f"    drifted {col}: {effect}" for col, effect in c.get("drifted", {}).items()]
+        drifted = c.get("drifted", {})
+        out.append(f"  drift run {self.drift_run}: {c.get('status', '?')}, {len(drifted)} "
+                   f"column(s) on {c.get('rows', 0):,} scored rows, "
+                   f"{c.get('labelled_rows', 0):,} labelled{perf_text}")
+        out += [f"    {col}: {effect}" for col, effect in drifted.items()]
         if c.get("report"):
             out.append(f"    report: {c['report']}")
-        first = self.alert.splitlines()[0] if self.alert else "none (nothing new to say)"
-        out.append(f"  Slack alert: {first}")
+        out.append("  Slack: " + (self.alert.splitlines()[0][:110] + " ..." if self.alert
+                                  else "no message (nothing new since the last alert)"))
         out += [f"  {line}" for line in self.retrain]
         return out
 

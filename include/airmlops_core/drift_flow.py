@@ -256,9 +256,18 @@ def _effect(col: Any) -> str:
 
 def should_retrain(spec: ModelSpec, checked: dict[str, Any]) -> bool:
     """The spec's retrain rule: feature/prediction drift or performance decay."""
-    rule = spec.monitoring.retrain_on
-    return ((checked["status"] == "drift" and "drift" in rule)
-            or (checked["degraded"] and "performance" in rule))
+    return retrain_reason(spec, checked) is not None
+
+
+def retrain_reason(spec: ModelSpec, checked: dict[str, Any]) -> str | None:
+    """Which part of the retrain rule holds and why (None: it does not)."""
+    rule, why = spec.monitoring.retrain_on, []
+    if checked["degraded"] and "performance" in rule:
+        perf = checked.get("performance") or {}
+        why.append(f"performance decay: {perf.get('reason', 'below the holdout metric')}")
+    if checked["status"] == "drift" and "drift" in rule:
+        why.append("drifted " + ", ".join(checked["drifted"]))
+    return f"v{checked['version']} " + "; ".join(why) if why else None
 
 
 def alert_transition(previous: dict[str, Any], checked: dict[str, Any], *, cooldown_hours: float,

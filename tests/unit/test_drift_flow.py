@@ -114,3 +114,11 @@ def test_retrain_rule(spec) -> None:
     both = spec.model_copy(update={"monitoring": spec.monitoring.model_copy(
         update={"retrain_on": ["drift", "performance"]})})
     assert drift_flow.should_retrain(both, checked())
+    # the reason names the part of the rule that holds, not whatever else drifted
+    decayed = {**checked(degraded=True), "performance": {"reason": "roc_auc 0.67 vs 0.73"}}
+    assert drift_flow.retrain_reason(perf_only, decayed) == (
+        "v4 performance decay: roc_auc 0.67 vs 0.73")
+    assert drift_flow.retrain_reason(both, decayed) == (
+        "v4 performance decay: roc_auc 0.67 vs 0.73; drifted tenure")
+    assert drift_flow.retrain_reason(both, checked()) == "v4 drifted tenure"
+    assert drift_flow.retrain_reason(perf_only, checked()) is None

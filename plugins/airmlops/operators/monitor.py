@@ -66,9 +66,8 @@ class SignalRetrainOperator(ModelOperator):
         from airmlops import assets
         from airmlops_core import drift_flow
 
-        if not drift_flow.should_retrain(self.spec, self.checked):
+        reason = drift_flow.retrain_reason(self.spec, self.checked)
+        if reason is None:
             raise AirflowSkipException(f"retrain rule {self.spec.monitoring.retrain_on} not met")
-        reason = (f"v{self.checked['version']} {self.checked['status']}: "
-                  + (", ".join(self.checked["drifted"]) or "performance decay"))
         context["outlet_events"][assets.drifted(self.model_name)].extra = {"reason": reason}
         return {"reason": reason, "drifted": self.checked["drifted"]}
