@@ -973,7 +973,7 @@ class DriftResult:
                                  f"{prefix}.dataset.n_drifted": float(len(self.drifted)),
                                  f"{prefix}.dataset.n_cur": float(self.n_cur)}
         for c in self.columns:
-            base = f"{prefix}.{c.role}.{_metric_name(c.column)}"
+            base = f"{prefix}.{c.role}.{metric_name(c.column)}"
             vals: dict[str, float | None] = {"p_value": c.p_value, "p_adjusted": c.p_adjusted,
                                              "statistic": c.statistic, "drift": float(c.drifted),
                                              "missing_share": c.missing_cur,
@@ -984,7 +984,7 @@ class DriftResult:
         return out
 
 
-def _metric_name(name: str) -> str:
+def metric_name(name: str) -> str:
     """MLflow metric names allow alphanumerics, _ - . space and /."""
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,45 @@ def labelled(spec: ModelSpec, window: pd.DataFrame) -> pd.DataFrame:
     return window.merge(labels, on=spec.row_key, how="inner", validate="many_to_one")
 
 
+def bias(spec: ModelSpec, labels: pd.DataFrame) -> list[Any]:
+    """The gate's group metrics (fairness.group_metrics) of the champion's predictions on the
+    labelled window, per sensitive feature present in it."""
+    from airmlops_core import fairness
+
+    present = [c for c in spec.sensitive_features if c in labels.columns]
+    if not present or labels.empty:
+        return []
+    kw = {}
+    if spec.task == "binary":
+        kw["pos_label"] = sorted(labels[spec.target].unique().tolist())[-1]
+    return [fairness.group_metrics(labels[spec.target], labels[PREDICTION],
+                                   labels[c].astype("str"), task=spec.task, feature=c, **kw)
+            for c in present]
+
+
+def bias_metrics(reports: list[Any]) -> dict[str, float]:
+    """MLflow metrics of the group reports: every gap and every group's value."""
+    out: dict[str, float] = {}
+    for r in reports:
+        base = f"bias.{drift.metric_name(r.feature)}"
+        out.update({f"{base}.{m}_gap": float(v) for m, v in r.gaps.items()})
+        for group, values in r.by_group.items():
+            out.update({f"{base}.{drift.metric_name(group)}.{m}": float(v)
+                        for m, v in values.items() if math.isfinite(v)})
+    return out
+
+
+def bias_over_limit(spec: ModelSpec, reports: list[Any]) -> dict[str, str]:
+    """Gaps above `promotion.fairness_max_gap` (the gate's absolute limit): "<metric> by
+    <feature>" -> a sentence with the gap and the two groups."""
+    limit = spec.promotion.fairness_max_gap
+    if limit is None:
+        return {}
+    return {f"{m} by {r.feature}": f"{m} gap {gap:.3g} by {r.feature} "
+            f"({' vs '.join(r.gap_between.get(m, ()))}) exceeds fairness_max_gap {limit:g}"
+            for r in reports for m, gap in r.gaps.items() if gap > limit}
+
+
 def config(spec: ModelSpec) -> drift.DriftConfig:
     m = spec.monitoring
     return drift.DriftConfig(fdr=m.fdr, min_rows=m.min_rows, min_wasserstein=m.min_wasserstein,
@@ -210,6 +250,8 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[s
             perf = drift.performance_drift(y, output, metric, reference=holdout_value,
                                            max_drop=spec.monitoring.max_metric_drop,
                                            min_rows=spec.monitoring.min_rows)
+    groups = bias(spec, labels)
+    over = bias_over_limit(spec, groups)
     run_id = tracking.get_or_create_run(client, experiment_name(spec.name), ctx, DRIFT_PURPOSE,
                                         run_name=f"{spec.name}-drift-{ctx.run_id}")
     mlflow.set_tracking_uri(tracking_uri)
@@ -218,7 +260,8 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[s
                          f"{TAG_PREFIX}drift_status": result.status})
         mlflow.log_metrics({**result.metrics("drift"),
                             **(label_result.metrics("label_drift") if label_result else {}),
-                            "window.rows": float(len(window)),
+                            **bias_metrics(groups),
+                         "window.rows": float(len(window)),
                             "window.labelled_rows": float(len(labels))})
         if perf is not None and perf.current is not None:
             mlflow.log_metric(f"performance.{perf.metric}", perf.current)
@@ -227,13 +270,15 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[s
         page.write_text(drift_report.render_report(
             result, title=f"Drift: {spec.name} v{version}",
             subtitle=f"{len(window):,} scored rows from {len(lineage['inputs'])} partition(s); "
-                     f"{len(labels):,} labelled", performance=perf, images=images))
+                     f"{len(labels):,} labelled", performance=perf, images=images,
+            bias=groups))
         mlflow.log_artifact(str(page), artifact_path="monitoring")
         for img in images:
             mlflow.log_artifact(str(img), artifact_path="monitoring/plots")
         mlflow.log_dict({"features_predictions": result.to_dict(),
                          "labels": label_result.to_dict() if label_result else None,
                          "performance": perf.to_dict() if perf else None,
+                         "bias": [g.to_dict() for g in groups],
                          "window": lineage}, "monitoring/drift.json")
     client.set_terminated(run_id, status="FINISHED")
     exp_id = tracking.experiment_id(client, experiment_name(spec.name))
@@ -243,6 +288,7 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[s
             "label_status": label_result.status if label_result else "no_labels",
             "performance": perf.to_dict() if perf else None,
             "degraded": bool(perf and perf.degraded),
+            "bias": {g.feature: g.gaps for g in groups}, "bias_over_limit": over,
             "rows": len(window), "labelled_rows": len(labels), "run_url": url,
             "report": f"{url}/artifacts/monitoring/drift_report.html"}
 
@@ -276,8 +322,9 @@ def alert_transition(previous: dict[str, Any], checked: dict[str, Any], *, coold
     now = now or dt.datetime.now(dt.UTC)
     if checked["status"] == "not_enough_data" and not checked["degraded"]:
         return dict(previous), None  # no verdict: neither a new alert nor a recovery
-    bad = checked["status"] == "drift" or checked["degraded"]
-    fingerprint = json.dumps([sorted(checked["drifted"]), checked["degraded"]])
+    over = checked.get("bias_over_limit") or {}
+    bad = checked["status"] == "drift" or checked["degraded"] or bool(over)
+    fingerprint = json.dumps([sorted(checked["drifted"]), checked["degraded"], sorted(over)])
     state = {"bad": bad, "fingerprint": fingerprint,
              "alerted_at": previous.get("alerted_at"), "version": checked["version"]}
     if not bad:
@@ -295,5 +342,6 @@ def alert_transition(previous: dict[str, Any], checked: dict[str, Any], *, coold
     perf = checked["performance"]
     perf_text = (f"\nPerformance: {perf['metric']} {perf['current']:.4g} vs holdout "
                  f"{perf['reference']:.4g} ({perf['status']})" if perf else "")
+    bias_text = "".join(f"\nBias: {o}" for o in over.values())
     return state, (f":warning: drift in v{checked['version']}: {checked['summary']}\n"
-                   f"Drifted columns: {cols}{perf_text}\nReport: {checked['report']}")
+                   f"Drifted columns: {cols}{perf_text}{bias_text}\nReport: {checked['report']}")

@@ -25,6 +25,8 @@ from airmlops_core.drift import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from airmlops_core.fairness import GroupReport
+
 __all__ = ["plots", "render_report"]
 
 RED, GREEN, AMBER = "#cf222e", "#1a7f37", "#9a6700"
@@ -174,6 +176,23 @@ def _performance(perf: PerformanceDrift) -> str:
             f"{_esc(perf.reason)}</p>")
 
 
+def _bias(reports: Sequence[GroupReport]) -> str:
+    """One table per sensitive feature: each group's metrics, then the gaps."""
+    out = []
+    for r in reports:
+        metrics = [m for m in next(iter(r.by_group.values()), {}) if m != "count"]
+        head = ("<tr><th>" + _esc(r.feature) + "</th><th>rows</th>"
+                + "".join(f"<th>{_esc(m)}</th>" for m in metrics) + "</tr>")
+        rows = [f"<tr><td>{_esc(g)}</td><td class=\"num\">{int(v.get('count', 0)):,}</td>"
+                + "".join(f'<td class="num">{_fmt(v.get(m))}</td>' for m in metrics) + "</tr>"
+                for g, v in r.by_group.items()]
+        gaps = ("<tr><td><b>gap</b></td><td></td>"
+                + "".join(f'<td class="num"><b>{_fmt(r.gaps.get(m))}</b></td>' for m in metrics)
+                + "</tr>")
+        out.append(f"<table>{head}{''.join(rows)}{gaps}</table>")
+    return "".join(out)
+
+
 def _images(images: Sequence[str | Path]) -> str:
     out = []
     for path in images:
@@ -185,7 +204,8 @@ def _images(images: Sequence[str | Path]) -> str:
 
 def render_report(result: DriftResult, *, title: str, subtitle: str = "",
                   performance: PerformanceDrift | None = None,
-                  images: Sequence[str | Path] = ()) -> str:
+                  images: Sequence[str | Path] = (),
+                  bias: Sequence[GroupReport] = ()) -> str:
     """One self-contained HTML page: verdict, drifted columns with their distributions, every
     column's evidence, optional performance drift and PNGs (embedded as data: URIs).
 
@@ -195,6 +215,7 @@ def render_report(result: DriftResult, *, title: str, subtitle: str = "",
         subtitle: One line under the title (e.g. model version and window).
         performance: Performance drift on the labelled window, if any.
         images: PNG files to embed (e.g. from `plots`); the page still needs no other file.
+        bias: Group metrics of the sensitive features on the labelled window.
     """
     cfg = result.config
     drifted = [result.column(n) for n in result.drifted]
@@ -213,6 +234,7 @@ def render_report(result: DriftResult, *, title: str, subtitle: str = "",
     cards = "".join(_card(c) for c in drifted) or '<p class="none">No column drifted.</p>'
     perf = (f"<h2>Performance</h2>{_performance(performance)}" if performance else "")
     imgs = f"<h2>Plots</h2>{_images(images)}" if images else ""
+    groups = f"<h2>Bias (labelled rows)</h2>{_bias(bias)}" if bias else ""
     sub = f'<p class="sub">{_esc(subtitle)}</p>' if subtitle else ""
     legend = (f'<p class="legend">bars:<span style="background:{REF_COLOUR}"></span>reference'
               f'<span style="background:{CUR_COLOUR}"></span>current</p>')
@@ -234,6 +256,7 @@ def render_report(result: DriftResult, *, title: str, subtitle: str = "",
 {legend if drifted else ""}
 <div class="cards">{cards}</div>
 {perf}
+{groups}
 <h2>All columns</h2>
 {_table(result)}
 {imgs}

@@ -93,6 +93,9 @@ def test_shifted_batch_alerts_naming_the_columns_and_signals_retraining(
     assert "contract" in alert
     assert "monthly_charges (" not in alert  # an untouched column is not named
     assert out["mlflow"].data.metrics["drift.feature.tenure.wasserstein"] > 0.5
+    # bias over time: the gate's group metrics on the labelled window, as MLflow metrics
+    assert 0.0 <= out["mlflow"].data.metrics["bias.senior_citizen.selection_rate_gap"] <= 1.0
+    assert out["mlflow"].data.metrics["bias.female.1.count"] > 0
 
     # the drift Asset started a retrain that says why, on the window with the labelled rows
     retrain = airflow_api.wait_for_new_run(f"{MODEL}__retrain", known_retrains)

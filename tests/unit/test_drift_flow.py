@@ -122,3 +122,50 @@ def test_retrain_rule(spec) -> None:
         "v4 performance decay: roc_auc 0.67 vs 0.73; drifted tenure")
     assert drift_flow.retrain_reason(both, checked()) == "v4 drifted tenure"
     assert drift_flow.retrain_reason(perf_only, checked()) is None
+
+
+def test_bias_over_the_labelled_window_matches_a_groupby(spec) -> None:
+    """Group metrics of the champion's predictions per sensitive feature, checked against a
+    plain pandas computation; gaps above fairness_max_gap become alert lines."""
+    rng = np.random.default_rng(3)
+    n = 4_000
+    senior = rng.random(n) < 0.2
+    churn = (rng.random(n) < np.where(senior, 0.4, 0.2)).astype(int)
+    pred = (rng.random(n) < np.where(senior, 0.5, 0.15)).astype(int)  # flags seniors more
+    labels = pd.DataFrame({"customer_id": np.arange(n), "churn": churn, "prediction": pred,
+                           "senior_citizen": senior.astype(int),
+                           "female": rng.integers(0, 2, n)})
+    reports = {r.feature: r for r in drift_flow.bias(spec, labels)}
+    assert set(reports) == set(spec.sensitive_features) == {"female", "senior_citizen"}
+    by_hand = labels.groupby(labels["senior_citizen"].astype(str)).apply(
+        lambda g: pd.Series({"selection_rate": g["prediction"].mean(),
+                             "true_positive_rate": g.loc[g["churn"] == 1, "prediction"].mean(),
+                             "false_positive_rate": g.loc[g["churn"] == 0, "prediction"].mean(),
+                             "count": float(len(g))}))
+    got = reports["senior_citizen"]
+    for group, row in by_hand.iterrows():
+        for metric, value in row.items():
+            assert got.by_group[group][metric] == pytest.approx(value, abs=1e-12)
+    gap = by_hand["selection_rate"].max() - by_hand["selection_rate"].min()
+    assert got.gaps["selection_rate"] == pytest.approx(gap, abs=1e-12)
+
+    metrics = drift_flow.bias_metrics(list(reports.values()))
+    assert metrics["bias.senior_citizen.selection_rate_gap"] == pytest.approx(gap, abs=1e-12)
+    assert metrics["bias.senior_citizen.1.count"] == senior.sum()
+
+    assert drift_flow.bias_over_limit(spec, list(reports.values())) == {}  # no limit set
+    strict = spec.model_copy(update={"promotion": spec.promotion.model_copy(
+        update={"fairness_max_gap": 0.2})})
+    over = drift_flow.bias_over_limit(strict, list(reports.values()))
+    assert "selection_rate by senior_citizen" in over
+    assert not any(k.endswith("by female") for k in over)  # no real gap by gender
+
+    # an alert names it, and the same bias again inside the cool-down stays quiet
+    biased = {**checked("no_drift", {}), "bias_over_limit": over}
+    state, msg = drift_flow.alert_transition({}, biased, cooldown_hours=24, now=T0)
+    assert msg is not None and "Bias: selection_rate gap" in msg
+    drifting_gap = {k: v.replace("gap", "gap (new value)") for k, v in over.items()}
+    _, msg = drift_flow.alert_transition(state, {**biased, "bias_over_limit": drifting_gap},
+                                         cooldown_hours=24, now=T0 + dt.timedelta(hours=1))
+    assert msg is None
+    assert drift_flow.bias(spec, labels.drop(columns=["female", "senior_citizen"])) == []

@@ -110,3 +110,19 @@ def test_not_enough_data_and_no_drift_verdicts() -> None:
     tiny_page = dr.render_report(tiny, title="tiny")
     assert '<div class="verdict not_enough_data">NOT ENOUGH DATA' in tiny_page
     assert "fewer than min_rows" in tiny_page
+
+
+def test_bias_section_lists_each_group_and_the_gap() -> None:
+    from airmlops_core import fairness
+
+    rng = np.random.default_rng(5)
+    prof = d.build_reference(pd.DataFrame({"x": rng.normal(size=2000)}), numeric=["x"])
+    calm = d.check_drift(prof, pd.DataFrame({"x": rng.normal(size=2000)}))
+    y = np.array([1, 0, 1, 0] * 100)
+    pred = np.array([1, 1, 0, 0] * 100)
+    group = pd.Series(["a"] * 200 + ["b"] * 200)
+    report = fairness.group_metrics(y, pred, group, task="binary", feature="region")
+    page = dr.render_report(calm, title="calm", bias=[report])
+    assert "<h2>Bias (labelled rows)</h2>" in page
+    assert "<th>region</th>" in page and "<td>a</td>" in page and "<td>b</td>" in page
+    assert "Bias" not in dr.render_report(calm, title="calm")
