@@ -81,7 +81,7 @@ MLFLOW_SECRET_KEYS = ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_
 EXECUTORS = ("LocalExecutor", "CeleryExecutor")
 WORKER_PREFIX = "celery-worker-"
 # Set in a Celery worker's environment: the hostname its task instances report (see
-# worker_hostname), so the task instances of two workers on one machine can be told apart.
+# task_hostname), so the task instances of two workers on one machine can be told apart.
 WORKER_HOSTNAME_ENV = "AIRMLOPS_WORKER_HOSTNAME"
 _NO_PROXY_HOSTS = ("127.0.0.1", "localhost")
 _AIRFLOW_ENV_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")
@@ -687,12 +687,12 @@ def _commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
              "--celery-hostname", f"celery@{hostname}", "--skip-serve-logs",
              "--pid", str(cfg.run_dir / f"{worker}.celery.pid")],
             {**af_env, WORKER_HOSTNAME_ENV: hostname,
-             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airmlops_core.localstack.worker_hostname"},
+             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airmlops_core.localstack.task_hostname"},
         )
     return commands
 
 
-def worker_hostname() -> str:
+def task_hostname() -> str:
     """Airflow's ``hostname_callable`` in the stack's Celery workers.
 
     Several workers on one machine would all report the machine's name; each reports
