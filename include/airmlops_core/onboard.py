@@ -213,7 +213,6 @@ def stage_file(spec: ModelSpec, model_file: str | Path, reference: Any, dest: Pa
     """A skops file as an sklearn-flavor MLflow model (skops serialization) in `dest`."""
     import mlflow.sklearn
     import skops.io
-    from sklearn.base import is_classifier, is_regressor
 
     from airmlops_core import train_flow, training
 
@@ -240,12 +239,9 @@ def stage_file(spec: ModelSpec, model_file: str | Path, reference: Any, dest: Pa
                            f"{exc}") from exc
     if not hasattr(estimator, "predict"):
         raise OnboardError(f"{where}: {type(estimator).__name__} has no predict method")
-    if spec.is_classifier and is_regressor(estimator):
-        raise OnboardError(f"{where}: {type(estimator).__name__} is a regressor but task is "
-                           f"'{spec.task}'")
-    if not spec.is_classifier and is_classifier(estimator):
-        raise OnboardError(f"{where}: {type(estimator).__name__} is a classifier but task is "
-                           "'regression'")
+    mismatch = training.task_mismatch(spec, estimator)
+    if mismatch:
+        raise OnboardError(f"{where}: {type(estimator).__name__} {mismatch}")
     if spec.is_classifier and not hasattr(estimator, "predict_proba"):
         raise OnboardError(f"{where}: {type(estimator).__name__} has no predict_proba: a "
                            f"'{spec.task}' model must give class probabilities (drift of the "

@@ -40,6 +40,18 @@ def import_object(dotted: str) -> Any:
         raise EstimatorError(f"estimator.class: module '{module_name}' has no '{attr}'") from None
 
 
+
+def task_mismatch(spec: ModelSpec, estimator: Any) -> str | None:
+    """Why `estimator` cannot serve the spec's task (a regressor for a classification task or
+    the reverse), or None."""
+
+    if spec.is_classifier and is_regressor(estimator):
+        return f"is a regressor but task is '{spec.task}'"
+    if not spec.is_classifier and is_classifier(estimator):
+        return "is a classifier but task is 'regression'"
+    return None
+
+
 def build_estimator(spec: ModelSpec) -> BaseEstimator:
     """Instantiate the spec's estimator with its params, seeded when it takes a random_state."""
     cls = import_object(spec.estimator.class_path)
@@ -51,12 +63,9 @@ def build_estimator(spec: ModelSpec) -> BaseEstimator:
                              f"{sorted(params)}: {exc}") from exc
     if not (hasattr(est, "fit") and hasattr(est, "predict")):
         raise EstimatorError(f"estimator.class: {spec.estimator.class_path} has no fit/predict")
-    if spec.is_classifier and is_regressor(est):
-        raise EstimatorError(f"estimator.class: {spec.estimator.class_path} is a regressor but "
-                             f"task is '{spec.task}'")
-    if not spec.is_classifier and is_classifier(est):
-        raise EstimatorError(f"estimator.class: {spec.estimator.class_path} is a classifier but "
-                             "task is 'regression'")
+    mismatch = task_mismatch(spec, est)
+    if mismatch:
+        raise EstimatorError(f"estimator.class: {spec.estimator.class_path} {mismatch}")
     if "random_state" in est.get_params() and "random_state" not in params:
         est.set_params(random_state=spec.split.seed)
     return est
