@@ -555,6 +555,14 @@ class ReferenceProfile:
         """Profiled columns with one of `roles`, in profile order."""
         return [c for c, p in self.columns.items() if p.role in roles]
 
+    def empty_frame(self) -> pd.DataFrame:
+        """No rows, one column per profiled column with its kind's dtype: a window with no
+        data, which checks as "not enough data"."""
+        import pandas as pd
+
+        return pd.DataFrame({c: pd.Series(dtype="float64" if p.kind == "numeric" else "object")
+                             for c, p in self.columns.items()})
+
     def merge(self, other: ReferenceProfile) -> ReferenceProfile:
         """Both profiles' columns (e.g. features from training data, predictions from the holdout).
 

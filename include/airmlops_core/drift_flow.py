@@ -225,8 +225,8 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[s
     profile = champion_profile(client, spec, version)
     window, lineage = current_window(spec, version, spec.monitoring.window_runs)
     cfg = config(spec)
-    result = drift.check_drift(profile, window, config=cfg) if not window.empty else \
-        drift.check_drift(profile, pd.DataFrame(columns=profile.names()), config=cfg)
+    result = drift.check_drift(profile, window if not window.empty else profile.empty_frame(),
+                               config=cfg)
     labels = labelled(spec, window)
     label_result, perf = None, None
     if len(labels):

@@ -137,7 +137,8 @@ def airflow_api(stack: StackConfig) -> AirflowClient:
 # The session shares one stack and one registry: modules run in lifecycle order, so that the
 # first validate run sees no champion, and scoring and the health probe find the champion the
 # gate promoted. The outage campaign uses its own MLflow server and runs last.
-MODULE_ORDER = ("test_stack", "test_train_dag", "test_validate_dag", "test_score_dag",
+MODULE_ORDER = ("test_distributed",  # its own stack: before the session stack starts
+                "test_stack", "test_train_dag", "test_validate_dag", "test_score_dag",
                 "test_drift_dag", "test_health_probe", "test_external_model",
                 "test_mlflow_outage")
 

@@ -561,3 +561,15 @@ def test_performance_drift_degraded_ok_and_not_enough_data() -> None:
     assert worse.low > 1.1
     assert comparison.METRIC_FUNCS["rmse"](truth, truth) == 0.0
     assert d.PerformanceDrift.from_dict(json.loads(json.dumps(bad.to_dict()))) == bad
+
+
+def test_an_empty_window_is_not_enough_data_not_a_dtype_error() -> None:
+    rng = np.random.default_rng(11)
+    ref = pd.DataFrame({"x": rng.normal(size=1000), "c": rng.choice(["a", "b"], size=1000)})
+    prof = d.build_reference(ref, numeric=["x"], categorical=["c"])
+    empty = prof.empty_frame()
+    assert list(empty.columns) == ["x", "c"] and len(empty) == 0
+    assert str(empty["x"].dtype) == "float64"
+    with pytest.raises(ValueError, match="must be numeric"):  # what a bare frame gave before
+        d.check_drift(prof, pd.DataFrame(columns=["x", "c"]))
+    assert d.check_drift(prof, empty).status == "not_enough_data"
