@@ -568,7 +568,8 @@ def test_an_empty_window_is_not_enough_data_not_a_dtype_error() -> None:
     ref = pd.DataFrame({"x": rng.normal(size=1000), "c": rng.choice(["a", "b"], size=1000)})
     prof = d.build_reference(ref, numeric=["x"], categorical=["c"])
     empty = prof.empty_frame()
-    assert list(empty.columns) == ["x", "c"] and len(empty) == 0
+    assert list(empty.columns) == ["x", "c"]
+    assert len(empty) == 0
     assert str(empty["x"].dtype) == "float64"
     with pytest.raises(ValueError, match="must be numeric"):  # what a bare frame gave before
         d.check_drift(prof, pd.DataFrame(columns=["x", "c"]))

@@ -163,7 +163,8 @@ def test_bias_over_the_labelled_window_matches_a_groupby(spec) -> None:
     # an alert names it, and the same bias again inside the cool-down stays quiet
     biased = {**checked("no_drift", {}), "bias_over_limit": over}
     state, msg = drift_flow.alert_transition({}, biased, cooldown_hours=24, now=T0)
-    assert msg is not None and "Bias: selection_rate gap" in msg
+    assert msg is not None
+    assert "Bias: selection_rate gap" in msg
     drifting_gap = {k: v.replace("gap", "gap (new value)") for k, v in over.items()}
     _, msg = drift_flow.alert_transition(state, {**biased, "bias_over_limit": drifting_gap},
                                          cooldown_hours=24, now=T0 + dt.timedelta(hours=1))
