@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 from airmlops_core.ports import free_ports, port_free
+from serverprocess import ServerProcess
 
 HOST = "127.0.0.1"
 MIN_VERSION = 15  # psql's \getenv (docker/postgres/init-databases.sh)
@@ -45,13 +45,15 @@ class PostgresUnavailable(RuntimeError):
     """No usable server binaries, or no unprivileged user to run them as."""
 
 
-class PostgresServer:
+class PostgresServer(ServerProcess):
     """Start and stop a throwaway PostgreSQL cluster; a context manager yielding itself.
 
     Args:
         startup_timeout: Seconds to wait until the server accepts connections.
         fsync: Keep fsync on (off by default: throwaway data, faster tests).
     """
+
+    STOP_SIGNAL = signal.SIGINT  # PostgreSQL's fast shutdown: clients are disconnected
 
     def __init__(self, *, startup_timeout: float = 60.0, fsync: bool = False) -> None:
         bin_dir = postgres_bin()
@@ -150,45 +152,3 @@ class PostgresServer:
         """Whether the server accepts connections (pg_isready on the socket)."""
         return subprocess.run([str(self.bin_dir / "pg_isready"), "-q", "-h", str(self.socket_dir),
                                "-p", str(self.port)], check=False).returncode == 0
-
-    def stop(self, mode: signal.Signals = signal.SIGINT, timeout: float = 30.0) -> None:
-        """Stop the server: SIGINT is PostgreSQL's fast shutdown (clients are disconnected)."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        try:
-            os.killpg(proc.pid, mode)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            proc.wait(timeout=10)
-
-    def restart(self) -> float:
-        """Fast shutdown then start on the same port; return the seconds it was down."""
-        started = time.monotonic()
-        self.stop()
-        self.start()
-        return time.monotonic() - started
-
-    def remove(self) -> None:
-        """Stop and delete the cluster's files."""
-        self.stop()
-        shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> PostgresServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.remove()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()

@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from airmlops_core.ports import free_ports, port_free
+from serverprocess import ServerProcess
 
 HOST = "127.0.0.1"
 
@@ -39,13 +40,15 @@ def redis_binary() -> str | None:
     return shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin:/usr/sbin")
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """Start and stop a password-protected Redis; a context manager yielding itself.
 
     Args:
         password: `requirepass` (random if None).
         startup_timeout: Seconds to wait until the server answers PING.
     """
+
+    STOP_SIGNAL = signal.SIGTERM  # Redis flushes its append-only file and exits
 
     def __init__(self, *, password: str | None = None, startup_timeout: float = 30.0) -> None:
         binary = redis_binary()
@@ -125,46 +128,3 @@ class RedisServer:
             return self.command("PING").startswith(b"+PONG")
         except (OSError, RuntimeError):
             return False
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (Redis flushes its append-only file and exits), SIGKILL after timeout."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            proc.wait(timeout=10)
-
-    def restart(self, down_seconds: float = 0.0) -> float:
-        """Stop, stay down `down_seconds`, start on the same port; return the seconds down."""
-        started = time.monotonic()
-        self.stop()
-        time.sleep(down_seconds)
-        self.start()
-        return time.monotonic() - started
-
-    def remove(self) -> None:
-        """Stop and delete the server's files."""
-        self.stop()
-        shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def _log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> RedisServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.remove()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
