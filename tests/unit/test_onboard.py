@@ -24,25 +24,12 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from test_scoring import frame  # the same churn-like batches
 
 from airmlops_core import data, drift, onboard, registry, scoring, training
 from airmlops_core.onboard import OnboardError, UnsafeModel
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import RunContext
-
-CONTRACTS = ["month", "year1", "year2"]
-
-
-def frame(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    tenure = rng.integers(0, 73, n)
-    monthly = np.round(rng.uniform(18, 120, n), 2)
-    contract = rng.choice(CONTRACTS, n)
-    logit = 1.5 - 0.05 * tenure + 0.01 * monthly + np.where(contract == "month", 1.0, -1.0)
-    churn = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64")
-    return pd.DataFrame({"customer_id": np.arange(n, dtype="int64"),
-                         "tenure": tenure.astype("int64"), "monthly": monthly,
-                         "contract": pd.array(contract, dtype="str"), "churn": churn})
 
 
 def vendor_pipeline(train: pd.DataFrame, estimator: Any = None) -> Pipeline:
