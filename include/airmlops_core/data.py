@@ -241,6 +241,24 @@ def _read_bytes(uri: str, s3_client: Any | None) -> bytes:
         raise DataError(f"{uri}: cannot read: {exc}") from exc
 
 
+def parquet_file(uri: str, *, s3_client: Any | None = None) -> Any:
+    """A pyarrow ParquetFile to stream record batches from: the local file itself, or an S3
+    object read into memory.
+
+    Raises:
+        DataError: missing, unreadable, or not Parquet; naming the URI.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source: Any = pa.BufferReader(_read_bytes(uri, s3_client)) if _is_s3(uri) \
+        else _existing_file(uri)
+    try:
+        return pq.ParquetFile(source)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{uri}: not a readable Parquet file: {exc}") from exc
+
+
 def _existing_file(uri: str) -> Path:
     path = _local_path(uri)
     if path.is_dir():

@@ -111,8 +111,9 @@ def score_step(spec: ModelSpec, ctx: RunContext, partition: str, resolved: dict[
 
 def publish_step(spec: ModelSpec, ctx: RunContext, resolved: dict[str, Any],
                  results: list[dict[str, Any]], *, tracking_uri: str,
-                 s3_client: Any = None) -> dict[str, Any]:
-    """Write the manifest, log the run's lineage to MLflow, then fail if any was quarantined.
+                 s3_client: Any = None, sql_engine: Any = None) -> dict[str, Any]:
+    """Upsert the scored rows into the SQL sink (when the spec has one, in one transaction),
+    write the manifest, log the run's lineage to MLflow, then fail if any was quarantined.
 
     Raises:
         PartitionsQuarantined: naming each quarantined partition, its failed rules and where
@@ -125,6 +126,14 @@ def publish_step(spec: ModelSpec, ctx: RunContext, resolved: dict[str, Any],
     from airmlops_core.train_flow import experiment_name
 
     results = [r for r in results if r]
+    sink = spec.scoring.sink
+    sink_rows = None
+    if sink is not None and spec.row_key:
+        from airmlops_core import score_sink
+
+        sink_rows = score_sink.upsert(
+            sql_engine, sink.table, spec.row_key,
+            [r["output_uri"] for r in results if r["status"] == "scored"], s3_client=s3_client)
     manifest = scoring.write_manifest(output_base(spec), results, s3_client=s3_client)
     totals = manifest["totals"]
     seconds = sum(r["usage"]["wall_seconds"] for r in results)
@@ -135,7 +144,8 @@ def publish_step(spec: ModelSpec, ctx: RunContext, resolved: dict[str, Any],
                "task_seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
                "rows_per_second": round(totals["rows_in"] / max(seconds, 1e-9), 1),
                "rows_per_cpu_second": round(totals["rows_in"] / max(cpu, 1e-9), 1),
-               "peak_rss_mib": max(r["usage"]["peak_rss_mib"] for r in results)}
+               "peak_rss_mib": max(r["usage"]["peak_rss_mib"] for r in results),
+               **({"sink_rows": sink_rows} if sink_rows is not None else {})}
     client = MlflowClient(tracking_uri)
     run_id = resolved["mlflow_run_id"]
     mlflow.set_tracking_uri(tracking_uri)

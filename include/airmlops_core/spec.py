@@ -199,6 +199,14 @@ class Promotion(_Strict):
     human_approval: bool = False
 
 
+class ScoringSink(_Strict):
+    """Upsert each run's scored rows into `table` ("name" or "schema.name") through the Airflow
+    SQL connection `conn_id`, keyed on (row key, model_name); see airmlops_core.score_sink."""
+
+    conn_id: str
+    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
 class Scoring(_Strict):
     """Bulk scoring with the champion: where batches land and where scores go.
 
@@ -213,6 +221,7 @@ class Scoring(_Strict):
     query: str | None = None
     conn_id: str | None = None
     chunk_rows: int = Field(default=131_072, ge=1_000, le=10_000_000)
+    sink: ScoringSink | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Scoring:
@@ -362,6 +371,8 @@ class ModelSpec(_Strict):
             raise ValueError(f"row_key '{self.row_key}' must not be a feature or the target")
         if self.sensitive_features and self.target in self.sensitive_features:
             raise ValueError(f"target '{self.target}' cannot be a sensitive feature")
+        if self.scoring.sink and not self.row_key:
+            raise ValueError("scoring.sink upserts on (row key, model_name): set row_key")
         if self.target in self.promotion.segments:
             raise ValueError(f"target '{self.target}' cannot be a promotion segment")
         if self.rebalance is not None:

@@ -9,6 +9,7 @@ in tests/integration/specs, with schedules removed so that only the tests trigge
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def integration_models(target: Path) -> Path:
             spec["alerts"] = {**spec.get("alerts", {}), "deadlines": {"train": 0.1}}
             # each drift check looks at the latest scoring run only; drift signals retraining
             spec["monitoring"] = {"window_runs": 1, "retrain_on": ["drift"]}
+            # scored rows are also upserted into a SQLite table (Airflow connection scores_db)
+            spec["scoring"] = {**spec.get("scoring", {}),
+                               "sink": {"conn_id": "scores_db", "table": "churn_scores"}}
         (target / src.name).write_text(yaml.safe_dump(spec, sort_keys=False))
         if spec["name"] == "customer_churn":
             (target / f"{REVIEWED_MODEL}.yaml").write_text(yaml.safe_dump(reviewed(spec),
@@ -107,7 +111,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
     smoke_dags = tmp_path_factory.mktemp("smoke_dags")
     (smoke_dags / "airmlops_smoke.py").write_text(SMOKE_DAG)
     models = integration_models(tmp_path_factory.mktemp("models"))
-    extra_env = {"AIRMLOPS_MODELS_DIR": str(models)}
+    extra_env = {"AIRMLOPS_MODELS_DIR": str(models),
+                 "AIRFLOW_CONN_SCORES_DB": json.dumps({"conn_type": "sqlite",
+                                                       "host": str(home / "scores.db")})}
     airflow_port, mlflow_port, receiver_port, model_api_port = free_ports(4)
     cfg = StackConfig(
         home=home,

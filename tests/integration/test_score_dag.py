@@ -9,6 +9,7 @@ a bad partition is quarantined while the others are scored, and the run fails wi
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -102,15 +103,30 @@ def test_landing_event_scores_every_partition_with_the_champion(landed_run, stac
     assert run.data.metrics["score.rows_out"] == len(frame)
     assert run.data.metrics["score.rows_per_cpu_second"] > 0
     assert run.data.metrics["score.peak_rss_mib"] > 50
+    # the SQL sink (a SQLite connection here) holds the same rows, keyed on (row key, model)
+    sink = sink_rows(stack)
+    assert run.data.metrics["score.sink_rows"] == len(frame)
+    assert len(sink) >= len(frame)
+    assert not sink.duplicated(["customer_id", "model_name"]).any()
+    mine = sink.set_index("customer_id").loc[frame["customer_id"]]
+    np.testing.assert_allclose(mine["proba_1"].to_numpy(), expected, rtol=1e-12)
+    assert set(mine["model_version"]) == {champion}
+
+
+def sink_rows(stack: Any) -> pd.DataFrame:
+    with sqlite3.connect(stack.home / "scores.db") as conn:
+        return pd.read_sql("SELECT * FROM churn_scores", conn)
 
 
 def test_rerun_of_the_same_run_is_byte_identical(landed_run, stack, airflow_api) -> None:
     before = {f.name: data.file_sha256(str(f)) for f in outputs(stack)}
+    sinked = sink_rows(stack)
     airflow_api.clear_run(DAG_ID, landed_run["run_id"])
     time.sleep(2)
     assert airflow_api.wait(DAG_ID, landed_run["run_id"], timeout=600) == "success"
     after = {f.name: data.file_sha256(str(f)) for f in outputs(stack)}
     assert after == before
+    assert len(sink_rows(stack)) == len(sinked)  # the re-run updated rows, added none
 
 
 def test_bad_partition_is_quarantined_others_scored_run_fails(landed_run, stack,

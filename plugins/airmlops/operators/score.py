@@ -23,6 +23,13 @@ class ScoringOperator(ModelOperator):
 
         return S3Hook(aws_conn_id=self.spec.scoring.conn_id or "aws_default").get_conn()
 
+    @staticmethod
+    def sql_engine(conn_id: str) -> Any:
+        """A SQLAlchemy engine for an Airflow SQL connection."""
+        from airflow.sdk import BaseHook
+
+        return BaseHook.get_connection(conn_id).get_hook().get_sqlalchemy_engine()
+
 
 class ResolveChampionOperator(ScoringOperator):
     """Pin the champion's version for the whole run; fail at once if there is none yet."""
@@ -59,11 +66,9 @@ class ListPartitionsOperator(ScoringOperator):
         from airmlops_core.data import DataError
 
         engine, landed = None, landed_inputs(context)
-        if self.spec.scoring.query and not self.input_uri and not landed:
-            from airflow.sdk import BaseHook
-
-            conn = BaseHook.get_connection(self.spec.scoring.conn_id)
-            engine = conn.get_hook().get_sqlalchemy_engine()
+        if self.spec.scoring.query and self.spec.scoring.conn_id and not (
+                self.input_uri or landed):
+            engine = self.sql_engine(self.spec.scoring.conn_id)
         try:
             found = score_flow.partitions_step(self.spec, self.run_context(context),
                                                override=self.input_uri or None,
@@ -107,10 +112,13 @@ class PublishScoresOperator(ScoringOperator):
 
     def run(self, context: Any) -> dict[str, Any]:
         from airmlops_core import score_flow
+        from airmlops_core.score_sink import SinkError
 
         try:
-            return score_flow.publish_step(self.spec, self.run_context(context), self.resolved,
-                                           list(self.results), tracking_uri=self.tracking_uri(),
-                                           s3_client=self.s3_client())
-        except score_flow.PartitionsQuarantined as exc:
+            sink = self.spec.scoring.sink
+            return score_flow.publish_step(
+                self.spec, self.run_context(context), self.resolved, list(self.results),
+                tracking_uri=self.tracking_uri(), s3_client=self.s3_client(),
+                sql_engine=self.sql_engine(sink.conn_id) if sink else None)
+        except (score_flow.PartitionsQuarantined, SinkError) as exc:
             raise AirflowFailException(str(exc)) from exc
