@@ -533,11 +533,12 @@ def load_model(client: MlflowClient, name: str, version: str | int) -> LoadedMod
     except MlflowException as exc:
         raise ModelLoadError(f"model {name} version {version} is not in the registry at "
                              f"{client.tracking_uri}: {exc.message}") from exc
+    # resolved through this client: MLflow resolves a models:/ URI against the process-wide
+    # registry URI whatever tracking_uri is passed, which may name another server
+    source = client.get_model_version_download_uri(name, version)
     with tempfile.TemporaryDirectory(prefix="airmlops-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=tmp,
-            tracking_uri=client.tracking_uri,
-            registry_uri=getattr(client, "_registry_uri", None) or client.tracking_uri)
+            artifact_uri=source, dst_path=tmp, tracking_uri=client.tracking_uri)
         return load_local(local, name, version)
 
 

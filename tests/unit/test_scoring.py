@@ -170,6 +170,22 @@ def test_output_layout_is_deterministic() -> None:
         scoring.output_uri("/o", "m", "yesterday", "p")
 
 
+def test_load_uses_the_clients_server_not_the_process_wide_one(registry, tmp_path: Path
+                                                                ) -> None:
+    """A task may hold a client for one server while mlflow's global URIs name another (an
+    earlier set_tracking_uri): the version must still come from the client's server."""
+    other = f"sqlite:///{tmp_path / 'other.db'}"  # an empty tracking + registry store
+    mlflow.set_tracking_uri(other)
+    mlflow.set_registry_uri(other)
+    try:
+        loaded = scoring.load_model(registry["client"], MODEL, registry["v1"])
+    finally:
+        mlflow.set_tracking_uri(registry["url"])
+        mlflow.set_registry_uri(registry["url"])
+    assert loaded.version == registry["v1"]
+    assert loaded.proba_columns
+
+
 def test_no_champion_is_a_clear_error(registry: dict[str, Any]) -> None:
     client = registry["client"]
     if "champion" in client.get_registered_model(MODEL).aliases:
