@@ -375,15 +375,22 @@ def credentials(cfg: StackConfig) -> tuple[Path, tuple[str, str]]:
 
 
 # Environment ----------------------------------------------------------------------------------
+# the caller's MLflow servers: the stack's processes use the stack's own MLflow
+_CALLER_ONLY_ENV = ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "MLFLOW_REGISTRY_URI",
+                    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
 def _inherited_env() -> dict[str, str]:
-    """The caller's environment minus Airflow settings, so the stack is the same from any shell.
+    """The caller's environment minus Airflow settings and the caller's MLflow registry and
+    credentials, so the stack is the same from any shell (a registry URI left by the caller
+    would send the stack's registrations to another server).
 
     Use ``StackConfig.extra_env`` to override anything on purpose.
     """
     return {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(_AIRFLOW_ENV_PREFIXES) and k not in ("AIRFLOW_HOME", "AIRFLOW_CONFIG")
+        if not k.startswith(_AIRFLOW_ENV_PREFIXES) and k not in _CALLER_ONLY_ENV
     }
 
 

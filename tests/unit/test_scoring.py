@@ -176,12 +176,13 @@ def test_load_uses_the_clients_server_not_the_process_wide_one(registry, tmp_pat
     earlier set_tracking_uri): the version must still come from the client's server."""
     other = f"sqlite:///{tmp_path / 'other.db'}"  # an empty tracking + registry store
     mlflow.set_tracking_uri(other)
-    mlflow.set_registry_uri(other)
+    mlflow.set_registry_uri(other)  # also exported as MLFLOW_REGISTRY_URI to child processes
     try:
         loaded = scoring.load_model(registry["client"], MODEL, registry["v1"])
     finally:
         mlflow.set_tracking_uri(registry["url"])
-        mlflow.set_registry_uri(registry["url"])
+        mlflow.set_registry_uri("")  # back to "same as tracking"
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
     assert loaded.version == registry["v1"]
     assert loaded.proba_columns
 
