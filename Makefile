@@ -10,11 +10,11 @@ STAMP := $(VENV)/.installed
 .PHONY: up down status test test-unit test-integration install system-deps lock lint validate bench clean compose-env
 
 # The virtualenv, installed from the committed lock of exact versions.
-$(STAMP): requirements/lock.txt pyproject.toml
+$(STAMP): requirements/lock.txt pyproject.toml dev/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(UV) pip install --quiet --python $(PY) -r requirements/lock.txt
-	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	$(UV) pip install --quiet --python $(PY) --no-deps -e . -e dev
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -35,10 +35,10 @@ up: install  ## start the local stack (Airflow, MLflow, webhook receiver) and ru
 	$(PY) -m airmlops_core.cli up
 
 down:  ## stop every process `make up` started
-	@test -x $(PY) && $(PY) -m airmlops_core.localstack down || echo "nothing to stop (no $(VENV))"
+	@test -x $(PY) && $(PY) -m airmlops_dev.localstack down || echo "nothing to stop (no $(VENV))"
 
 status:  ## what runs, where
-	@$(PY) -m airmlops_core.localstack status
+	@$(PY) -m airmlops_dev.localstack status
 
 test: install system-deps  ## the whole suite: DAG integrity, unit, integration (real Airflow + MLflow)
 	$(PY) -m pytest
@@ -64,7 +64,7 @@ bench: install  ## benchmarks (ratios printed)
 	$(PY) benchmarks/drift_check.py
 
 compose-env: install  ## secrets for docker-compose.yml into .env (mode 0600); rotation: docs/deployment.md
-	$(PY) -m airmlops_core.compose_env --output .env
+	$(PY) -m airmlops_dev.compose_env --output .env
 
 # Refresh the lock: exact versions of everything, resolved for Python 3.11.
 lock: install

@@ -92,8 +92,9 @@ def make_frame(rows: int, seed: int, shifted: bool):
     y = rng.normal(0.0, 1.0, rows)
     y[rng.random(rows) < 0.05] = np.nan
     cols["num_19"] = y
-    cols["cat_0"] = rng.choice(np.array(["a", "b", "c"]), rows,
-                               p=[0.4, 0.4, 0.2] if s else [0.5, 0.3, 0.2])
+    cols["cat_0"] = rng.choice(
+        np.array(["a", "b", "c"]), rows, p=[0.4, 0.4, 0.2] if s else [0.5, 0.3, 0.2]
+    )
     w1 = np.array([0.3, 0.2, 0.15, 0.1, 0.1, 0.07, 0.05, 0.03])
     cols["cat_1"] = rng.choice(np.array([f"k{i}" for i in range(8)]), rows, p=w1)
     w2 = np.array([0.35, 0.25, 0.2, 0.15, 0.05])
@@ -120,12 +121,14 @@ def read(path: str):
     """Parquet -> pandas, memory-frugal (the same reader settings for every contender)."""
     import pandas as pd
 
-    return pd.read_parquet(path, pre_buffer=False,
-                           to_pandas_kwargs={"self_destruct": True, "split_blocks": True})
+    return pd.read_parquet(
+        path, pre_buffer=False, to_pandas_kwargs={"self_destruct": True, "split_blocks": True}
+    )
 
 
 def worker_pack(ref_path: str, cur_path: str) -> dict:
-    from airmlops_core import drift, drift_report
+    from airmlops_core.drift import report as drift_report
+    from airmlops_core.stats import drift
 
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
@@ -147,11 +150,16 @@ def worker_pack(ref_path: str, cur_path: str) -> dict:
     lap("check")
     html = drift_report.render_report(result, title="benchmark")
     lap("report")
-    return {"drifted": result.drifted, "stages": stages,
-            "profile_mib": len(blob) / 2**20, "report_kib": len(html) / 1024,
-            "compute_seconds": time.perf_counter() - t0,
-            "p_below_005": [c.column for c in result.columns
-                            if c.p_value is not None and c.p_value < 0.05]}
+    return {
+        "drifted": result.drifted,
+        "stages": stages,
+        "profile_mib": len(blob) / 2**20,
+        "report_kib": len(html) / 1024,
+        "compute_seconds": time.perf_counter() - t0,
+        "p_below_005": [
+            c.column for c in result.columns if c.p_value is not None and c.p_value < 0.05
+        ],
+    }
 
 
 def worker_scipy(ref_path: str, cur_path: str) -> dict:
@@ -161,7 +169,7 @@ def worker_scipy(ref_path: str, cur_path: str) -> dict:
     from scipy import stats
     from scipy.spatial.distance import jensenshannon
 
-    from airmlops_core.drift import DriftConfig, benjamini_hochberg, psi
+    from airmlops_core.stats.drift import DriftConfig, benjamini_hochberg, psi
 
     t0 = time.perf_counter()
     ref, cur = read(ref_path), read(cur_path)
@@ -178,8 +186,13 @@ def worker_scipy(ref_path: str, cur_path: str) -> dict:
         pvals.append(p)
         large.append(w >= cfg.min_wasserstein or psi(ra, rb) >= cfg.min_psi)
     for c in CATEGORICAL:
-        vc = pd.concat([ref[c].value_counts(dropna=False).rename("r"),
-                        cur[c].value_counts(dropna=False).rename("c")], axis=1).fillna(0)
+        vc = pd.concat(
+            [
+                ref[c].value_counts(dropna=False).rename("r"),
+                cur[c].value_counts(dropna=False).rename("c"),
+            ],
+            axis=1,
+        ).fillna(0)
         table = vc.to_numpy().T
         p = stats.chi2_contingency(table).pvalue
         js = jensenshannon(table[0], table[1], base=2)
@@ -187,10 +200,12 @@ def worker_scipy(ref_path: str, cur_path: str) -> dict:
         pvals.append(p)
         large.append(js >= cfg.min_js or psi(table[0], table[1]) >= cfg.min_psi)
     adjusted = benjamini_hochberg(pvals)
-    drifted = [n for n, q, big in zip(names, adjusted, large, strict=True)
-               if q <= cfg.fdr and big]
-    return {"drifted": drifted, "compute_seconds": time.perf_counter() - t0,
-            "p_below_005": [n for n, p in zip(names, pvals, strict=True) if p < 0.05]}
+    drifted = [n for n, q, big in zip(names, adjusted, large, strict=True) if q <= cfg.fdr and big]
+    return {
+        "drifted": drifted,
+        "compute_seconds": time.perf_counter() - t0,
+        "p_below_005": [n for n, p in zip(names, pvals, strict=True) if p < 0.05],
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,12 +216,24 @@ def evidently_python() -> Path:
     """The venv's interpreter; the venv is created from requirements.txt when missing."""
     python = EVIDENTLY_VENV / "bin" / "python"
     if not python.exists():
-        print(f"creating {EVIDENTLY_VENV} (pip install -r {EVIDENTLY_DIR / 'requirements.txt'})",
-              flush=True)
+        print(
+            f"creating {EVIDENTLY_VENV} (pip install -r {EVIDENTLY_DIR / 'requirements.txt'})",
+            flush=True,
+        )
         venv.create(EVIDENTLY_VENV, with_pip=True)
         (EVIDENTLY_VENV / ".gitignore").write_text("*\n")
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r",
-                        str(EVIDENTLY_DIR / "requirements.txt")], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-r",
+                str(EVIDENTLY_DIR / "requirements.txt"),
+            ],
+            check=True,
+        )
     return python
 
 
@@ -263,18 +290,23 @@ def main() -> int:
         # without this, each process would compile pandas & co from source, ~2.5 s.)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env.update(PYTHONPYCACHEPREFIX=str(Path(tmp) / "pycache"), PYTHONHASHSEED="0")
-        print(f"data: {args.rows:,} reference + {args.rows:,} current rows, "
-              f"{len(NUMERIC)} numeric + {len(CATEGORICAL)} categorical columns "
-              f"({(ref_path.stat().st_size + cur_path.stat().st_size) / 2**20:.0f} MiB Parquet, "
-              f"written in {time.perf_counter() - t0:.1f} s)", flush=True)
+        print(
+            f"data: {args.rows:,} reference + {args.rows:,} current rows, "
+            f"{len(NUMERIC)} numeric + {len(CATEGORICAL)} categorical columns "
+            f"({(ref_path.stat().st_size + cur_path.stat().st_size) / 2**20:.0f} MiB Parquet, "
+            f"written in {time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
         me = [sys.executable, str(Path(__file__).resolve())]
         contenders: dict[str, list[str]] = {
             "airmlops drift": [*me, "--worker", "pack"],
             "plain scipy": [*me, "--worker", "scipy"],
         }
         if not args.no_evidently:
-            contenders["Evidently 0.7"] = [str(evidently_python()),
-                                           str(EVIDENTLY_DIR / "run_evidently.py")]
+            contenders["Evidently 0.7"] = [
+                str(evidently_python()),
+                str(EVIDENTLY_DIR / "run_evidently.py"),
+            ]
         tail = {"Evidently 0.7": [str(cols_path)]}
         results: dict[str, dict] = {}
         for name, cmd in contenders.items():
@@ -287,35 +319,48 @@ def main() -> int:
 
     base = results.get("Evidently 0.7")
     print()
-    print(f"{'contender':<16} {'wall s':>7} {'work s':>7} {'peak MiB':>9} {'x faster':>9} "
-          f"{'mem frac':>9} {'shifted found':>14}  missed / undrifted flagged")
+    print(
+        f"{'contender':<16} {'wall s':>7} {'work s':>7} {'peak MiB':>9} {'x faster':>9} "
+        f"{'mem frac':>9} {'shifted found':>14}  missed / undrifted flagged"
+    )
     for name, r in results.items():
         missed, false = verdicts(r["drifted"])
         speed = f"{base['wall_seconds'] / r['wall_seconds']:.1f}" if base else "-"
         mem = f"{r['peak_mib'] / base['peak_mib']:.2f}" if base else "-"
         work = r.get("compute_seconds", r.get("seconds", float("nan")))
-        print(f"{name:<16} {r['wall_seconds']:>7.1f} {work:>7.1f} {r['peak_mib']:>9.0f} "
-              f"{speed:>9} {mem:>9} {len(SHIFTED) - len(missed):>8}/{len(SHIFTED):<5}  "
-              f"missed {missed or 'none'}; flagged {false or 'none'}")
+        print(
+            f"{name:<16} {r['wall_seconds']:>7.1f} {work:>7.1f} {r['peak_mib']:>9.0f} "
+            f"{speed:>9} {mem:>9} {len(SHIFTED) - len(missed):>8}/{len(SHIFTED):<5}  "
+            f"missed {missed or 'none'}; flagged {false or 'none'}"
+        )
     print()
     print("shifted on purpose: " + "; ".join(f"{k} ({v})" for k, v in SHIFTED.items()))
     print("negligible shift: " + "; ".join(f"{k} ({v})" for k, v in NEGLIGIBLE.items()))
     for name in ("airmlops drift", "plain scipy"):
         print(f"{name}: raw p < 0.05 in {results[name]['p_below_005']}")
     pack = results["airmlops drift"]
-    print("airmlops stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in pack["stages"].items())
-          + f"; profile {pack['profile_mib']:.1f} MiB, HTML report {pack['report_kib']:.0f} KiB")
+    print(
+        "airmlops stages (s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in pack["stages"].items())
+        + f"; profile {pack['profile_mib']:.1f} MiB, HTML report {pack['report_kib']:.0f} KiB"
+    )
     if base:
         ev = base.get("columns", {})
-        print("Evidently methods: " + ", ".join(sorted({v['method'] for v in ev.values()})))
+        print("Evidently methods: " + ", ".join(sorted({v["method"] for v in ev.values()})))
         speedup = base["wall_seconds"] / pack["wall_seconds"]
         frac = pack["peak_mib"] / base["peak_mib"]
         missed, false = verdicts(pack["drifted"])
-        ok = (speedup >= TARGET_SPEEDUP and frac <= TARGET_MEMORY_FRACTION and not missed
-              and not false)
-        print(f"targets (>= {TARGET_SPEEDUP:.0f}x faster, <= 1/3 of the memory, every shifted "
-              f"column found, none undrifted flagged): {'MET' if ok else 'MISSED'} "
-              f"({speedup:.1f}x, {frac:.2f} of the memory)")
+        ok = (
+            speedup >= TARGET_SPEEDUP
+            and frac <= TARGET_MEMORY_FRACTION
+            and not missed
+            and not false
+        )
+        print(
+            f"targets (>= {TARGET_SPEEDUP:.0f}x faster, <= 1/3 of the memory, every shifted "
+            f"column found, none undrifted flagged): {'MET' if ok else 'MISSED'} "
+            f"({speedup:.1f}x, {frac:.2f} of the memory)"
+        )
     return 0
 
 

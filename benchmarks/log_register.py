@@ -25,8 +25,11 @@ def main() -> int:
     import mlflow
     from mlflow.models import infer_signature
 
-    from airmlops_core import demo_data, spec, train_flow, training
-    from airmlops_core.mlflow_server import mlflow_server
+    from airmlops_core import spec
+    from airmlops_core.train import estimator as training
+    from airmlops_core.train import flow as train_flow
+    from airmlops_dev import demo_data
+    from airmlops_dev.mlflow_server import mlflow_server
 
     s = spec.load_spec(PROJECT / "include" / "models" / "customer_churn.yaml")
     df = demo_data.churn()
@@ -42,15 +45,19 @@ def main() -> int:
             t0 = time.perf_counter()
             with mlflow.start_run():
                 info = mlflow.sklearn.log_model(
-                    pipeline, name="model", signature=signature, input_example=X,
-                    pip_requirements=pip, serialization_format="skops",
-                    skops_trusted_types=trusted)
+                    pipeline,
+                    name="model",
+                    signature=signature,
+                    input_example=X,
+                    pip_requirements=pip,
+                    serialization_format="skops",
+                    skops_trusted_types=trusted,
+                )
             mlflow.register_model(info.model_uri, "bench_model")
             return time.perf_counter() - t0
 
         log_and_register(train_flow.pip_requirements())  # warm-up: imports, first requests
-        explicit = [log_and_register(train_flow.pip_requirements())
-                    for _ in range(args.repeat)]
+        explicit = [log_and_register(train_flow.pip_requirements()) for _ in range(args.repeat)]
         inferred = [log_and_register(None) for _ in range(args.repeat)]
     e, i = statistics.median(explicit), statistics.median(inferred)
     print(f"log + register one model, median of {args.repeat}:")

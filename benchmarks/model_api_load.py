@@ -1,6 +1,7 @@
 """Model API under load: requests/s and p50/p99 latency at a few concurrency levels.
 
-Starts its own MLflow server and the model API (airmlops_core.model_api) on loopback, registers
+Starts its own MLflow server and the model API (airmlops_core.serve.model_api) on loopback,
+registers
 the customer_churn demo pipeline (logged as the train path logs it) as `champion`, then for
 each payload size (rows per request) and concurrency level runs a closed-loop load generator
 (one thread per simulated client, keep-alive HTTP/1.1 with the standard library's
@@ -45,7 +46,10 @@ def register_champion(url: str) -> tuple[Any, Any]:
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from airmlops_core import demo_data, spec, train_flow, training
+    from airmlops_core import spec
+    from airmlops_core.train import estimator as training
+    from airmlops_core.train import flow as train_flow
+    from airmlops_dev import demo_data
 
     s = spec.load_spec(PROJECT / "include" / "models" / "customer_churn.yaml")
     df = demo_data.churn()
@@ -56,11 +60,15 @@ def register_champion(url: str) -> tuple[Any, Any]:
     mlflow.set_experiment("bench-model-api")
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            pipeline, name="model", signature=infer_signature(sample,
-                                                              pipeline.predict_proba(sample)),
-            input_example=sample, pip_requirements=train_flow.pip_requirements(s),
-            serialization_format="skops", skops_trusted_types=training.trusted_types(pipeline),
-            pyfunc_predict_fn="predict_proba")
+            pipeline,
+            name="model",
+            signature=infer_signature(sample, pipeline.predict_proba(sample)),
+            input_example=sample,
+            pip_requirements=train_flow.pip_requirements(s),
+            serialization_format="skops",
+            skops_trusted_types=training.trusted_types(pipeline),
+            pyfunc_predict_fn="predict_proba",
+        )
     mv = mlflow.register_model(info.model_uri, MODEL)
     MlflowClient(url).set_registered_model_alias(MODEL, "champion", mv.version)
     return s, X
@@ -68,9 +76,14 @@ def register_champion(url: str) -> tuple[Any, Any]:
 
 def payload(X: Any, rows: int) -> bytes:
     part = X.head(rows)
-    return json.dumps({"dataframe_split": {
-        "columns": list(part.columns),
-        "data": [list(r) for r in part.itertuples(index=False)]}}).encode()
+    return json.dumps(
+        {
+            "dataframe_split": {
+                "columns": list(part.columns),
+                "data": [list(r) for r in part.itertuples(index=False)],
+            }
+        }
+    ).encode()
 
 
 def in_process(model: Any, frame: Any, seconds: float) -> list[float]:
@@ -140,18 +153,35 @@ def main() -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
-    from airmlops_core.mlflow_server import mlflow_server
-    from airmlops_core.ports import free_ports
+    from airmlops_dev.mlflow_server import mlflow_server
+    from airmlops_dev.ports import free_ports
 
     with tempfile.TemporaryDirectory() as tmp, mlflow_server(Path(tmp) / "mlflow") as url:
         _, X = register_champion(url)
         (port,) = free_ports(1)
         log = (Path(tmp) / "api.log").open("wb")
         api = subprocess.Popen(
-            [sys.executable, "-m", "airmlops_core.model_api", "--tracking-uri", url,
-             "--models", MODEL, "--port", str(port), "--threads", str(args.threads),
-             "--poll-interval", "60", "--log-level", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "airmlops_core.serve.model_api",
+                "--tracking-uri",
+                url,
+                "--models",
+                MODEL,
+                "--port",
+                str(port),
+                "--threads",
+                str(args.threads),
+                "--poll-interval",
+                "60",
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 120
             while True:
@@ -164,20 +194,26 @@ def main() -> int:
                     time.sleep(0.5)
             model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
             base: dict[int, float] = {}
-            print(f"model: customer_churn demo pipeline (LogisticRegression), {X.shape[1]} "
-                  f"features; API --threads {args.threads}; {os.cpu_count()} CPUs shared by "
-                  f"API and load generator; load average {os.getloadavg()[0]:.1f} at start")
+            print(
+                f"model: customer_churn demo pipeline (LogisticRegression), {X.shape[1]} "
+                f"features; API --threads {args.threads}; {os.cpu_count()} CPUs shared by "
+                f"API and load generator; load average {os.getloadavg()[0]:.1f} at start"
+            )
             print("baseline, in-process pyfunc predict on a ready DataFrame (1 caller):")
             for rows in args.rows:
                 frame = X.head(rows)
                 in_process(model, frame, 1.0)  # warm-up
                 times = in_process(model, frame, min(args.duration, 5.0))
                 base[rows] = statistics.median(times)
-                print(f"  {rows:>4} rows: p50 {base[rows] * 1000:7.3f} ms, "
-                      f"{1 / base[rows]:8.0f} calls/s")
-            print(f"\n{'rows':>4} {'clients':>7} {'requests':>8} {'req/s':>8} {'rows/s':>9} "
-                  f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'p50 / base':>10} "
-                  f"{'req/s / base':>12}")
+                print(
+                    f"  {rows:>4} rows: p50 {base[rows] * 1000:7.3f} ms, "
+                    f"{1 / base[rows]:8.0f} calls/s"
+                )
+            print(
+                f"\n{'rows':>4} {'clients':>7} {'requests':>8} {'req/s':>8} {'rows/s':>9} "
+                f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'p50 / base':>10} "
+                f"{'req/s / base':>12}"
+            )
             for rows in args.rows:
                 body = payload(X, rows)
                 load(port, body, 2, 1.0)  # warm-up
@@ -186,9 +222,11 @@ def main() -> int:
                     rps = len(lat) / elapsed
                     p50 = percentile(lat, 50) if lat else float("nan")
                     p99 = percentile(lat, 99) if lat else float("nan")
-                    print(f"{rows:>4} {clients:>7} {len(lat):>8} {rps:>8.0f} {rps * rows:>9.0f} "
-                          f"{p50 * 1000:>8.2f} {p99 * 1000:>8.2f} {errors:>6} "
-                          f"{p50 / base[rows]:>9.1f}x {rps * base[rows]:>11.2f}x")
+                    print(
+                        f"{rows:>4} {clients:>7} {len(lat):>8} {rps:>8.0f} {rps * rows:>9.0f} "
+                        f"{p50 * 1000:>8.2f} {p99 * 1000:>8.2f} {errors:>6} "
+                        f"{p50 / base[rows]:>9.1f}x {rps * base[rows]:>11.2f}x"
+                    )
         finally:
             os.killpg(api.pid, signal.SIGTERM)
             try:

@@ -59,8 +59,14 @@ def time_parse(dag_folder: Path, models_dir: Path | None) -> dict:
     env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     if models_dir:
         env["AIRMLOPS_MODELS_DIR"] = str(models_dir)
-    out = subprocess.run([sys.executable, "-c", TIMER, str(dag_folder), PLAIN_DAG], env=env,
-                         capture_output=True, text=True, check=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", TIMER, str(dag_folder), PLAIN_DAG],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -74,8 +80,9 @@ def main() -> int:
         plain = Path(tmp) / "plain"
         plain.mkdir()
         (plain / "plain_dag.py").write_text(PLAIN_DAG)
-        base_ms = statistics.median(time_parse(plain, None)["seconds"] * 1000
-                                    for _ in range(args.repeat))
+        base_ms = statistics.median(
+            time_parse(plain, None)["seconds"] * 1000 for _ in range(args.repeat)
+        )
         print(f"baseline: one DAG file with only Airflow imports parses in {base_ms:.1f} ms")
         print(f"{'specs':>6} {'dags':>6} {'parse ms':>10} {'ms/spec':>9} {'x baseline':>11}")
         worst = 0.0
@@ -87,11 +94,15 @@ def main() -> int:
             ms = statistics.median(r["seconds"] for r in runs) * 1000
             per_spec = ms / count
             worst = max(worst, per_spec) if count >= 50 else worst
-            print(f"{count:>6} {runs[0]['dags']:>6} {ms:>10.1f} {per_spec:>9.2f} "
-                  f"{ms / base_ms:>11.1f}")
+            print(
+                f"{count:>6} {runs[0]['dags']:>6} {ms:>10.1f} {per_spec:>9.2f} "
+                f"{ms / base_ms:>11.1f}"
+            )
         verdict = "meets" if worst < TARGET_MS_PER_SPEC else "MISSES"
-        print(f"worst ms/spec at >= 50 specs: {worst:.2f} ({verdict} the {TARGET_MS_PER_SPEC:.0f} "
-              "ms/spec target)")
+        print(
+            f"worst ms/spec at >= 50 specs: {worst:.2f} ({verdict} the {TARGET_MS_PER_SPEC:.0f} "
+            "ms/spec target)"
+        )
     return 0
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from airmlops_core import data, demo_data
-from airmlops_core.airflow_api import AirflowClient
-from airmlops_core.localstack import StackConfig, credentials
+from airmlops_core.io import data
+from airmlops_dev import demo_data
+from airmlops_dev.airflow_api import AirflowClient
+from airmlops_dev.localstack import StackConfig, credentials
 
 DAG_ID = "flight_delay__score"
 
@@ -33,8 +34,11 @@ def batch(rows: int) -> pd.DataFrame:
 
 
 def seconds(a: str | None, b: str | None) -> float:
-    return (dt.datetime.fromisoformat(b) - dt.datetime.fromisoformat(a)).total_seconds() \
-        if a and b else float("nan")
+    return (
+        (dt.datetime.fromisoformat(b) - dt.datetime.fromisoformat(a)).total_seconds()
+        if a and b
+        else float("nan")
+    )
 
 
 def run(api: AirflowClient, folder: Path) -> dict[str, float]:
@@ -42,11 +46,13 @@ def run(api: AirflowClient, folder: Path) -> dict[str, float]:
     state = api.wait(DAG_ID, run_id, timeout=3600)
     info = api.dag_run(DAG_ID, run_id)
     tis = [t for t in api.task_instances(DAG_ID, run_id) if t["task_id"] == "score"]
-    return {"state": state, "wall": seconds(info["start_date"], info["end_date"]),
-            "tasks": len(tis),
-            "task_sum": sum(seconds(t["start_date"], t["end_date"]) for t in tis),
-            "score_wall": seconds(min(t["start_date"] for t in tis),
-                                  max(t["end_date"] for t in tis))}
+    return {
+        "state": state,
+        "wall": seconds(info["start_date"], info["end_date"]),
+        "tasks": len(tis),
+        "task_sum": sum(seconds(t["start_date"], t["end_date"]) for t in tis),
+        "score_wall": seconds(min(t["start_date"] for t in tis), max(t["end_date"] for t in tis)),
+    }
 
 
 def main() -> None:
@@ -66,13 +72,19 @@ def main() -> None:
     one = run(api, root / "one")
     many = run(api, root / "split")
     print(f"{args.rows:,} rows; score DAG run wall time (s) and score tasks")
-    print(f"{'layout':<12} {'state':<8} {'tasks':>5} {'run wall':>9} {'score wall':>11} "
-          f"{'task sum':>9}")
+    print(
+        f"{'layout':<12} {'state':<8} {'tasks':>5} {'run wall':>9} {'score wall':>11} "
+        f"{'task sum':>9}"
+    )
     for name, r in (("1 file", one), (f"{args.parts} files", many)):
-        print(f"{name:<12} {r['state']:<8} {r['tasks']:>5} {r['wall']:>9.1f} "
-              f"{r['score_wall']:>11.1f} {r['task_sum']:>9.1f}")
-    print(f"fan-out speed-up (score wall, 1 file / {args.parts} files): "
-          f"{one['score_wall'] / many['score_wall']:.2f}x")
+        print(
+            f"{name:<12} {r['state']:<8} {r['tasks']:>5} {r['wall']:>9.1f} "
+            f"{r['score_wall']:>11.1f} {r['task_sum']:>9.1f}"
+        )
+    print(
+        f"fan-out speed-up (score wall, 1 file / {args.parts} files): "
+        f"{one['score_wall'] / many['score_wall']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

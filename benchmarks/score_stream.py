@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airmlops_core import scoring
+from airmlops_core.score import scoring
 
 MODEL = "bench_hgb"
 DATE = "2024-05-01T00:00:00Z"
@@ -70,7 +70,7 @@ def write_input(paths: list[Path], rows: int, d: int, size: int = GROUP_ROWS) ->
     per = -(-len(groups) // len(paths))
     for p, path in enumerate(paths):
         writer = None
-        for g, n in groups[p * per:(p + 1) * per]:
+        for g, n in groups[p * per : (p + 1) * per]:
             table = group(g, n, d, g * size)
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema, compression="snappy")
@@ -93,7 +93,8 @@ def train_and_register(tracking_uri: str, d: int, train_rows: int) -> str:
     from mlflow.models import infer_signature
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from airmlops_core import train_flow, training
+    from airmlops_core.train import estimator as training
+    from airmlops_core.train import flow as train_flow
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((train_rows, d))
@@ -105,10 +106,15 @@ def train_and_register(tracking_uri: str, d: int, train_rows: int) -> str:
     sample = X.head(5)
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            est, name=train_flow.MODEL_ARTIFACT,
-            signature=infer_signature(sample, est.predict_proba(sample)), input_example=sample,
-            pip_requirements=train_flow.pip_requirements(), serialization_format="skops",
-            skops_trusted_types=training.trusted_types(est), pyfunc_predict_fn="predict_proba")
+            est,
+            name=train_flow.MODEL_ARTIFACT,
+            signature=infer_signature(sample, est.predict_proba(sample)),
+            input_example=sample,
+            pip_requirements=train_flow.pip_requirements(),
+            serialization_format="skops",
+            skops_trusted_types=training.trusted_types(est),
+            pyfunc_predict_fn="predict_proba",
+        )
     version = str(mlflow.register_model(info.model_uri, MODEL).version)
     MlflowClient(tracking_uri).set_registered_model_alias(MODEL, "champion", version)
     return version
@@ -122,23 +128,33 @@ def naive(est: Any, name: str, version: str, src: Path, out: Path, d: int) -> in
     """(c): read everything with pandas, predict, build the same output, write everything."""
     import pandas as pd
 
-    from airmlops_core import data
+    from airmlops_core.io import data
 
     sha = data.file_sha256(str(src))
     df = pd.read_parquet(src)
     proba = est.predict_proba(df[feature_names(d)])
-    result = pd.DataFrame({"id": df["id"], "prediction": est.classes_[proba.argmax(axis=1)],
-                           **{f"proba_{c}": proba[:, i] for i, c in enumerate(est.classes_)},
-                           "model_name": name, "model_version": version, "input_sha256": sha,
-                           "logical_date": pd.Timestamp(DATE)})
+    result = pd.DataFrame(
+        {
+            "id": df["id"],
+            "prediction": est.classes_[proba.argmax(axis=1)],
+            **{f"proba_{c}": proba[:, i] for i, c in enumerate(est.classes_)},
+            "model_name": name,
+            "model_version": version,
+            "input_sha256": sha,
+            "logical_date": pd.Timestamp(DATE),
+        }
+    )
     result.to_parquet(out, index=False)
     return len(result)
 
 
 def stream(model: scoring.LoadedModel, src: Path, out: Path, workers: int | None = None) -> int:
     """(b): the pack's path."""
-    return int(scoring.score_partition(model, str(src), str(out), row_key="id",
-                                       logical_date=DATE, workers=workers)["rows_out"])
+    return int(
+        scoring.score_partition(
+            model, str(src), str(out), row_key="id", logical_date=DATE, workers=workers
+        )["rows_out"]
+    )
 
 
 def in_memory(est: Any, src: Path, d: int) -> tuple[float, int]:
@@ -166,17 +182,38 @@ def child_main(args: argparse.Namespace) -> int:
             rows += stream(model, Path(src), out)
         else:
             rows += naive(model.estimator, MODEL, model.version, Path(src), out, args.features)
-    print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start,
-                      "scoring_seconds": time.perf_counter() - loaded,
-                      "max_rss_mib": scoring.peak_rss_mib()}))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "seconds": time.perf_counter() - start,
+                "scoring_seconds": time.perf_counter() - loaded,
+                "max_rss_mib": scoring.peak_rss_mib(),
+            }
+        )
+    )
     return 0
 
 
-def spawn(mode: str, inputs: list[Path], ctx: dict[str, Any],
-          threads: int | None = None) -> subprocess.Popen[str]:
-    argv = [sys.executable, __file__, "--child", mode, "--tracking-uri", ctx["url"],
-            "--version", ctx["version"], "--features", str(ctx["d"]), "--out-dir",
-            str(ctx["out"]), "--inputs", *map(str, inputs)]
+def spawn(
+    mode: str, inputs: list[Path], ctx: dict[str, Any], threads: int | None = None
+) -> subprocess.Popen[str]:
+    argv = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--tracking-uri",
+        ctx["url"],
+        "--version",
+        ctx["version"],
+        "--features",
+        str(ctx["d"]),
+        "--out-dir",
+        str(ctx["out"]),
+        "--inputs",
+        *map(str, inputs),
+    ]
     env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     if threads is not None:
         env["AIRMLOPS_SCORING_THREADS"] = str(threads)
@@ -200,8 +237,9 @@ def cpu_seconds() -> float:
     return t.user + t.system
 
 
-def flavor_overhead(model: scoring.LoadedModel, url: str, src: Path, rows: int,
-                    repeat: int) -> dict[str, float]:
+def flavor_overhead(
+    model: scoring.LoadedModel, url: str, src: Path, rows: int, repeat: int
+) -> dict[str, float]:
     """Rows per CPU-second for four ways to call the same model, each chunk on one thread
     (OpenMP and BLAS at 1): CPU time is what the call costs, whatever else runs on the
     machine. Best of `repeat` interleaved rounds."""
@@ -222,13 +260,12 @@ def flavor_overhead(model: scoring.LoadedModel, url: str, src: Path, rows: int,
     n = sum(b.num_rows for b in batches)
     names = [c.name for c in model.inputs]
     ways = {
-        "native predict_proba, no checks": lambda b: est.predict_proba(
-            b.select(names).to_pandas()),
+        "native predict_proba, no checks": lambda b: est.predict_proba(b.select(names).to_pandas()),
         "pyfunc.predict (MLflow checks)": lambda b: pyfunc.predict(b.select(names).to_pandas()),
         "native + MLflow _enforce_schema": lambda b: est.predict_proba(
-            _enforce_schema(b.select(names).to_pandas(), schema)),
-        "scoring path (Arrow-level checks)": lambda b: model.predict(
-            model.features(b, str(src))),
+            _enforce_schema(b.select(names).to_pandas(), schema)
+        ),
+        "scoring path (Arrow-level checks)": lambda b: model.predict(model.features(b, str(src))),
     }
     best = dict.fromkeys(ways, float("inf"))
     with threadpool_limits(limits=1):
@@ -254,12 +291,25 @@ def main() -> int:
     ap.add_argument("--features", type=int, default=20)
     ap.add_argument("--partitions", type=int, default=2, help="fan-out: processes/partitions")
     ap.add_argument("--repeat", type=int, default=1, help="throughput rounds (best kept)")
-    ap.add_argument("--row-group-rows", type=int, default=262_144,
-                    help="row groups of the generated input (Polars' default size)")
-    ap.add_argument("--no-big-groups", dest="big_groups", action="store_false",
-                    help="skip the peak-memory run on input with 1Mi-row groups")
-    ap.add_argument("--skip", nargs="+", default=[], choices=["memory", "flavor", "fanout"],
-                    help="sections to leave out (throughput always runs)")
+    ap.add_argument(
+        "--row-group-rows",
+        type=int,
+        default=262_144,
+        help="row groups of the generated input (Polars' default size)",
+    )
+    ap.add_argument(
+        "--no-big-groups",
+        dest="big_groups",
+        action="store_false",
+        help="skip the peak-memory run on input with 1Mi-row groups",
+    )
+    ap.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=["memory", "flavor", "fanout"],
+        help="sections to leave out (throughput always runs)",
+    )
     ap.add_argument("--train-rows", type=int, default=100_000)
     ap.add_argument("--flavor-rows", type=int, default=1_000_000)
     ap.add_argument("--work-dir", type=Path, help="default: a temporary directory")
@@ -272,7 +322,7 @@ def main() -> int:
     if args.child:
         return child_main(args)
 
-    from airmlops_core.mlflow_server import mlflow_server
+    from airmlops_dev.mlflow_server import mlflow_server
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -312,11 +362,14 @@ def run(args: argparse.Namespace, root: Path, rows: int, d: int, mlflow_server: 
         model = scoring.load_model(client, MODEL, scoring.resolve_champion(client, MODEL))
         est = model.estimator
         ctx = {"url": url, "version": version, "d": d, "out": out}
-        print(f"score_stream: {rows:,} rows x {d} features, {type(est).__name__}"
-              f"(max_iter={est.max_iter}) champion v{version}; chunks of {scoring.CHUNK_ROWS:,} "
-              f"rows, {cpus} prediction threads; input {src.stat().st_size / 2**20:,.0f} MiB "
-              f"Parquet (snappy, row groups of {size:,} rows); {os.cpu_count()} CPUs, load "
-              f"average at start {load_start}; setup {time.perf_counter() - t0:.0f}s", flush=True)
+        print(
+            f"score_stream: {rows:,} rows x {d} features, {type(est).__name__}"
+            f"(max_iter={est.max_iter}) champion v{version}; chunks of {scoring.CHUNK_ROWS:,} "
+            f"rows, {cpus} prediction threads; input {src.stat().st_size / 2**20:,.0f} MiB "
+            f"Parquet (snappy, row groups of {size:,} rows); {os.cpu_count()} CPUs, load "
+            f"average at start {load_start}; setup {time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
 
         keys = ("a", "b", "b1", "c")
         best = dict.fromkeys(keys, float("inf"))
@@ -326,31 +379,40 @@ def run(args: argparse.Namespace, root: Path, rows: int, d: int, mlflow_server: 
             seconds, _n = in_memory(est, src, d)
             best["a"] = min(best["a"], seconds)
             cpu["a"] = min(cpu["a"], cpu_seconds() - c0)  # includes loading X: an upper bound
-            for key, call in (("b", lambda: stream(model, src, out / "b.parquet")),
-                              ("b1", lambda: stream(model, src, out / "b1.parquet", workers=1)),
-                              ("c", lambda: naive(est, MODEL, version, src, out / "c.parquet",
-                                                  d))):
+            for key, call in (
+                ("b", lambda: stream(model, src, out / "b.parquet")),
+                ("b1", lambda: stream(model, src, out / "b1.parquet", workers=1)),
+                ("c", lambda: naive(est, MODEL, version, src, out / "c.parquet", d)),
+            ):
                 start, c0 = time.perf_counter(), cpu_seconds()
                 assert call() == rows
                 best[key] = min(best[key], time.perf_counter() - start)
                 cpu[key] = min(cpu[key], cpu_seconds() - c0)
         a_rate = rows / best["a"]
-        print(f"\n{f'throughput, same process (best of {args.repeat})':<48}"
-              f"{'seconds':>9}{'rows/s':>12}{'vs (a)':>8}{'CPU s':>8}")
-        labels_ = {"a": "(a) in-memory predict_proba (OpenMP, 1 call)",
-                   "b": f"(b) streaming Parquet -> Parquet, {cpus} workers",
-                   "b1": "    (b) with 1 worker",
-                   "c": "(c) naive pandas read-all/predict/write-all"}
+        print(
+            f"\n{f'throughput, same process (best of {args.repeat})':<48}"
+            f"{'seconds':>9}{'rows/s':>12}{'vs (a)':>8}{'CPU s':>8}"
+        )
+        labels_ = {
+            "a": "(a) in-memory predict_proba (OpenMP, 1 call)",
+            "b": f"(b) streaming Parquet -> Parquet, {cpus} workers",
+            "b1": "    (b) with 1 worker",
+            "c": "(c) naive pandas read-all/predict/write-all",
+        }
         for key, label in labels_.items():
             rate = rows / best[key]
             note = ""
             if key == "b":
                 verdict = "meets" if rate / a_rate >= TARGET_RATIO else "MISSES"
                 note = f"  ({verdict} the >= {TARGET_RATIO:.2f} target)"
-            print(f"{label:<48}{best[key]:>9.1f}{rate:>12,.0f}{rate / a_rate:>8.2f}"
-                  f"{cpu[key]:>8.1f}{note}")
-        print("(CPU s: all threads; (a)'s includes reading the frame into memory, so (b)'s "
-              "CPU overhead over the model alone is at most (b) / (a) - 1)")
+            print(
+                f"{label:<48}{best[key]:>9.1f}{rate:>12,.0f}{rate / a_rate:>8.2f}"
+                f"{cpu[key]:>8.1f}{note}"
+            )
+        print(
+            "(CPU s: all threads; (a)'s includes reading the frame into memory, so (b)'s "
+            "CPU overhead over the model alone is at most (b) / (a) - 1)"
+        )
 
         if "memory" not in args.skip:
             peak_memory(args, ctx, sizes, size, inputs, big_groups)
@@ -362,11 +424,19 @@ def run(args: argparse.Namespace, root: Path, rows: int, d: int, mlflow_server: 
     return 0
 
 
-def peak_memory(args: argparse.Namespace, ctx: dict[str, Any], sizes: list[int], size: int,
-                inputs: dict[int, Path], big_groups: dict[int, Path]) -> None:
-    print(f"\n{'peak memory, fresh process (VmHWM, MiB)':<48}"
-          + "".join(f"{f'{n / 1e6:g}M rows':>12}" for n in sizes)
-          + (f"{'growth':>9}" if len(sizes) > 1 else ""))
+def peak_memory(
+    args: argparse.Namespace,
+    ctx: dict[str, Any],
+    sizes: list[int],
+    size: int,
+    inputs: dict[int, Path],
+    big_groups: dict[int, Path],
+) -> None:
+    print(
+        f"\n{'peak memory, fresh process (VmHWM, MiB)':<48}"
+        + "".join(f"{f'{n / 1e6:g}M rows':>12}" for n in sizes)
+        + (f"{'growth':>9}" if len(sizes) > 1 else "")
+    )
     runs = [("stream", inputs, f"(b) streaming, row groups of {size:,}")]
     if args.big_groups:
         runs.append(("stream", big_groups, f"(b) streaming, row groups of {GROUP_ROWS:,}"))
@@ -381,8 +451,9 @@ def peak_memory(args: argparse.Namespace, ctx: dict[str, Any], sizes: list[int],
         print(f"{label:<48}" + "".join(f"{m:>12,.0f}" for m in mib) + f"{growth}{note}")
 
 
-def flavor_table(args: argparse.Namespace, model: scoring.LoadedModel, url: str, src: Path,
-                 rows: int) -> None:
+def flavor_table(
+    args: argparse.Namespace, model: scoring.LoadedModel, url: str, src: Path, rows: int
+) -> None:
     flavor_rows = min(rows, args.flavor_rows)
     rounds = max(3, args.repeat)
     rates = flavor_overhead(model, url, src, flavor_rows, rounds)
@@ -393,16 +464,17 @@ def flavor_table(args: argparse.Namespace, model: scoring.LoadedModel, url: str,
         print(f"{name:<48}{rate:>12,.0f}{native / rate - 1:>+10.1%}")
 
 
-def fan_out(args: argparse.Namespace, ctx: dict[str, Any], parts: list[Path], rows: int,
-            cpus: int) -> None:
+def fan_out(
+    args: argparse.Namespace, ctx: dict[str, Any], parts: list[Path], rows: int, cpus: int
+) -> None:
     n = len(parts)
     title = f"fan-out proxy: {n} partitions (best of {args.repeat})"
-    print(f"\n{title:<48}{'wall s':>9}{'rows/s':>12}{'speedup':>9}{'scoring s':>11}"
-          f"{'CPU s':>8}")
+    print(f"\n{title:<48}{'wall s':>9}{'rows/s':>12}{'speedup':>9}{'scoring s':>11}{'CPU s':>8}")
     variants = [(f"1 process, in sequence, {cpus} threads", [parts], None)]
     for threads in sorted({cpus, max(1, cpus // n)}, reverse=True):
-        variants.append((f"{n} processes at once, {threads} thread(s) each",
-                         [[p] for p in parts], threads))
+        variants.append(
+            (f"{n} processes at once, {threads} thread(s) each", [[p] for p in parts], threads)
+        )
     walls: dict[str, tuple[float, float, float]] = {}
     for _ in range(args.repeat):
         for label, groups, threads in variants:
@@ -419,10 +491,14 @@ def fan_out(args: argparse.Namespace, ctx: dict[str, Any], parts: list[Path], ro
     base = walls[variants[0][0]][0]
     for label, _groups, _threads in variants:
         wall, scoring_s, used = walls[label]
-        print(f"{label:<48}{wall:>9.1f}{rows / wall:>12,.0f}{base / wall:>9.2f}"
-              f"{scoring_s:>11.1f}{used:>8.1f}")
-    print("(wall includes each process's start-up and model load, as a mapped task's does;"
-          " scoring s: the slowest process after loading the model; CPU s: all processes)")
+        print(
+            f"{label:<48}{wall:>9.1f}{rows / wall:>12,.0f}{base / wall:>9.2f}"
+            f"{scoring_s:>11.1f}{used:>8.1f}"
+        )
+    print(
+        "(wall includes each process's start-up and model load, as a mapped task's does;"
+        " scoring s: the slowest process after loading the model; CPU s: all processes)"
+    )
 
 
 if __name__ == "__main__":

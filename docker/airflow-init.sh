@@ -9,11 +9,11 @@ echo "airflow-init: migrating the metadata database"
 airflow db migrate
 
 echo "airflow-init: writing the simple auth manager's password file"
-python -m airmlops_core.compose_env \
+python -m airmlops_dev.compose_env \
     --airflow-passwords-file "${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:?}"
 
 echo "airflow-init: loading connections, pools and variables"
-python -m airmlops.settings_loader "${AIRMLOPS_SETTINGS_FILE:-/opt/airflow/airflow_settings.yaml}"
+python -m airmlops_dev.settings_loader "${AIRMLOPS_SETTINGS_FILE:-/opt/airflow/airflow_settings.yaml}"
 
 if [[ "${AIRMLOPS_DEMO_DATA:-true}" == "true" ]]; then
     echo "airflow-init: writing the demo datasets (kept when present)"

@@ -23,7 +23,7 @@ def models_dir() -> Path:
 @pytest.fixture(scope="session")
 def mlflow_url(tmp_path_factory: pytest.TempPathFactory):
     """A real MLflow tracking server for the session (SQLite, served artifacts)."""
-    from airmlops_core.mlflow_server import mlflow_server
+    from airmlops_dev.mlflow_server import mlflow_server
 
     with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
         yield url

@@ -31,8 +31,9 @@ def main() -> int:
     ref_path, cur_path, cols_path = sys.argv[1:4]
     with open(cols_path) as fh:
         cols = json.load(fh)
-    definition = DataDefinition(numerical_columns=cols["numeric"],
-                                categorical_columns=cols["categorical"])
+    definition = DataDefinition(
+        numerical_columns=cols["numeric"], categorical_columns=cols["categorical"]
+    )
     ref = Dataset.from_pandas(read(pq, ref_path), data_definition=definition)
     cur = Dataset.from_pandas(read(pq, cur_path), data_definition=definition)
     snapshot = Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref)
@@ -42,9 +43,11 @@ def main() -> int:
     for metric in out["metrics"]:
         config = metric.get("config", {})
         if config.get("type", "").endswith("ValueDrift"):
-            per_column[config["column"]] = {"method": config.get("method"),
-                                            "threshold": config.get("threshold"),
-                                            "score": metric.get("value")}
+            per_column[config["column"]] = {
+                "method": config.get("method"),
+                "threshold": config.get("threshold"),
+                "score": metric.get("value"),
+            }
     drifted = []
     for name, info in per_column.items():
         score, threshold, method = info["score"], info["threshold"], info["method"] or ""
@@ -55,9 +58,17 @@ def main() -> int:
             info["drift"] = bool(flagged)
             if flagged:
                 drifted.append(name)
-    print(json.dumps({"seconds": seconds, "import_seconds": t_import, "drifted": drifted,
-                      "columns": per_column,
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "import_seconds": t_import,
+                "drifted": drifted,
+                "columns": per_column,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
     return 0
 
 

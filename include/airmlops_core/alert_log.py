@@ -23,12 +23,25 @@ def path() -> Path:
     return Path(env) if env else settings.local_dir() / "alerts" / "undelivered.jsonl"
 
 
-def record_undelivered(*, conn_id: str, error: str, dag_id: str = "", run_id: str = "",
-                       task_id: str = "", attempts: int = 1) -> dict[str, Any]:
+def record_undelivered(
+    *,
+    conn_id: str,
+    error: str,
+    dag_id: str = "",
+    run_id: str = "",
+    task_id: str = "",
+    attempts: int = 1,
+) -> dict[str, Any]:
     """Append one entry (whole line, under an exclusive lock, fsynced) and return it."""
-    entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "conn_id": conn_id,
-             "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "error": error,
-             "attempts": attempts}
+    entry = {
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "conn_id": conn_id,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "error": error,
+        "attempts": attempts,
+    }
     target = path()
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("a", encoding="utf-8") as fh:

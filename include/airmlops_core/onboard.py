@@ -36,9 +36,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airmlops_core import data, settings
+from airmlops_core import errors, settings
+from airmlops_core.errors import OnboardError, UnsafeModel
+from airmlops_core.io import data, scored
+from airmlops_core.score import scoring
 from airmlops_core.spec import ModelSpec
-from airmlops_core.tracking import TAG_PREFIX, RunContext
+from airmlops_core.stats import drift
+from airmlops_core.tracking import registry
+from airmlops_core.tracking import runs as tracking
+from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
+from airmlops_core.train import estimator as training
+from airmlops_core.train import evaluation
+from airmlops_core.train import flow as train_flow
+from airmlops_core.train.flow import run_dir_uri
+from airmlops_core.train.reference import build_profile
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +67,33 @@ TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "imblearn.")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".cloudpickle", ".sav", ".pt", ".pth", ".dill")
 # MLflow's python_function loaders that read no pickle when their flavor says so (checked
 # below per flavor); a custom loader module or a code directory is code from the model.
-SAFE_LOADERS = {"mlflow.sklearn", "mlflow.xgboost", "mlflow.lightgbm", "mlflow.catboost",
-                "mlflow.onnx", "mlflow.prophet"}
-PICKLE_FLAVORS = {"statsmodels", "pmdarima", "paddle", "pytorch", "fastai", "h2o", "diviner",
-                  "spacy", "sentence_transformers", "langchain", "llama_index", "dspy"}
-CONVERT_HINT = ("convert it to skops: `import skops.io; skops.io.dump(model, 'model.skops')` "
-                "where the model was built, or log it with mlflow.sklearn.log_model(..., "
-                "serialization_format='skops')")
-
-
-class OnboardError(ValueError):
-    """The model or its reference data cannot be onboarded; the message names which and why.
-
-    Retrying cannot help: nothing was registered.
-    """
-
-
-class UnsafeModel(OnboardError):
-    """Loading the model would run code from it (a pickle, untrusted types, custom code)."""
+SAFE_LOADERS = {
+    "mlflow.sklearn",
+    "mlflow.xgboost",
+    "mlflow.lightgbm",
+    "mlflow.catboost",
+    "mlflow.onnx",
+    "mlflow.prophet",
+}
+PICKLE_FLAVORS = {
+    "statsmodels",
+    "pmdarima",
+    "paddle",
+    "pytorch",
+    "fastai",
+    "h2o",
+    "diviner",
+    "spacy",
+    "sentence_transformers",
+    "langchain",
+    "llama_index",
+    "dspy",
+}
+CONVERT_HINT = (
+    "convert it to skops: `import skops.io; skops.io.dump(model, 'model.skops')` "
+    "where the model was built, or log it with mlflow.sklearn.log_model(..., "
+    "serialization_format='skops')"
+)
 
 
 @dataclass(frozen=True)
@@ -122,8 +142,10 @@ def refuse_pickle(path: Path, where: str) -> None:
     """Raise UnsafeModel when `path` is a pickle (see pickle_reason)."""
     reason = pickle_reason(path)
     if reason:
-        raise UnsafeModel(f"{where}: refused, {reason}. Loading a pickle can execute arbitrary "
-                          f"code, so the pack never loads one; {CONVERT_HINT}")
+        raise UnsafeModel(
+            f"{where}: refused, {reason}. Loading a pickle can execute arbitrary "
+            f"code, so the pack never loads one; {CONVERT_HINT}"
+        )
 
 
 def untrusted_types(path: Path) -> list[str]:
@@ -133,8 +155,9 @@ def untrusted_types(path: Path) -> list[str]:
     try:
         asked = get_untrusted_types(file=str(path))
     except Exception as exc:  # noqa: BLE001 - skops raises many kinds on a broken file
-        raise OnboardError(f"{path}: not a readable skops file: {type(exc).__name__}: "
-                           f"{exc}") from exc
+        raise OnboardError(
+            f"{path}: not a readable skops file: {type(exc).__name__}: {exc}"
+        ) from exc
     return sorted(t for t in asked if not t.startswith(TRUSTED_PREFIXES))
 
 
@@ -153,40 +176,53 @@ def check_mlflow_model(path: Path, where: str) -> list[str]:
     try:
         meta = Model.load(str(path))
     except Exception as exc:  # noqa: BLE001 - a missing or broken MLmodel file
-        raise OnboardError(f"{where}: not an MLflow model (no readable MLmodel file): "
-                           f"{exc}") from exc
+        raise OnboardError(
+            f"{where}: not an MLflow model (no readable MLmodel file): {exc}"
+        ) from exc
     flavors = meta.flavors
     sk = flavors.get("sklearn")
     if sk is not None and sk.get("serialization_format", "pickle") != "skops":
-        raise UnsafeModel(f"{where}: refused, its sklearn flavor is serialized with "
-                          f"{sk.get('serialization_format', 'pickle')}, which can execute "
-                          f"arbitrary code when loaded; {CONVERT_HINT}")
+        raise UnsafeModel(
+            f"{where}: refused, its sklearn flavor is serialized with "
+            f"{sk.get('serialization_format', 'pickle')}, which can execute "
+            f"arbitrary code when loaded; {CONVERT_HINT}"
+        )
     unsafe = sorted(set(flavors) & PICKLE_FLAVORS)
     if unsafe:
-        raise UnsafeModel(f"{where}: refused, the {unsafe[0]} flavor loads its model with "
-                          "pickle, which can execute arbitrary code; export it to a safe "
-                          "format (skops, ONNX, the library's own JSON/text format)")
+        raise UnsafeModel(
+            f"{where}: refused, the {unsafe[0]} flavor loads its model with "
+            "pickle, which can execute arbitrary code; export it to a safe "
+            "format (skops, ONNX, the library's own JSON/text format)"
+        )
     pyfunc = flavors.get("python_function")
     if pyfunc is not None:
         if pyfunc.get("model_code_path") or pyfunc.get("code"):
-            raise UnsafeModel(f"{where}: refused, its python_function flavor runs Python code "
-                              f"shipped with the model ({pyfunc.get('model_code_path') or 'code/'}"
-                              ") when loaded; onboard a model in a serialized format instead")
+            raise UnsafeModel(
+                f"{where}: refused, its python_function flavor runs Python code "
+                f"shipped with the model ({pyfunc.get('model_code_path') or 'code/'}"
+                ") when loaded; onboard a model in a serialized format instead"
+            )
         if pyfunc.get("python_model"):
-            raise UnsafeModel(f"{where}: refused, its python_function flavor holds a "
-                              f"cloudpickled python_model ({pyfunc.get('python_model')}), "
-                              "which can execute arbitrary code when loaded")
+            raise UnsafeModel(
+                f"{where}: refused, its python_function flavor holds a "
+                f"cloudpickled python_model ({pyfunc.get('python_model')}), "
+                "which can execute arbitrary code when loaded"
+            )
         loader = pyfunc.get("loader_module")
         if loader and loader not in SAFE_LOADERS:
-            raise UnsafeModel(f"{where}: refused, its python_function flavor loads through "
-                              f"'{loader}', which is not one of MLflow's loaders known to read "
-                              f"no pickle ({sorted(SAFE_LOADERS)})")
+            raise UnsafeModel(
+                f"{where}: refused, its python_function flavor loads through "
+                f"'{loader}', which is not one of MLflow's loaders known to read "
+                f"no pickle ({sorted(SAFE_LOADERS)})"
+            )
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         reason = pickle_reason(file)
         if reason:
             rel = file.relative_to(path)
-            raise UnsafeModel(f"{where}: refused, the model's file {rel} is a pickle: {reason}. "
-                              "Loading a pickle can execute arbitrary code")
+            raise UnsafeModel(
+                f"{where}: refused, the model's file {rel} is a pickle: {reason}. "
+                "Loading a pickle can execute arbitrary code"
+            )
     return sorted(flavors)
 
 
@@ -214,66 +250,86 @@ def stage_file(spec: ModelSpec, model_file: str | Path, reference: Any, dest: Pa
     import mlflow.sklearn
     import skops.io
 
-    from airmlops_core import train_flow, training
-
     path = Path(model_file).expanduser()
     where = str(path)
     if not path.is_file():
         raise OnboardError(f"{where}: no such model file")
     refuse_pickle(path, where)
     if not zipfile.is_zipfile(path):
-        raise UnsafeModel(f"{where}: refused, not a skops file (a skops file is a zip archive "
-                          f"with schema.json); {CONVERT_HINT}")
+        raise UnsafeModel(
+            f"{where}: refused, not a skops file (a skops file is a zip archive "
+            f"with schema.json); {CONVERT_HINT}"
+        )
     untrusted = untrusted_types(path)
     if untrusted:
-        raise UnsafeModel(f"{where}: refused, the skops file asks to construct types outside "
-                          f"the trusted list ({', '.join(p + '*' for p in TRUSTED_PREFIXES)}): "
-                          f"{untrusted}. Loading them could execute code")
+        raise UnsafeModel(
+            f"{where}: refused, the skops file asks to construct types outside "
+            f"the trusted list ({', '.join(p + '*' for p in TRUSTED_PREFIXES)}): "
+            f"{untrusted}. Loading them could execute code"
+        )
     from skops.io import get_untrusted_types
 
     trusted = sorted(get_untrusted_types(file=str(path)))
     try:
         estimator = skops.io.load(str(path), trusted=trusted)
     except Exception as exc:  # noqa: BLE001 - a file skops cannot rebuild
-        raise OnboardError(f"{where}: skops could not load it: {type(exc).__name__}: "
-                           f"{exc}") from exc
+        raise OnboardError(
+            f"{where}: skops could not load it: {type(exc).__name__}: {exc}"
+        ) from exc
     if not hasattr(estimator, "predict"):
         raise OnboardError(f"{where}: {type(estimator).__name__} has no predict method")
     mismatch = training.task_mismatch(spec, estimator)
     if mismatch:
         raise OnboardError(f"{where}: {type(estimator).__name__} {mismatch}")
     if spec.is_classifier and not hasattr(estimator, "predict_proba"):
-        raise OnboardError(f"{where}: {type(estimator).__name__} has no predict_proba: a "
-                           f"'{spec.task}' model must give class probabilities (drift of the "
-                           "predicted probabilities and ROC AUC need them)")
+        raise OnboardError(
+            f"{where}: {type(estimator).__name__} has no predict_proba: a "
+            f"'{spec.task}' model must give class probabilities (drift of the "
+            "predicted probabilities and ROC AUC need them)"
+        )
     sample = training.feature_frame(spec, reference).head(5)
     signature = _signature(spec, estimator, sample, where)
     mlflow.sklearn.save_model(
-        estimator, str(dest), signature=signature, input_example=sample,
-        pip_requirements=train_flow.pip_requirements(), serialization_format="skops",
+        estimator,
+        str(dest),
+        signature=signature,
+        input_example=sample,
+        pip_requirements=train_flow.pip_requirements(),
+        serialization_format="skops",
         skops_trusted_types=trusted,
-        pyfunc_predict_fn="predict_proba" if spec.is_classifier else "predict")
-    return Staged(dest, where, _sha256_file(path),
-                  {f"{TAG_PREFIX}flavors": "python_function,sklearn",
-                   f"{TAG_PREFIX}skops_trusted_types": ",".join(trusted)[:5000],
-                   f"{TAG_PREFIX}signature": "inferred from the reference dataset"})
+        pyfunc_predict_fn="predict_proba" if spec.is_classifier else "predict",
+    )
+    return Staged(
+        dest,
+        where,
+        _sha256_file(path),
+        {
+            f"{TAG_PREFIX}flavors": "python_function,sklearn",
+            f"{TAG_PREFIX}skops_trusted_types": ",".join(trusted)[:5000],
+            f"{TAG_PREFIX}signature": "inferred from the reference dataset",
+        },
+    )
 
 
 def _signature(spec: ModelSpec, estimator: Any, sample: Any, where: str) -> Any:
     from mlflow.models import infer_signature
 
     try:
-        output = (estimator.predict_proba(sample) if spec.is_classifier
-                  else estimator.predict(sample))
+        output = (
+            estimator.predict_proba(sample) if spec.is_classifier else estimator.predict(sample)
+        )
     except Exception as exc:  # noqa: BLE001 - the model's own error, named
-        raise OnboardError(f"{where}: the model fails to predict on the reference dataset's "
-                           f"features {list(sample.columns)}: {type(exc).__name__}: "
-                           f"{exc}") from exc
+        raise OnboardError(
+            f"{where}: the model fails to predict on the reference dataset's "
+            f"features {list(sample.columns)}: {type(exc).__name__}: "
+            f"{exc}"
+        ) from exc
     return infer_signature(sample, output)
 
 
-def stage_uri(spec: ModelSpec, model_uri: str, reference: Any, dest: Path, *,
-              tracking_uri: str) -> Staged:
+def stage_uri(
+    spec: ModelSpec, model_uri: str, reference: Any, dest: Path, *, tracking_uri: str
+) -> Staged:
     """An MLflow model (any safe flavor) downloaded to `dest`; a missing signature is inferred
     from the reference data."""
     import mlflow.artifacts
@@ -286,24 +342,23 @@ def stage_uri(spec: ModelSpec, model_uri: str, reference: Any, dest: Path, *,
     elif "://" in model_uri or model_uri.startswith(("runs:", "models:")):
         download = dest.parent / "download"
         try:
-            got = mlflow.artifacts.download_artifacts(artifact_uri=model_uri,
-                                                      dst_path=str(download),
-                                                      tracking_uri=tracking_uri)
+            got = mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri, dst_path=str(download), tracking_uri=tracking_uri
+            )
         except Exception as exc:  # noqa: BLE001 - not found, no access: named
             raise OnboardError(f"{where}: cannot download the model: {exc}") from exc
         if not Path(got).is_dir():
             raise OnboardError(f"{where}: is a single file, not an MLflow model directory")
         shutil.copytree(got, dest)
     else:
-        raise OnboardError(f"{where}: neither an MLflow model directory nor a runs:/ or "
-                           "models:/ URI")
+        raise OnboardError(
+            f"{where}: neither an MLflow model directory nor a runs:/ or models:/ URI"
+        )
     flavors = check_mlflow_model(dest, where)
     detail = {f"{TAG_PREFIX}flavors": ",".join(flavors)[:5000]}
     meta = Model.load(str(dest))
     if meta.signature is None:
         from mlflow.models import infer_signature
-
-        from airmlops_core import training
 
         sample = training.feature_frame(spec, reference).head(5)
         meta.signature = infer_signature(sample)
@@ -325,8 +380,9 @@ def reference_location(spec: ModelSpec) -> str:
     return ref.uri or f"sql ({ref.conn_id}): {(ref.query or '').strip().splitlines()[0][:200]}"
 
 
-def read_reference(spec: ModelSpec, dest_uri: str, *, s3_client: Any = None,
-                   sql_engine: Any = None) -> Any:
+def read_reference(
+    spec: ModelSpec, dest_uri: str, *, s3_client: Any = None, sql_engine: Any = None
+) -> Any:
     """The reference dataset (row key, features, label, sensitive columns), extracted to
     `dest_uri` (a scratch file) and read back."""
     assert spec.external is not None
@@ -334,22 +390,33 @@ def read_reference(spec: ModelSpec, dest_uri: str, *, s3_client: Any = None,
     window = (ref.window.column, ref.window.start, ref.window.end) if ref.window else None
     where = reference_location(spec)
     try:
-        frozen = data.extract(kind=ref.kind, uri=ref.uri, query=ref.query, format=ref.format,
-                              columns=spec.columns, dest_uri=dest_uri, window=window,
-                              base_dir=settings.data_dir(), s3_client=s3_client,
-                              sql_engine=sql_engine)
+        frozen = data.extract(
+            kind=ref.kind,
+            uri=ref.uri,
+            query=ref.query,
+            format=ref.format,
+            columns=spec.columns,
+            dest_uri=dest_uri,
+            window=window,
+            base_dir=settings.data_dir(),
+            s3_client=s3_client,
+            sql_engine=sql_engine,
+        )
         frame = data.read_ref(frozen, s3_client=s3_client)
-    except data.DataError as exc:
+    except errors.DataError as exc:
         raise OnboardError(f"reference dataset {where}: {exc}") from exc
     if frame[spec.target].isna().any():
-        raise OnboardError(f"reference dataset {where}: label '{spec.target}' has "
-                           f"{int(frame[spec.target].isna().sum())} missing value(s); the "
-                           "reference must be labelled (performance drift compares with it)")
+        raise OnboardError(
+            f"reference dataset {where}: label '{spec.target}' has "
+            f"{int(frame[spec.target].isna().sum())} missing value(s); the "
+            "reference must be labelled (performance drift compares with it)"
+        )
     return frame
 
 
-def check_on_reference(spec: ModelSpec, staged: Staged, reference: Any
-                       ) -> tuple[Any, dict[str, float]]:
+def check_on_reference(
+    spec: ModelSpec, staged: Staged, reference: Any
+) -> tuple[Any, dict[str, float]]:
     """Run the staged model on the reference exactly as the score DAG will.
 
     Returns:
@@ -359,58 +426,65 @@ def check_on_reference(spec: ModelSpec, staged: Staged, reference: Any
     import pandas as pd
     import pyarrow as pa
 
-    from airmlops_core import evaluation, scoring
-
     where = staged.source
     try:
         model = scoring.load_local(staged.path, spec.name, "onboarding")
-    except scoring.ModelLoadError as exc:
+    except errors.ModelLoadError as exc:
         raise OnboardError(f"{where}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - the flavor's own loading error
         raise OnboardError(f"{where}: cannot be loaded: {type(exc).__name__}: {exc}") from exc
     features = set(spec.features.all)
     outside = [c.name for c in model.inputs if c.name not in features]
     if outside:
-        raise OnboardError(f"{where}: the model reads column(s) {outside} that the spec does "
-                           "not list as features; add them to features (drift and the batch "
-                           "checks watch the spec's features)")
+        raise OnboardError(
+            f"{where}: the model reads column(s) {outside} that the spec does "
+            "not list as features; add them to features (drift and the batch "
+            "checks watch the spec's features)"
+        )
     table = pa.Table.from_pandas(reference, preserve_index=False)
     source = f"reference dataset for {where}"
     try:
         X = model.features(table, source)
         pred, proba = model.predict(X)
-    except scoring.ScoringError as exc:
+    except errors.ScoringError as exc:
         raise OnboardError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - the model's own error, named
-        raise OnboardError(f"{where}: the model fails to predict on the reference dataset: "
-                           f"{type(exc).__name__}: {exc}") from exc
+        raise OnboardError(
+            f"{where}: the model fails to predict on the reference dataset: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     y = reference[spec.target].to_numpy()
     if spec.is_classifier:
         if proba is None or model.classes is None:
-            raise OnboardError(f"{where}: gives no class probabilities: a '{spec.task}' model "
-                               "must (sklearn: predict_proba; other flavors: one output "
-                               "column per class)")
+            raise OnboardError(
+                f"{where}: gives no class probabilities: a '{spec.task}' model "
+                "must (sklearn: predict_proba; other flavors: one output "
+                "column per class)"
+            )
         classes = np.asarray(model.classes)
         if spec.task == "binary" and len(classes) != 2:
-            raise OnboardError(f"{where}: has {len(classes)} classes {classes.tolist()}, task "
-                               "'binary' needs 2")
+            raise OnboardError(
+                f"{where}: has {len(classes)} classes {classes.tolist()}, task 'binary' needs 2"
+            )
         unknown = sorted({str(v) for v in np.unique(y)} - {str(c) for c in classes})
         if unknown:
-            raise OnboardError(f"{where}: label values {unknown} of '{spec.target}' in the "
-                               f"reference dataset are not classes of the model "
-                               f"({classes.tolist()})")
+            raise OnboardError(
+                f"{where}: label values {unknown} of '{spec.target}' in the "
+                f"reference dataset are not classes of the model "
+                f"({classes.tolist()})"
+            )
         by_str = {str(c): c for c in classes}
         y_model = np.asarray([by_str[str(v)] for v in y])
         metrics = evaluation.classification_metrics(y_model, proba, classes)
         out = pd.DataFrame(proba, columns=model.proba_columns)
-        out[scoring.PREDICTION] = pred
+        out[scored.PREDICTION] = pred
     else:
         if model.is_classifier:
             raise OnboardError(f"{where}: gives class probabilities, task is 'regression'")
         if not np.isfinite(pred).all():
             raise OnboardError(f"{where}: predicts non-finite values on the reference dataset")
         metrics = evaluation.regression_metrics(y, pred)
-        out = pd.DataFrame({scoring.PREDICTION: pred})
+        out = pd.DataFrame({scored.PREDICTION: pred})
     return out, metrics
 
 
@@ -421,14 +495,22 @@ def check_on_reference(spec: ModelSpec, staged: Staged, reference: Any
 def default_context(spec: ModelSpec, key: str) -> RunContext:
     """The run context of an onboarding outside Airflow (the CLI): one per model content, so
     onboarding the same model again finds its earlier run and version."""
-    return RunContext(model=spec.name, dag_id="airmlops-cli", run_id=f"onboard-{key[:16]}",
-                      task_id="onboard")
+    return RunContext(
+        model=spec.name, dag_id="airmlops-cli", run_id=f"onboard-{key[:16]}", task_id="onboard"
+    )
 
 
-def onboard(spec: ModelSpec, *, model_uri: str | None = None,
-            model_file: str | Path | None = None, tracking_uri: str,
-            ctx: RunContext | None = None, spec_sha: str = "", s3_client: Any = None,
-            sql_engine: Any = None) -> dict[str, Any]:
+def onboard(
+    spec: ModelSpec,
+    *,
+    model_uri: str | None = None,
+    model_file: str | Path | None = None,
+    tracking_uri: str,
+    ctx: RunContext | None = None,
+    spec_sha: str = "",
+    s3_client: Any = None,
+    sql_engine: Any = None,
+) -> dict[str, Any]:
     """Check, log, register and crown a model built elsewhere (see the module docstring).
 
     Args:
@@ -452,12 +534,11 @@ def onboard(spec: ModelSpec, *, model_uri: str | None = None,
     import mlflow
     from mlflow import MlflowClient
 
-    from airmlops_core import drift, drift_flow, registry, tracking
-    from airmlops_core.train_flow import experiment_name, run_dir_uri
-
     if not spec.is_external or spec.external is None:
-        raise OnboardError(f"{spec.name}: the spec has no `external:` section; onboarding is "
-                           "for models built elsewhere (see docs/external-models.md)")
+        raise OnboardError(
+            f"{spec.name}: the spec has no `external:` section; onboarding is "
+            "for models built elsewhere (see docs/external-models.md)"
+        )
     model_uri = model_uri or None
     model_file = model_file or None
     if (model_uri is None) == (model_file is None):
@@ -467,67 +548,109 @@ def onboard(spec: ModelSpec, *, model_uri: str | None = None,
         scratch = data.join_uri(str(tmp), "reference.parquet")
         reference = read_reference(spec, scratch, s3_client=s3_client, sql_engine=sql_engine)
         dest = tmp / "model"
-        staged = (stage_file(spec, model_file, reference, dest) if model_file
-                  else stage_uri(spec, str(model_uri), reference, dest,
-                                 tracking_uri=tracking_uri))
+        staged = (
+            stage_file(spec, model_file, reference, dest)
+            if model_file
+            else stage_uri(spec, str(model_uri), reference, dest, tracking_uri=tracking_uri)
+        )
         predictions, metrics = check_on_reference(spec, staged, reference)
-        profile = drift_flow.build_profile(spec, reference, predictions)
+        profile = build_profile(spec, reference, predictions)
         # every check passed: from here on, log and register
         ctx = ctx or default_context(spec, staged.sha256)
         key = f"{ctx.dag_id}/{ctx.run_id}"
         client = MlflowClient(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
-        run_id = tracking.get_or_create_run(client, experiment_name(spec.name), ctx,
-                                            ONBOARD_PURPOSE,
-                                            run_name=f"{spec.name}-onboard-{ctx.run_id}")
-        ref_copy = data.write_frame(reference, data.join_uri(
-            run_dir_uri(settings.work_uri(), ctx), "reference.parquet"), s3_client=s3_client)
-        source_tag = (f"{staged.source} sha256:{staged.sha256}" if model_file
-                      else staged.source)
+        run_id = tracking.model_run(client, spec.name, ctx, ONBOARD_PURPOSE)
+        ref_copy = data.write_frame(
+            reference,
+            data.join_uri(run_dir_uri(settings.work_uri(), ctx), "reference.parquet"),
+            s3_client=s3_client,
+        )
+        source_tag = f"{staged.source} sha256:{staged.sha256}" if model_file else staged.source
         with tracking.resume(run_id, tracking_uri):
             mlflow.log_artifacts(str(staged.path), artifact_path="model")
             path = profile.save(tmp / drift.PROFILE_ARTIFACT)
             mlflow.log_artifact(str(path), artifact_path="monitoring")
             mlflow.log_metrics({f"reference_{k}": v for k, v in metrics.items()})
-            mlflow.log_params({"origin": spec.external.origin[:500],
-                               "source": staged.source[:500], "reference_rows": len(reference),
-                               "reference_sha256": ref_copy.sha256})
-            mlflow.log_dict({"source": staged.source, "sha256": staged.sha256,
-                             "reference": {"uri": ref_copy.uri, "sha256": ref_copy.sha256,
-                                           "source": reference_location(spec),
-                                           "rows": len(reference)},
-                             "metrics": metrics, **staged.detail}, "onboarding.json")
-        tags = {**ctx.tags(), **staged.detail,
-                ORIGIN_TAG: EXTERNAL,
-                ORIGIN_DETAIL_TAG: spec.external.origin[:5000],
-                SOURCE_URI_TAG: source_tag[:5000],
-                f"{TAG_PREFIX}source_sha256": staged.sha256,
-                f"{TAG_PREFIX}mlflow_run_id": run_id,
-                f"{TAG_PREFIX}reference_uri": ref_copy.uri,
-                f"{TAG_PREFIX}reference_sha256": ref_copy.sha256,
-                f"{TAG_PREFIX}spec_sha": spec_sha,
-                f"{TAG_PREFIX}gate": "none: monitoring only (signature and reference checks)",
-                **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
+            mlflow.log_params(
+                {
+                    "origin": spec.external.origin[:500],
+                    "source": staged.source[:500],
+                    "reference_rows": len(reference),
+                    "reference_sha256": ref_copy.sha256,
+                }
+            )
+            mlflow.log_dict(
+                {
+                    "source": staged.source,
+                    "sha256": staged.sha256,
+                    "reference": {
+                        "uri": ref_copy.uri,
+                        "sha256": ref_copy.sha256,
+                        "source": reference_location(spec),
+                        "rows": len(reference),
+                    },
+                    "metrics": metrics,
+                    **staged.detail,
+                },
+                "onboarding.json",
+            )
+        tags = {
+            **ctx.tags(),
+            **staged.detail,
+            ORIGIN_TAG: EXTERNAL,
+            ORIGIN_DETAIL_TAG: spec.external.origin[:5000],
+            SOURCE_URI_TAG: source_tag[:5000],
+            f"{TAG_PREFIX}source_sha256": staged.sha256,
+            f"{TAG_PREFIX}mlflow_run_id": run_id,
+            f"{TAG_PREFIX}reference_uri": ref_copy.uri,
+            f"{TAG_PREFIX}reference_sha256": ref_copy.sha256,
+            f"{TAG_PREFIX}spec_sha": spec_sha,
+            f"{TAG_PREFIX}gate": "none: monitoring only (signature and reference checks)",
+            **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()},
+        }
         reg = registry.register_version(
-            client, spec.name, f"runs:/{run_id}/model", run_id=run_id, idempotency_key=key,
-            tags=tags, alias=None,
+            client,
+            spec.name,
+            f"runs:/{run_id}/model",
+            run_id=run_id,
+            idempotency_key=key,
+            tags=tags,
+            alias=None,
             description=f"Built elsewhere ({spec.external.origin}); onboarded from "
-                        f"{staged.source} by {ctx.dag_id} run {ctx.run_id}")
+            f"{staged.source} by {ctx.dag_id} run {ctx.run_id}",
+        )
     expected = registry.alias_version(client, spec.name, registry.CHAMPION)
     moved = registry.move_champion(
-        client, spec.name, reg.version, expected_champion=expected,
-        tags={f"{TAG_PREFIX}promoted_by": f"{ctx.dag_id}/{ctx.run_id}",
-              f"{TAG_PREFIX}approved_by": f"no gate ({REASON}: monitoring only)",
-              f"{TAG_PREFIX}promotion_reason": REASON})
+        client,
+        spec.name,
+        reg.version,
+        expected_champion=expected,
+        tags={
+            f"{TAG_PREFIX}promoted_by": f"{ctx.dag_id}/{ctx.run_id}",
+            f"{TAG_PREFIX}approved_by": f"no gate ({REASON}: monitoring only)",
+            f"{TAG_PREFIX}promotion_reason": REASON,
+        },
+    )
     client.set_terminated(run_id, status="FINISHED")
-    exp_id = tracking.experiment_id(client, experiment_name(spec.name))
-    log.info("onboarded %s from %s as version %s (champion; previous %s)", spec.name,
-             staged.source, reg.version, moved.previous_champion)
-    return {**reg.to_dict(), "champion": moved.champion,
-            "previous_champion": moved.previous_champion,
-            "url": tracking.model_version_url(tracking_uri, spec.name, reg.version),
-            "run_url": tracking.run_url(tracking_uri, exp_id, run_id),
-            "metrics": metrics, "source": staged.source, "sha256": staged.sha256,
-            "summary": f"*{spec.name}* version {reg.version} onboarded from {staged.source} "
-                       f"({spec.external.origin}) and made champion; reference "
-                       + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))}
+    exp_id = tracking.experiment_id(client, tracking.experiment_name(spec.name))
+    log.info(
+        "onboarded %s from %s as version %s (champion; previous %s)",
+        spec.name,
+        staged.source,
+        reg.version,
+        moved.previous_champion,
+    )
+    return {
+        **reg.to_dict(),
+        "champion": moved.champion,
+        "previous_champion": moved.previous_champion,
+        "url": tracking.model_version_url(tracking_uri, spec.name, reg.version),
+        "run_url": tracking.run_url(tracking_uri, exp_id, run_id),
+        "metrics": metrics,
+        "source": staged.source,
+        "sha256": staged.sha256,
+        "summary": f"*{spec.name}* version {reg.version} onboarded from {staged.source} "
+        f"({spec.external.origin}) and made champion; reference "
+        + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())),
+    }

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from airmlops_core.errors import SpecError
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 DOTTED_PATH_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 CRON_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
@@ -28,25 +30,6 @@ CRON_FIELD_RE = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "f1", "accuracy", "log_loss"}
 REGRESSION_METRICS = {"rmse", "mae", "r2"}
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
-
-
-class FileSchemaError(ValueError):
-    """A reviewed YAML file is invalid; the message names the file, each field and its problem."""
-
-    what = "file"
-
-    def __init__(self, path: str | Path, problems: list[tuple[str, str]]) -> None:
-        self.path = str(path)
-        self.problems = problems
-        lines = [f"{self.path}: invalid {self.what}"]
-        lines += [f"  - {field}: {msg}" for field, msg in problems]
-        super().__init__("\n".join(lines))
-
-
-class SpecError(FileSchemaError):
-    """A model spec is invalid."""
-
-    what = "model spec"
 
 
 class _Strict(BaseModel):
@@ -181,8 +164,10 @@ class Schedules(_Strict):
             return v
         fields = v.split()
         if len(fields) != 5 or not all(CRON_FIELD_RE.match(f) for f in fields):
-            raise ValueError(f"'{v}' is neither a cron preset ({sorted(CRON_PRESETS)}) "
-                             "nor a 5-field cron expression")
+            raise ValueError(
+                f"'{v}' is neither a cron preset ({sorted(CRON_PRESETS)}) "
+                "nor a 5-field cron expression"
+            )
         return v
 
 
@@ -201,7 +186,7 @@ class Promotion(_Strict):
 
 class ScoringSink(_Strict):
     """Upsert each run's scored rows into `table` ("name" or "schema.name") through the Airflow
-    SQL connection `conn_id`, keyed on (row key, model_name); see airmlops_core.score_sink."""
+    SQL connection `conn_id`, keyed on (row key, model_name); see airmlops_core.io.sql_sink."""
 
     conn_id: str
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -233,7 +218,7 @@ class Scoring(_Strict):
 
 
 class Monitoring(_Strict):
-    """Drift checks of the champion on scored data (see airmlops_core.drift).
+    """Drift checks of the champion on scored data (see airmlops_core.stats.drift).
 
     A column drifts when its p-value survives Benjamini-Hochberg at `fdr` AND an effect size
     reaches its minimum; below `min_rows` the verdict is "not enough data".
@@ -248,7 +233,8 @@ class Monitoring(_Strict):
     max_metric_drop: float = Field(default=0.02, ge=0.0)  # performance decay tolerated
     cooldown_hours: float = Field(default=24.0, ge=0.0)  # identical alerts suppressed
     retrain_on: list[Literal["drift", "performance"]] = Field(
-        default_factory=lambda: ["performance"])  # type: ignore[arg-type]
+        default_factory=lambda: ["performance"]  # type: ignore[arg-type]
+    )
 
 
 class Retrain(_Strict):
@@ -278,8 +264,10 @@ class Alerts(_Strict):
 
     channel: str = "#ml-alerts"
     conn_id: str = "slack_alerts"
-    deadlines: dict[Literal["train", "validate", "score", "drift", "retrain"],
-                    Annotated[float, Field(gt=0, le=7 * 24 * 60)]] = Field(default_factory=dict)
+    deadlines: dict[
+        Literal["train", "validate", "score", "drift", "retrain"],
+        Annotated[float, Field(gt=0, le=7 * 24 * 60)],
+    ] = Field(default_factory=dict)
 
 
 class External(_Strict):
@@ -348,16 +336,22 @@ class ModelSpec(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME_RE.match(v):
-            raise ValueError(f"'{v}' must be lowercase letters, digits and _, "
-                             "starting with a letter, at most 48 characters")
+            raise ValueError(
+                f"'{v}' must be lowercase letters, digits and _, "
+                "starting with a letter, at most 48 characters"
+            )
         return v
 
     @model_validator(mode="before")
     @classmethod
     def _external_metrics(cls, raw: Any) -> Any:
         """An external spec may omit `metrics`: its primary metric defaults per task."""
-        if (isinstance(raw, dict) and raw.get("external") is not None
-                and "metrics" not in raw and raw.get("task") in EXTERNAL_DEFAULT_METRIC):
+        if (
+            isinstance(raw, dict)
+            and raw.get("external") is not None
+            and "metrics" not in raw
+            and raw.get("task") in EXTERNAL_DEFAULT_METRIC
+        ):
             return {**raw, "metrics": {"primary": EXTERNAL_DEFAULT_METRIC[raw["task"]]}}
         return raw
 
@@ -381,8 +375,10 @@ class ModelSpec(_Strict):
         gate_metric = [self.promotion.metric] if self.promotion.metric else []
         for metric in [self.metrics.primary, *self.metrics.floors, *gate_metric]:
             if metric not in allowed:
-                raise ValueError(f"metric '{metric}' does not apply to task '{self.task}'; "
-                                 f"choose from {sorted(allowed)}")
+                raise ValueError(
+                    f"metric '{metric}' does not apply to task '{self.task}'; "
+                    f"choose from {sorted(allowed)}"
+                )
         return self
 
     def _check_kind_of_model(self) -> None:
@@ -390,35 +386,51 @@ class ModelSpec(_Strict):
         if self.external is None:
             missing = [f for f in ("source", "estimator") if getattr(self, f) is None]
             if missing:
-                raise ValueError(f"{' and '.join(missing)} required: a model trained here needs "
-                                 "them (a model built elsewhere has an `external:` section "
-                                 "instead, see docs/external-models.md)")
+                raise ValueError(
+                    f"{' and '.join(missing)} required: a model trained here needs "
+                    "them (a model built elsewhere has an `external:` section "
+                    "instead, see docs/external-models.md)"
+                )
             return
         given = self.model_fields_set
         meaningless = [f"{f} ({why})" for f, why in TRAINING_ONLY.items() if f in given]
-        meaningless += [f"schedules.{p} (nothing is trained here)" for p in ("train", "retrain")
-                        if getattr(self.schedules, p)]
-        meaningless += [f"alerts.deadlines.{p} (there is no {p} DAG)"
-                        for p in ("train", "validate", "retrain") if p in self.alerts.deadlines]
+        meaningless += [
+            f"schedules.{p} (nothing is trained here)"
+            for p in ("train", "retrain")
+            if getattr(self.schedules, p)
+        ]
+        meaningless += [
+            f"alerts.deadlines.{p} (there is no {p} DAG)"
+            for p in ("train", "validate", "retrain")
+            if p in self.alerts.deadlines
+        ]
         if self.metrics.floors:
             meaningless.append("metrics.floors (there is no promotion gate to apply them)")
         if meaningless:
-            raise ValueError("external: a model built elsewhere is monitored only; these fields "
-                             "do not apply, remove them: " + "; ".join(meaningless))
+            raise ValueError(
+                "external: a model built elsewhere is monitored only; these fields "
+                "do not apply, remove them: " + "; ".join(meaningless)
+            )
 
     def _check_rebalance(self, rb: Rebalance) -> None:
         where = f"rebalance.method '{rb.method}'"
         if self.task == "regression":
             raise ValueError(f"{where}: oversampling needs classes; task is 'regression'")
         if rb.method == "smote" and self.features.categorical:
-            raise ValueError(f"{where} interpolates numeric features only; features.categorical "
-                             f"is {self.features.categorical}: use smote_nc")
+            raise ValueError(
+                f"{where} interpolates numeric features only; features.categorical "
+                f"is {self.features.categorical}: use smote_nc"
+            )
         if rb.method == "smote_nc" and not (self.features.categorical and self.features.numeric):
-            raise ValueError(f"{where} needs numeric and categorical features; use smote for "
-                             "numeric only, random_over otherwise")
+            raise ValueError(
+                f"{where} needs numeric and categorical features; use smote for "
+                "numeric only, random_over otherwise"
+            )
         if self.task == "multiclass" and isinstance(rb.sampling_strategy, float):
-            raise ValueError("rebalance.sampling_strategy: a float ratio applies to binary "
-                             "tasks only; use 'auto', 'minority' or 'not majority'")
+            raise ValueError(
+                "rebalance.sampling_strategy: a float ratio applies to binary "
+                "tasks only; use 'auto', 'minority' or 'not majority'"
+            )
 
     @property
     def columns(self) -> list[str]:

@@ -36,7 +36,8 @@ from airmlops.operators.validate import (
     RollbackOperator,
 )
 from airmlops_core import settings
-from airmlops_core.spec import ModelSpec, SpecError, load_specs
+from airmlops_core.errors import SpecError
+from airmlops_core.spec import ModelSpec, load_specs
 
 START_DATE = datetime(2024, 1, 1)
 RETRIES = 2
@@ -75,12 +76,19 @@ def train_dag(spec: ModelSpec, *, retrain: bool = False) -> DAG:
     pipeline = "retrain" if retrain else "train"
     with DAG(
         dag_id=f"{spec.name}__{pipeline}",
-        description=(f"Retrain {spec.name} on recent labelled data" if retrain else
-                     f"Train {spec.name}: {spec.description}".strip(": ")),
+        description=(
+            f"Retrain {spec.name} on recent labelled data"
+            if retrain
+            else f"Train {spec.name}: {spec.description}".strip(": ")
+        ),
         doc_md=(RETRAIN_DOC if retrain else TRAIN_DOC).format(
-            name=spec.name, estimator=spec.estimator.class_path),
-        schedule=(asset_or_cron(assets.drifted(spec.name), spec.schedules.retrain) if retrain
-                  else spec.schedules.train),
+            name=spec.name, estimator=spec.estimator.class_path
+        ),
+        schedule=(
+            asset_or_cron(assets.drifted(spec.name), spec.schedules.retrain)
+            if retrain
+            else spec.schedules.train
+        ),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -90,17 +98,25 @@ def train_dag(spec: ModelSpec, *, retrain: bool = False) -> DAG:
     ) as dag:
         common = {"model_name": spec.name}
         extract = (ExtractRetrainingDataOperator if retrain else ExtractTrainingDataOperator)(
-            task_id="extract", **common)
+            task_id="extract", **common
+        )
         check = CheckTrainingDataOperator(task_id="check_data", refs=extract.output, **common)
-        train = TrainModelOperator(task_id="train", refs=extract.output, pool="ml_training",
-                                   **common)
+        train = TrainModelOperator(
+            task_id="train", refs=extract.output, pool="ml_training", **common
+        )
         check >> train
-        evaluate = EvaluateModelOperator(task_id="evaluate", refs=extract.output,
-                                         trained=train.output, **common)
+        evaluate = EvaluateModelOperator(
+            task_id="evaluate", refs=extract.output, trained=train.output, **common
+        )
         RegisterModelOperator(
-            task_id="register", refs=extract.output, trained=train.output,
-            evaluated=evaluate.output, outlets=[assets.candidate(spec.name)],
-            on_success_callback=[notify.success_notifier(spec.alerts.conn_id)], **common)
+            task_id="register",
+            refs=extract.output,
+            trained=train.output,
+            evaluated=evaluate.output,
+            outlets=[assets.candidate(spec.name)],
+            on_success_callback=[notify.success_notifier(spec.alerts.conn_id)],
+            **common,
+        )
     return dag
 
 
@@ -128,8 +144,9 @@ def validate_dag(spec: ModelSpec) -> DAG:
     with DAG(
         dag_id=f"{spec.name}__validate",
         description=f"Promotion gate of {spec.name}",
-        doc_md=VALIDATE_DOC.format(name=spec.name, metric=spec.gate_metric,
-                                   margin=spec.promotion.margin),
+        doc_md=VALIDATE_DOC.format(
+            name=spec.name, metric=spec.gate_metric, margin=spec.promotion.margin
+        ),
         schedule=[assets.candidate(spec.name)],
         start_date=START_DATE,
         catchup=False,
@@ -141,26 +158,38 @@ def validate_dag(spec: ModelSpec) -> DAG:
         common = {"model_name": spec.name}
         resolve = ResolveCandidateOperator(task_id="resolve", **common)
         check = CheckHoldoutOperator(task_id="check_holdout", resolved=resolve.output, **common)
-        gate = GateOperator(task_id="gate", resolved=resolve.output, checked=check.output,
-                            **common)
+        gate = GateOperator(task_id="gate", resolved=resolve.output, checked=check.output, **common)
         approval = None
         if spec.promotion.human_approval:
             from airmlops.operators.approval import PromotionApprovalOperator
 
             approve = PromotionApprovalOperator(
-                task_id="approve", subject=f"Promote {spec.name}?", gated=gate.output,
-                body="{{ ti.xcom_pull(task_ids='gate')['message'] }}", retries=0)
+                task_id="approve",
+                subject=f"Promote {spec.name}?",
+                gated=gate.output,
+                body="{{ ti.xcom_pull(task_ids='gate')['message'] }}",
+                retries=0,
+            )
             gate >> approve
             approval = approve.output
         notify_done = [notify.success_notifier(spec.alerts.conn_id)]
-        promote = PromoteOperator(task_id="promote", gated=gate.output, approval=approval,
-                                  outlets=[assets.champion(spec.name)],
-                                  on_success_callback=notify_done, **common)
+        promote = PromoteOperator(
+            task_id="promote",
+            gated=gate.output,
+            approval=approval,
+            outlets=[assets.champion(spec.name)],
+            on_success_callback=notify_done,
+            **common,
+        )
         # reject runs after promote: it also tags a challenger a reviewer turned down
-        reject = RejectOperator(task_id="reject", gated=gate.output,
-                                approval_task_id="approve" if approval is not None else None,
-                                trigger_rule="none_failed", on_success_callback=notify_done,
-                                **common)
+        reject = RejectOperator(
+            task_id="reject",
+            gated=gate.output,
+            approval_task_id="approve" if approval is not None else None,
+            trigger_rule="none_failed",
+            on_success_callback=notify_done,
+            **common,
+        )
         gate >> promote >> reject
     return dag
 
@@ -180,7 +209,7 @@ def rollback_dag(spec: ModelSpec) -> DAG:
         dag_id=f"{spec.name}__rollback",
         description=f"Roll back the champion of {spec.name}",
         doc_md=f"### Roll back `{spec.name}`\nRe-points `champion` at a chosen version or at "
-               "`previous_champion`, records who and why as version tags, and notifies.",
+        "`previous_champion`, records who and why as version tags, and notifies.",
         schedule=None,
         start_date=START_DATE,
         catchup=False,
@@ -188,16 +217,24 @@ def rollback_dag(spec: ModelSpec) -> DAG:
         tags=dag_tags(spec, "rollback"),
         default_args=default_args(spec),
         params={
-            "target": Param("previous_champion", type="string",
-                            description="A version number, or previous_champion"),
-            "reason": Param("", type="string", minLength=3,
-                            description="Why (recorded on the version)"),
+            "target": Param(
+                "previous_champion",
+                type="string",
+                description="A version number, or previous_champion",
+            ),
+            "reason": Param(
+                "", type="string", minLength=3, description="Why (recorded on the version)"
+            ),
         },
     ) as dag:
-        RollbackOperator(task_id="rollback", model_name=spec.name,
-                         target="{{ params.target }}", reason="{{ params.reason }}",
-                         outlets=[assets.champion(spec.name)],
-                         on_success_callback=[notify.success_notifier(spec.alerts.conn_id)])
+        RollbackOperator(
+            task_id="rollback",
+            model_name=spec.name,
+            target="{{ params.target }}",
+            reason="{{ params.reason }}",
+            outlets=[assets.champion(spec.name)],
+            on_success_callback=[notify.success_notifier(spec.alerts.conn_id)],
+        )
     return dag
 
 
@@ -208,8 +245,7 @@ def asset_or_cron(asset: Any, cron: str | None) -> Any:
     from airflow.timetables.assets import AssetOrTimeSchedule
     from airflow.timetables.trigger import CronTriggerTimetable
 
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"),
-                               assets=[asset])
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[asset])
 
 
 def score_dag(spec: ModelSpec) -> DAG:
@@ -225,21 +261,35 @@ def score_dag(spec: ModelSpec) -> DAG:
         tags=dag_tags(spec, "score"),
         default_args=default_args(spec),
         deadline=deadline(spec, "score"),
-        params={"input": Param("", type="string", title="Input location",
-                               description="A file, directory, glob or s3:// prefix; empty "
-                                           "means the spec's scoring.input")},
+        params={
+            "input": Param(
+                "",
+                type="string",
+                title="Input location",
+                description="A file, directory, glob or s3:// prefix; empty "
+                "means the spec's scoring.input",
+            )
+        },
     ) as dag:
         common = {"model_name": spec.name}
         resolve = ResolveChampionOperator(task_id="resolve_champion", **common)
-        partitions = ListPartitionsOperator(task_id="partitions",
-                                            input_uri="{{ params.input }}", **common)
+        partitions = ListPartitionsOperator(
+            task_id="partitions", input_uri="{{ params.input }}", **common
+        )
         scored = ScorePartitionOperator.partial(
-            task_id="score", resolved=resolve.output, pool="ml_scoring", **common,
+            task_id="score",
+            resolved=resolve.output,
+            pool="ml_scoring",
+            **common,
         ).expand(partition=partitions.output)
         PublishScoresOperator(
-            task_id="publish", resolved=resolve.output, results=scored.output,
+            task_id="publish",
+            resolved=resolve.output,
+            results=scored.output,
             outlets=[assets.scored(spec.name)],
-            on_success_callback=[notify.success_notifier(spec.alerts.conn_id)], **common)
+            on_success_callback=[notify.success_notifier(spec.alerts.conn_id)],
+            **common,
+        )
     return dag
 
 
@@ -276,8 +326,12 @@ def drift_dag(spec: ModelSpec) -> DAG:
         common = {"model_name": spec.name}
         check = DriftCheckOperator(task_id="check", **common)
         DriftAlertOperator(task_id="alert", checked=check.output, **common)
-        SignalRetrainOperator(task_id="signal_retrain", checked=check.output,
-                              outlets=[assets.drifted(spec.name)], **common)
+        SignalRetrainOperator(
+            task_id="signal_retrain",
+            checked=check.output,
+            outlets=[assets.drifted(spec.name)],
+            **common,
+        )
     return dag
 
 
@@ -307,20 +361,31 @@ def onboard_dag(spec: ModelSpec) -> DAG:
         tags=dag_tags(spec, "onboard"),
         default_args=default_args(spec),
         params={
-            "model_uri": Param("", type="string", title="MLflow model URI",
-                               description="runs:/..., models:/<name>/<version>, or an MLflow "
-                                           "model directory (any flavor without pickle)"),
-            "model_file": Param("", type="string", title="skops model file",
-                                description="A scikit-learn model saved with skops "
-                                            "(.skops) on the worker; relative paths are under "
-                                            "the data directory"),
+            "model_uri": Param(
+                "",
+                type="string",
+                title="MLflow model URI",
+                description="runs:/..., models:/<name>/<version>, or an MLflow "
+                "model directory (any flavor without pickle)",
+            ),
+            "model_file": Param(
+                "",
+                type="string",
+                title="skops model file",
+                description="A scikit-learn model saved with skops "
+                "(.skops) on the worker; relative paths are under "
+                "the data directory",
+            ),
         },
     ) as dag:
-        OnboardModelOperator(task_id="onboard", model_name=spec.name,
-                             model_uri="{{ params.model_uri }}",
-                             model_file="{{ params.model_file }}",
-                             outlets=[assets.champion(spec.name)],
-                             on_success_callback=[notify.success_notifier(spec.alerts.conn_id)])
+        OnboardModelOperator(
+            task_id="onboard",
+            model_name=spec.name,
+            model_uri="{{ params.model_uri }}",
+            model_file="{{ params.model_file }}",
+            outlets=[assets.champion(spec.name)],
+            on_success_callback=[notify.success_notifier(spec.alerts.conn_id)],
+        )
     return dag
 
 
@@ -353,11 +418,14 @@ def health_dag(specs: list[ModelSpec]) -> DAG:
         max_active_runs=1,
         tags=["airmlops", "health"],
         doc_md=HEALTH_DOC,
-        default_args={"owner": "mlops", "retries": 1, "retry_delay": timedelta(seconds=30),
-                      "on_failure_callback": [notify.failure_notifier(conn_id)]},
+        default_args={
+            "owner": "mlops",
+            "retries": 1,
+            "retry_delay": timedelta(seconds=30),
+            "on_failure_callback": [notify.failure_notifier(conn_id)],
+        },
     ) as dag:
-        HealthProbeOperator(task_id="probe", models=sorted(s.name for s in specs),
-                            conn_id=conn_id)
+        HealthProbeOperator(task_id="probe", models=sorted(s.name for s in specs), conn_id=conn_id)
     return dag
 
 
@@ -374,10 +442,18 @@ def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     specs, _ = load_specs(models_dir or settings.models_dir())
     dags: dict[str, DAG] = {}
     for spec in specs.values():
-        pipelines = ((onboard_dag(spec), rollback_dag(spec), score_dag(spec), drift_dag(spec))
-                     if spec.is_external else
-                     (train_dag(spec), validate_dag(spec), rollback_dag(spec), score_dag(spec),
-                      drift_dag(spec), train_dag(spec, retrain=True)))
+        pipelines = (
+            (onboard_dag(spec), rollback_dag(spec), score_dag(spec), drift_dag(spec))
+            if spec.is_external
+            else (
+                train_dag(spec),
+                validate_dag(spec),
+                rollback_dag(spec),
+                score_dag(spec),
+                drift_dag(spec),
+                train_dag(spec, retrain=True),
+            )
+        )
         for dag in pipelines:
             dags[dag.dag_id] = dag
     dags[HEALTH_DAG_ID] = health_dag(list(specs.values()))

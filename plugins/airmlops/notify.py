@@ -27,7 +27,8 @@ FAILURE_TEXT = (
     "(try {{ ti.try_number }}).\n"
     "{% set err = exception if exception is defined else None %}"
     "{% if err %}Error: {{ err | string | truncate(400) }}\n{% endif %}"
-    + RUN_LINK + " | <{{ ti.log_url }}|task log>"
+    + RUN_LINK
+    + " | <{{ ti.log_url }}|task log>"
 )
 
 SUCCESS_TEXT = (
@@ -52,8 +53,14 @@ class SafeSlackWebhookNotifier(BaseNotifier):
 
     template_fields = ("slack_webhook_conn_id", "text")
 
-    def __init__(self, *, slack_webhook_conn_id: str, text: str,
-                 timeout: int = SEND_TIMEOUT_S, retries: int = SEND_RETRIES) -> None:
+    def __init__(
+        self,
+        *,
+        slack_webhook_conn_id: str,
+        text: str,
+        timeout: int = SEND_TIMEOUT_S,
+        retries: int = SEND_RETRIES,
+    ) -> None:
         super().__init__()
         self.slack_webhook_conn_id = slack_webhook_conn_id
         self.text = text
@@ -68,9 +75,13 @@ class SafeSlackWebhookNotifier(BaseNotifier):
                 return
             except Exception as exc:  # noqa: BLE001 - an alert must never change a task's outcome
                 error = type(exc).__name__
-                log.warning("Slack notification via connection %r not delivered (attempt %d "
-                            "of %d): %s", self.slack_webhook_conn_id, attempt, self.retries + 1,
-                            error)
+                log.warning(
+                    "Slack notification via connection %r not delivered (attempt %d of %d): %s",
+                    self.slack_webhook_conn_id,
+                    attempt,
+                    self.retries + 1,
+                    error,
+                )
             if attempt <= self.retries:
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
         self._record(context, error)
@@ -78,8 +89,9 @@ class SafeSlackWebhookNotifier(BaseNotifier):
     def _send(self, context: Any) -> None:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-        SlackWebhookNotifier(slack_webhook_conn_id=self.slack_webhook_conn_id, text=self.text,
-                             timeout=self.timeout).notify(context)
+        SlackWebhookNotifier(
+            slack_webhook_conn_id=self.slack_webhook_conn_id, text=self.text, timeout=self.timeout
+        ).notify(context)
 
     def _record(self, context: Any, error: str) -> None:
         from airmlops_core import alert_log
@@ -87,23 +99,29 @@ class SafeSlackWebhookNotifier(BaseNotifier):
         ti = context.get("ti")
         try:
             alert_log.record_undelivered(
-                conn_id=self.slack_webhook_conn_id, error=error, attempts=self.retries + 1,
-                dag_id=str(getattr(ti, "dag_id", "")), run_id=str(context.get("run_id", "")),
-                task_id=str(getattr(ti, "task_id", "")))
+                conn_id=self.slack_webhook_conn_id,
+                error=error,
+                attempts=self.retries + 1,
+                dag_id=str(getattr(ti, "dag_id", "")),
+                run_id=str(context.get("run_id", "")),
+                task_id=str(getattr(ti, "task_id", "")),
+            )
         except OSError as exc:
             log.error("undelivered alert could not be recorded: %s", exc)
 
 
 def failure_notifier(conn_id: str) -> SafeSlackWebhookNotifier:
     """Notifier for a task that failed for good (after its retries)."""
-    return SafeSlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=FAILURE_TEXT,
-                                    timeout=SEND_TIMEOUT_S)
+    return SafeSlackWebhookNotifier(
+        slack_webhook_conn_id=conn_id, text=FAILURE_TEXT, timeout=SEND_TIMEOUT_S
+    )
 
 
 def success_notifier(conn_id: str) -> SafeSlackWebhookNotifier:
     """Notifier for the last task of a pipeline; shows the task's returned summary and links."""
-    return SafeSlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=SUCCESS_TEXT,
-                                    timeout=SEND_TIMEOUT_S)
+    return SafeSlackWebhookNotifier(
+        slack_webhook_conn_id=conn_id, text=SUCCESS_TEXT, timeout=SEND_TIMEOUT_S
+    )
 
 
 DEADLINE_TEXT = (
@@ -122,7 +140,13 @@ def deadline_alert(dag_id: str, minutes: float, conn_id: str) -> Any:
     from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 
     return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(minutes=minutes),
-        callback=AsyncCallback(SlackWebhookNotifier, kwargs={
-            "slack_webhook_conn_id": conn_id,
-            "text": DEADLINE_TEXT.format(dag_id=dag_id, minutes=minutes)}))
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=dt.timedelta(minutes=minutes),
+        callback=AsyncCallback(
+            SlackWebhookNotifier,
+            kwargs={
+                "slack_webhook_conn_id": conn_id,
+                "text": DEADLINE_TEXT.format(dag_id=dag_id, minutes=minutes),
+            },
+        ),
+    )

@@ -13,18 +13,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-HEAVY = ["pandas", "numpy", "sklearn", "scipy", "mlflow", "great_expectations", "pyarrow",
-         "matplotlib", "boto3"]
+from paths import PROJECT_DIR
+
+HEAVY = [
+    "pandas",
+    "numpy",
+    "sklearn",
+    "scipy",
+    "mlflow",
+    "great_expectations",
+    "pyarrow",
+    "matplotlib",
+    "boto3",
+]
 
 # A DAG with only Airflow imports and an Asset outlet: the baseline.
-PLAIN_DAG = '''
+PLAIN_DAG = """
 from datetime import datetime
 from airflow.sdk import DAG, Asset
 from airflow.providers.standard.operators.empty import EmptyOperator
 with DAG("plain", start_date=datetime(2024, 1, 1), schedule=None):
     EmptyOperator(task_id="t", outlets=[Asset(name="a", uri="airmlops://a/b")])
-'''
+"""
 
 # Runs in a fresh interpreter: parses a plain DAG first (what Airflow itself imports),
 # then dags/, counting connection and variable look-ups, and reports what parsing added.
@@ -73,10 +83,20 @@ PARSE_SCRIPT = textwrap.dedent("""
 
 
 def parse(dag_folder: Path, models_dir: Path) -> dict:
-    env = {**os.environ, "AIRMLOPS_MODELS_DIR": str(models_dir),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True"}
-    out = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, str(dag_folder)], env=env,
-                         capture_output=True, text=True, timeout=300, check=True)
+    env = {
+        **os.environ,
+        "AIRMLOPS_MODELS_DIR": str(models_dir),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE_SCRIPT, str(dag_folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -119,9 +139,19 @@ def test_tags_retries_docs_and_alerts(parsed: dict) -> None:
 
 def test_train_dag_shape(parsed: dict) -> None:
     assert list(parsed["dags"]["customer_churn__train"]["tasks"]) == [
-        "extract", "check_data", "train", "evaluate", "register"]
+        "extract",
+        "check_data",
+        "train",
+        "evaluate",
+        "register",
+    ]
     assert list(parsed["dags"]["customer_churn__validate"]["tasks"]) == [
-        "resolve", "check_holdout", "gate", "promote", "reject"]
+        "resolve",
+        "check_holdout",
+        "gate",
+        "promote",
+        "reject",
+    ]
     assert list(parsed["dags"]["customer_churn__rollback"]["tasks"]) == ["rollback"]
 
 

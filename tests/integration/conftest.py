@@ -1,7 +1,7 @@
 """The integration session's real stack: Airflow (4 components), MLflow and the Slack stand-in.
 
 One stack per test session, in a temporary home on free ports, started by the same code as
-``make up`` (airmlops_core.localstack). It parses the project's dags/ plus a smoke DAG bundle
+``make up`` (airmlops_dev.localstack). It parses the project's dags/ plus a smoke DAG bundle
 written here (``SMOKE_DAG_ID``), and is always stopped at the end, with a check that none of its
 processes is left. Its model specs are the demo models the tests use plus the test-only specs
 in tests/integration/specs, with schedules removed so that only the tests trigger runs.
@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airmlops_core.airflow_api import AirflowClient
-from airmlops_core.localstack import StackConfig, credentials, down, stack_processes, up
-from airmlops_core.ports import free_ports
+from airmlops_dev.airflow_api import AirflowClient
+from airmlops_dev.localstack import StackConfig, credentials, down, stack_processes, up
+from airmlops_dev.ports import free_ports
+from paths import PROJECT_DIR
 
 SMOKE_DAG_ID = "airmlops_smoke"
 
@@ -62,7 +63,6 @@ airmlops_smoke()
 '''
 
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 TEST_MODELS = ("customer_churn",)
 
 
@@ -84,12 +84,15 @@ def integration_models(target: Path) -> Path:
             # each drift check looks at the latest scoring run only; drift signals retraining
             spec["monitoring"] = {"window_runs": 1, "retrain_on": ["drift"]}
             # scored rows are also upserted into a SQLite table (Airflow connection scores_db)
-            spec["scoring"] = {**spec.get("scoring", {}),
-                               "sink": {"conn_id": "scores_db", "table": "churn_scores"}}
+            spec["scoring"] = {
+                **spec.get("scoring", {}),
+                "sink": {"conn_id": "scores_db", "table": "churn_scores"},
+            }
         (target / src.name).write_text(yaml.safe_dump(spec, sort_keys=False))
         if spec["name"] == "customer_churn":
-            (target / f"{REVIEWED_MODEL}.yaml").write_text(yaml.safe_dump(reviewed(spec),
-                                                                           sort_keys=False))
+            (target / f"{REVIEWED_MODEL}.yaml").write_text(
+                yaml.safe_dump(reviewed(spec), sort_keys=False)
+            )
     return target
 
 
@@ -98,10 +101,18 @@ REVIEWED_MODEL = "churn_reviewed"
 
 def reviewed(churn: dict) -> dict:
     """customer_churn under another name, with human approval of every promotion."""
-    return {**churn, "name": REVIEWED_MODEL, "tags": ["test"], "alerts": {}, "monitoring": {},
-            "promotion": {**churn["promotion"], "human_approval": True},
-            "data_checks": {**churn.get("data_checks", {}),
-                            "suite": "include/expectations/customer_churn.yaml"}}
+    return {
+        **churn,
+        "name": REVIEWED_MODEL,
+        "tags": ["test"],
+        "alerts": {},
+        "monitoring": {},
+        "promotion": {**churn["promotion"], "human_approval": True},
+        "data_checks": {
+            **churn.get("data_checks", {}),
+            "suite": "include/expectations/customer_churn.yaml",
+        },
+    }
 
 
 @pytest.fixture(scope="session")
@@ -111,9 +122,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
     smoke_dags = tmp_path_factory.mktemp("smoke_dags")
     (smoke_dags / "airmlops_smoke.py").write_text(SMOKE_DAG)
     models = integration_models(tmp_path_factory.mktemp("models"))
-    extra_env = {"AIRMLOPS_MODELS_DIR": str(models),
-                 "AIRFLOW_CONN_SCORES_DB": json.dumps({"conn_type": "sqlite",
-                                                       "host": str(home / "scores.db")})}
+    extra_env = {
+        "AIRMLOPS_MODELS_DIR": str(models),
+        "AIRFLOW_CONN_SCORES_DB": json.dumps(
+            {"conn_type": "sqlite", "host": str(home / "scores.db")}
+        ),
+    }
     airflow_port, mlflow_port, receiver_port, model_api_port = free_ports(4)
     cfg = StackConfig(
         home=home,
@@ -143,10 +157,17 @@ def airflow_api(stack: StackConfig) -> AirflowClient:
 # The session shares one stack and one registry: modules run in lifecycle order, so that the
 # first validate run sees no champion, and scoring and the health probe find the champion the
 # gate promoted. The outage campaign uses its own MLflow server and runs last.
-MODULE_ORDER = ("test_distributed",  # its own stack: before the session stack starts
-                "test_stack", "test_train_dag", "test_validate_dag", "test_score_dag",
-                "test_drift_dag", "test_health_probe", "test_external_model",
-                "test_mlflow_outage")
+MODULE_ORDER = (
+    "test_distributed",  # its own stack: before the session stack starts
+    "test_stack",
+    "test_train_dag",
+    "test_validate_dag",
+    "test_score_dag",
+    "test_drift_dag",
+    "test_health_probe",
+    "test_external_model",
+    "test_mlflow_outage",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

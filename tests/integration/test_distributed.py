@@ -2,7 +2,7 @@
 Redis, MLflow on PostgreSQL with S3 artifacts behind basic auth, all real and on 127.0.0.1.
 
 docker-compose.yml describes this topology for one Docker host; no Docker engine runs where the
-pack is built, so this module starts the same services as processes (airmlops_core.localstack
+pack is built, so this module starts the same services as processes (airmlops_dev.localstack
 with a Celery configuration, tests/pgserver.py, tests/redisserver.py, tests/s3server.py), runs
 the whole lifecycle of the churn demo model on it, then injects faults:
 
@@ -38,22 +38,18 @@ import pytest
 import requests
 import yaml
 
-from airmlops_core import data, demo_data, localstack
-from airmlops_core.airflow_api import AirflowClient
-from airmlops_core.localstack import StackConfig
-from airmlops_core.ports import free_ports
+from airmlops_core.io import data, scored
+from airmlops_dev import demo_data, localstack
+from airmlops_dev.airflow_api import AirflowClient
+from airmlops_dev.localstack import StackConfig
+from airmlops_dev.ports import free_ports
+from paths import PROJECT_DIR
+from pgserver import PostgresServer, PostgresUnavailable
+from redisserver import RedisServer, redis_binary
+from s3server import SeaweedS3
 
 pytestmark = pytest.mark.integration
 
-_TESTS_DIR = str(Path(__file__).resolve().parents[1])
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
-
-from pgserver import PostgresServer, PostgresUnavailable  # noqa: E402
-from redisserver import RedisServer, redis_binary  # noqa: E402
-from s3server import SeaweedS3  # noqa: E402
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 MODEL = "customer_churn"
 BUCKET = "mlflow-artifacts"
 PROBE_DAG_ID = "airmlops_secret_probe"
@@ -135,7 +131,11 @@ def _check_celery_compatible() -> None:
     celery.backends.database.retry, which apache-airflow-providers-celery 3.26 imports)."""
     probe = subprocess.run(
         [sys.executable, "-c", "import airflow.providers.celery.executors.celery_executor_utils"],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if probe.returncode:
         from importlib import metadata
 
@@ -143,16 +143,25 @@ def _check_celery_compatible() -> None:
             f"the CeleryExecutor does not import: celery {metadata.version('celery')} with "
             f"apache-airflow-providers-celery "
             f"{metadata.version('apache-airflow-providers-celery')}: "
-            f"{probe.stderr.strip().splitlines()[-1]}")
+            f"{probe.stderr.strip().splitlines()[-1]}"
+        )
 
 
 def _psql(pg: PostgresServer, user: str, password: str, db: str, sql: str) -> str:
     """One query over TCP with a password login, as the services connect."""
     result = subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", user, "-d", db, "-tAc", sql],
-        env={"PATH": pg.env["PATH"], "PGPORT": pg.env["PGPORT"], "PGPASSWORD": password,
-             "PGCONNECT_TIMEOUT": "10"},
-        capture_output=True, text=True, timeout=60, check=False)
+        env={
+            "PATH": pg.env["PATH"],
+            "PGPORT": pg.env["PGPORT"],
+            "PGPASSWORD": password,
+            "PGCONNECT_TIMEOUT": "10",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -166,8 +175,13 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
         pg = PostgresServer()
     except PostgresUnavailable as exc:
         pytest.skip(str(exc))
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
-                "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+    for key in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_PROFILE",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    ):
         assert key not in os.environ, f"the test process must not hold {key}"
     _check_celery_compatible()
     started = time.monotonic()
@@ -175,8 +189,10 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
     probe_dags = tmp_path_factory.mktemp("probe_dags")
     (probe_dags / "airmlops_secret_probe.py").write_text(PROBE_DAG)
     models = churn_spec(home / "models")
-    passwords = {name: f"{name[:2].lower()}-" + secrets.token_urlsafe(18) for name in
-                 ("POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MLFLOW_DB_PASSWORD")}
+    passwords = {
+        name: f"{name[:2].lower()}-" + secrets.token_urlsafe(18)
+        for name in ("POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MLFLOW_DB_PASSWORD")
+    }
     probe_value = "probe-" + secrets.token_hex(16)
     redis = RedisServer()
     s3 = SeaweedS3()
@@ -184,10 +200,14 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
     env_before = dict(os.environ)
     try:
         pg.start()
-        init = subprocess.run(["bash", str(PROJECT_DIR / "docker" / "postgres" /
-                                           "init-databases.sh")],
-                              env={**pg.env, **passwords}, capture_output=True, text=True,
-                              timeout=120, check=False)
+        init = subprocess.run(
+            ["bash", str(PROJECT_DIR / "docker" / "postgres" / "init-databases.sh")],
+            env={**pg.env, **passwords},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert init.returncode == 0, init.stderr
         redis.start()
         s3.start()
@@ -196,11 +216,16 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
         airflow_port, mlflow_port, receiver_port, model_api_port = free_ports(4)
         cfg = StackConfig(
             home=home / "stack",
-            airflow_port=airflow_port, mlflow_port=mlflow_port,
-            receiver_port=receiver_port, model_api_port=model_api_port,
+            airflow_port=airflow_port,
+            mlflow_port=mlflow_port,
+            receiver_port=receiver_port,
+            model_api_port=model_api_port,
             extra_dag_folders=(probe_dags,),
-            extra_env={"AIRMLOPS_MODELS_DIR": str(models),
-                       f"AIRFLOW_VAR_{PROBE_VARIABLE.upper()}": probe_value, **HEARTBEAT_ENV},
+            extra_env={
+                "AIRMLOPS_MODELS_DIR": str(models),
+                f"AIRFLOW_VAR_{PROBE_VARIABLE.upper()}": probe_value,
+                **HEARTBEAT_ENV,
+            },
             executor="CeleryExecutor",
             sql_alchemy_conn=airflow_db,
             celery_broker_url=redis.url(0),
@@ -209,10 +234,12 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
             worker_concurrency=1,
             mlflow_backend_store_uri=pg.url("mlflow", passwords["MLFLOW_DB_PASSWORD"], "mlflow"),
             mlflow_artifacts_destination=f"s3://{BUCKET}",
-            mlflow_server_env={"AWS_ACCESS_KEY_ID": s3.access_key,
-                               "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-                               "AWS_DEFAULT_REGION": "us-east-1",
-                               "MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url},
+            mlflow_server_env={
+                "AWS_ACCESS_KEY_ID": s3.access_key,
+                "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url,
+            },
             mlflow_auth=True,
             startup_timeout=300.0,
         )
@@ -225,10 +252,19 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
         assert creds is not None
         os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = creds
         os.environ["MLFLOW_TRACKING_URI"] = cfg.mlflow_url
-        dist = Distributed(cfg, AirflowClient(cfg.airflow_url, user, password), pg, redis, s3,
-                           passwords, probe_value)
-        dist.note(f"stack up in {time.monotonic() - started:.0f}s: postgres, redis, seaweedfs, "
-                  f"mlflow (basic auth), airflow on CeleryExecutor with {', '.join(cfg.workers)}")
+        dist = Distributed(
+            cfg,
+            AirflowClient(cfg.airflow_url, user, password),
+            pg,
+            redis,
+            s3,
+            passwords,
+            probe_value,
+        )
+        dist.note(
+            f"stack up in {time.monotonic() - started:.0f}s: postgres, redis, seaweedfs, "
+            f"mlflow (basic auth), airflow on CeleryExecutor with {', '.join(cfg.workers)}"
+        )
         yield dist
         print("\n[distributed] tally:\n  " + "\n  ".join(dist.tally), flush=True)
     finally:
@@ -311,19 +347,19 @@ def land(cfg: StackConfig, folder: str, parts: int, copies: int = 1) -> tuple[pd
 
 
 def scored_dir(cfg: StackConfig, api: AirflowClient, run_id: str) -> Path:
-    from airmlops_core import scoring
-
     run = api.dag_run(f"{MODEL}__score", run_id)
     when = run.get("logical_date") or run["run_after"]
-    return Path(scoring.run_output_uri(str(cfg.root / "data" / "scored"), MODEL, when))
+    return Path(scored.run_output_uri(str(cfg.root / "data" / "scored"), MODEL, when))
 
 
-def check_output(cfg: StackConfig, api: AirflowClient, run_id: str, frame: pd.DataFrame,
-                 inputs: Path) -> dict[str, str]:
+def check_output(
+    cfg: StackConfig, api: AirflowClient, run_id: str, frame: pd.DataFrame, inputs: Path
+) -> dict[str, str]:
     """Rows out == rows in, each key once, every file byte-identical to the expected scoring
     of its input (recomputed here with the pinned version), no temp file left behind."""
-    from airmlops_core import scoring, validate_flow
+    from airmlops_core.score import scoring
     from airmlops_core.spec import load_spec
+    from airmlops_core.validate import flow as validate_flow
 
     out = scored_dir(cfg, api, run_id)
     files = sorted(out.glob("*.parquet"))
@@ -344,10 +380,15 @@ def check_output(cfg: StackConfig, api: AirflowClient, run_id: str, frame: pd.Da
     for part in parts:
         target = expected_dir / part.name
         scoring.score_or_quarantine(
-            model, str(part),
+            model,
+            str(part),
             suite=validate_flow.suite_for(spec).model_copy(update={"extra_columns": "warn"}),
-            output_uri=str(target), quarantine_uri=str(expected_dir / "q" / part.stem),
-            row_key=spec.row_key, logical_date=when, chunk_rows=spec.scoring.chunk_rows)
+            output_uri=str(target),
+            quarantine_uri=str(expected_dir / "q" / part.stem),
+            row_key=spec.row_key,
+            logical_date=when,
+            chunk_rows=spec.scoring.chunk_rows,
+        )
         got = (out / part.name).read_bytes()
         assert got == target.read_bytes(), f"{part.name} differs from its expected scoring"
         digests[part.name] = data.file_sha256(str(out / part.name))
@@ -366,8 +407,10 @@ def _tries(api: AirflowClient, run_id: str, map_index: int) -> list[dict[str, An
     """Every try of one mapped score task, oldest first."""
     from urllib.parse import quote
 
-    path = (f"/api/v2/dags/{MODEL}__score/dagRuns/{quote(run_id, safe='')}/taskInstances/"
-            f"score/{map_index}/tries")
+    path = (
+        f"/api/v2/dags/{MODEL}__score/dagRuns/{quote(run_id, safe='')}/taskInstances/"
+        f"score/{map_index}/tries"
+    )
     return sorted(api.get(path)["task_instances"], key=lambda t: t["try_number"])
 
 
@@ -392,8 +435,11 @@ def _celery_deliveries(cfg: StackConfig) -> list[str]:
 def test_topology_is_distributed_and_locked_down(dist: Distributed) -> None:
     cfg = dist.cfg
     rows = localstack.status(cfg)
-    assert [r.component for r in rows] == [*localstack.COMPONENTS, "celery-worker-1",
-                                           "celery-worker-2"]
+    assert [r.component for r in rows] == [
+        *localstack.COMPONENTS,
+        "celery-worker-1",
+        "celery-worker-2",
+    ]
     assert all(r.alive and r.healthy for r in rows), localstack.format_status(rows)
     # MLflow: basic auth on, the pack's credentials from the environment work
     search = f"{cfg.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
@@ -404,17 +450,26 @@ def test_topology_is_distributed_and_locked_down(dist: Distributed) -> None:
     assert requests.get(search, timeout=10, auth=creds).status_code == 200
     # only the MLflow server holds S3 credentials: clients go through its artifact proxy
     assert _environ(_pid(cfg, "mlflow"))["AWS_SECRET_ACCESS_KEY"] == dist.s3.secret_key
-    for component in ("scheduler", "api-server", "celery-worker-1", "celery-worker-2",
-                      "model-api"):
+    for component in ("scheduler", "api-server", "celery-worker-1", "celery-worker-2", "model-api"):
         env = _environ(_pid(cfg, component))
         assert "AWS_SECRET_ACCESS_KEY" not in env, component
         if component != "model-api":
             assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert env["MLFLOW_TRACKING_USERNAME"] == "admin"
     # the metadata DB is the PostgreSQL server: Airflow's tables are there
-    assert int(_psql(dist.pg, "airflow", dist.passwords["AIRFLOW_DB_PASSWORD"], "airflow",
-                     "select count(*) from information_schema.tables "
-                     "where table_name in ('dag_run', 'task_instance')")) == 2
+    assert (
+        int(
+            _psql(
+                dist.pg,
+                "airflow",
+                dist.passwords["AIRFLOW_DB_PASSWORD"],
+                "airflow",
+                "select count(*) from information_schema.tables "
+                "where table_name in ('dag_run', 'task_instance')",
+            )
+        )
+        == 2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -428,13 +483,14 @@ def trained(dist: Distributed) -> dict[str, Any]:
     train_state = api.wait(f"{MODEL}__train", run_id, timeout=600)
     validate_run = api.wait_for_new_run(f"{MODEL}__validate", known, timeout=120)
     validate_state = api.wait(f"{MODEL}__validate", validate_run, timeout=600)
-    dist.note(f"train + validate: {train_state} / {validate_state} in "
-              f"{time.monotonic() - started:.0f}s")
+    dist.note(
+        f"train + validate: {train_state} / {validate_state} in {time.monotonic() - started:.0f}s"
+    )
     return {"train": (run_id, train_state), "validate": (validate_run, validate_state)}
 
 
 def test_train_validate_promote_with_artifacts_in_s3(dist: Distributed, trained) -> None:
-    from airmlops_core import registry
+    from airmlops_core.tracking import registry
 
     assert trained["train"][1] == "success"
     assert trained["validate"][1] == "success"
@@ -445,16 +501,26 @@ def test_train_validate_promote_with_artifacts_in_s3(dist: Distributed, trained)
     run = client.get_run(version.run_id)
     # artifacts are proxied: the client sees mlflow-artifacts:/, the server stores them in S3
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), run.info.artifact_uri
-    keys = [o["Key"] for page in dist.s3.client().get_paginator("list_objects_v2").paginate(
-        Bucket=BUCKET) for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in dist.s3.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+        for o in page.get("Contents", [])
+    ]
     assert any(k.endswith("/MLmodel") for k in keys), keys[:20]
     assert any(version.run_id in k or (version.source or "").split("/")[-1] in k for k in keys)
     # the registry lives in PostgreSQL
-    assert _psql(dist.pg, "mlflow", dist.passwords["MLFLOW_DB_PASSWORD"], "mlflow",
-                 f"select name from registered_models where name = '{MODEL}'") == MODEL
+    assert (
+        _psql(
+            dist.pg,
+            "mlflow",
+            dist.passwords["MLFLOW_DB_PASSWORD"],
+            "mlflow",
+            f"select name from registered_models where name = '{MODEL}'",
+        )
+        == MODEL
+    )
     # the tasks ran on the Celery workers
-    hosts = {t["hostname"] for t in dist.api.task_instances(f"{MODEL}__train",
-                                                             trained["train"][0])}
+    hosts = {t["hostname"] for t in dist.api.task_instances(f"{MODEL}__train", trained["train"][0])}
     assert hosts <= {dist.cfg.worker_hostname(w) for w in dist.cfg.workers}, hosts
 
 
@@ -471,8 +537,13 @@ def fanout(dist: Distributed, trained) -> dict[str, Any]:
     drift_run = api.wait_for_new_run(f"{MODEL}__drift", known, timeout=180)
     drift_state = api.wait(f"{MODEL}__drift", drift_run, timeout=600)
     dist.note(f"score 4 partitions: {state} in {scored_s:.0f}s; drift: {drift_state}")
-    return {"run_id": run_id, "state": state, "frame": frame, "folder": folder,
-            "drift": (drift_run, drift_state)}
+    return {
+        "run_id": run_id,
+        "state": state,
+        "frame": frame,
+        "folder": folder,
+        "drift": (drift_run, drift_state),
+    }
 
 
 def test_scoring_fans_out_over_both_workers(dist: Distributed, fanout) -> None:
@@ -482,8 +553,12 @@ def test_scoring_fans_out_over_both_workers(dist: Distributed, fanout) -> None:
     hosts = {t["hostname"] for t in tis}
     workers = {dist.cfg.worker_hostname(w) for w in dist.cfg.workers}
     assert hosts == workers, f"mapped score tasks ran on {hosts}, expected both of {workers}"
-    dist.note("score fan-out: mapped tasks by worker: " + ", ".join(
-        f"{h.split('.')[0]}={sum(t['hostname'] == h for t in tis)}" for h in sorted(hosts)))
+    dist.note(
+        "score fan-out: mapped tasks by worker: "
+        + ", ".join(
+            f"{h.split('.')[0]}={sum(t['hostname'] == h for t in tis)}" for h in sorted(hosts)
+        )
+    )
     check_output(dist.cfg, dist.api, fanout["run_id"], fanout["frame"], fanout["folder"])
 
 
@@ -492,8 +567,12 @@ def test_drift_runs_on_the_scored_batch(dist: Distributed, fanout) -> None:
     assert state == "success"
     client = _mlflow(dist.cfg)
     exp = client.get_experiment_by_name(f"airmlops/{MODEL}")
-    [run] = client.search_runs([exp.experiment_id], filter_string=(
-        f"tags.`airmlops.purpose` = 'drift' and tags.`airmlops.run_id` = '{drift_run}'"))
+    [run] = client.search_runs(
+        [exp.experiment_id],
+        filter_string=(
+            f"tags.`airmlops.purpose` = 'drift' and tags.`airmlops.run_id` = '{drift_run}'"
+        ),
+    )
     assert run.data.tags["airmlops.drift_status"] == "no_drift"
 
 
@@ -503,17 +582,22 @@ def test_secrets_are_masked_in_task_logs(dist: Distributed, fanout) -> None:
     run_id = api.trigger(PROBE_DAG_ID)
     assert api.wait(PROBE_DAG_ID, run_id, timeout=300) == "success"
     logs = dist.cfg.airflow_home / "logs"
-    [probe_log] = list(logs.glob(f"dag_id={PROBE_DAG_ID}/run_id={run_id}/task_id=use_secrets/"
-                                 "attempt=1.log"))
+    [probe_log] = list(
+        logs.glob(f"dag_id={PROBE_DAG_ID}/run_id={run_id}/task_id=use_secrets/attempt=1.log")
+    )
     text = probe_log.read_text()
     assert "PROBE mlflow password=***" in text, text[-2000:]
     assert "PROBE printed mlflow password=***" in text
     assert "PROBE api key=***" in text
     creds = localstack.mlflow_credentials(dist.cfg)
     assert creds is not None
-    secrets_ = {"mlflow admin password": creds[1], "probe variable": dist.probe_value,
-                "s3 secret key": dist.s3.secret_key, "redis password": dist.redis.password,
-                **dist.passwords}
+    secrets_ = {
+        "mlflow admin password": creds[1],
+        "probe variable": dist.probe_value,
+        "s3 secret key": dist.s3.secret_key,
+        "redis password": dist.redis.password,
+        **dist.passwords,
+    }
     for key, value in localstack._ensure_secrets(dist.cfg).items():
         secrets_[key] = value
     task_logs = [p for p in logs.rglob("*") if p.is_file()]
@@ -523,13 +607,19 @@ def test_secrets_are_masked_in_task_logs(dist: Distributed, fanout) -> None:
         body = path.read_text(errors="replace")
         leaked = [name for name, value in secrets_.items() if value in body]
         assert not leaked, f"{path}: contains {leaked}"
-    dist.note(f"secrets: {len(secrets_)} secret values absent from {len(task_logs)} task logs "
-              f"and {len(component_logs)} component logs; the probe task's log shows ***")
+    dist.note(
+        f"secrets: {len(secrets_)} secret values absent from {len(task_logs)} task logs "
+        f"and {len(component_logs)} component logs; the probe task's log shows ***"
+    )
 
 
 # Faults -----------------------------------------------------------------------------------------
-def _wait_running_on(api: AirflowClient, run_id: str, host: str, timeout: float = 300.0,
-                     ) -> dict[str, Any]:
+def _wait_running_on(
+    api: AirflowClient,
+    run_id: str,
+    host: str,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for ti in _tis(api, f"{MODEL}__score", run_id, "score"):
@@ -539,8 +629,7 @@ def _wait_running_on(api: AirflowClient, run_id: str, host: str, timeout: float 
     raise TimeoutError(f"no score task ran on {host} within {timeout:.0f}s")
 
 
-def test_worker_killed_mid_scoring_run_completes_exactly_once(dist: Distributed,
-                                                              fanout) -> None:
+def test_worker_killed_mid_scoring_run_completes_exactly_once(dist: Distributed, fanout) -> None:
     cfg, api = dist.cfg, dist.api
     frame, folder = land(cfg, "batches/killed", parts=4)
     victim = "celery-worker-1"
@@ -554,8 +643,11 @@ def test_worker_killed_mid_scoring_run_completes_exactly_once(dist: Distributed,
     key = (ti["task_id"], ti["map_index"])
     noticed = None
     while noticed is None and time.monotonic() - killed_at < 240:
-        [now] = [t for t in _tis(api, f"{MODEL}__score", run_id, "score")
-                 if t["map_index"] == ti["map_index"]]
+        [now] = [
+            t
+            for t in _tis(api, f"{MODEL}__score", run_id, "score")
+            if t["map_index"] == ti["map_index"]
+        ]
         if now["state"] != "running" or now["try_number"] != ti["try_number"]:
             noticed = time.monotonic() - killed_at
             noticed_state = now["state"]
@@ -564,8 +656,11 @@ def test_worker_killed_mid_scoring_run_completes_exactly_once(dist: Distributed,
     state = api.wait(f"{MODEL}__score", run_id, timeout=600)
     done = time.monotonic() - killed_at
     assert state == "success"
-    [final] = [t for t in _tis(api, f"{MODEL}__score", run_id, "score")
-               if t["map_index"] == ti["map_index"]]
+    [final] = [
+        t
+        for t in _tis(api, f"{MODEL}__score", run_id, "score")
+        if t["map_index"] == ti["map_index"]
+    ]
     assert final["try_number"] > ti["try_number"]
     assert final["hostname"] == cfg.worker_hostname("celery-worker-2")
     tries = _tries(api, run_id, ti["map_index"])
@@ -573,20 +668,23 @@ def test_worker_killed_mid_scoring_run_completes_exactly_once(dist: Distributed,
     assert tries[0]["state"] == "failed"
     retry_gap = _ts(tries[1]["start_date"]) - _ts(tries[0]["end_date"])
     check_output(cfg, api, run_id, frame, folder)
-    dist.note(f"fault 1, worker SIGKILL: {victim} killed ({len(killed)} processes) while "
-              f"running score {key} try {ti['try_number']}; scheduler noticed after "
-              f"{noticed:.0f}s (-> {noticed_state}), try {final['try_number']} started "
-              f"{retry_gap:.0f}s later on {final['hostname'].split('.')[0]}; run succeeded "
-              f"{done:.0f}s after the kill "
-              f"({time.monotonic() - started:.0f}s in all); {len(frame)} rows in = out, no "
-              "duplicate key, files byte-identical to the expected scoring")
+    dist.note(
+        f"fault 1, worker SIGKILL: {victim} killed ({len(killed)} processes) while "
+        f"running score {key} try {ti['try_number']}; scheduler noticed after "
+        f"{noticed:.0f}s (-> {noticed_state}), try {final['try_number']} started "
+        f"{retry_gap:.0f}s later on {final['hostname'].split('.')[0]}; run succeeded "
+        f"{done:.0f}s after the kill "
+        f"({time.monotonic() - started:.0f}s in all); {len(frame)} rows in = out, no "
+        "duplicate key, files byte-identical to the expected scoring"
+    )
     # the dead worker comes back with `up` (as a supervisor would restart it)
     localstack.up(cfg)
     assert all(r.healthy for r in localstack.status(cfg))
 
 
-def test_postgres_restart_between_runs_then_redis_restart_mid_run(dist: Distributed,
-                                                                   fanout) -> None:
+def test_postgres_restart_between_runs_then_redis_restart_mid_run(
+    dist: Distributed, fanout
+) -> None:
     cfg, api = dist.cfg, dist.api
     pg_down = dist.pg.restart()  # fast shutdown: every client's connections are cut
     pg_back = time.monotonic()
@@ -601,12 +699,13 @@ def test_postgres_restart_between_runs_then_redis_restart_mid_run(dist: Distribu
             time.sleep(2)
     triggered = time.monotonic() - pg_back
     deadline = time.monotonic() + 300
-    while not any(t["state"] == "running" for t in _tis(api, f"{MODEL}__score", run_id,
-                                                           "score")):
+    while not any(t["state"] == "running" for t in _tis(api, f"{MODEL}__score", run_id, "score")):
         assert time.monotonic() < deadline, "no score task started"
         time.sleep(0.3)
-    lost_before = sum(cfg.log_file(w).read_text(errors="replace").count(
-        "Connection to broker lost") for w in cfg.workers)
+    lost_before = sum(
+        cfg.log_file(w).read_text(errors="replace").count("Connection to broker lost")
+        for w in cfg.workers
+    )
     redis_down = dist.redis.restart(down_seconds=2.0)
     redis_back = time.monotonic()
     state = api.wait(f"{MODEL}__score", run_id, timeout=600)
@@ -614,8 +713,13 @@ def test_postgres_restart_between_runs_then_redis_restart_mid_run(dist: Distribu
     retried = sorted(t["map_index"] for t in tis if t["try_number"] > 1)
     assert state == "success", {t["map_index"]: t["state"] for t in tis}
     check_output(cfg, api, run_id, frame, folder)
-    lost = sum(cfg.log_file(w).read_text(errors="replace").count("Connection to broker lost")
-               for w in cfg.workers) - lost_before
+    lost = (
+        sum(
+            cfg.log_file(w).read_text(errors="replace").count("Connection to broker lost")
+            for w in cfg.workers
+        )
+        - lost_before
+    )
     deliveries = _celery_deliveries(cfg)
     twice = sorted({i for i in deliveries if deliveries.count(i) > 1})
     assert not twice, f"Celery delivered tasks twice: {twice}"
@@ -626,13 +730,17 @@ def test_postgres_restart_between_runs_then_redis_restart_mid_run(dist: Distribu
         localstack.up(cfg)
     rows = localstack.status(cfg)
     still = [r.component for r in rows if not (r.alive and r.healthy)]
-    dist.note(f"fault 2, PostgreSQL restart between runs: down {pg_down:.1f}s; the next run "
-              f"was accepted {triggered:.0f}s after it came back")
-    dist.note(f"fault 3, Redis restart mid-run (score tasks running): down {redis_down:.1f}s; "
-              f"run {state} {time.monotonic() - redis_back:.0f}s later; retried partitions: "
-              f"{retried or 'none'}; {len(frame)} rows in = out, files byte-identical to the "
-              f"expected scoring; {lost} worker(s) logged the lost broker and reconnected; "
-              f"no Celery message delivered twice ({len(deliveries)} deliveries in the module); "
-              f"components that exited: {dead or 'none'}"
-              + (" (restarted by `up`, as compose's restart policy would)" if dead else ""))
+    dist.note(
+        f"fault 2, PostgreSQL restart between runs: down {pg_down:.1f}s; the next run "
+        f"was accepted {triggered:.0f}s after it came back"
+    )
+    dist.note(
+        f"fault 3, Redis restart mid-run (score tasks running): down {redis_down:.1f}s; "
+        f"run {state} {time.monotonic() - redis_back:.0f}s later; retried partitions: "
+        f"{retried or 'none'}; {len(frame)} rows in = out, files byte-identical to the "
+        f"expected scoring; {lost} worker(s) logged the lost broker and reconnected; "
+        f"no Celery message delivered twice ({len(deliveries)} deliveries in the module); "
+        f"components that exited: {dead or 'none'}"
+        + (" (restarted by `up`, as compose's restart policy would)" if dead else "")
+    )
     assert not still, localstack.format_status(rows)

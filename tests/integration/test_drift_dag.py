@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from airmlops_core import data, demo_data
-from airmlops_core.webhook_receiver import read_messages
+from airmlops_core.io import data
+from airmlops_dev import demo_data
+from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +43,21 @@ def score_then_drift(stack: Any, api: Any, frame: pd.DataFrame, name: str) -> di
     tis = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__drift", drift_run)}
     client = MlflowClient(stack.mlflow_url)
     exp = client.get_experiment_by_name(f"airmlops/{MODEL}")
-    [run] = client.search_runs([exp.experiment_id], filter_string=(
-        f"tags.`airmlops.purpose` = 'drift' and tags.`airmlops.run_id` = '{drift_run}'"))
+    [run] = client.search_runs(
+        [exp.experiment_id],
+        filter_string=(
+            f"tags.`airmlops.purpose` = 'drift' and tags.`airmlops.run_id` = '{drift_run}'"
+        ),
+    )
     return {"run_id": drift_run, "state": state, "tis": tis, "mlflow": run}
 
 
 def drift_messages(stack: Any) -> list[str]:
-    return [m["body"]["text"] for m in read_messages(stack.messages_file)
-            if f"{MODEL}__drift" in json.dumps(m["body"])]
+    return [
+        m["body"]["text"]
+        for m in read_messages(stack.messages_file)
+        if f"{MODEL}__drift" in json.dumps(m["body"])
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +70,28 @@ def features(stack: Any) -> pd.DataFrame:
 
 def test_reference_like_batch_raises_no_alert(stack, airflow_api, features) -> None:
     before = len(drift_messages(stack))
-    out = score_then_drift(stack, airflow_api, features.sample(frac=1.0, random_state=1),
-                           "clean")
+    out = score_then_drift(stack, airflow_api, features.sample(frac=1.0, random_state=1), "clean")
     assert out["state"] == "success", out["tis"]
     assert out["mlflow"].data.tags["airmlops.drift_status"] == "no_drift"
     assert out["tis"]["signal_retrain"] == "skipped"
     assert len(drift_messages(stack)) == before  # nothing worth reading
-    artifacts = {a.path for a in MlflowClient(stack.mlflow_url).list_artifacts(
-        out["mlflow"].info.run_id, "monitoring")}
+    artifacts = {
+        a.path
+        for a in MlflowClient(stack.mlflow_url).list_artifacts(
+            out["mlflow"].info.run_id, "monitoring"
+        )
+    }
     assert "monitoring/drift_report.html" in artifacts
 
 
 def test_shifted_batch_alerts_naming_the_columns_and_signals_retraining(
-        stack, airflow_api, features) -> None:
+    stack, airflow_api, features
+) -> None:
     shifted = features.copy()
     # two years more on every contract (within the suite's range), and 90% month-to-month
     shifted["tenure"] = (shifted["tenure"] + 24).clip(upper=80)
     shifted["contract"] = "Month-to-month"
-    shifted["contract"] = shifted["contract"].where(
-        features.index % 10 != 0, features["contract"])
+    shifted["contract"] = shifted["contract"].where(features.index % 10 != 0, features["contract"])
     labels = demo_data.churn()[["customer_id", "churn"]]  # the labels land later, joined on key
     data.write_frame(labels, str(stack.home / "data" / "labels" / MODEL / "shifted.parquet"))
     known_retrains = {r["dag_run_id"] for r in airflow_api.dag_runs(f"{MODEL}__retrain")}
@@ -102,7 +113,8 @@ def test_shifted_batch_alerts_naming_the_columns_and_signals_retraining(
     assert airflow_api.wait(f"{MODEL}__retrain", retrain, timeout=900) == "success"
     client = MlflowClient(stack.mlflow_url)
     [version] = client.search_model_versions(
-        f"name = '{MODEL}' and tags.`airmlops.run_id` = '{retrain}'")
+        f"name = '{MODEL}' and tags.`airmlops.run_id` = '{retrain}'"
+    )
     assert version.tags["airmlops.retrain_reason"].startswith("drift: ")
     assert "tenure" in version.tags["airmlops.retrain_reason"]
     run = client.get_run(version.run_id)

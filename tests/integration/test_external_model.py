@@ -26,8 +26,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from airmlops_core import data, demo_data, registry
-from airmlops_core.airflow_api import AirflowAPIError
+from airmlops_core.io import data
+from airmlops_core.tracking import registry
+from airmlops_dev import demo_data
+from airmlops_dev.airflow_api import AirflowAPIError
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +43,20 @@ def vendor(stack: Any) -> dict[str, Any]:
     """The other team's model (fitted on half the customers) and its reference (the rest)."""
     churn = demo_data.churn()
     train, reference = churn.iloc[::2], churn.iloc[1::2]
-    pipe = Pipeline([
-        ("pre", ColumnTransformer([("num", StandardScaler(), NUMERIC),
-                                   ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL)])),
-        ("model", LogisticRegression(max_iter=1000))]).fit(train[NUMERIC + CATEGORICAL],
-                                                           train["churn"])
+    pipe = Pipeline(
+        [
+            (
+                "pre",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), NUMERIC),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+                    ]
+                ),
+            ),
+            ("model", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(train[NUMERIC + CATEGORICAL], train["churn"])
     folder = stack.home / "data" / "vendor"
     data.write_frame(reference, str(folder / f"{MODEL}_reference.parquet"))
     model_file = folder / "churn.skops"
@@ -108,26 +119,34 @@ def test_external_model_onboarded_and_drift_checked(stack, airflow_api, vendor) 
     shifted = features.copy()
     shifted["tenure"] = (shifted["tenure"] + 24).clip(upper=80)
     shifted["contract"] = "Month-to-month"
-    shifted["contract"] = shifted["contract"].where(features.index % 10 != 0,
-                                                    features["contract"])
+    shifted["contract"] = shifted["contract"].where(features.index % 10 != 0, features["contract"])
     folder = stack.home / "data" / "vendor_batches" / "shifted"
     data.write_frame(shifted, str(folder / "batch.parquet"))
     known = {r["dag_run_id"] for r in airflow_api.dag_runs(f"{MODEL}__drift")}
     score_run = airflow_api.trigger(f"{MODEL}__score", conf={"input": str(folder)})
     assert airflow_api.wait(f"{MODEL}__score", score_run, timeout=600) == "success"
-    scored = pd.concat([data.read_frame(str(p)) for p in
-                        (stack.home / "data" / "scored" / MODEL).glob("*/batch.parquet")])
+    scored = pd.concat(
+        [
+            data.read_frame(str(p))
+            for p in (stack.home / "data" / "scored" / MODEL).glob("*/batch.parquet")
+        ]
+    )
     assert len(scored) == len(shifted)
     assert set(scored["model_version"]) == {str(mv.version)}
 
     drift_run = airflow_api.wait_for_new_run(f"{MODEL}__drift", known)  # the scored Asset's
     state = airflow_api.wait(f"{MODEL}__drift", drift_run, timeout=600)
-    tis = {t["task_id"]: t["state"] for t in airflow_api.task_instances(f"{MODEL}__drift",
-                                                                         drift_run)}
+    tis = {
+        t["task_id"]: t["state"] for t in airflow_api.task_instances(f"{MODEL}__drift", drift_run)
+    }
     assert state == "success", tis
     exp = client.get_experiment_by_name(f"airmlops/{MODEL}")
-    [run] = client.search_runs([exp.experiment_id], filter_string=(
-        f"tags.`airmlops.purpose` = 'drift' and tags.`airmlops.run_id` = '{drift_run}'"))
+    [run] = client.search_runs(
+        [exp.experiment_id],
+        filter_string=(
+            f"tags.`airmlops.purpose` = 'drift' and tags.`airmlops.run_id` = '{drift_run}'"
+        ),
+    )
     assert run.data.tags["airmlops.drift_status"] == "drift"
     assert run.data.tags["airmlops.model_version"] == str(mv.version)
     metrics = run.data.metrics

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from airmlops_core import localstack
-from airmlops_core.webhook_receiver import read_messages
+from airmlops_dev import localstack
+from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,11 @@ def probe(api: Any) -> dict:
 
 
 def alerts(stack: Any, marker: str) -> list[str]:
-    return [m["body"]["text"] for m in read_messages(stack.messages_file)
-            if marker in json.dumps(m["body"])]
+    return [
+        m["body"]["text"]
+        for m in read_messages(stack.messages_file)
+        if marker in json.dumps(m["body"])
+    ]
 
 
 def serve_a_champion(stack: Any) -> None:
@@ -37,7 +40,8 @@ def serve_a_champion(stack: Any) -> None:
     from mlflow import MlflowClient
     from test_validate_dag import register_challenger
 
-    from airmlops_core import demo_data, registry
+    from airmlops_core.tracking import registry
+    from airmlops_dev import demo_data
 
     demo_data.write_all(stack.home / "data")
     client = MlflowClient(stack.mlflow_url)

@@ -31,7 +31,6 @@ Run: ``.venv/bin/pytest tests/integration/test_mlflow_outage.py -s -p no:cachepr
 from __future__ import annotations
 
 import sqlite3
-import sys
 import threading
 import time
 from collections import Counter
@@ -42,11 +41,7 @@ from typing import Any
 
 import pytest
 
-_TESTS_DIR = str(Path(__file__).resolve().parents[1])
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
-
-from fault_proxy import Action, Fault, FaultProxy, MlflowServer  # noqa: E402
+from fault_proxy import Action, Fault, FaultProxy, MlflowServer
 
 pytestmark = pytest.mark.integration
 
@@ -83,65 +78,104 @@ class KillPoint:
     twin: str | None = None  # "run" | "version"
 
 
-def _at(stage: str, id_: str, *specs: tuple[str, str, Action, dict[str, Any]],
-        twin: str | None = None) -> KillPoint:
+def _at(
+    stage: str, id_: str, *specs: tuple[str, str, Action, dict[str, Any]], twin: str | None = None
+) -> KillPoint:
     def make() -> tuple[Fault, ...]:
         return tuple(Fault(method, path, action, **kw) for method, path, action, kw in specs)
 
     return KillPoint(f"{stage}/{id_}", stage, make, last=id_ == "after-last-call", twin=twin)
 
 
-def _f(method: str, path: str, action: Action, **kw: Any) -> tuple[str, str, Action,
-                                                                      dict[str, Any]]:
+def _f(
+    method: str, path: str, action: Action, **kw: Any
+) -> tuple[str, str, Action, dict[str, Any]]:
     return (method, path, action, kw)
 
 
 CHALLENGER_ALIAS = r'"alias":\s*"challenger"'
 PREVIOUS_ALIAS = r'"alias":\s*"previous_champion"'
 CHAMPION_ALIAS = r'"alias":\s*"champion"'
-KB, MID, KA, DROP = (Action.KILL_BEFORE, Action.KILL_MID_BODY, Action.KILL_AFTER,
-                     Action.DROP_RESPONSE)
+KB, MID, KA, DROP = (
+    Action.KILL_BEFORE,
+    Action.KILL_MID_BODY,
+    Action.KILL_AFTER,
+    Action.DROP_RESPONSE,
+)
 
 KILL_POINTS = [
     # train_step: the run, the model upload
     _at("train", "before-run-create", _f("POST", API + "runs/create$", KB)),
     _at("train", "run-created-answer-lost", _f("POST", API + "runs/create$", KA)),
     _at("train", "twin-run", _f("POST", API + "runs/create$", DROP), twin="run"),
-    _at("train", "twin-run-then-kill-before-delete", _f("POST", API + "runs/create$", DROP),
-        _f("POST", API + "runs/delete$", KB), twin="run"),
+    _at(
+        "train",
+        "twin-run-then-kill-before-delete",
+        _f("POST", API + "runs/create$", DROP),
+        _f("POST", API + "runs/delete$", KB),
+        twin="run",
+    ),
     _at("train", "before-log-model", _f("POST", API + "logged-models$", KB)),
-    _at("train", "mid-artifact-upload", _f("PUT", r"/mlflow-artifacts/artifacts/.*model\.skops$",
-                                           MID)),
+    _at(
+        "train",
+        "mid-artifact-upload",
+        _f("PUT", r"/mlflow-artifacts/artifacts/.*model\.skops$", MID),
+    ),
     _at("train", "uploaded-before-finalize", _f("PATCH", API + "logged-models/m-[0-9a-f]+$", KB)),
     _at("train", "run-finished-answer-lost", _f("POST", API + "runs/update$", KA, nth=2)),
     _at("train", "after-last-call", _f("GET", API + "experiments/get-by-name", KA, nth=2)),
     # register_step: the version, its alias
     _at("register", "before-create-version", _f("POST", API + "model-versions/create$", KB)),
-    _at("register", "version-created-answer-lost",
-        _f("POST", API + "model-versions/create$", KA)),
-    _at("register", "version-created-before-model-tag",
-        _f("PATCH", API + "logged-models/m-[0-9a-f]+/tags$", KB)),
-    _at("register", "twin-version", _f("POST", API + "model-versions/create$", DROP),
-        twin="version"),
-    _at("register", "twin-version-then-kill-before-delete",
+    _at("register", "version-created-answer-lost", _f("POST", API + "model-versions/create$", KA)),
+    _at(
+        "register",
+        "version-created-before-model-tag",
+        _f("PATCH", API + "logged-models/m-[0-9a-f]+/tags$", KB),
+    ),
+    _at(
+        "register", "twin-version", _f("POST", API + "model-versions/create$", DROP), twin="version"
+    ),
+    _at(
+        "register",
+        "twin-version-then-kill-before-delete",
         _f("POST", API + "model-versions/create$", DROP),
-        _f("DELETE", API + "model-versions/delete$", KB), twin="version"),
+        _f("DELETE", API + "model-versions/delete$", KB),
+        twin="version",
+    ),
     _at("register", "before-description", _f("PATCH", API + "model-versions/update$", KB)),
-    _at("register", "before-alias", _f("POST", API + "registered-models/alias$", KB,
-                                       body=CHALLENGER_ALIAS)),
-    _at("register", "alias-set-answer-lost", _f("POST", API + "registered-models/alias$", KA,
-                                                body=CHALLENGER_ALIAS)),
+    _at(
+        "register",
+        "before-alias",
+        _f("POST", API + "registered-models/alias$", KB, body=CHALLENGER_ALIAS),
+    ),
+    _at(
+        "register",
+        "alias-set-answer-lost",
+        _f("POST", API + "registered-models/alias$", KA, body=CHALLENGER_ALIAS),
+    ),
     _at("register", "after-last-call", _f("POST", API + "runs/update$", KA)),
     # promote_step: evidence tags, previous_champion, champion
     _at("promote", "mid-evidence-tags", _f("POST", API + "model-versions/set-tag$", KB, nth=4)),
-    _at("promote", "tags-set-before-aliases", _f("POST", API + "registered-models/alias$", KB,
-                                                 body=PREVIOUS_ALIAS)),
-    _at("promote", "previous-set-answer-lost", _f("POST", API + "registered-models/alias$", KA,
-                                                  body=PREVIOUS_ALIAS)),
-    _at("promote", "between-previous-and-champion",
-        _f("POST", API + "registered-models/alias$", KB, body=CHAMPION_ALIAS)),
-    _at("promote", "champion-set-answer-lost", _f("POST", API + "registered-models/alias$", KA,
-                                                  body=CHAMPION_ALIAS)),
+    _at(
+        "promote",
+        "tags-set-before-aliases",
+        _f("POST", API + "registered-models/alias$", KB, body=PREVIOUS_ALIAS),
+    ),
+    _at(
+        "promote",
+        "previous-set-answer-lost",
+        _f("POST", API + "registered-models/alias$", KA, body=PREVIOUS_ALIAS),
+    ),
+    _at(
+        "promote",
+        "between-previous-and-champion",
+        _f("POST", API + "registered-models/alias$", KB, body=CHAMPION_ALIAS),
+    ),
+    _at(
+        "promote",
+        "champion-set-answer-lost",
+        _f("POST", API + "registered-models/alias$", KA, body=CHAMPION_ALIAS),
+    ),
     _at("promote", "after-last-call", _f("GET", API + "model-versions/get", KA)),
 ]
 # Two clean cases first: the first promotion (no champion yet) and a second one, so that the
@@ -151,6 +185,7 @@ CASE_IDS = ["clean-first-promotion", "clean-second-promotion", *(kp.id for kp in
 
 
 # ----------------------------------------------------------------------------- observation
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -165,13 +200,22 @@ def read_snapshot(db: Path) -> Snapshot:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5, isolation_level=None)
     try:
         con.execute("BEGIN")
-        aliases = {a: str(v) for a, v in con.execute(
-            "SELECT alias, version FROM registered_model_aliases WHERE name = ?", (MODEL,))}
-        live: dict[str, dict[str, str]] = {str(v): {} for (v,) in con.execute(
-            "SELECT version FROM model_versions WHERE name = ? AND current_stage != ?",
-            (MODEL, DELETED))}
+        aliases = {
+            a: str(v)
+            for a, v in con.execute(
+                "SELECT alias, version FROM registered_model_aliases WHERE name = ?", (MODEL,)
+            )
+        }
+        live: dict[str, dict[str, str]] = {
+            str(v): {}
+            for (v,) in con.execute(
+                "SELECT version FROM model_versions WHERE name = ? AND current_stage != ?",
+                (MODEL, DELETED),
+            )
+        }
         for v, key, value in con.execute(
-                "SELECT version, key, value FROM model_version_tags WHERE name = ?", (MODEL,)):
+            "SELECT version, key, value FROM model_version_tags WHERE name = ?", (MODEL,)
+        ):
             if str(v) in live:
                 live[str(v)][key] = value
         con.execute("COMMIT")
@@ -194,7 +238,12 @@ class Expectation:
 def violations(s: Snapshot, e: Expectation) -> tuple[list[str], str]:
     """Invariant breaks in a snapshot, and its phase (B before, C challenger moved,
     I previous_champion moved, A champion moved)."""
-    from airmlops_core.registry import CHALLENGER, CHAMPION, IDEMPOTENCY_TAG, PREVIOUS_CHAMPION
+    from airmlops_core.tracking.registry import (
+        CHALLENGER,
+        CHAMPION,
+        IDEMPOTENCY_TAG,
+        PREVIOUS_CHAMPION,
+    )
 
     out = []
     new = {v for v, tags in s.live.items() if tags.get(IDEMPOTENCY_TAG) == e.key}
@@ -203,14 +252,18 @@ def violations(s: Snapshot, e: Expectation) -> tuple[list[str], str]:
             out.append(f"alias {alias} -> version {v}, which is not a live version")
     ch = s.aliases.get(CHALLENGER)
     if ch != e.challenger and ch not in new:
-        out.append(f"challenger -> {ch}: neither the previous challenger {e.challenger} nor a "
-                   f"version of this run {sorted(new)}")
+        out.append(
+            f"challenger -> {ch}: neither the previous challenger {e.challenger} nor a "
+            f"version of this run {sorted(new)}"
+        )
     pair = (s.aliases.get(CHAMPION), s.aliases.get(PREVIOUS_CHAMPION))
     old = (e.champion, e.previous)
     if pair not in {old, (e.champion, e.champion)} | {(v, e.champion) for v in new}:
-        out.append(f"(champion, previous_champion) = {pair}: before the promotion it was {old};"
-                   f" allowed: that, ({e.champion}, {e.champion}) mid-move, or "
-                   f"(<this run's version>, {e.champion})")
+        out.append(
+            f"(champion, previous_champion) = {pair}: before the promotion it was {old};"
+            f" allowed: that, ({e.champion}, {e.champion}) mid-move, or "
+            f"(<this run's version>, {e.champion})"
+        )
     if pair[0] in new:
         missing = sorted(e.evidence - set(s.live[pair[0]]))
         if missing:
@@ -285,6 +338,7 @@ class Observer:
 
 # ----------------------------------------------------------------------------- the campaign
 
+
 @dataclass
 class Row:
     """One line of the tally."""
@@ -322,11 +376,13 @@ class Campaign:
         return MlflowClient(self.server.url)  # a reader that bypasses the faulty proxy
 
     def aliases(self) -> dict[str, str | None]:
-        from airmlops_core import registry
+        from airmlops_core.tracking import registry
 
         c = self.client()
-        return {a: registry.alias_version(c, MODEL, a)
-                for a in (registry.CHALLENGER, registry.CHAMPION, registry.PREVIOUS_CHAMPION)}
+        return {
+            a: registry.alias_version(c, MODEL, a)
+            for a in (registry.CHALLENGER, registry.CHAMPION, registry.PREVIOUS_CHAMPION)
+        }
 
     def load_predictions(self, alias: str, version: str) -> Any:
         """Load models:/MODEL@alias (through the server, not the proxy): probe predictions."""
@@ -352,8 +408,9 @@ class Campaign:
                     raise AssertionError(row.result) from exc
         self.observer.check("after restart")
 
-    def task(self, stage: str, kp: KillPoint | None, row: Row,
-             call: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+    def task(
+        self, stage: str, kp: KillPoint | None, row: Row, call: Callable[[int], dict[str, Any]]
+    ) -> dict[str, Any]:
         """Run one Airflow task with retries: try n calls `call(n)`; the kill point's faults
         are armed for this stage's first try."""
         import mlflow
@@ -395,8 +452,13 @@ class Campaign:
     # -- one case: a training run, then a validation run promoting it
     def run_case(self, kp: KillPoint | None, label: str) -> tuple[Row, list[str]]:
         """Run the case; returns its tally row and the invariants it broke."""
-        from airmlops_core import data, evaluation, promotion, train_flow, training, validate_flow
-        from airmlops_core.tracking import TAG_PREFIX, RunContext
+        from airmlops_core.io import data
+        from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
+        from airmlops_core.train import estimator as training
+        from airmlops_core.train import evaluation
+        from airmlops_core.train import flow as train_flow
+        from airmlops_core.validate import flow as validate_flow
+        from airmlops_core.validate import promotion
 
         row = Row(case=label)
         if kp is not None:
@@ -407,8 +469,13 @@ class Campaign:
         k = len(self.keys) + 1
         run_id = f"manual__outage_{k:02d}"
         key = f"{TRAIN_DAG}/{run_id}"
-        spec = self.spec.model_copy(update={"source": self.spec.source.model_copy(
-            update={"uri": write_batch(self.root / "data", k)})})
+        spec = self.spec.model_copy(
+            update={
+                "source": self.spec.source.model_copy(
+                    update={"uri": write_batch(self.root / "data", k)}
+                )
+            }
+        )
 
         def ctx(task: str, n: int = 1, dag: str = TRAIN_DAG, run: str = run_id) -> RunContext:
             return RunContext(model=MODEL, dag_id=dag, run_id=run, task_id=task, try_number=n)
@@ -421,38 +488,85 @@ class Campaign:
             self.probe = training.feature_frame(spec, holdout)
         metrics = evaluation.evaluate(spec, refit, holdout)
         before = self.aliases()
-        decision = promotion.decide(data_check_passed=True, data_check_summary="holdout ok",
-                                    floor_failures=[], segment_floor_failures=[],
-                                    comparison=None, fairness=None)
-        evidence = {**decision.tags(), f"{TAG_PREFIX}approved_by": APPROVER,
-                    f"{TAG_PREFIX}promoted_by": f"{VALIDATE_DAG}/manual__validate_{k:02d}",
-                    f"{TAG_PREFIX}data_sha256": refs["extract"]["sha256"]}
-        self.observer.begin(Expectation(key, before["challenger"], before["champion"],
-                                        before["previous_champion"], frozenset(evidence)))
+        decision = promotion.decide(
+            data_check_passed=True,
+            data_check_summary="holdout ok",
+            floor_failures=[],
+            segment_floor_failures=[],
+            comparison=None,
+            fairness=None,
+        )
+        evidence = {
+            **decision.tags(),
+            f"{TAG_PREFIX}approved_by": APPROVER,
+            f"{TAG_PREFIX}promoted_by": f"{VALIDATE_DAG}/manual__validate_{k:02d}",
+            f"{TAG_PREFIX}data_sha256": refs["extract"]["sha256"],
+        }
+        self.observer.begin(
+            Expectation(
+                key,
+                before["challenger"],
+                before["champion"],
+                before["previous_champion"],
+                frozenset(evidence),
+            )
+        )
         try:
-            trained = self.task("train", kp, row, lambda n: train_flow.train_step(
-                spec, ctx("train", n), refs, tracking_uri=self.proxy.url))
+            trained = self.task(
+                "train",
+                kp,
+                row,
+                lambda n: train_flow.train_step(
+                    spec, ctx("train", n), refs, tracking_uri=self.proxy.url
+                ),
+            )
             self.keys.append(key)
             self.refits[key] = refit
-            registered = self.task("register", kp, row, lambda n: train_flow.register_step(
-                spec, ctx("register", n), refs, trained,
-                {"metrics": metrics, "floor_failures": []}, tracking_uri=self.proxy.url,
-                spec_sha="outage"))
-            gated = {"promote": True, "reasons": decision.reasons, "tags": decision.tags(),
-                     "message": decision.message(MODEL, registered["version"]),
-                     "challenger": registered["version"], "champion": before["champion"],
-                     "data_sha256": refs["extract"]["sha256"], "metrics": metrics}
-            self.task("promote", kp, row, lambda n: validate_flow.promote_step(
-                spec, ctx("promote", n, VALIDATE_DAG, f"manual__validate_{k:02d}"), gated,
-                tracking_uri=self.proxy.url, approved_by=APPROVER))
+            registered = self.task(
+                "register",
+                kp,
+                row,
+                lambda n: train_flow.register_step(
+                    spec,
+                    ctx("register", n),
+                    refs,
+                    trained,
+                    {"metrics": metrics, "floor_failures": []},
+                    tracking_uri=self.proxy.url,
+                    spec_sha="outage",
+                ),
+            )
+            gated = {
+                "promote": True,
+                "reasons": decision.reasons,
+                "tags": decision.tags(),
+                "message": decision.message(MODEL, registered["version"]),
+                "challenger": registered["version"],
+                "champion": before["champion"],
+                "data_sha256": refs["extract"]["sha256"],
+                "metrics": metrics,
+            }
+            self.task(
+                "promote",
+                kp,
+                row,
+                lambda n: validate_flow.promote_step(
+                    spec,
+                    ctx("promote", n, VALIDATE_DAG, f"manual__validate_{k:02d}"),
+                    gated,
+                    tracking_uri=self.proxy.url,
+                    approved_by=APPROVER,
+                ),
+            )
         except Exception as exc:
             if row.result == "not run":
                 row.result = f"FAIL: {type(exc).__name__}: {exc}".replace("\n", " ")
             raise
         finally:
             self.observer.end()
-            row.phases = "".join(f"{p}{self.observer.phases[p]}" for p in "BCIA"
-                                 if self.observer.phases[p])
+            row.phases = "".join(
+                f"{p}{self.observer.phases[p]}" for p in "BCIA" if self.observer.phases[p]
+            )
             if self.observer.down_reads:
                 row.phases += f" ({self.observer.down_reads} down)"
             row.seconds = time.monotonic() - t0
@@ -461,11 +575,18 @@ class Campaign:
         if row.fired == "NO":
             problems.append("the kill point was never reached")
         if kp is not None and kp.last and row.calls_after:
-            problems.append(f"the killed request was not the step's last call: then came "
-                            f"{row.calls_after}")
+            problems.append(
+                f"the killed request was not the step's last call: then came {row.calls_after}"
+            )
         twins = self.twins(key, run_id)
-        row.twins = ", ".join(f"{kind} {made} made, {dead} deleted"
-                              for kind, (made, dead) in twins.items() if made) or "-"
+        row.twins = (
+            ", ".join(
+                f"{kind} {made} made, {dead} deleted"
+                for kind, (made, dead) in twins.items()
+                if made
+            )
+            or "-"
+        )
         if kp is not None and kp.twin is not None and not twins[kp.twin][0]:
             problems.append(f"no twin {kp.twin} was made: the case did not test its path")
         row.result = "ok" if not problems else "FAIL: " + problems[0]
@@ -478,42 +599,55 @@ class Campaign:
         """
         from mlflow.entities import ViewType
 
-        from airmlops_core.registry import IDEMPOTENCY_TAG
-        from airmlops_core.tracking import TAG_PREFIX
+        from airmlops_core.tracking.registry import IDEMPOTENCY_TAG
+        from airmlops_core.tracking.runs import TAG_PREFIX
 
         con = sqlite3.connect(f"file:{self.server.db_path}?mode=ro", uri=True, timeout=5)
         try:
-            stages = [stage for (stage,) in con.execute(
-                "SELECT v.current_stage FROM model_versions v JOIN model_version_tags t ON "
-                "t.name = v.name AND t.version = v.version WHERE v.name = ? AND t.key = ? "
-                "AND t.value = ?", (MODEL, IDEMPOTENCY_TAG, key))]
+            stages = [
+                stage
+                for (stage,) in con.execute(
+                    "SELECT v.current_stage FROM model_versions v JOIN model_version_tags t ON "
+                    "t.name = v.name AND t.version = v.version WHERE v.name = ? AND t.key = ? "
+                    "AND t.value = ?",
+                    (MODEL, IDEMPOTENCY_TAG, key),
+                )
+            ]
         finally:
             con.close()
         c = self.client()
         exp = c.get_experiment_by_name(f"airmlops/{MODEL}")
-        flt = (f"tags.`{TAG_PREFIX}run_id` = '{run_id}' and "
-               f"tags.`{TAG_PREFIX}purpose` = 'train'")
-        runs = c.search_runs([exp.experiment_id], run_view_type=ViewType.ALL,
-                             filter_string=flt)
+        flt = f"tags.`{TAG_PREFIX}run_id` = '{run_id}' and tags.`{TAG_PREFIX}purpose` = 'train'"
+        runs = c.search_runs([exp.experiment_id], run_view_type=ViewType.ALL, filter_string=flt)
         dead_runs = sum(r.info.lifecycle_stage == "deleted" for r in runs)
-        return {"version": (max(0, len(stages) - 1), stages.count(DELETED)),
-                "run": (max(0, len(runs) - 1), dead_runs)}
+        return {
+            "version": (max(0, len(stages) - 1), stages.count(DELETED)),
+            "run": (max(0, len(runs) - 1), dead_runs),
+        }
 
-    def final_problems(self, key: str, run_id: str, trained: dict[str, Any],
-                       before: dict[str, str | None], evidence: dict[str, str]) -> list[str]:
+    def final_problems(
+        self,
+        key: str,
+        run_id: str,
+        trained: dict[str, Any],
+        before: dict[str, str | None],
+        evidence: dict[str, str],
+    ) -> list[str]:
         """The state a case must leave, read through the API, the database and model loads."""
         import numpy as np
         from mlflow.entities import ViewType
 
-        from airmlops_core import registry
-        from airmlops_core.tracking import TAG_PREFIX
+        from airmlops_core.tracking import registry
+        from airmlops_core.tracking.runs import TAG_PREFIX
 
         out = []
         c = self.client()
         mine = registry.versions_with_key(c, MODEL, key)
         if len(mine) != 1:
-            out.append(f"{len(mine)} live versions for training run {key}: "
-                       f"{[v.version for v in mine]} (want exactly one)")
+            out.append(
+                f"{len(mine)} live versions for training run {key}: "
+                f"{[v.version for v in mine]} (want exactly one)"
+            )
         snap = read_snapshot(self.server.db_path)
         keys = Counter(tags.get(registry.IDEMPOTENCY_TAG) for tags in snap.live.values())
         # (an earlier case's duplicates are that case's failure, not this one's)
@@ -524,14 +658,19 @@ class Campaign:
             return out
         new = str(mine[0].version)
         if mine[0].run_id != trained["mlflow_run_id"]:
-            out.append(f"version {new} comes from run {mine[0].run_id}, "
-                       f"not the training run {trained['mlflow_run_id']}")
+            out.append(
+                f"version {new} comes from run {mine[0].run_id}, "
+                f"not the training run {trained['mlflow_run_id']}"
+            )
         now = self.aliases()
         want = {"challenger": new, "champion": new, "previous_champion": before["champion"]}
         if now != want:
             out.append(f"aliases {now}, want {want}")
-        if before["champion"] is not None and now["champion"] is not None \
-                and int(now["champion"]) <= int(before["champion"]):
+        if (
+            before["champion"] is not None
+            and now["champion"] is not None
+            and int(now["champion"]) <= int(before["champion"])
+        ):
             out.append(f"champion downgraded from {before['champion']} to {now['champion']}")
         tags = c.get_model_version(MODEL, new).tags
         wrong = {k: tags.get(k) for k, v in evidence.items() if tags.get(k) != v}
@@ -547,16 +686,22 @@ class Campaign:
                 out.append(f"models:/{MODEL}@{alias} (version {version}) does not load: {exc}")
                 continue
             if run_key not in self.refits or not np.allclose(
-                    got, self.refits[run_key].predict_proba(self.probe), atol=1e-9):
+                got, self.refits[run_key].predict_proba(self.probe), atol=1e-9
+            ):
                 out.append(f"models:/{MODEL}@{alias} does not predict what run {run_key} fit")
-        flt = (f"tags.`{TAG_PREFIX}dag_id` = '{TRAIN_DAG}' and tags.`{TAG_PREFIX}run_id` = "
-               f"'{run_id}' and tags.`{TAG_PREFIX}purpose` = 'train'")
+        flt = (
+            f"tags.`{TAG_PREFIX}dag_id` = '{TRAIN_DAG}' and tags.`{TAG_PREFIX}run_id` = "
+            f"'{run_id}' and tags.`{TAG_PREFIX}purpose` = 'train'"
+        )
         exp = c.get_experiment_by_name(f"airmlops/{MODEL}")
-        runs = c.search_runs([exp.experiment_id], filter_string=flt,
-                             run_view_type=ViewType.ACTIVE_ONLY)
+        runs = c.search_runs(
+            [exp.experiment_id], filter_string=flt, run_view_type=ViewType.ACTIVE_ONLY
+        )
         if [r.info.run_id for r in runs] != [trained["mlflow_run_id"]]:
-            out.append(f"{len(runs)} live MLflow runs for training run {run_id} "
-                       f"(want only {trained['mlflow_run_id']})")
+            out.append(
+                f"{len(runs)} live MLflow runs for training run {run_id} "
+                f"(want only {trained['mlflow_run_id']})"
+            )
         elif runs[0].info.status != "FINISHED":
             out.append(f"training run {run_id} is {runs[0].info.status}, not FINISHED")
         return out
@@ -568,8 +713,11 @@ def calls_after_kill(events: list[Any]) -> list[str]:
     if not dropped:
         return []
     killed = events[dropped[0]]
-    return [f"{e.method} {e.path.split('?')[0]}" for e in events[dropped[0] + 1:]
-            if (e.method, e.path) != (killed.method, killed.path)]
+    return [
+        f"{e.method} {e.path.split('?')[0]}"
+        for e in events[dropped[0] + 1 :]
+        if (e.method, e.path) != (killed.method, killed.path)
+    ]
 
 
 def _short(aliases: dict[str, str]) -> str:
@@ -582,12 +730,17 @@ def write_batch(data_dir: Path, k: int) -> str:
     import numpy as np
     import pandas as pd
 
-    from airmlops_core import data
+    from airmlops_core.io import data
 
     rng = np.random.default_rng(1000 + k)
     n = 240
-    df = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n),
-                       "color": rng.choice(["red", "green", "blue"], n)})
+    df = pd.DataFrame(
+        {
+            "x1": rng.normal(size=n),
+            "x2": rng.normal(size=n),
+            "color": rng.choice(["red", "green", "blue"], n),
+        }
+    )
     noise = rng.normal(scale=0.7, size=n)
     df["y"] = (df["x1"] + 0.5 * df["x2"] + (df["color"] == "red") + noise > 0.3).astype("int64")
     name = f"batch_{k:02d}.parquet"
@@ -608,10 +761,33 @@ metrics: {{primary: roc_auc}}
 
 
 def print_tally(rows: list[Row], server: MlflowServer, seconds: float) -> None:
-    heads = ("case", "stage", "fault", "hit", "tries",
-             "stored aliases while down", "twins", "states seen", "outcome", "s")
-    table = [(r.case, r.stage, r.action, r.fired, r.tries or "-", r.down_state, r.twins,
-              r.phases or "-", r.result[:80], f"{r.seconds:.1f}") for r in rows]
+    heads = (
+        "case",
+        "stage",
+        "fault",
+        "hit",
+        "tries",
+        "stored aliases while down",
+        "twins",
+        "states seen",
+        "outcome",
+        "s",
+    )
+    table = [
+        (
+            r.case,
+            r.stage,
+            r.action,
+            r.fired,
+            r.tries or "-",
+            r.down_state,
+            r.twins,
+            r.phases or "-",
+            r.result[:80],
+            f"{r.seconds:.1f}",
+        )
+        for r in rows
+    ]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(heads)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     print("\n\nMLflow outage campaign: kill point x outcome")
@@ -620,14 +796,18 @@ def print_tally(rows: list[Row], server: MlflowServer, seconds: float) -> None:
     for t in table:
         print(line.format(*t))
     ok = sum(r.result == "ok" for r in rows)
-    print(f"\n{ok}/{len(rows)} cases ok; server started {server.starts} times (killed "
-          f"{server.kills}), first start {server.start_seconds[0]:.1f} s, restarts "
-          f"{sum(server.start_seconds[1:]) / max(1, len(server.start_seconds) - 1):.2f} s "
-          f"on average; campaign {seconds:.0f} s")
-    print("states seen: reads of the stored registry (after each state-changing request, "
-          "every 50 ms, after each restart) in each phase: B before, C challenger moved, "
-          "I previous_champion moved (champion not yet), A champion moved; (n down): reads "
-          "while the server was dead")
+    print(
+        f"\n{ok}/{len(rows)} cases ok; server started {server.starts} times (killed "
+        f"{server.kills}), first start {server.start_seconds[0]:.1f} s, restarts "
+        f"{sum(server.start_seconds[1:]) / max(1, len(server.start_seconds) - 1):.2f} s "
+        f"on average; campaign {seconds:.0f} s"
+    )
+    print(
+        "states seen: reads of the stored registry (after each state-changing request, "
+        "every 50 ms, after each restart) in each phase: B before, C challenger moved, "
+        "I previous_champion moved (champion not yet), A champion moved; (n down): reads "
+        "while the server was dead"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -671,7 +851,7 @@ def test_proxy_kill_points_reach_the_server(campaign: Campaign) -> None:
     """The proxy's actions do what they say, seen from the server's own database."""
     import requests
 
-    from airmlops_core.registry import ensure_registered_model
+    from airmlops_core.tracking.registry import ensure_registered_model
 
     name = "outage_proxy_probe"
     ensure_registered_model(campaign.client(), name)
@@ -680,8 +860,9 @@ def test_proxy_kill_points_reach_the_server(campaign: Campaign) -> None:
     def stored(key: str) -> str | None:
         con = sqlite3.connect(f"file:{campaign.server.db_path}?mode=ro", uri=True)
         try:
-            found = con.execute("SELECT value FROM registered_model_tags WHERE name = ? AND "
-                                "key = ?", (name, key)).fetchone()
+            found = con.execute(
+                "SELECT value FROM registered_model_tags WHERE name = ? AND key = ?", (name, key)
+            ).fetchone()
         finally:
             con.close()
         return found[0] if found else None
@@ -699,14 +880,19 @@ def test_proxy_kill_points_reach_the_server(campaign: Campaign) -> None:
             campaign.server.start()
         assert (stored(key) == "x" * 4000) is reaches, action
     # a clean request goes through unchanged
-    assert requests.post(url, json={"name": name, "key": "clean", "value": "v"},
-                         timeout=10).status_code == 200
+    assert (
+        requests.post(
+            url, json={"name": name, "key": "clean", "value": "v"}, timeout=10
+        ).status_code
+        == 200
+    )
     assert stored("clean") == "v"
 
 
 @pytest.mark.parametrize("kill_point", CASES, ids=CASE_IDS)
-def test_outage(campaign: Campaign, kill_point: KillPoint | None,
-                request: pytest.FixtureRequest) -> None:
+def test_outage(
+    campaign: Campaign, kill_point: KillPoint | None, request: pytest.FixtureRequest
+) -> None:
     """Kill MLflow at one point, retry as Airflow does: the invariants hold throughout."""
     row, problems = campaign.run_case(kill_point, request.node.callspec.id)
     if problems:

@@ -20,9 +20,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from airmlops_core import data, demo_data, registry, training
+from airmlops_core.io import data
 from airmlops_core.spec import load_spec
-from airmlops_core.webhook_receiver import read_messages
+from airmlops_core.tracking import registry
+from airmlops_core.train import estimator as training
+from airmlops_dev import demo_data
+from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +73,9 @@ def landed_run(stack: Any, airflow_api: Any, champion: str) -> dict:
     return {"run_id": run_id, "state": state, "frame": frame}
 
 
-def test_landing_event_scores_every_partition_with_the_champion(landed_run, stack, champion,
-                                                                 airflow_api) -> None:
+def test_landing_event_scores_every_partition_with_the_champion(
+    landed_run, stack, champion, airflow_api
+) -> None:
     assert landed_run["state"] == "success"
     tis = airflow_api.task_instances(DAG_ID, landed_run["run_id"])
     assert sorted(t["map_index"] for t in tis if t["task_id"] == "score") == [0, 1, 2]
@@ -89,16 +93,23 @@ def test_landing_event_scores_every_partition_with_the_champion(landed_run, stac
     expected = model.predict_proba(training.feature_frame(spec, frame))[:, 1]
     got = scored.set_index("customer_id").loc[frame["customer_id"], "proba_1"].to_numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-12)
-    manifest = json.loads(next((stack.home / "data" / "scored" / MODEL).glob(
-        "*/_manifest.json")).read_text())
-    assert manifest["totals"] == {"partitions": 3, "scored": 3, "quarantined": 0,
-                                  "rows_in": len(frame), "rows_out": len(frame),
-                                  "quarantined_rows": 0}
+    manifest = json.loads(
+        next((stack.home / "data" / "scored" / MODEL).glob("*/_manifest.json")).read_text()
+    )
+    assert manifest["totals"] == {
+        "partitions": 3,
+        "scored": 3,
+        "quarantined": 0,
+        "rows_in": len(frame),
+        "rows_out": len(frame),
+        "quarantined_rows": 0,
+    }
     client = MlflowClient(stack.mlflow_url)
     [run] = client.search_runs(
         [client.get_experiment_by_name(f"airmlops/{MODEL}").experiment_id],
         filter_string=f"tags.`airmlops.purpose` = 'score' and "
-                      f"tags.`airmlops.run_id` = '{landed_run['run_id']}'")
+        f"tags.`airmlops.run_id` = '{landed_run['run_id']}'",
+    )
     assert run.data.params["model_version"] == champion
     assert run.data.metrics["score.rows_out"] == len(frame)
     assert run.data.metrics["score.rows_per_cpu_second"] > 0
@@ -129,26 +140,35 @@ def test_rerun_of_the_same_run_is_byte_identical(landed_run, stack, airflow_api)
     assert len(sink_rows(stack)) == len(sinked)  # the re-run updated rows, added none
 
 
-def test_bad_partition_is_quarantined_others_scored_run_fails(landed_run, stack,
-                                                              airflow_api) -> None:
+def test_bad_partition_is_quarantined_others_scored_run_fails(
+    landed_run, stack, airflow_api
+) -> None:
     _, paths = land(stack, "manual_batch", parts=2)
     bad = pd.read_parquet(paths[1])
     bad.loc[bad.index[:30], "tenure"] = -5  # out of the suite's range
     data.write_frame(bad, str(paths[1]))
     run_id = airflow_api.trigger(DAG_ID, conf={"input": str(paths[0].parent)})
     assert airflow_api.wait(DAG_ID, run_id, timeout=600) == "failed"
-    tis = {(t["task_id"], t["map_index"]): t["state"]
-           for t in airflow_api.task_instances(DAG_ID, run_id)}
+    tis = {
+        (t["task_id"], t["map_index"]): t["state"]
+        for t in airflow_api.task_instances(DAG_ID, run_id)
+    }
     assert tis[("score", 0)] == tis[("score", 1)] == "success"
     assert tis[("publish", -1)] == "failed"
-    day = [p for p in (stack.home / "data" / "scored" / MODEL).iterdir()
-           if (p / "part-0.parquet").exists() and not (p / "part-1.parquet").exists()]
+    day = [
+        p
+        for p in (stack.home / "data" / "scored" / MODEL).iterdir()
+        if (p / "part-0.parquet").exists() and not (p / "part-1.parquet").exists()
+    ]
     assert day, "the good partition was not published on its own"
     quarantined = list((stack.home).rglob("part-1/result.json"))
     assert quarantined
     assert json.loads(quarantined[0].read_text())["result"]["success"] is False
-    alerts = [m for m in read_messages(stack.messages_file)
-              if DAG_ID in json.dumps(m) and "quarantined" in json.dumps(m)]
+    alerts = [
+        m
+        for m in read_messages(stack.messages_file)
+        if DAG_ID in json.dumps(m) and "quarantined" in json.dumps(m)
+    ]
     assert alerts
     assert "part-1" in alerts[-1]["body"]["text"]
 

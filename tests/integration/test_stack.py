@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from airmlops_core import localstack
-from airmlops_core.airflow_api import AirflowAPIError, AirflowClient
-from airmlops_core.localstack import StackConfig
-from airmlops_core.webhook_receiver import read_messages
+from airmlops_dev import localstack
+from airmlops_dev.airflow_api import AirflowAPIError, AirflowClient
+from airmlops_dev.localstack import StackConfig
+from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ def test_settings_loader_upserts(
             f"       conn_password: s3cret-{value}, conn_extra: {{timeout: {slots}}}}}\n"
         )
         result = subprocess.run(
-            [python, "-m", "airmlops.settings_loader", str(settings)],
+            [python, "-m", "airmlops_dev.settings_loader", str(settings)],
             env=localstack.airflow_env(stack),
             capture_output=True,
             text=True,

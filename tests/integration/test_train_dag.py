@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from airmlops_core import demo_data
-from airmlops_core.webhook_receiver import read_messages
+from airmlops_dev import demo_data
+from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +21,11 @@ def messages_about(stack: Any, dag_id: str, marker: str, timeout: float = 60) ->
     """Receiver messages whose text mentions dag_id and marker (waits for them to arrive)."""
     deadline = time.monotonic() + timeout
     while True:
-        found = [m for m in read_messages(stack.messages_file)
-                 if dag_id in json.dumps(m["body"]) and marker in json.dumps(m["body"])]
+        found = [
+            m
+            for m in read_messages(stack.messages_file)
+            if dag_id in json.dumps(m["body"]) and marker in json.dumps(m["body"])
+        ]
         if found or time.monotonic() > deadline:
             return found
         time.sleep(1)
@@ -46,8 +49,9 @@ def test_train_run_succeeds(train_run: dict, airflow_api: Any) -> None:
     tis = airflow_api.task_instances(train_run["dag_id"], train_run["run_id"])
     states = {t["task_id"]: t["state"] for t in tis}
     assert train_run["state"] == "success", states
-    assert states == {t: "success" for t in ("extract", "check_data", "train", "evaluate",
-                                              "register")}
+    assert states == {
+        t: "success" for t in ("extract", "check_data", "train", "evaluate", "register")
+    }
 
 
 def test_registered_version_has_alias_tags_and_metrics(train_run: dict, stack: Any) -> None:
@@ -57,22 +61,29 @@ def test_registered_version_has_alias_tags_and_metrics(train_run: dict, stack: A
     assert tags["airmlops.dag_id"] == train_run["dag_id"]
     assert tags["airmlops.run_id"] == train_run["run_id"]
     assert tags["airmlops.idempotency_key"] == f"{train_run['dag_id']}/{train_run['run_id']}"
-    for key in ("airmlops.data_sha256", "airmlops.spec_sha", "airmlops.code_version",
-                "airmlops.holdout_sha256", "airmlops.mlflow_run_id"):
+    for key in (
+        "airmlops.data_sha256",
+        "airmlops.spec_sha",
+        "airmlops.code_version",
+        "airmlops.holdout_sha256",
+        "airmlops.mlflow_run_id",
+    ):
         assert tags.get(key), key
     assert len(tags["airmlops.data_sha256"]) == 64
     assert 0.75 < float(tags["metric.roc_auc"]) <= 1.0
     run = client.get_run(tags["airmlops.mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["airmlops.purpose"] == "train"
-    assert run.data.metrics["holdout_roc_auc"] == pytest.approx(float(tags["metric.roc_auc"]),
-                                                               rel=1e-5)
+    assert run.data.metrics["holdout_roc_auc"] == pytest.approx(
+        float(tags["metric.roc_auc"]), rel=1e-5
+    )
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/roc_curve.png", "plots/confusion_matrix.png"} <= artifacts
     assert [i.dataset.digest for i in run.inputs.dataset_inputs]
     # exactly one version for this DAG run, and its model loads and predicts
     same_run = client.search_model_versions(
-        f"name = '{MODEL}' and tags.`airmlops.run_id` = '{train_run['run_id']}'")
+        f"name = '{MODEL}' and tags.`airmlops.run_id` = '{train_run['run_id']}'"
+    )
     assert len(same_run) == 1
     import mlflow
 
@@ -100,8 +111,7 @@ def test_late_run_sends_one_deadline_alert(train_run: dict, stack: Any) -> None:
     assert "0.1 minutes" in found[0]["body"]["text"]
 
 
-def test_failed_task_sends_failure_message(stack: Any, airflow_api: Any,
-                                           demo_files: None) -> None:
+def test_failed_task_sends_failure_message(stack: Any, airflow_api: Any, demo_files: None) -> None:
     dag_id = "broken_source__train"
     airflow_api.wait_for_dag(dag_id, timeout=180)
     run_id = airflow_api.trigger(dag_id)

@@ -17,10 +17,13 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from airmlops_core import data, demo_data, registry, train_flow
+from airmlops_core.io import data
 from airmlops_core.spec import load_spec
-from airmlops_core.tracking import RunContext
-from airmlops_core.webhook_receiver import read_messages
+from airmlops_core.tracking import registry
+from airmlops_core.tracking.runs import RunContext
+from airmlops_core.train import flow as train_flow
+from airmlops_dev import demo_data
+from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +31,15 @@ MODEL = "customer_churn"
 
 
 def aliases(client: MlflowClient) -> tuple[str | None, str | None, str | None]:
-    return tuple(registry.alias_version(client, MODEL, a)  # type: ignore[return-value]
-                 for a in (registry.CHAMPION, registry.PREVIOUS_CHAMPION, registry.CHALLENGER))
+    return tuple(
+        registry.alias_version(client, MODEL, a)  # type: ignore[return-value]
+        for a in (registry.CHAMPION, registry.PREVIOUS_CHAMPION, registry.CHALLENGER)
+    )
 
 
-def register_challenger(stack: Any, run_id: str, estimator: dict, features: dict | None = None,
-                        model: str = MODEL) -> str:
+def register_challenger(
+    stack: Any, run_id: str, estimator: dict, features: dict | None = None, model: str = MODEL
+) -> str:
     """Train and register a version in-process (same code path as the train DAG)."""
     import os
 
@@ -47,8 +53,9 @@ def register_challenger(stack: Any, run_id: str, estimator: dict, features: dict
     refs = train_flow.extract_step(spec, ctx, work_uri=str(stack.home / "work"))
     trained = train_flow.train_step(spec, ctx, refs, tracking_uri=stack.mlflow_url)
     evaluated = train_flow.evaluate_step(spec, ctx, refs, trained, tracking_uri=stack.mlflow_url)
-    out = train_flow.register_step(spec, ctx, refs, trained, evaluated,
-                                   tracking_uri=stack.mlflow_url, spec_sha="test")
+    out = train_flow.register_step(
+        spec, ctx, refs, trained, evaluated, tracking_uri=stack.mlflow_url, spec_sha="test"
+    )
     return str(out["version"])
 
 
@@ -79,11 +86,14 @@ def first_champion(stack: Any, airflow_api: Any) -> dict:
     return {"run_id": val_run, "state": state}
 
 
-def test_first_candidate_is_promoted_by_the_asset_triggered_gate(first_champion, stack,
-                                                                  airflow_api) -> None:
+def test_first_candidate_is_promoted_by_the_asset_triggered_gate(
+    first_champion, stack, airflow_api
+) -> None:
     assert first_champion["state"] == "success"
-    tis = {t["task_id"]: t["state"] for t in airflow_api.task_instances(
-        f"{MODEL}__validate", first_champion["run_id"])}
+    tis = {
+        t["task_id"]: t["state"]
+        for t in airflow_api.task_instances(f"{MODEL}__validate", first_champion["run_id"])
+    }
     assert tis["promote"] == "success"
     assert tis["reject"] == "skipped"
     client = MlflowClient(stack.mlflow_url)
@@ -98,8 +108,9 @@ def test_first_candidate_is_promoted_by_the_asset_triggered_gate(first_champion,
     assert f"{MODEL}__validate" in text
 
 
-def test_weaker_challenger_is_rejected_and_champion_kept(first_champion, stack,
-                                                         airflow_api) -> None:
+def test_weaker_challenger_is_rejected_and_champion_kept(
+    first_champion, stack, airflow_api
+) -> None:
     client = MlflowClient(stack.mlflow_url)
     champion_before = aliases(client)[0]
     # same features, heavily regularised: roc_auc ~0.830 vs ~0.845 on the same holdout
@@ -116,8 +127,9 @@ def test_weaker_challenger_is_rejected_and_champion_kept(first_champion, stack,
 def test_rollback_then_better_challenger_promoted(first_champion, stack, airflow_api) -> None:
     client = MlflowClient(stack.mlflow_url)
     champion, _, weak = aliases(client)
-    run_id = airflow_api.trigger(f"{MODEL}__rollback",
-                                 conf={"target": weak, "reason": "test: roll back to weak"})
+    run_id = airflow_api.trigger(
+        f"{MODEL}__rollback", conf={"target": weak, "reason": "test: roll back to weak"}
+    )
     assert airflow_api.wait(f"{MODEL}__rollback", run_id, timeout=300) == "success"
     assert aliases(client)[:2] == (weak, champion)
     tags = client.get_model_version(MODEL, weak).tags
@@ -131,8 +143,9 @@ def test_rollback_then_better_challenger_promoted(first_champion, stack, airflow
     assert evidence["interval"]["low"] > 0, evidence
 
 
-def test_racing_validations_leave_one_consistent_champion(first_champion, stack,
-                                                          airflow_api) -> None:
+def test_racing_validations_leave_one_consistent_champion(
+    first_champion, stack, airflow_api
+) -> None:
     client = MlflowClient(stack.mlflow_url)
     register_challenger(stack, "manual__race", {"params": {"max_iter": 1000, "C": 0.5}})
     dag_id = f"{MODEL}__validate"
@@ -149,8 +162,14 @@ def test_racing_validations_leave_one_consistent_champion(first_champion, stack,
     mlflow.sklearn.load_model(f"models:/{MODEL}@champion")  # the artifact loads
 
 
-CORRUPTIONS = ["nulls", "dropped_column", "out_of_range", "new_category", "wrong_dtype",
-               "empty_file"]
+CORRUPTIONS = [
+    "nulls",
+    "dropped_column",
+    "out_of_range",
+    "new_category",
+    "wrong_dtype",
+    "empty_file",
+]
 TALLY: dict[str, str] = {}
 
 
@@ -161,16 +180,19 @@ def tally(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter and TALLY:
         reporter.write_line("")
-        reporter.write_line(f"corrupted training batches through the train DAG: "
-                            f"{sum(v.startswith('rejected') for v in TALLY.values())}/"
-                            f"{len(TALLY)} rejected, 0 promoted expected")
+        reporter.write_line(
+            f"corrupted training batches through the train DAG: "
+            f"{sum(v.startswith('rejected') for v in TALLY.values())}/"
+            f"{len(TALLY)} rejected, 0 promoted expected"
+        )
         for corruption, outcome in TALLY.items():
             reporter.write_line(f"  {corruption:<16} {outcome}")
 
 
 @pytest.mark.parametrize("corruption", CORRUPTIONS)
-def test_corrupted_training_batch_never_becomes_champion(first_champion, stack, airflow_api,
-                                                         tally, corruption: str) -> None:
+def test_corrupted_training_batch_never_becomes_champion(
+    first_champion, stack, airflow_api, tally, corruption: str
+) -> None:
     client = MlflowClient(stack.mlflow_url)
     before = aliases(client)
     path = stack.home / "data" / "demo" / "churn.parquet"
@@ -209,8 +231,9 @@ def test_corrupted_training_batch_never_becomes_champion(first_champion, stack, 
 REVIEWED = "churn_reviewed"
 
 
-def wait_for_task_state(api: Any, dag_id: str, run_id: str, task_id: str, state: str,
-                        timeout: float = 300) -> None:
+def wait_for_task_state(
+    api: Any, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 300
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         tis = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}

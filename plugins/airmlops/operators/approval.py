@@ -33,7 +33,11 @@ class PromotionApprovalOperator(ApprovalOperator):
         # On Reject the base class skips the downstream tasks by raising, so its return value
         # never becomes an XCom: record the answer first, under its own key.
         if "error" not in event:
-            context["ti"].xcom_push(key=DECISION_KEY, value={
-                "chosen_options": list(event.get("chosen_options") or []),
-                "responded_by_user": dict(event.get("responded_by_user") or {})})
+            context["ti"].xcom_push(
+                key=DECISION_KEY,
+                value={
+                    "chosen_options": list(event.get("chosen_options") or []),
+                    "responded_by_user": dict(event.get("responded_by_user") or {}),
+                },
+            )
         return super().execute_complete(context, event)

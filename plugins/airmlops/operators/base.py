@@ -22,8 +22,9 @@ class ModelOperator(BaseOperator):
     template_fields: Sequence[str] = ("model_name",)
     ui_color = "#e8f4fd"
 
-    def __init__(self, *, model_name: str, mlflow_conn_id: str = MlflowHook.default_conn_name,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, model_name: str, mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.model_name = model_name
         self.mlflow_conn_id = mlflow_conn_id
@@ -44,27 +45,28 @@ class ModelOperator(BaseOperator):
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id).configure()
 
     def run_context(self, context: Any) -> Any:
-        from airmlops_core.tracking import RunContext
+        from airmlops_core.tracking.runs import RunContext
 
         ti = context["ti"]
         # manual and Asset-triggered runs have no logical date in Airflow 3: use run_after
-        logical = context.get("logical_date") or getattr(context.get("dag_run"), "run_after",
-                                                         None)
-        return RunContext(model=self.model_name, dag_id=ti.dag_id, run_id=ti.run_id,
-                          task_id=ti.task_id, try_number=int(ti.try_number or 1),
-                          logical_date=logical.isoformat() if logical else None)
+        logical = context.get("logical_date") or getattr(context.get("dag_run"), "run_after", None)
+        return RunContext(
+            model=self.model_name,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            try_number=int(ti.try_number or 1),
+            logical_date=logical.isoformat() if logical else None,
+        )
 
     def execute(self, context: Any) -> Any:
-        from airmlops_core.data import DataError
-        from airmlops_core.registry import PromotionConflict
-        from airmlops_core.spec import SpecError
-        from airmlops_core.training import EstimatorError
-        from airmlops_core.validate_flow import DataCheckFailed, GateError
+        """Run, failing at once on a PermanentError (bad input, a conflict): retrying cannot
+        fix those. Anything else propagates and retries as the task is configured."""
+        from airmlops_core.errors import PermanentError
 
         try:
             return self.run(context)
-        except (SpecError, DataError, EstimatorError, DataCheckFailed, GateError,
-                PromotionConflict) as exc:
+        except PermanentError as exc:
             raise AirflowFailException(str(exc)) from exc
 
     def run(self, context: Any) -> Any:

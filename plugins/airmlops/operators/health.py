@@ -27,15 +27,22 @@ class HealthProbeOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("models",)
 
-    def __init__(self, *, models: list[str], conn_id: str = "slack_alerts",
-                 api_url: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        models: list[str],
+        conn_id: str = "slack_alerts",
+        api_url: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.models = models
         self.conn_id = conn_id
         self.api_url = api_url
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import alert_log, health
+        from airmlops_core import alert_log
+        from airmlops_core.serve import health
 
         api_url = self.api_url or os.environ.get("AIRMLOPS_MODEL_API_URL", DEFAULT_API_URL)
         mlflow_url = MlflowHook().configure()
@@ -44,15 +51,22 @@ class HealthProbeOperator(BaseOperator):
         state, messages = health.transitions(previous.get("targets", {}), checks)
         for text in messages:
             self.log.warning(text)
-            SafeSlackWebhookNotifier(slack_webhook_conn_id=self.conn_id, text=text).notify(
-                context)
+            SafeSlackWebhookNotifier(slack_webhook_conn_id=self.conn_id, text=text).notify(context)
         since = previous.get("probed_at")
         undelivered = alert_log.undelivered(dt.datetime.fromisoformat(since) if since else None)
         if undelivered:
-            self.log.warning("%d alert(s) could not be delivered since %s: %s",
-                             len(undelivered), since or "the start", undelivered[-5:])
+            self.log.warning(
+                "%d alert(s) could not be delivered since %s: %s",
+                len(undelivered),
+                since or "the start",
+                undelivered[-5:],
+            )
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         Variable.set(STATE_VARIABLE, json.dumps({"targets": state, "probed_at": now}))
         down = [c.target for c in checks if not c.ok]
-        return {"down": down, "messages": messages, "undelivered_alerts": len(undelivered),
-                "summary": "all healthy" if not down else "down: " + ", ".join(down)}
+        return {
+            "down": down,
+            "messages": messages,
+            "undelivered_alerts": len(undelivered),
+            "summary": "all healthy" if not down else "down: " + ", ".join(down),
+        }

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import Variable
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from airmlops.notify import SafeSlackWebhookNotifier
 from airmlops.operators.base import ModelOperator
@@ -17,13 +17,11 @@ class DriftCheckOperator(ModelOperator):
     """Feature, prediction, label and performance drift of the champion, logged to MLflow."""
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import drift_flow, scoring
+        from airmlops_core.drift import flow as drift_flow
 
-        try:
-            return drift_flow.check_step(self.spec, self.run_context(context),
-                                         tracking_uri=self.tracking_uri())
-        except (scoring.ChampionNotFound, drift_flow.NoReference) as exc:
-            raise AirflowFailException(str(exc)) from exc
+        return drift_flow.check_step(
+            self.spec, self.run_context(context), tracking_uri=self.tracking_uri()
+        )
 
 
 class DriftAlertOperator(ModelOperator):
@@ -37,20 +35,25 @@ class DriftAlertOperator(ModelOperator):
         self.checked = checked
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import drift_flow
+        from airmlops_core.drift import flow as drift_flow
 
         key = f"airmlops_drift_{self.model_name}"
         previous = json.loads(Variable.get(key, default="{}"))
         state, message = drift_flow.alert_transition(
-            previous, self.checked, cooldown_hours=self.spec.monitoring.cooldown_hours)
+            previous, self.checked, cooldown_hours=self.spec.monitoring.cooldown_hours
+        )
         if message:
             text = f"*{self.model_name}__drift*: {message}"
             self.log.warning(text)
-            SafeSlackWebhookNotifier(slack_webhook_conn_id=self.spec.alerts.conn_id,
-                                     text=text).notify(context)
+            SafeSlackWebhookNotifier(
+                slack_webhook_conn_id=self.spec.alerts.conn_id, text=text
+            ).notify(context)
         Variable.set(key, json.dumps(state))
-        return {"sent": message is not None, "message": message or "",
-                "summary": self.checked["summary"]}
+        return {
+            "sent": message is not None,
+            "message": message or "",
+            "summary": self.checked["summary"],
+        }
 
 
 class SignalRetrainOperator(ModelOperator):
@@ -64,7 +67,7 @@ class SignalRetrainOperator(ModelOperator):
 
     def run(self, context: Any) -> dict[str, Any]:
         from airmlops import assets
-        from airmlops_core import drift_flow
+        from airmlops_core.drift import flow as drift_flow
 
         reason = drift_flow.retrain_reason(self.spec, self.checked)
         if reason is None:

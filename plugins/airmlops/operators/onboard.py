@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airmlops.operators.base import ModelOperator
 
 
@@ -21,15 +19,22 @@ class OnboardModelOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "model_uri", "model_file")
 
-    def __init__(self, *, model_uri: str = "", model_file: str = "",
-                 aws_conn_id: str = "aws_default", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model_uri: str = "",
+        model_file: str = "",
+        aws_conn_id: str = "aws_default",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.model_uri = model_uri
         self.model_file = model_file
         self.aws_conn_id = aws_conn_id
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import data, onboard, settings
+        from airmlops_core import onboard, settings
+        from airmlops_core.io import data
 
         uri = (self.model_uri or "").strip() or None
         file = (self.model_file or "").strip() or None
@@ -45,10 +50,13 @@ class OnboardModelOperator(ModelOperator):
             from airflow.sdk import BaseHook
 
             sql_engine = BaseHook.get_connection(ref.conn_id).get_hook().get_sqlalchemy_engine()
-        try:
-            return onboard.onboard(self.spec, model_uri=uri, model_file=file,
-                                   tracking_uri=self.tracking_uri(),
-                                   ctx=self.run_context(context), spec_sha=self.spec_sha(),
-                                   s3_client=s3_client, sql_engine=sql_engine)
-        except onboard.OnboardError as exc:
-            raise AirflowFailException(str(exc)) from exc
+        return onboard.onboard(
+            self.spec,
+            model_uri=uri,
+            model_file=file,
+            tracking_uri=self.tracking_uri(),
+            ctx=self.run_context(context),
+            spec_sha=self.spec_sha(),
+            s3_client=s3_client,
+            sql_engine=sql_engine,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from airmlops.operators.base import ModelOperator
 
@@ -14,7 +14,7 @@ class ScoringOperator(ModelOperator):
     """A score-path operator: knows how to reach S3 (spec.scoring.conn_id) when URIs need it."""
 
     def s3_client(self) -> Any:
-        from airmlops_core import score_flow
+        from airmlops_core.score import flow as score_flow
 
         uris = [score_flow.output_base(self.spec), self.spec.scoring.input or ""]
         if not any(u.startswith("s3://") for u in uris):
@@ -35,20 +35,21 @@ class ResolveChampionOperator(ScoringOperator):
     """Pin the champion's version for the whole run; fail at once if there is none yet."""
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import score_flow, scoring
+        from airmlops_core.score import flow as score_flow
 
-        try:
-            return score_flow.resolve_step(self.spec, self.run_context(context),
-                                           tracking_uri=self.tracking_uri())
-        except scoring.ChampionNotFound as exc:
-            raise AirflowFailException(str(exc)) from exc
+        return score_flow.resolve_step(
+            self.spec, self.run_context(context), tracking_uri=self.tracking_uri()
+        )
 
 
 def landed_inputs(context: Any) -> list[str]:
     """The `input` URIs announced by the landing Asset events that triggered this run."""
-    return [str(event.extra["input"])
-            for events in (context.get("triggering_asset_events") or {}).values()
-            for event in events if (event.extra or {}).get("input")]
+    return [
+        str(event.extra["input"])
+        for events in (context.get("triggering_asset_events") or {}).values()
+        for event in events
+        if (event.extra or {}).get("input")
+    ]
 
 
 class ListPartitionsOperator(ScoringOperator):
@@ -62,22 +63,23 @@ class ListPartitionsOperator(ScoringOperator):
         self.input_uri = input_uri
 
     def run(self, context: Any) -> list[str]:
-        from airmlops_core import score_flow
-        from airmlops_core.data import DataError
+        from airmlops_core.errors import NoPartitions
+        from airmlops_core.score import flow as score_flow
 
         engine, landed = None, landed_inputs(context)
-        if self.spec.scoring.query and self.spec.scoring.conn_id and not (
-                self.input_uri or landed):
+        if self.spec.scoring.query and self.spec.scoring.conn_id and not (self.input_uri or landed):
             engine = self.sql_engine(self.spec.scoring.conn_id)
         try:
-            found = score_flow.partitions_step(self.spec, self.run_context(context),
-                                               override=self.input_uri or None,
-                                               landed=landed,
-                                               s3_client=self.s3_client(), sql_engine=engine)
-        except DataError as exc:
-            if "no partitions found" in str(exc):  # nothing landed: nothing to do
-                raise AirflowSkipException(str(exc)) from exc
-            raise
+            found = score_flow.partitions_step(
+                self.spec,
+                self.run_context(context),
+                override=self.input_uri or None,
+                landed=landed,
+                s3_client=self.s3_client(),
+                sql_engine=engine,
+            )
+        except NoPartitions as exc:  # nothing landed: nothing to do
+            raise AirflowSkipException(str(exc)) from exc
         self.log.info("%d partition(s) to score: %s", len(found), found)
         return found
 
@@ -93,11 +95,16 @@ class ScorePartitionOperator(ScoringOperator):
         self.resolved = resolved
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import score_flow
+        from airmlops_core.score import flow as score_flow
 
-        return score_flow.score_step(self.spec, self.run_context(context), self.partition,
-                                     self.resolved, tracking_uri=self.tracking_uri(),
-                                     s3_client=self.s3_client())
+        return score_flow.score_step(
+            self.spec,
+            self.run_context(context),
+            self.partition,
+            self.resolved,
+            tracking_uri=self.tracking_uri(),
+            s3_client=self.s3_client(),
+        )
 
 
 class PublishScoresOperator(ScoringOperator):
@@ -111,14 +118,15 @@ class PublishScoresOperator(ScoringOperator):
         self.results = results
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import score_flow
-        from airmlops_core.score_sink import SinkError
+        from airmlops_core.score import flow as score_flow
 
-        try:
-            sink = self.spec.scoring.sink
-            return score_flow.publish_step(
-                self.spec, self.run_context(context), self.resolved, list(self.results),
-                tracking_uri=self.tracking_uri(), s3_client=self.s3_client(),
-                sql_engine=self.sql_engine(sink.conn_id) if sink else None)
-        except (score_flow.PartitionsQuarantined, SinkError) as exc:
-            raise AirflowFailException(str(exc)) from exc
+        sink = self.spec.scoring.sink
+        return score_flow.publish_step(
+            self.spec,
+            self.run_context(context),
+            self.resolved,
+            list(self.results),
+            tracking_uri=self.tracking_uri(),
+            s3_client=self.s3_client(),
+            sql_engine=self.sql_engine(sink.conn_id) if sink else None,
+        )

@@ -16,7 +16,7 @@ class ExtractTrainingDataOperator(ModelOperator):
         self.aws_conn_id = aws_conn_id
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import train_flow
+        from airmlops_core.train import flow as train_flow
 
         src = self.spec.source
         s3_client = sql_engine = None
@@ -28,8 +28,9 @@ class ExtractTrainingDataOperator(ModelOperator):
             from airflow.sdk import BaseHook
 
             sql_engine = BaseHook.get_connection(src.conn_id).get_hook().get_sqlalchemy_engine()
-        return train_flow.extract_step(self.spec, self.run_context(context),
-                                       s3_client=s3_client, sql_engine=sql_engine)
+        return train_flow.extract_step(
+            self.spec, self.run_context(context), s3_client=s3_client, sql_engine=sql_engine
+        )
 
 
 class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
@@ -45,7 +46,7 @@ class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
         from airflow.sdk import Variable
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airmlops_core import train_flow
+        from airmlops_core import retrain
 
         key = f"airmlops_retrain_{self.model_name}"
         now = dt.datetime.now(dt.UTC)
@@ -54,22 +55,34 @@ class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
         cooldown = dt.timedelta(hours=self.spec.retrain.cooldown_hours)
         retry = previous.get("run_id") == context["ti"].run_id  # this run's own earlier try
         if last and not retry and now - dt.datetime.fromisoformat(last) < cooldown:
-            raise AirflowSkipException(f"{self.model_name} was retrained at {last}; cool-down "
-                                       f"{self.spec.retrain.cooldown_hours:g} h")
+            raise AirflowSkipException(
+                f"{self.model_name} was retrained at {last}; cool-down "
+                f"{self.spec.retrain.cooldown_hours:g} h"
+            )
         reason = retrain_reason(context)
         if not retry:
-            Variable.set(key, json.dumps({"started_at": now.isoformat(timespec="seconds"),
-                                          "reason": reason, "run_id": context["ti"].run_id}))
+            Variable.set(
+                key,
+                json.dumps(
+                    {
+                        "started_at": now.isoformat(timespec="seconds"),
+                        "reason": reason,
+                        "run_id": context["ti"].run_id,
+                    }
+                ),
+            )
         self.log.info("retraining %s because: %s", self.model_name, reason)
-        return train_flow.retrain_extract_step(self.spec, self.run_context(context),
-                                               reason=reason)
+        return retrain.retrain_extract_step(self.spec, self.run_context(context), reason=reason)
 
 
 def retrain_reason(context: Any) -> str:
     """Why this retrain run exists: the drift event's reason, the schedule, or a person."""
-    reasons = [str((event.extra or {}).get("reason"))
-               for events in (context.get("triggering_asset_events") or {}).values()
-               for event in events if (event.extra or {}).get("reason")]
+    reasons = [
+        str((event.extra or {}).get("reason"))
+        for events in (context.get("triggering_asset_events") or {}).values()
+        for event in events
+        if (event.extra or {}).get("reason")
+    ]
     if reasons:
         return "drift: " + "; ".join(reasons)
     run_type = str(getattr(context.get("dag_run"), "run_type", ""))
@@ -86,10 +99,11 @@ class TrainModelOperator(ModelOperator):
         self.refs = refs
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import train_flow
+        from airmlops_core.train import flow as train_flow
 
-        return train_flow.train_step(self.spec, self.run_context(context), self.refs,
-                                     tracking_uri=self.tracking_uri())
+        return train_flow.train_step(
+            self.spec, self.run_context(context), self.refs, tracking_uri=self.tracking_uri()
+        )
 
 
 class EvaluateModelOperator(ModelOperator):
@@ -103,17 +117,26 @@ class EvaluateModelOperator(ModelOperator):
         self.trained = trained
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import train_flow
+        from airmlops_core.train import flow as train_flow
 
-        return train_flow.evaluate_step(self.spec, self.run_context(context), self.refs,
-                                        self.trained, tracking_uri=self.tracking_uri())
+        return train_flow.evaluate_step(
+            self.spec,
+            self.run_context(context),
+            self.refs,
+            self.trained,
+            tracking_uri=self.tracking_uri(),
+        )
 
 
 class RegisterModelOperator(ModelOperator):
     """Register the model version (alias `challenger`) once per DAG run; emits the candidate."""
 
-    template_fields: Sequence[str] = (*ModelOperator.template_fields, "refs", "trained",
-                                      "evaluated")
+    template_fields: Sequence[str] = (
+        *ModelOperator.template_fields,
+        "refs",
+        "trained",
+        "evaluated",
+    )
 
     def __init__(self, *, refs: Any, trained: Any, evaluated: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -122,12 +145,19 @@ class RegisterModelOperator(ModelOperator):
         self.evaluated = evaluated
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import train_flow
+        from airmlops_core.train import flow as train_flow
 
-        out = train_flow.register_step(self.spec, self.run_context(context), self.refs,
-                                       self.trained, self.evaluated,
-                                       tracking_uri=self.tracking_uri(), spec_sha=self.spec_sha())
+        out = train_flow.register_step(
+            self.spec,
+            self.run_context(context),
+            self.refs,
+            self.trained,
+            self.evaluated,
+            tracking_uri=self.tracking_uri(),
+            spec_sha=self.spec_sha(),
+        )
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(out["metrics"].items()))
-        out["summary"] = (f"{self.model_name} version {out['version']} registered as "
-                          f"`challenger`: {metrics}")
+        out["summary"] = (
+            f"{self.model_name} version {out['version']} registered as `challenger`: {metrics}"
+        )
         return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from airmlops.operators.base import ModelOperator
 
@@ -27,7 +27,7 @@ class ResolveCandidateOperator(ModelOperator):
     """Pin the challenger, the champion it is compared against, and the frozen holdout."""
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import validate_flow
+        from airmlops_core.validate import flow as validate_flow
 
         return validate_flow.resolve_step(self.spec, tracking_uri=self.tracking_uri())
 
@@ -42,10 +42,11 @@ class CheckHoldoutOperator(ModelOperator):
         self.resolved = resolved
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import validate_flow
+        from airmlops_core.validate import flow as validate_flow
 
-        return validate_flow.check_holdout_step(self.spec, self.run_context(context),
-                                                self.resolved, tracking_uri=self.tracking_uri())
+        return validate_flow.check_holdout_step(
+            self.spec, self.run_context(context), self.resolved, tracking_uri=self.tracking_uri()
+        )
 
 
 class GateOperator(ModelOperator):
@@ -59,10 +60,15 @@ class GateOperator(ModelOperator):
         self.checked = checked
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import validate_flow
+        from airmlops_core.validate import flow as validate_flow
 
-        return validate_flow.gate_step(self.spec, self.run_context(context), self.resolved,
-                                       self.checked, tracking_uri=self.tracking_uri())
+        return validate_flow.gate_step(
+            self.spec,
+            self.run_context(context),
+            self.resolved,
+            self.checked,
+            tracking_uri=self.tracking_uri(),
+        )
 
 
 class PromoteOperator(ModelOperator):
@@ -80,8 +86,8 @@ class PromoteOperator(ModelOperator):
         self.approval = approval
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import validate_flow
-        from airmlops_core.registry import PromotionConflict
+        from airmlops_core.errors import PromotionConflict
+        from airmlops_core.validate import flow as validate_flow
 
         if not self.gated["promote"]:
             raise AirflowSkipException("the gate rejected the challenger")
@@ -92,13 +98,22 @@ class PromoteOperator(ModelOperator):
             approved_by = f"{reviewer(self.approval)} (human approval)"
         ctx = self.run_context(context)
         try:
-            return validate_flow.promote_step(self.spec, ctx, self.gated,
-                                              tracking_uri=self.tracking_uri(),
-                                              approved_by=approved_by)
+            return validate_flow.promote_step(
+                self.spec,
+                ctx,
+                self.gated,
+                tracking_uri=self.tracking_uri(),
+                approved_by=approved_by,
+            )
         except PromotionConflict as exc:
-            validate_flow.reject_step(self.spec, ctx, self.gated, tracking_uri=self.tracking_uri(),
-                                      extra_reasons=[str(exc)])
-            raise AirflowFailException(f"not promoted: {exc}") from exc
+            validate_flow.reject_step(
+                self.spec,
+                ctx,
+                self.gated,
+                tracking_uri=self.tracking_uri(),
+                extra_reasons=[str(exc)],
+            )
+            raise
 
 
 class RejectOperator(ModelOperator):
@@ -112,27 +127,33 @@ class RejectOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "gated")
 
-    def __init__(self, *, gated: Any, approval_task_id: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, gated: Any, approval_task_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gated = gated
         self.approval_task_id = approval_task_id
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import validate_flow
+        from airmlops_core.validate import flow as validate_flow
 
         extra: list[str] = []
         if self.gated["promote"]:
             from airmlops.operators.approval import DECISION_KEY
 
-            approval = (context["ti"].xcom_pull(task_ids=self.approval_task_id,
-                                                key=DECISION_KEY)
-                        if self.approval_task_id else None)
+            approval = (
+                context["ti"].xcom_pull(task_ids=self.approval_task_id, key=DECISION_KEY)
+                if self.approval_task_id
+                else None
+            )
             if not isinstance(approval, dict) or human_approved(approval):
                 raise AirflowSkipException("the gate promoted the challenger")
             extra = [f"rejected in human review by {reviewer(approval)}"]
-        return validate_flow.reject_step(self.spec, self.run_context(context), self.gated,
-                                         tracking_uri=self.tracking_uri(), extra_reasons=extra)
+        return validate_flow.reject_step(
+            self.spec,
+            self.run_context(context),
+            self.gated,
+            tracking_uri=self.tracking_uri(),
+            extra_reasons=extra,
+        )
 
 
 class RollbackOperator(ModelOperator):
@@ -146,10 +167,15 @@ class RollbackOperator(ModelOperator):
         self.reason = reason
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core import validate_flow
+        from airmlops_core.validate import flow as validate_flow
 
         dag_run = context.get("dag_run")
         user = getattr(dag_run, "triggering_user_name", None) or "unknown"
-        return validate_flow.rollback_step(self.spec, self.run_context(context),
-                                           target=str(self.target), reason=str(self.reason),
-                                           user=str(user), tracking_uri=self.tracking_uri())
+        return validate_flow.rollback_step(
+            self.spec,
+            self.run_context(context),
+            target=str(self.target),
+            reason=str(self.reason),
+            user=str(user),
+            tracking_uri=self.tracking_uri(),
+        )

@@ -1,0 +1,55 @@
+"""The dev stack's `airmlops` commands: demo data, the local stack, `make up`'s demo."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from airmlops_dev import demo, demo_data, demo_replay, localstack
+
+
+def default_tracking_uri() -> str:
+    """The local stack's MLflow server (AIRMLOPS_MLFLOW_PORT)."""
+    return localstack.StackConfig().mlflow_url
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    for name, ref in demo_data.write_all(force=args.force).items():
+        print(f"{name}: {ref.uri}")
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    return localstack.main([args.action])
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start the local stack, run the demo, print where everything is."""
+    cfg = localstack.StackConfig()
+    demo_data.write_all(cfg.root / "data")  # before Airflow starts: scheduled runs read it
+    localstack.up(cfg)
+    summaries = demo.run_demo(cfg, retrain=args.retrain)
+    print(localstack.summary(cfg))
+    print("\nDemo models (MLflow registry):")
+    for s in summaries:
+        print(s.line())
+    print(
+        "\nSeasonal replay: Oct-Dec 2013 flights land month by month (landing Asset event ->"
+        " flight_delay__score -> flight_delay__drift; labels land a month later):"
+    )
+    for line in demo_replay.replay(cfg, again=args.retrain):
+        print(line, flush=True)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the dev commands to the `airmlops` CLI's subparsers."""
+    p = sub.add_parser("demo-data", help="write the demo datasets")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_demo_data)
+    p = sub.add_parser("stack", help="the local stack")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=cmd_stack)
+    p = sub.add_parser("up", help="start the local stack and run the demo")
+    p.add_argument("--retrain", action="store_true", help="train demo models again")
+    p.set_defaults(func=cmd_up)

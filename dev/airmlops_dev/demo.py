@@ -1,0 +1,164 @@
+"""The end-to-end demo `make up` runs: demo data, a train run per demo model, a summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airmlops_core import settings, spec
+from airmlops_core.tracking import registry
+from airmlops_core.tracking.runs import experiment_name
+from airmlops_dev import demo_data
+from airmlops_dev.airflow_api import AirflowClient
+from airmlops_dev.localstack import StackConfig, credentials
+from airmlops_dev.webhook_receiver import read_messages
+
+log = logging.getLogger(__name__)
+
+DEMO_TAG = "demo"
+DAG_TIMEOUT_S = 180
+RUN_TIMEOUT_S = 900
+SCHEDULED_RUN_GRACE_S = 10
+
+
+@dataclass
+class ModelSummary:
+    """What the demo shows for one model: its challenger, champion and the gate's decision."""
+
+    model: str
+    runs: int
+    version: str | None
+    alias: str
+    metrics: dict[str, float]
+    url: str
+    champion: str | None = None
+    decision: str = ""
+    reasons: tuple[str, ...] = ()
+    message: str = ""
+
+    def line(self) -> str:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.metrics.items()))
+        version = f"v{self.version} @{self.alias}" if self.version else "no version yet"
+        lines = [
+            f"  {self.model:<16} MLflow runs: {self.runs:<3} {version:<18} {metrics}",
+            f"  {'':<16} champion: "
+            + (f"v{self.champion}" if self.champion else "none")
+            + (f"; gate decision on v{self.version}: {self.decision}" if self.decision else ""),
+        ]
+        lines += [f"  {'':<18}- {r}" for r in self.reasons]
+        if self.message:
+            lines.append(f"  {'':<16} Slack message: {self.message}")
+        lines.append(f"  {'':<16} {self.url}")
+        return "\n".join(lines)
+
+
+def models_dir_of(cfg: StackConfig) -> Path:
+    """The specs directory the stack's Airflow reads."""
+    return Path(cfg.extra_env.get("AIRMLOPS_MODELS_DIR") or settings.models_dir())
+
+
+def demo_models(models_dir: Any) -> list[spec.ModelSpec]:
+    """The specs tagged `demo`."""
+    specs, _ = spec.load_specs(models_dir)
+    return [s for s in specs.values() if DEMO_TAG in s.tags]
+
+
+def summarize(cfg: StackConfig, model: str) -> ModelSummary:
+    """Training runs, the challenger with its holdout metrics, the champion and the gate's
+    decision with its reasons (version tags), and the last Slack message about the model."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(cfg.mlflow_url)
+    exp = client.get_experiment_by_name(experiment_name(model))
+    runs = len(client.search_runs([exp.experiment_id], max_results=1000)) if exp else 0
+    version = registry.alias_version(client, model, registry.CHALLENGER)
+    metrics: dict[str, float] = {}
+    decision, reasons = "", ()
+    if version:
+        tags = client.get_model_version(model, version).tags
+        metrics = {
+            k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")
+        }
+        decision = tags.get("gate.decision", "")
+        reasons = tuple(json.loads(tags.get("gate.reasons") or "[]"))
+    url = f"{cfg.mlflow_url}/#/models/{model}" + (f"/versions/{version}" if version else "")
+    # the gate's Slack message: its line naming the model version and the decision
+    texts = [
+        line
+        for m in read_messages(cfg.messages_file)
+        for line in str((m.get("body") or {}).get("text", "")).splitlines()
+        if line.split(" ", 1)[-1].startswith(f"*{model}* version")
+    ]
+    return ModelSummary(
+        model,
+        runs,
+        version,
+        registry.CHALLENGER,
+        metrics,
+        url,
+        champion=registry.alias_version(client, model, registry.CHAMPION),
+        decision=decision,
+        reasons=reasons,
+        message=texts[-1] if texts else "",
+    )
+
+
+def _active_or_new_run(api: AirflowClient, dag_id: str) -> str:
+    """A run of dag_id to wait for: the scheduler's first run when it makes one, else a new one.
+
+    A DAG with a schedule gets a run as soon as the scheduler sees it; triggering another
+    would only train the same model twice.
+    """
+    deadline = time.monotonic() + SCHEDULED_RUN_GRACE_S
+    while True:
+        runs = api.dag_runs(dag_id, states=["queued", "running"])
+        if runs:
+            log.info("waiting for %s run %s", dag_id, runs[0]["dag_run_id"])
+            return str(runs[0]["dag_run_id"])
+        if time.monotonic() > deadline:
+            run_id = api.trigger(dag_id)
+            log.info("triggered %s (%s)", dag_id, run_id)
+            return run_id
+        time.sleep(1)
+
+
+def run_demo(cfg: StackConfig, *, retrain: bool = False) -> list[ModelSummary]:
+    """Train every demo model that has no challenger yet (all with retrain), wait for the
+    validate runs their candidate Assets trigger (the promotion gate), then summarize."""
+    from mlflow import MlflowClient
+
+    demo_data.write_all(cfg.root / "data")
+    _, (user, password) = credentials(cfg)
+    api = AirflowClient(cfg.airflow_url, user, password)
+    client = MlflowClient(cfg.mlflow_url)
+    models = demo_models(models_dir_of(cfg))
+    pending, validations = {}, {}
+    for s in models:
+        if not retrain and registry.alias_version(client, s.name, registry.CHALLENGER):
+            continue
+        dag_id = f"{s.name}__train"
+        api.wait_for_dag(dag_id, timeout=DAG_TIMEOUT_S)
+        validations[f"{s.name}__validate"] = {
+            r["dag_run_id"] for r in api.dag_runs(f"{s.name}__validate")
+        }
+        pending[dag_id] = _active_or_new_run(api, dag_id)
+    failed = []
+    for dag_id, run_id in pending.items():
+        state = api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)
+        if state != "success":
+            failed.append(f"{dag_id} run {run_id} ended {state}")
+    for dag_id, known in validations.items():
+        if dag_id.replace("__validate", "__train") in {f.split()[0] for f in failed}:
+            continue
+        run_id = api.wait_for_new_run(dag_id, known, timeout=DAG_TIMEOUT_S)
+        log.info("waiting for the promotion gate %s (%s)", dag_id, run_id)
+        state = api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)
+        if state != "success":
+            failed.append(f"{dag_id} run {run_id} ended {state}")
+    if failed:
+        raise RuntimeError("demo runs failed: " + "; ".join(failed) + f" (see {cfg.airflow_url})")
+    return [summarize(cfg, s.name) for s in models]

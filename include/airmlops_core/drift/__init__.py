@@ -1,0 +1,1 @@
+"""The drift stage: the monitoring window, drift and bias checks, the report."""

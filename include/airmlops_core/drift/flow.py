@@ -1,0 +1,379 @@
+"""The drift path: the champion's reference profile vs the last scored window, with alerts.
+
+- At training, `log_reference` stores a compact profile of the training data (features,
+  label) and of the model's holdout output (predictions) as an artifact of the training run,
+  so a check never depends on a file that may have moved.
+- `check_step` reads the champion's profile, rebuilds the current window from the last scoring
+  manifests (features from the hash-verified inputs, predictions from the outputs), checks
+  feature and prediction drift, and, where labels have landed (joined on the row key and the
+  model version, never imputed), label and performance drift. Everything goes to a monitoring
+  MLflow run tagged with the model version: metrics, an offline HTML report and PNG plots.
+- `alert_transition` turns consecutive results into at most one message per run: a new or
+  changed drift alerts, the same drift within the cool-down stays quiet, a recovery is
+  announced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from airmlops_core import errors, settings
+from airmlops_core.drift import report as drift_report
+from airmlops_core.errors import NoReference
+from airmlops_core.io import data
+from airmlops_core.score import flow as score_flow
+from airmlops_core.score import scoring
+from airmlops_core.spec import ModelSpec
+from airmlops_core.stats import comparison, drift, fairness
+from airmlops_core.tracking import runs as tracking
+from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
+
+log = logging.getLogger(__name__)
+
+DRIFT_PURPOSE = "drift"
+PREDICTION = "prediction"
+
+
+def champion_profile(client: Any, spec: ModelSpec, version: str) -> drift.ReferenceProfile:
+    """The reference profile logged with `version`'s training run."""
+    import mlflow
+
+    mv = client.get_model_version(spec.name, version)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id,
+                artifact_path=f"monitoring/{drift.PROFILE_ARTIFACT}",
+                dst_path=tmp,
+                tracking_uri=client.tracking_uri,
+            )
+            return drift.ReferenceProfile.load(local)
+    except (OSError, mlflow.exceptions.MlflowException) as exc:
+        raise NoReference(
+            f"{spec.name} version {version} (run {mv.run_id}) has no reference "
+            f"profile monitoring/{drift.PROFILE_ARTIFACT}: retrain it with this "
+            f"pack to monitor it ({exc})"
+        ) from exc
+
+
+def _manifests(spec: ModelSpec, window_runs: int) -> list[dict[str, Any]]:
+    base = Path(score_flow.output_base(spec)) / spec.name
+    found = sorted(base.glob("*/_manifest.json"))[-window_runs:]
+    return [json.loads(p.read_text()) for p in found]
+
+
+def current_window(
+    spec: ModelSpec, version: str | None, window_runs: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Scored rows of the last `window_runs` scoring runs of `version` (None: any version):
+    input features joined with the outputs' predictions. Inputs that moved or changed are
+    skipped and counted."""
+    frames, used, skipped = [], [], []
+    key = spec.row_key or "row_index"
+    for manifest in _manifests(spec, window_runs):
+        if version is not None and str(manifest["model_version"]) != str(version):
+            continue
+        for part in manifest["partitions"]:
+            if part["status"] != "scored":
+                continue
+            try:
+                ref = data.DataRef(
+                    part["input_uri"],
+                    part["input_sha256"],
+                    -1,
+                    "csv" if part["input_uri"].endswith(".csv") else "parquet",
+                )
+                features = _read_inputs(spec, ref)
+                out = data.read_frame(part["output_uri"])
+            except errors.DataError as exc:
+                skipped.append(f"{part['partition']}: {exc}")
+                continue
+            if not spec.row_key:
+                features = features.reset_index(names=key)
+            preds = out[
+                [key, *[c for c in out.columns if c == PREDICTION or c.startswith("proba_")]]
+            ]
+            frames.append(features.merge(preds, on=key, how="inner", validate="one_to_one"))
+            used.append(part["input_uri"])
+    window = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return window, {"inputs": used, "skipped": skipped, "rows": len(window)}
+
+
+def _read_inputs(spec: ModelSpec, ref: data.DataRef) -> pd.DataFrame:
+    """The input's row key and features, plus the sensitive and segment columns when the batch
+    has them (retraining needs them for the gate's fairness and segment checks)."""
+    base = ([spec.row_key] if spec.row_key else []) + spec.features.all
+    extras = [c for c in spec.columns if c not in base and c != spec.target]
+    if extras:
+        try:
+            return data.read_ref(ref, columns=base + extras)
+        except errors.DataError:
+            pass  # a batch without them: features only
+    return data.read_ref(ref, columns=base)
+
+
+def labelled(spec: ModelSpec, window: pd.DataFrame) -> pd.DataFrame:
+    """Window rows whose labels have landed (<data>/labels/<model>/*), joined on the row key;
+    rows without a label are left out, never imputed."""
+    if window.empty or not spec.row_key:
+        return window.iloc[0:0]
+    files = sorted((Path(settings.data_dir()) / "labels" / spec.name).glob("*.parquet"))
+    if not files:
+        return window.iloc[0:0]
+    labels = pd.concat(
+        [data.read_frame(str(f), columns=[spec.row_key, spec.target]) for f in files],
+        ignore_index=True,
+    ).drop_duplicates(spec.row_key)
+    # a key scored in several runs appears once per run; each row gets the key's label
+    return window.merge(labels, on=spec.row_key, how="inner", validate="many_to_one")
+
+
+def bias(spec: ModelSpec, labels: pd.DataFrame) -> list[Any]:
+    """The gate's group metrics (fairness.group_metrics) of the champion's predictions on the
+    labelled window, per sensitive feature present in it."""
+    present = [c for c in spec.sensitive_features if c in labels.columns]
+    if not present or labels.empty:
+        return []
+    kw = {}
+    if spec.task == "binary":
+        kw["pos_label"] = sorted(labels[spec.target].unique().tolist())[-1]
+    return [
+        fairness.group_metrics(
+            labels[spec.target],
+            labels[PREDICTION],
+            labels[c].astype("str"),
+            task=spec.task,
+            feature=c,
+            **kw,
+        )
+        for c in present
+    ]
+
+
+def bias_metrics(reports: list[Any]) -> dict[str, float]:
+    """MLflow metrics of the group reports: every gap and every group's value."""
+    out: dict[str, float] = {}
+    for r in reports:
+        base = f"bias.{drift.metric_name(r.feature)}"
+        out.update({f"{base}.{m}_gap": float(v) for m, v in r.gaps.items()})
+        for group, values in r.by_group.items():
+            out.update(
+                {
+                    f"{base}.{drift.metric_name(group)}.{m}": float(v)
+                    for m, v in values.items()
+                    if math.isfinite(v)
+                }
+            )
+    return out
+
+
+def bias_over_limit(spec: ModelSpec, reports: list[Any]) -> dict[str, str]:
+    """Gaps above `promotion.fairness_max_gap` (the gate's absolute limit): "<metric> by
+    <feature>" -> a sentence with the gap and the two groups."""
+    limit = spec.promotion.fairness_max_gap
+    if limit is None:
+        return {}
+    return {
+        f"{m} by {r.feature}": f"{m} gap {gap:.3g} by {r.feature} "
+        f"({' vs '.join(r.gap_between.get(m, ()))}) exceeds fairness_max_gap {limit:g}"
+        for r in reports
+        for m, gap in r.gaps.items()
+        if gap > limit
+    }
+
+
+def config(spec: ModelSpec) -> drift.DriftConfig:
+    m = spec.monitoring
+    return drift.DriftConfig(
+        fdr=m.fdr,
+        min_rows=m.min_rows,
+        min_wasserstein=m.min_wasserstein,
+        min_psi=m.min_psi,
+        min_js=m.min_js,
+    )
+
+
+def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[str, Any]:
+    """Feature, prediction, label and performance drift of the champion; logged to MLflow."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    version = scoring.resolve_champion(client, spec.name)
+    profile = champion_profile(client, spec, version)
+    window, lineage = current_window(spec, version, spec.monitoring.window_runs)
+    cfg = config(spec)
+    result = drift.check_drift(
+        profile, window if not window.empty else profile.empty_frame(), config=cfg
+    )
+    labels = labelled(spec, window)
+    label_result, perf = None, None
+    if len(labels):
+        target = labels[spec.target].astype("str") if spec.is_classifier else labels[spec.target]
+        label_result = drift.check_drift(
+            profile, labels.assign(**{spec.target: target}), config=cfg, roles=("label",)
+        )
+        metric = spec.gate_metric
+        holdout_value = float(client.get_model_version(spec.name, version).tags[f"metric.{metric}"])
+        if spec.is_classifier:
+            classes = sorted(c for c in labels[spec.target].unique())
+            proba_cols = [f"proba_{c}" for c in classes]
+            if all(c in labels.columns for c in proba_cols):
+                output = labels[proba_cols].to_numpy()
+                y = comparison.encode_labels(labels[spec.target], classes)
+            else:
+                output, y = None, None
+        else:
+            output, y = labels[PREDICTION].to_numpy(), labels[spec.target].to_numpy()
+        if output is not None:
+            perf = drift.performance_drift(
+                y,
+                output,
+                metric,
+                reference=holdout_value,
+                max_drop=spec.monitoring.max_metric_drop,
+                min_rows=spec.monitoring.min_rows,
+            )
+    groups = bias(spec, labels)
+    over = bias_over_limit(spec, groups)
+    run_id = tracking.model_run(client, spec.name, ctx, DRIFT_PURPOSE)
+    mlflow.set_tracking_uri(tracking_uri)
+    with tracking.resume(run_id, tracking_uri), tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags(
+            {f"{TAG_PREFIX}model_version": version, f"{TAG_PREFIX}drift_status": result.status}
+        )
+        mlflow.log_metrics(
+            {
+                **result.metrics("drift"),
+                **(label_result.metrics("label_drift") if label_result else {}),
+                **bias_metrics(groups),
+                "window.rows": float(len(window)),
+                "window.labelled_rows": float(len(labels)),
+            }
+        )
+        if perf is not None and perf.current is not None:
+            mlflow.log_metric(f"performance.{perf.metric}", perf.current)
+        images = drift_report.plots(result, profile, window, Path(tmp)) if len(window) else []
+        page = Path(tmp) / "drift_report.html"
+        page.write_text(
+            drift_report.render_report(
+                result,
+                title=f"Drift: {spec.name} v{version}",
+                subtitle=f"{len(window):,} scored rows from {len(lineage['inputs'])} partition(s); "
+                f"{len(labels):,} labelled",
+                performance=perf,
+                images=images,
+                bias=groups,
+            )
+        )
+        mlflow.log_artifact(str(page), artifact_path="monitoring")
+        for img in images:
+            mlflow.log_artifact(str(img), artifact_path="monitoring/plots")
+        mlflow.log_dict(
+            {
+                "features_predictions": result.to_dict(),
+                "labels": label_result.to_dict() if label_result else None,
+                "performance": perf.to_dict() if perf else None,
+                "bias": [g.to_dict() for g in groups],
+                "window": lineage,
+            },
+            "monitoring/drift.json",
+        )
+    client.set_terminated(run_id, status="FINISHED")
+    exp_id = tracking.experiment_id(client, tracking.experiment_name(spec.name))
+    url = tracking.run_url(tracking_uri, exp_id, run_id)
+    return {
+        "version": version,
+        "status": result.status,
+        "summary": result.summary(),
+        "drifted": {c: _effect(result.column(c)) for c in result.drifted},
+        "label_status": label_result.status if label_result else "no_labels",
+        "performance": perf.to_dict() if perf else None,
+        "degraded": bool(perf and perf.degraded),
+        "bias": {g.feature: g.gaps for g in groups},
+        "bias_over_limit": over,
+        "rows": len(window),
+        "labelled_rows": len(labels),
+        "run_url": url,
+        "report": f"{url}/artifacts/monitoring/drift_report.html",
+    }
+
+
+def _effect(col: Any) -> str:
+    d = col.to_dict() if hasattr(col, "to_dict") else dict(col)
+    effects = d.get("effects") or {}
+    shown = ", ".join(f"{k} {v:.3g}" for k, v in effects.items() if isinstance(v, int | float))
+    return f"{d.get('role', '')} {shown}".strip()
+
+
+def should_retrain(spec: ModelSpec, checked: dict[str, Any]) -> bool:
+    """The spec's retrain rule: feature/prediction drift or performance decay."""
+    return retrain_reason(spec, checked) is not None
+
+
+def retrain_reason(spec: ModelSpec, checked: dict[str, Any]) -> str | None:
+    """Which part of the retrain rule holds and why (None: it does not)."""
+    rule, why = spec.monitoring.retrain_on, []
+    if checked["degraded"] and "performance" in rule:
+        perf = checked.get("performance") or {}
+        why.append(f"performance decay: {perf.get('reason', 'below the holdout metric')}")
+    if checked["status"] == "drift" and "drift" in rule:
+        why.append("drifted " + ", ".join(checked["drifted"]))
+    return f"v{checked['version']} " + "; ".join(why) if why else None
+
+
+def alert_transition(
+    previous: dict[str, Any],
+    checked: dict[str, Any],
+    *,
+    cooldown_hours: float,
+    now: dt.datetime | None = None,
+) -> tuple[dict[str, Any], str | None]:
+    """(new state, message or None): one message per run at most, repeats suppressed."""
+    now = now or dt.datetime.now(dt.UTC)
+    if checked["status"] == "not_enough_data" and not checked["degraded"]:
+        return dict(previous), None  # no verdict: neither a new alert nor a recovery
+    over = checked.get("bias_over_limit") or {}
+    bad = checked["status"] == "drift" or checked["degraded"] or bool(over)
+    fingerprint = json.dumps([sorted(checked["drifted"]), checked["degraded"], sorted(over)])
+    state = {
+        "bad": bad,
+        "fingerprint": fingerprint,
+        "alerted_at": previous.get("alerted_at"),
+        "version": checked["version"],
+    }
+    if not bad:
+        if previous.get("bad"):
+            return state, (
+                f":large_green_circle: drift of v{checked['version']} recovered: "
+                f"{checked['summary']}"
+            )
+        return state, None
+    last = previous.get("alerted_at")
+    recent = isinstance(last, str) and now - dt.datetime.fromisoformat(last) < dt.timedelta(
+        hours=cooldown_hours
+    )
+    if previous.get("fingerprint") == fingerprint and recent:
+        return state, None
+    state["alerted_at"] = now.isoformat(timespec="seconds")
+    cols = "; ".join(f"{c} ({e})" for c, e in checked["drifted"].items()) or "none"
+    perf = checked["performance"]
+    perf_text = (
+        f"\nPerformance: {perf['metric']} {perf['current']:.4g} vs holdout "
+        f"{perf['reference']:.4g} ({perf['status']})"
+        if perf
+        else ""
+    )
+    bias_text = "".join(f"\nBias: {o}" for o in over.values())
+    return state, (
+        f":warning: drift in v{checked['version']}: {checked['summary']}\n"
+        f"Drifted columns: {cols}{perf_text}{bias_text}\nReport: {checked['report']}"
+    )

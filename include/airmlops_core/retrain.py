@@ -1,0 +1,69 @@
+"""The retrain path: the train path's window grown with the labelled production rows.
+
+It sits above the train and drift stages: the window comes from the drift stage's record of
+what was scored, the split and everything after it from the train stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airmlops_core import settings
+from airmlops_core.drift import flow as drift_flow
+from airmlops_core.io import data
+from airmlops_core.spec import ModelSpec
+from airmlops_core.tracking.runs import RunContext
+from airmlops_core.train import flow as train_flow
+
+log = logging.getLogger(__name__)
+
+
+def retrain_extract_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    *,
+    reason: str,
+    work_uri: str | None = None,
+    s3_client: Any = None,
+    sql_engine: Any = None,
+) -> dict[str, Any]:
+    """The training window rebuilt with the latest labelled production data.
+
+    The spec's source window plus every scored row whose label has landed (features from the
+    hash-verified scoring inputs, labels joined on the row key); a row key seen again keeps its
+    latest labelled row. `retrain.window: sliding` keeps the newest `retrain.max_rows` rows,
+    `expanding` keeps them all. Returns extract_step's refs plus the row counts and `reason`.
+    """
+    import pandas as pd
+
+    work = work_uri or settings.work_uri()
+    out = train_flow.run_dir_uri(work, ctx)
+    base = train_flow.extract_step(
+        spec, ctx, work_uri=work, s3_client=s3_client, sql_engine=sql_engine
+    )
+    frame = data.read_ref(data.DataRef.from_dict(base["extract"]), s3_client=s3_client)
+    frame = frame[[c for c in spec.columns if c in frame.columns]]
+    window, _ = drift_flow.current_window(spec, version=None, window_runs=10_000)
+    new = drift_flow.labelled(spec, window)
+    new = new[[c for c in frame.columns if c in new.columns]]
+    combined = pd.concat([frame, new], ignore_index=True)
+    if spec.row_key:
+        combined = combined.drop_duplicates(spec.row_key, keep="last")
+    if spec.retrain.window == "sliding" and spec.retrain.max_rows:
+        combined = combined.tail(spec.retrain.max_rows)
+    combined = combined.reset_index(drop=True)
+    ref = data.write_frame(combined, data.join_uri(out, "extract.parquet"), s3_client=s3_client)
+    log.info(
+        "retraining %s (%s): %d source rows + %d labelled production rows -> %d rows",
+        spec.name,
+        reason,
+        len(frame),
+        len(new),
+        ref.rows,
+    )
+    return {
+        **train_flow.freeze_split(spec, ref, out, s3_client=s3_client),
+        "reason": reason,
+        "rows": {"source": len(frame), "labelled": len(new), "total": ref.rows},
+    }

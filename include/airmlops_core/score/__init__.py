@@ -1,0 +1,1 @@
+"""The score stage: bulk scoring of partitions with the champion."""

@@ -1,0 +1,1 @@
+"""Serving: the model REST API and its health probe."""

@@ -1,0 +1,95 @@
+"""Outage detection for the serving side: probe the model API and MLflow, alert on changes.
+
+`probe` sends each model's golden request (the exact body the API checked the served version
+with) and reads MLflow's /health. `transitions` compares with the previous probe's state so that
+an outage sends one alert, not one per probe, and the recovery sends one "recovered" message.
+The state is a small JSON-able dict the caller stores between probes (an Airflow Variable).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One probed target: ok or not, and why."""
+
+    target: str
+    ok: bool
+    detail: str
+
+
+def _get(url: str) -> requests.Response:
+    return requests.get(url, timeout=TIMEOUT_S)
+
+
+def probe_mlflow(mlflow_url: str) -> Check:
+    """MLflow's /health answers 200."""
+    try:
+        resp = _get(f"{mlflow_url.rstrip('/')}/health")
+    except requests.RequestException as exc:
+        return Check("mlflow", False, f"{mlflow_url} unreachable: {type(exc).__name__}")
+    return Check("mlflow", resp.status_code == 200, f"{mlflow_url}/health -> {resp.status_code}")
+
+
+def probe_model(api_url: str, model: str) -> Check:
+    """The API answers the model's golden request with one prediction per row."""
+    base = api_url.rstrip("/")
+    target = f"model-api/{model}"
+    try:
+        golden = _get(f"{base}/models/{model}/golden")
+        if golden.status_code != 200:
+            return Check(
+                target, False, f"no version served ({golden.status_code}): {golden.text[:300]}"
+            )
+        body = golden.json()
+        resp = requests.post(f"{base}/invocations/{model}", json=body, timeout=TIMEOUT_S)
+    except requests.RequestException as exc:
+        return Check(target, False, f"{api_url} unreachable: {type(exc).__name__}")
+    except ValueError:
+        return Check(target, False, "golden request is not JSON")
+    if resp.status_code != 200:
+        return Check(target, False, f"golden request -> {resp.status_code}: {resp.text[:300]}")
+    version = resp.headers.get("X-Model-Version", "?")
+    return Check(target, True, f"version {version} answered the golden request")
+
+
+def probe(api_url: str, mlflow_url: str, models: list[str]) -> list[Check]:
+    """Every target's check, MLflow first."""
+    return [probe_mlflow(mlflow_url), *(probe_model(api_url, m) for m in models)]
+
+
+def transitions(
+    previous: dict[str, Any], checks: list[Check], now: dt.datetime | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The new state and the messages to send: one per target that went down or came back.
+
+    A target seen for the first time that is down alerts; one that is up says nothing.
+    """
+    when = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    state = dict(previous)
+    messages = []
+    for check in checks:
+        before: dict[str, Any] = previous.get(check.target) or {}
+        was_ok = bool(before.get("ok", True))
+        if check.ok and not was_ok:
+            messages.append(
+                f":large_green_circle: *{check.target}* recovered "
+                f"(down since {before['since']}): {check.detail}"
+            )
+        elif not check.ok and was_ok:
+            messages.append(f":red_circle: *{check.target}* is down: {check.detail}")
+        changed = not before or was_ok != check.ok
+        state[check.target] = {
+            "ok": check.ok,
+            "detail": check.detail,
+            "since": when if changed else before["since"],
+        }
+    return state, messages

@@ -1,0 +1,1 @@
+"""The train stage: the estimator pipeline, evaluation, the train DAG's steps."""

@@ -1,0 +1,296 @@
+"""The train path, step by step: extract -> fit -> evaluate -> register.
+
+Each step takes and returns small JSON-able dicts (references, ids, metrics), so any
+orchestrator (Airflow tasks, a CLI, a test) can run it, and every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from airmlops_core import settings
+from airmlops_core.io import data
+from airmlops_core.spec import ModelSpec
+from airmlops_core.tracking import registry, resources
+from airmlops_core.tracking import runs as tracking
+from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
+from airmlops_core.train import estimator as training
+from airmlops_core.train import evaluation, reference
+
+log = logging.getLogger(__name__)
+
+TRAIN_PURPOSE = "train"
+MODEL_ARTIFACT = "model"
+PINNED_PACKAGES = ("scikit-learn", "skops", "pandas", "numpy", "scipy", "pyarrow")
+
+
+def run_dir_uri(work_uri: str, ctx: RunContext) -> str:
+    """Where this DAG run's intermediate files go: <work>/<model>/<dag_id>/<safe run id>."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", ctx.run_id)
+    return data.join_uri(work_uri, ctx.model, ctx.dag_id, safe)
+
+
+def extract_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    *,
+    work_uri: str | None = None,
+    s3_client: Any = None,
+    sql_engine: Any = None,
+) -> dict[str, Any]:
+    """Extract the training window and split it into frozen train and holdout files.
+
+    Returns:
+        {"extract": ref, "train": ref, "holdout": ref} as dicts.
+    """
+    work = work_uri or settings.work_uri()
+    out = run_dir_uri(work, ctx)
+    window = None
+    if spec.source.window:
+        w = spec.source.window
+        window = (w.column, w.start, w.end)
+    wanted = spec.columns + (
+        [spec.source.window.column]
+        if spec.source.window and spec.source.window.column not in spec.columns
+        else []
+    )
+    extract_ref = data.extract(
+        kind=spec.source.kind,
+        uri=spec.source.uri,
+        query=spec.source.query,
+        format=spec.source.format,
+        columns=wanted,
+        dest_uri=data.join_uri(out, "extract.parquet"),
+        window=window,
+        base_dir=settings.data_dir(),
+        s3_client=s3_client,
+        sql_engine=sql_engine,
+    )
+    return freeze_split(spec, extract_ref, out, s3_client=s3_client)
+
+
+def freeze_split(
+    spec: ModelSpec, extract_ref: data.DataRef, out: str, *, s3_client: Any = None
+) -> dict[str, Any]:
+    """Split the extracted table into frozen train and holdout files under `out`."""
+    frame = data.read_ref(extract_ref, s3_client=s3_client)
+    train, holdout = data.split_frame(
+        frame,
+        test_size=spec.split.test_size,
+        seed=spec.split.seed,
+        stratify_on=spec.target if spec.stratify else None,
+        key=spec.row_key,
+    )
+    train_ref = data.write_frame(train, data.join_uri(out, "train.parquet"), s3_client=s3_client)
+    holdout_ref = data.write_frame(
+        holdout, data.join_uri(out, "holdout.parquet"), s3_client=s3_client
+    )
+    log.info(
+        "extracted %d rows -> train %d, holdout %d",
+        extract_ref.rows,
+        train_ref.rows,
+        holdout_ref.rows,
+    )
+    return {
+        "extract": extract_ref.to_dict(),
+        "train": train_ref.to_dict(),
+        "holdout": holdout_ref.to_dict(),
+    }
+
+
+def pip_requirements(spec: ModelSpec | None = None) -> list[str]:
+    """Exact pins of what the logged model needs to load: no slow inference by MLflow."""
+    from importlib.metadata import version
+
+    import mlflow
+
+    packages = [*PINNED_PACKAGES, *(["imbalanced-learn"] if spec and spec.rebalance else [])]
+    return [f"mlflow=={mlflow.__version__}", *(f"{p}=={version(p)}" for p in packages)]
+
+
+def train_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    refs: dict[str, Any],
+    *,
+    tracking_uri: str,
+    s3_client: Any = None,
+) -> dict[str, Any]:
+    """Fit the pipeline on the train file and log it (params, inputs, model) to the run.
+
+    Returns:
+        {"mlflow_run_id", "experiment_id", "model_uri", "run_url"}.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    train_ref = data.DataRef.from_dict(refs["train"])
+    train = data.read_ref(train_ref, s3_client=s3_client)
+    run_id = tracking.model_run(client, spec.name, ctx, TRAIN_PURPOSE)
+    with resources.measure() as usage:
+        pipeline = training.fit(spec, train)
+    usage.rows = len(train)
+    X = training.feature_frame(spec, train)
+    with tracking.resume(run_id, tracking_uri):
+        mlflow.log_metrics(usage.metrics("train."))
+        if refs.get("reason"):  # a retrain run says why it ran
+            mlflow.set_tags(
+                {
+                    f"{TAG_PREFIX}retrain_reason": str(refs["reason"])[:5000],
+                    f"{TAG_PREFIX}retrain_rows": json.dumps(refs.get("rows", {})),
+                }
+            )
+        mlflow.log_params(
+            {
+                "estimator": spec.estimator.class_path,
+                **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
+                "test_size": spec.split.test_size,
+                "seed": spec.split.seed,
+                "n_train_rows": len(train),
+                "n_features": X.shape[1],
+            }
+        )
+        _log_inputs(spec, refs, train)
+        if spec.is_classifier:
+            balance = training.class_balance(spec, pipeline, train)
+            mlflow.log_dict(balance, "class_balance.json")
+            mlflow.log_metrics(
+                {
+                    f"train_class_{stage}.{label}": n
+                    for stage, counts in balance.items()
+                    for label, n in counts.items()
+                }
+            )
+        sample = X.head(5)
+        output = pipeline.predict_proba(sample) if spec.is_classifier else pipeline.predict(sample)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name=MODEL_ARTIFACT,
+            signature=infer_signature(sample, output),
+            input_example=sample,
+            pip_requirements=pip_requirements(spec),
+            serialization_format="skops",
+            skops_trusted_types=training.trusted_types(pipeline),
+            pyfunc_predict_fn="predict_proba" if spec.is_classifier else "predict",
+        )
+    exp_id = tracking.experiment_id(client, tracking.experiment_name(spec.name))
+    return {
+        "mlflow_run_id": run_id,
+        "experiment_id": exp_id,
+        "model_uri": info.model_uri,
+        "run_url": tracking.run_url(tracking_uri, exp_id, run_id),
+    }
+
+
+def _log_inputs(spec: ModelSpec, refs: dict[str, Any], train: Any) -> None:
+    """Record the train and holdout files as MLflow dataset inputs, digests included."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    for context, key in (("training", "train"), ("holdout", "holdout")):
+        ref = data.DataRef.from_dict(refs[key])
+        # the holdout has the train file's schema; its digest is the file's own hash
+        ds = from_pandas(
+            train.head(0) if key != "train" else train,
+            source=ref.uri,
+            targets=spec.target,
+            name=f"{spec.name}-{key}",
+            digest=ref.sha256[:16],
+        )
+        mlflow.log_input(ds, context=context, tags={"sha256": ref.sha256, "rows": str(ref.rows)})
+
+
+def evaluate_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    refs: dict[str, Any],
+    trained: dict[str, Any],
+    *,
+    tracking_uri: str,
+    s3_client: Any = None,
+) -> dict[str, Any]:
+    """Score the holdout, log metrics and plots to the training run.
+
+    Returns:
+        {"metrics": {...}, "floor_failures": [...]}: build-time metric validation.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    holdout = data.read_ref(data.DataRef.from_dict(refs["holdout"]), s3_client=s3_client)
+    model = mlflow.sklearn.load_model(trained["model_uri"])
+    metrics = evaluation.evaluate(spec, model, holdout)
+    failures = evaluation.floor_failures(spec, metrics)
+    with tracking.resume(trained["mlflow_run_id"], tracking_uri):
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+        mlflow.set_tag(f"{TAG_PREFIX}floors", "pass" if not failures else "; ".join(failures))
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in evaluation.plots(spec, model, holdout, Path(tmp)):
+                mlflow.log_artifact(str(path), artifact_path="plots")
+        # the drift reference travels with the version: training data + holdout output
+        train = data.read_ref(data.DataRef.from_dict(refs["train"]), s3_client=s3_client)
+        reference.log_reference(spec, model, train, holdout)
+    return {"metrics": metrics, "floor_failures": failures}
+
+
+def register_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    refs: dict[str, Any],
+    trained: dict[str, Any],
+    evaluated: dict[str, Any],
+    *,
+    tracking_uri: str,
+    spec_sha: str,
+) -> dict[str, Any]:
+    """Register the model as a new version with alias `challenger` and lineage tags.
+
+    Idempotent per DAG run: a retry finds the version it made before.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    metrics = evaluated["metrics"]
+    tags = {
+        **ctx.tags(),
+        f"{TAG_PREFIX}mlflow_run_id": trained["mlflow_run_id"],
+        f"{TAG_PREFIX}data_sha256": refs["extract"]["sha256"],
+        f"{TAG_PREFIX}train_sha256": refs["train"]["sha256"],
+        f"{TAG_PREFIX}holdout_sha256": refs["holdout"]["sha256"],
+        f"{TAG_PREFIX}holdout_uri": refs["holdout"]["uri"],
+        f"{TAG_PREFIX}spec_sha": spec_sha,
+        **(
+            {f"{TAG_PREFIX}retrain_reason": str(refs["reason"])[:5000]}
+            if refs.get("reason")
+            else {}
+        ),
+        f"{TAG_PREFIX}floors": "pass" if not evaluated["floor_failures"] else "fail",
+        **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()},
+    }
+    reg = registry.register_version(
+        client,
+        spec.name,
+        trained["model_uri"],
+        run_id=trained["mlflow_run_id"],
+        idempotency_key=f"{ctx.dag_id}/{ctx.run_id}",
+        tags=tags,
+        description=f"{spec.estimator.class_path} trained by {ctx.dag_id} run {ctx.run_id}",
+    )
+    client.set_terminated(trained["mlflow_run_id"], status="FINISHED")
+    return {
+        **reg.to_dict(),
+        "alias": registry.CHALLENGER,
+        "url": tracking.model_version_url(tracking_uri, spec.name, reg.version),
+        "run_url": trained["run_url"],
+        "metrics": metrics,
+    }

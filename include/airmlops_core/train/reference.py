@@ -1,0 +1,73 @@
+"""The reference profile logged with every trained version: what drift checks compare against.
+
+Features and label from the training fold, predictions from the holdout output, stored as an
+artifact of the training run (monitoring/drift_reference.zip), so a check never depends on a
+file that may have moved.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from airmlops_core.io import scored
+from airmlops_core.io.scored import PREDICTION
+from airmlops_core.spec import ModelSpec
+from airmlops_core.stats import drift
+from airmlops_core.train.estimator import feature_frame
+
+
+def prediction_frame(spec: ModelSpec, model: Any, X: pd.DataFrame) -> pd.DataFrame:
+    """The model's output as the score DAG writes it: prediction (+ proba_<class>)."""
+    if not spec.is_classifier:
+        return pd.DataFrame({PREDICTION: model.predict(X)})
+    proba = model.predict_proba(X)
+    classes = list(model.classes_)
+    out = pd.DataFrame(proba, columns=scored.proba_names(classes))
+    out[PREDICTION] = [classes[i] for i in proba.argmax(axis=1)]
+    return out
+
+
+def build_profile(
+    spec: ModelSpec, train: pd.DataFrame, predictions: pd.DataFrame
+) -> drift.ReferenceProfile:
+    """Features and label from the training fold; predictions from the holdout output."""
+    feats = drift.build_reference(
+        train, numeric=spec.features.numeric, categorical=spec.features.categorical, role="feature"
+    )
+    label = drift.build_reference(
+        train.assign(**{spec.target: train[spec.target].astype("str")})
+        if spec.is_classifier
+        else train,
+        numeric=[] if spec.is_classifier else [spec.target],
+        categorical=[spec.target] if spec.is_classifier else [],
+        role="label",
+    )
+    numeric = [c for c in predictions.columns if c != PREDICTION or not spec.is_classifier]
+    preds = drift.build_reference(
+        predictions.assign(**{PREDICTION: predictions[PREDICTION].astype("str")})
+        if spec.is_classifier
+        else predictions,
+        numeric=numeric,
+        categorical=[PREDICTION] if spec.is_classifier else [],
+        role="prediction",
+    )
+    return feats.merge(label).merge(preds)
+
+
+def log_reference(
+    spec: ModelSpec, model: Any, train: pd.DataFrame, holdout: pd.DataFrame
+) -> drift.ReferenceProfile:
+    """Build the profile and log it to the active MLflow run (artifact PROFILE_ARTIFACT)."""
+    import mlflow
+
+    profile = build_profile(
+        spec, train, prediction_frame(spec, model, feature_frame(spec, holdout))
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = profile.save(Path(tmp) / drift.PROFILE_ARTIFACT)
+        mlflow.log_artifact(str(path), artifact_path="monitoring")
+    return profile

@@ -1,0 +1,1 @@
+"""The validate stage: the promotion gate and its decision."""

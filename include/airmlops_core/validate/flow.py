@@ -1,0 +1,380 @@
+"""The validate path: resolve -> check holdout -> gate -> promote or reject.
+
+The challenger is judged on the frozen holdout its training run wrote (hash-verified), the
+champion on the very same rows. Every step returns small JSON-able dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from airmlops_core import settings
+from airmlops_core.errors import DataCheckFailed, GateError
+from airmlops_core.io import data
+from airmlops_core.quality import data_checks
+from airmlops_core.spec import ModelSpec
+from airmlops_core.stats import comparison, fairness
+from airmlops_core.tracking import registry
+from airmlops_core.tracking import runs as tracking
+from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
+from airmlops_core.train import estimator as training
+from airmlops_core.train import evaluation
+from airmlops_core.train.flow import TRAIN_PURPOSE
+from airmlops_core.validate import promotion
+
+log = logging.getLogger(__name__)
+
+VALIDATE_PURPOSE = "validate"
+
+
+def resolve_step(spec: ModelSpec, *, tracking_uri: str) -> dict[str, Any]:
+    """Pin the challenger and champion versions and the challenger's frozen holdout."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    challenger = registry.alias_version(client, spec.name, registry.CHALLENGER)
+    if challenger is None:
+        raise GateError(
+            f"{spec.name}: no version has alias 'challenger'; run {spec.name}__train first"
+        )
+    tags = client.get_model_version(spec.name, challenger).tags
+    holdout_uri = tags.get(f"{TAG_PREFIX}holdout_uri")
+    holdout_sha = tags.get(f"{TAG_PREFIX}holdout_sha256")
+    if not holdout_uri or not holdout_sha:
+        raise GateError(f"{spec.name} version {challenger} has no frozen holdout tags")
+    champion = registry.alias_version(client, spec.name, registry.CHAMPION)
+    return {
+        "challenger": challenger,
+        "champion": champion,
+        "holdout": {"uri": holdout_uri, "sha256": holdout_sha, "rows": -1, "format": "parquet"},
+        "data_sha256": tags.get(f"{TAG_PREFIX}data_sha256", ""),
+    }
+
+
+def _validate_run(spec: ModelSpec, ctx: RunContext, tracking_uri: str) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    return tracking.model_run(client, spec.name, ctx, VALIDATE_PURPOSE)
+
+
+def suite_for(spec: ModelSpec) -> Any:
+    """The model's suite (spec.data_checks.suite or include/expectations/<m>.yaml), narrowed
+    to the columns the spec reads."""
+    path = (
+        settings.project_dir() / spec.data_checks.suite
+        if spec.data_checks.suite
+        else data_checks.suite_path(spec.name)
+    )
+    suite = data_checks.load_suite(path)
+    # a suite may describe the whole source table; the gate checks what the model reads
+    wanted = set(spec.columns)
+    return suite.model_copy(
+        update={"columns": {c: r for c, r in suite.columns.items() if c in wanted}}
+    )
+
+
+def quarantine_uri(spec: ModelSpec, ctx: RunContext) -> str:
+    """Where a failing batch of this run is kept aside."""
+    base = spec.data_checks.quarantine_uri or str(settings.local_dir() / "quarantine" / spec.name)
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in ctx.run_id)
+    return data.join_uri(base, ctx.dag_id, safe)
+
+
+def log_check(result: Any, name: str) -> None:
+    """Log a data-check result to the active MLflow run as JSON and an offline HTML page."""
+    import mlflow
+
+    mlflow.log_dict(result.to_dict(), f"data_checks/{name}.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / f"{name}.html"
+        page.write_text(data_checks.render_html(result, title=f"{name}: data check"))
+        mlflow.log_artifact(str(page), artifact_path="data_checks")
+    mlflow.set_tag(f"{TAG_PREFIX}data_check.{name}", "pass" if result.success else "fail")
+
+
+def check_training_data_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    refs: dict[str, Any],
+    *,
+    tracking_uri: str,
+    s3_client: Any = None,
+) -> dict[str, Any]:
+    """Fail closed: the extracted training window must pass the suite before anything trains.
+
+    Raises:
+        DataCheckFailed: naming the failed expectations; the batch is quarantined first.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    ref = data.DataRef.from_dict(refs["extract"])
+    frame = data.read_ref(ref, s3_client=s3_client)
+    result = data_checks.validate(frame, suite_for(spec))
+    run_id = tracking.model_run(MlflowClient(tracking_uri), spec.name, ctx, TRAIN_PURPOSE)
+    with tracking.resume(run_id, tracking_uri):
+        log_check(result, "training_data")
+    if not result.success:
+        where = data_checks.quarantine(
+            frame, ref.uri, result, quarantine_uri(spec, ctx), s3_client=s3_client
+        )
+        MlflowClient(tracking_uri).set_terminated(run_id, status="FAILED")
+        raise DataCheckFailed(
+            f"{spec.name}: training data failed its checks; quarantined at "
+            f"{where['uri']}.\n{result.summary()}"
+        )
+    return {"success": True, "warnings": len(result.warnings), "summary": result.summary()}
+
+
+def check_holdout_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    resolved: dict[str, Any],
+    *,
+    tracking_uri: str,
+    s3_client: Any = None,
+) -> dict[str, Any]:
+    """Run the expectation suite on the challenger's holdout; a failure is evidence to reject."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    ref = resolved["holdout"]
+    frame = data.read_frame(ref["uri"], s3_client=s3_client)
+    actual = data.file_sha256(ref["uri"], s3_client=s3_client)
+    if actual != ref["sha256"]:
+        raise GateError(
+            f"{ref['uri']}: holdout changed since training "
+            f"(expected sha256 {ref['sha256']}, found {actual})"
+        )
+    result = data_checks.validate(frame, suite_for(spec))
+    with tracking.resume(_validate_run(spec, ctx, tracking_uri), tracking_uri):
+        log_check(result, "holdout")
+    out = {
+        "success": result.success,
+        "summary": result.summary(),
+        "failures": len(result.failures),
+        "warnings": len(result.warnings),
+    }
+    if not result.success:
+        out["quarantine"] = data_checks.quarantine(
+            frame, ref["uri"], result, quarantine_uri(spec, ctx), s3_client=s3_client
+        )
+    return out
+
+
+def model_output(spec: ModelSpec, model: Any, X: Any) -> np.ndarray:
+    """What metrics read: P(positive) (binary), the probability matrix (multiclass), or y-hat."""
+    if spec.task == "binary":
+        return np.asarray(model.predict_proba(X))[:, 1]
+    if spec.task == "multiclass":
+        return np.asarray(model.predict_proba(X))
+    return np.asarray(model.predict(X))
+
+
+def hard_prediction(spec: ModelSpec, model: Any, X: Any) -> np.ndarray:
+    return np.asarray(model.predict(X))
+
+
+def gate_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    resolved: dict[str, Any],
+    checked: dict[str, Any],
+    *,
+    tracking_uri: str,
+    s3_client: Any = None,
+) -> dict[str, Any]:
+    """Floors (overall and per segment), champion vs challenger, fairness: the decision."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    holdout = data.read_frame(resolved["holdout"]["uri"], s3_client=s3_client)
+    X = training.feature_frame(spec, holdout)
+    challenger = mlflow.sklearn.load_model(f"models:/{spec.name}/{resolved['challenger']}")
+    classes = getattr(challenger, "classes_", None)
+    y_raw = holdout[spec.target].to_numpy()
+    y = comparison.encode_labels(y_raw, classes) if spec.is_classifier else y_raw
+    metrics = evaluation.evaluate(spec, challenger, holdout)
+    floors = evaluation.floor_failures(spec, metrics)
+    out_chall = model_output(spec, challenger, X)
+    segment_failures: list[str] = []
+    for column in spec.promotion.segments:
+        for metric, floor in spec.metrics.floors.items():
+            segment_failures += promotion.segment_floor_failures(
+                y, out_chall, holdout[column], metric, floor
+            )
+    comp = None
+    champ_reports = None
+    champion = None
+    if resolved["champion"] and resolved["champion"] != resolved["challenger"]:
+        champion = mlflow.sklearn.load_model(f"models:/{spec.name}/{resolved['champion']}")
+        comp = comparison.compare(
+            y,
+            model_output(spec, champion, X),
+            out_chall,
+            spec.gate_metric,
+            margin=spec.promotion.margin,
+            n_boot=spec.promotion.n_boot,
+            level=spec.promotion.level,
+            seed=spec.split.seed,
+        )
+    fair = None
+    if spec.sensitive_features:
+
+        def reports(model: Any) -> list[Any]:
+            pred = hard_prediction(spec, model, X)
+            kw = {}
+            if spec.task == "binary" and classes is not None:
+                kw["pos_label"] = classes[1]
+            return [
+                fairness.group_metrics(y_raw, pred, holdout[c].astype("str"), task=spec.task, **kw)
+                for c in spec.sensitive_features
+            ]
+
+        champ_reports = reports(champion) if champion is not None else None
+        fair = fairness.fairness_gate(
+            champ_reports,
+            reports(challenger),
+            tolerance=spec.promotion.fairness_tolerance,
+            max_gap=spec.promotion.fairness_max_gap,
+        )
+    decision = promotion.decide(
+        data_check_passed=checked["success"],
+        data_check_summary=checked["summary"],
+        floor_failures=floors,
+        segment_floor_failures=segment_failures,
+        comparison=comp,
+        fairness=fair,
+    )
+    with tracking.resume(_validate_run(spec, ctx, tracking_uri), tracking_uri):
+        mlflow.log_metrics({f"challenger_{k}": v for k, v in metrics.items()})
+        if comp is not None:
+            iv = comp.interval
+            mlflow.log_metrics(
+                {
+                    "champion_" + iv.metric: iv.champion,
+                    "improvement": iv.diff,
+                    "improvement_ci_low": iv.low,
+                    "improvement_ci_high": iv.high,
+                }
+            )
+        mlflow.log_dict(decision.evidence, "gate/evidence.json")
+        mlflow.set_tags(
+            {
+                f"{TAG_PREFIX}challenger_version": resolved["challenger"],
+                f"{TAG_PREFIX}champion_version": str(resolved["champion"]),
+                f"{TAG_PREFIX}decision": "promote" if decision.promote else "reject",
+            }
+        )
+    return {
+        "promote": decision.promote,
+        "reasons": decision.reasons,
+        "tags": decision.tags(),
+        "message": decision.message(spec.name, resolved["challenger"]),
+        "challenger": resolved["challenger"],
+        "champion": resolved["champion"],
+        "data_sha256": resolved["data_sha256"],
+        "metrics": metrics,
+    }
+
+
+def promote_step(
+    spec: ModelSpec, ctx: RunContext, gated: dict[str, Any], *, tracking_uri: str, approved_by: str
+) -> dict[str, Any]:
+    """Move `champion` to the challenger (compare-and-set); evidence as version tags."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    tags = {
+        **gated["tags"],
+        f"{TAG_PREFIX}approved_by": approved_by,
+        f"{TAG_PREFIX}promoted_by": f"{ctx.dag_id}/{ctx.run_id}",
+        f"{TAG_PREFIX}data_sha256": gated["data_sha256"],
+    }
+    move = registry.move_champion(
+        client, spec.name, gated["challenger"], expected_champion=gated["champion"], tags=tags
+    )
+    if "rejected" in client.get_model_version(spec.name, gated["challenger"]).tags:
+        client.delete_model_version_tag(spec.name, gated["challenger"], "rejected")
+    return {
+        **move.to_dict(),
+        "summary": gated["message"],
+        "url": tracking.model_version_url(tracking_uri, spec.name, gated["challenger"]),
+    }
+
+
+def reject_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    gated: dict[str, Any],
+    *,
+    tracking_uri: str,
+    extra_reasons: list[str] | None = None,
+) -> dict[str, Any]:
+    """Tag the challenger `rejected` with the reasons; aliases stay as they are."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    reasons = [*gated["reasons"], *(extra_reasons or [])]
+    for key, value in gated["tags"].items():
+        client.set_model_version_tag(spec.name, gated["challenger"], key, value)
+    client.set_model_version_tag(
+        spec.name, gated["challenger"], "rejected", json.dumps(reasons)[:5000]
+    )
+    return {
+        "rejected": gated["challenger"],
+        "reasons": reasons,
+        "summary": gated["message"]
+        if not extra_reasons
+        else f"{gated['message']}\n" + "; ".join(extra_reasons),
+        "url": tracking.model_version_url(tracking_uri, spec.name, gated["challenger"]),
+    }
+
+
+def rollback_step(
+    spec: ModelSpec, ctx: RunContext, *, target: str, reason: str, user: str, tracking_uri: str
+) -> dict[str, Any]:
+    """Point `champion` at `target` (a version number or `previous_champion`), recording why."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    current = registry.alias_version(client, spec.name, registry.CHAMPION)
+    version = (
+        registry.alias_version(client, spec.name, registry.PREVIOUS_CHAMPION)
+        if target == registry.PREVIOUS_CHAMPION
+        else str(target).strip()
+    )
+    if not version or not version.isdigit():
+        raise GateError(f"rollback target '{target}' of {spec.name} does not name a version")
+    client.get_model_version(spec.name, version)  # raises if the version does not exist
+    if version == current:
+        raise GateError(
+            f"rollback of {spec.name}: version {version} is already the champion"
+            + (
+                " (previous_champion equals champion: a promotion stopped between "
+                "its two alias moves; re-run that validate run first)"
+                if target == registry.PREVIOUS_CHAMPION
+                else ""
+            )
+        )
+    tags = {
+        f"{TAG_PREFIX}rollback_reason": reason[:5000],
+        f"{TAG_PREFIX}rollback_by": user,
+        f"{TAG_PREFIX}rollback_run": f"{ctx.dag_id}/{ctx.run_id}",
+        f"{TAG_PREFIX}rollback_from": str(current),
+    }
+    move = registry.move_champion(client, spec.name, version, expected_champion=current, tags=tags)
+    return {
+        **move.to_dict(),
+        "url": tracking.model_version_url(tracking_uri, spec.name, version),
+        "summary": f"{spec.name}: champion rolled back from version {current} to {version} "
+        f"by {user}: {reason}",
+    }

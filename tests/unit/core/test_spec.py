@@ -1,0 +1,368 @@
+"""The spec schema: demo specs load, and every kind of bad spec names file, field and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airmlops_core.errors import SpecError
+from airmlops_core.spec import load_spec, load_specs, spec_hash
+
+GOOD = {
+    "name": "m1",
+    "task": "binary",
+    "source": {"kind": "file", "uri": "demo/x.parquet"},
+    "target": "y",
+    "row_key": "id",
+    "features": {"numeric": ["a", "b"], "categorical": ["c"]},
+    "estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"C": 1.0}},
+    "metrics": {"primary": "roc_auc", "floors": {"roc_auc": 0.7}},
+}
+
+
+def write(tmp_path: Path, body: object, name: str = "m1") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(body if isinstance(body, str) else yaml.safe_dump(body))
+    return path
+
+
+def with_(path: str, value: object) -> dict:
+    """GOOD with one (dotted) field replaced; value None deletes it."""
+    spec = yaml.safe_load(yaml.safe_dump(GOOD))
+    *parents, leaf = path.split(".")
+    node = spec
+    for p in parents:
+        node = node[p]
+    if value is None:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return spec
+
+
+def test_demo_specs_are_valid(models_dir: Path) -> None:
+    specs, errors = load_specs(models_dir)
+    assert errors == {}
+    assert {"flight_delay", "diamond_price", "customer_churn"} <= set(specs)
+    churn = specs["customer_churn"]
+    assert churn.sensitive_features == ["female", "senior_citizen"]
+    assert churn.columns[0] == "customer_id"
+    assert "churn" in churn.columns
+    assert specs["diamond_price"].stratify is False  # regression never stratifies
+
+
+def test_good_spec_loads(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, GOOD))
+    assert spec.features.all == ["a", "b", "c"]
+    assert spec.estimator.class_path == "sklearn.linear_model.LogisticRegression"
+    assert spec.source.resolved_format == "parquet"
+
+
+BAD_CASES = [
+    ("missing task", with_("task", None), "task", "Field required"),
+    ("unknown task", with_("task", "ranking"), "task", "'binary', 'multiclass' or 'regression'"),
+    ("bad name", with_("name", "Bad-Name"), "name", "lowercase"),
+    ("unknown field", {**GOOD, "colour": "red"}, "colour", "Extra inputs are not permitted"),
+    ("typo in nested field", with_("source.urii", "x.csv"), "source.urii", "Extra inputs"),
+    ("file source without uri", with_("source.uri", None), "source", "needs 'uri'"),
+    (
+        "s3 source not s3 uri",
+        with_("source", {"kind": "s3", "uri": "/tmp/x.csv"}),
+        "source",
+        "s3://",
+    ),
+    (
+        "sql without conn",
+        with_("source", {"kind": "sql", "query": "select 1"}),
+        "source",
+        "'query' and 'conn_id'",
+    ),
+    ("unknown format", with_("source.uri", "data.xlsx"), "source", "cannot tell the format"),
+    (
+        "no features",
+        with_("features", {"numeric": [], "categorical": []}),
+        "features",
+        "at least one",
+    ),
+    (
+        "feature in both lists",
+        with_("features", {"numeric": ["a"], "categorical": ["a"]}),
+        "features",
+        "both numeric and categorical",
+    ),
+    ("duplicate feature", with_("features.numeric", ["a", "a"]), "features", "twice"),
+    ("target is a feature", with_("target", "a"), "(top level)", "also listed as a feature"),
+    ("row key is a feature", with_("row_key", "b"), "(top level)", "row_key 'b'"),
+    (
+        "estimator not dotted",
+        with_("estimator.class", "LogisticRegression"),
+        "estimator.class",
+        "dotted import path",
+    ),
+    (
+        "params not a mapping",
+        with_("estimator.params", [1, 2]),
+        "estimator.params",
+        "valid dictionary",
+    ),
+    (
+        "metric for wrong task",
+        with_("metrics.floors", {"rmse": 3.0}),
+        "(top level)",
+        "does not apply to task 'binary'",
+    ),
+    (
+        "floor not a number",
+        with_("metrics.floors", {"roc_auc": "high"}),
+        "metrics.floors.roc_auc",
+        "valid number",
+    ),
+    (
+        "test_size out of range",
+        with_("split", {"test_size": 1.5}),
+        "split.test_size",
+        "less than 1",
+    ),
+    ("bad cron", with_("schedules", {"train": "every day"}), "schedules.train", "cron"),
+    (
+        "cron with 6 fields",
+        with_("schedules", {"train": "0 0 * * * *"}),
+        "schedules.train",
+        "5-field",
+    ),
+    ("features wrong type", with_("features", "a,b"), "features", "valid dictionary"),
+    (
+        "sensitive is target",
+        {**GOOD, "sensitive_features": ["y"]},
+        "(top level)",
+        "cannot be a sensitive feature",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
+)
+def test_bad_spec_names_file_field_and_problem(
+    tmp_path: Path, body: dict, field: str, message: str
+) -> None:
+    path = write(tmp_path, body)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    text = str(info.value)
+    assert str(path) in text
+    assert any(f == field and message in m for f, m in info.value.problems), text
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("", "got empty"),
+        ("- a\n- b\n", "got list"),
+        ("name: [unclosed\n", "not valid YAML"),
+        ("just a string", "got str"),
+    ],
+)
+def test_unparseable_files(tmp_path: Path, raw: str, message: str) -> None:
+    path = write(tmp_path, raw)
+    with pytest.raises(SpecError, match=message):
+        load_spec(path)
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "m1.yaml"
+    path.write_bytes(b"name: m1\ndescription: caf\xe9\n")
+    with pytest.raises(SpecError, match="not UTF-8"):
+        load_spec(path)
+
+
+def test_name_must_match_file(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD, name="other")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.problems == [("name", "'m1' must equal the file name 'other'")]
+
+
+def test_bad_spec_never_hides_good_ones(tmp_path: Path) -> None:
+    write(tmp_path, GOOD, name="m1")
+    write(tmp_path, with_("name", "m2") | {"task": "nope"}, name="m2")
+    write(tmp_path, "{{{", name="m3")
+    (tmp_path / "_draft.yaml").write_text("ignored: true")
+    specs, errors = load_specs(tmp_path)
+    assert list(specs) == ["m1"]
+    assert sorted(Path(p).name for p in errors) == ["m2.yaml", "m3.yaml"]
+
+
+def test_several_problems_reported_at_once(tmp_path: Path) -> None:
+    body = with_("task", "nope") | {"split": {"test_size": 0}, "colour": 1}
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    fields = {f for f, _ in info.value.problems}
+    assert {"task", "split.test_size", "colour"} <= fields
+
+
+def test_spec_hash_tracks_content() -> None:
+    assert spec_hash(b"a") == spec_hash(b"a")
+    assert spec_hash(b"a") != spec_hash(b"b")
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({**GOOD, "promotion": {"metric": "rmse"}}, "(top level)", "does not apply"),
+        ({**GOOD, "promotion": {"level": 1.5}}, "promotion.level", "less than 1"),
+        ({**GOOD, "promotion": {"n_boot": 10}}, "promotion.n_boot", "greater than or equal to 200"),
+        ({**GOOD, "promotion": {"segments": ["y"]}}, "(top level)", "promotion segment"),
+        ({**GOOD, "data_checks": {"suit": "x"}}, "data_checks.suit", "Extra inputs"),
+    ],
+)
+def test_bad_promotion_settings(tmp_path: Path, body: dict, field: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    assert any(f == field and message in m for f, m in info.value.problems), str(info.value)
+
+
+def test_promotion_defaults_and_segment_columns(tmp_path: Path) -> None:
+    spec = load_spec(
+        write(
+            tmp_path,
+            {
+                **GOOD,
+                "promotion": {"segments": ["region"]},
+                "sensitive_features": ["region", "gender"],
+            },
+        )
+    )
+    assert spec.gate_metric == "roc_auc"
+    assert spec.promotion.margin == 0.0
+    assert spec.columns[-2:] == ["region", "gender"]
+
+
+EXTERNAL = {
+    "name": "m1",
+    "task": "binary",
+    "target": "y",
+    "row_key": "id",
+    "features": {"numeric": ["a", "b"], "categorical": ["c"]},
+    "external": {
+        "reference": {"uri": "vendor/reference.parquet"},
+        "origin": "vendor X / team Y notebook",
+    },
+}
+
+
+def test_external_spec_loads_without_training_fields(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, EXTERNAL))
+    assert spec.is_external
+    assert spec.external is not None
+    assert spec.external.reference.resolved_format == "parquet"
+    assert spec.external.origin == "vendor X / team Y notebook"
+    assert spec.source is None
+    assert spec.estimator is None
+    assert spec.gate_metric == "roc_auc"  # default per task when metrics is left out
+    assert spec.metrics.floors == {}
+    regression = load_spec(write(tmp_path, {**EXTERNAL, "task": "regression"}))
+    assert regression.gate_metric == "rmse"
+    chosen = load_spec(write(tmp_path, {**EXTERNAL, "metrics": {"primary": "f1"}}))
+    assert chosen.gate_metric == "f1"
+    assert not load_spec(write(tmp_path, GOOD)).is_external
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        (
+            {**EXTERNAL, "estimator": GOOD["estimator"]},
+            "(top level)",
+            "do not apply, remove them: estimator (the model is built elsewhere)",
+        ),
+        (
+            {**EXTERNAL, "source": GOOD["source"]},
+            "(top level)",
+            "source (the reference dataset is external.reference)",
+        ),
+        ({**EXTERNAL, "split": {"test_size": 0.3}}, "(top level)", "split (nothing is trained"),
+        ({**EXTERNAL, "rebalance": {"method": "random_over"}}, "(top level)", "rebalance ("),
+        (
+            {**EXTERNAL, "retrain": {"window": "expanding"}},
+            "(top level)",
+            "retrain (there is no retrain DAG)",
+        ),
+        (
+            {**EXTERNAL, "promotion": {"human_approval": True}},
+            "(top level)",
+            "promotion (there is no promotion gate",
+        ),
+        (
+            {**EXTERNAL, "schedules": {"train": "@daily", "score": "@daily"}},
+            "(top level)",
+            "schedules.train (nothing is trained here)",
+        ),
+        ({**EXTERNAL, "schedules": {"retrain": "@daily"}}, "(top level)", "schedules.retrain"),
+        (
+            {**EXTERNAL, "alerts": {"deadlines": {"train": 30, "score": 30}}},
+            "(top level)",
+            "alerts.deadlines.train (there is no train DAG)",
+        ),
+        (
+            {**EXTERNAL, "metrics": {"primary": "roc_auc", "floors": {"roc_auc": 0.7}}},
+            "(top level)",
+            "metrics.floors (there is no promotion gate",
+        ),
+        (
+            {**EXTERNAL, "metrics": {"primary": "rmse"}},
+            "(top level)",
+            "metric 'rmse' does not apply to task 'binary'",
+        ),
+        ({**EXTERNAL, "external": {"origin": "vendor X"}}, "external.reference", "Field required"),
+        (
+            {**EXTERNAL, "external": {"reference": {"uri": "r.parquet"}}},
+            "external.origin",
+            "Field required",
+        ),
+        (
+            {**EXTERNAL, "external": {"reference": {"uri": "r.xlsx"}, "origin": "vendor X"}},
+            "external.reference",
+            "cannot tell the format",
+        ),
+        (
+            {
+                **EXTERNAL,
+                "external": {"reference": {"uri": "r.csv"}, "origin": "vendor X", "pickle": True},
+            },
+            "external.pickle",
+            "Extra inputs",
+        ),
+        (
+            with_("estimator", None),
+            "(top level)",
+            "estimator required: a model trained here needs them (a model built elsewhere has an "
+            "`external:` section instead",
+        ),
+        (with_("source", None), "(top level)", "source required"),
+        (with_("metrics", None), "metrics", "Field required"),
+    ],
+)
+def test_bad_external_and_trained_specs(
+    tmp_path: Path, body: dict, field: str, message: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    assert any(f == field and message in m for f, m in info.value.problems), str(info.value)
+
+
+def test_external_spec_lists_every_meaningless_field_at_once(tmp_path: Path) -> None:
+    body = {
+        **EXTERNAL,
+        "estimator": GOOD["estimator"],
+        "split": {"seed": 1},
+        "schedules": {"retrain": "@daily"},
+    }
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    [(_, message)] = info.value.problems
+    for field in ("estimator", "split", "schedules.retrain"):
+        assert f"{field} (" in message
+    assert "schedules.train" not in message

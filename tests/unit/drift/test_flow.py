@@ -1,0 +1,226 @@
+"""The drift path's glue: the scored window, labels joined on the row key, alert decisions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airmlops_core.drift import flow as drift_flow
+from airmlops_core.io import data
+from airmlops_core.spec import load_spec
+from paths import PROJECT_DIR as PROJECT
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def spec():
+    return load_spec(PROJECT / "include" / "models" / "customer_churn.yaml")
+
+
+def scored_run(
+    root: Path, spec, name: str, version: str, frame: pd.DataFrame, proba: np.ndarray
+) -> None:
+    """One scoring run's files as the score DAG lays them out: input, output, manifest."""
+    src = data.write_frame(frame, str(root / "landing" / f"{name}.parquet"))
+    out = pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"],
+            "prediction": (proba > 0.5) * 1,
+            "proba_0": 1 - proba,
+            "proba_1": proba,
+        }
+    )
+    run_dir = root / "scored" / spec.name / name
+    dst = data.write_frame(out, str(run_dir / "part.parquet"))
+    manifest = {
+        "model_name": spec.name,
+        "model_version": version,
+        "partitions": [
+            {
+                "partition": "part",
+                "status": "scored",
+                "input_uri": src.uri,
+                "input_sha256": src.sha256,
+                "output_uri": dst.uri,
+            }
+        ],
+    }
+    (run_dir / "_manifest.json").write_text(json.dumps(manifest))
+
+
+def test_window_joins_inputs_and_outputs_of_the_champion_only(spec, tmp_path, monkeypatch):
+    from airmlops_dev import demo_data
+
+    monkeypatch.setenv("AIRMLOPS_DATA_DIR", str(tmp_path))
+    churn = demo_data.churn()
+    rng = np.random.default_rng(0)
+    scored_run(tmp_path, spec, "2026-01-01T00-00-00Z", "3", churn.iloc[:100], rng.random(100))
+    scored_run(tmp_path, spec, "2026-01-02T00-00-00Z", "4", churn.iloc[100:300], rng.random(200))
+    window, lineage = drift_flow.current_window(spec, "4", window_runs=5)
+    assert len(window) == 200  # version 3's run is not the champion's
+    assert list(window["customer_id"]) == list(churn["customer_id"].iloc[100:300])
+    assert {"tenure", "contract", "proba_1", "prediction"} <= set(window.columns)
+    assert lineage["skipped"] == []
+    # only the last run when window_runs=1; a changed input is skipped, not silently used
+    inp = Path(lineage["inputs"][0])
+    data.write_frame(churn.iloc[100:300].assign(tenure=0), str(inp))
+    window, lineage = drift_flow.current_window(spec, "4", window_runs=1)
+    assert window.empty
+    assert "sha256" in lineage["skipped"][0] or "changed" in lineage["skipped"][0]
+
+    # labels arrive later: joined on the key, rows without a label left out
+    labels = churn.iloc[100:150][["customer_id", "churn"]]
+    data.write_frame(labels, str(tmp_path / "labels" / spec.name / "a.parquet"))
+    full = churn.iloc[100:300].drop(columns=["churn"]).assign(proba_1=0.5)
+    joined = drift_flow.labelled(spec, full)
+    assert len(joined) == 50
+    assert list(joined["churn"]) == list(labels["churn"])
+    # a key scored in two runs is in the window twice: each row gets its label
+    twice = drift_flow.labelled(spec, pd.concat([full, full], ignore_index=True))
+    assert len(twice) == 100
+    assert list(twice["churn"]) == list(labels["churn"]) * 2
+
+
+def checked(status: str = "drift", drifted: dict | None = None, degraded: bool = False) -> dict:
+    return {
+        "status": status,
+        "drifted": {"tenure": "feature wasserstein 0.9"} if drifted is None else drifted,
+        "degraded": degraded,
+        "version": "4",
+        "summary": "s",
+        "performance": None,
+        "report": "http://r",
+    }
+
+
+def test_alert_once_suppress_repeats_then_recover() -> None:
+    state, msg = drift_flow.alert_transition({}, checked(), cooldown_hours=24, now=T0)
+    assert msg is not None
+    assert "tenure (feature wasserstein 0.9)" in msg
+    assert "http://r" in msg
+    state, msg = drift_flow.alert_transition(
+        state, checked(), cooldown_hours=24, now=T0 + dt.timedelta(hours=1)
+    )
+    assert msg is None  # same drift inside the cool-down
+    state2, msg = drift_flow.alert_transition(
+        state,
+        checked(drifted={"tenure": "x", "contract": "y"}),
+        cooldown_hours=24,
+        now=T0 + dt.timedelta(hours=2),
+    )
+    assert msg is not None  # a different drift is news
+    _, msg = drift_flow.alert_transition(
+        state, checked(), cooldown_hours=24, now=T0 + dt.timedelta(hours=25)
+    )
+    assert msg is not None  # the same drift again after the cool-down
+    state, msg = drift_flow.alert_transition(
+        state2, checked("no_drift", {}), cooldown_hours=24, now=T0 + dt.timedelta(hours=3)
+    )
+    assert msg is not None
+    assert "recovered" in msg
+    _, msg = drift_flow.alert_transition(
+        state, checked("no_drift", {}), cooldown_hours=24, now=T0 + dt.timedelta(hours=4)
+    )
+    assert msg is None
+    _, msg = drift_flow.alert_transition({}, checked("not_enough_data", {}), cooldown_hours=24)
+    assert msg is None
+    bad_state, _ = drift_flow.alert_transition({}, checked(), cooldown_hours=24, now=T0)
+    kept, msg = drift_flow.alert_transition(
+        bad_state, checked("not_enough_data", {}), cooldown_hours=24, now=T0
+    )
+    assert msg is None  # too little data is no recovery
+    assert kept == bad_state
+
+
+def test_retrain_rule(spec) -> None:
+    perf_only = spec  # default retrain_on: performance
+    assert not drift_flow.should_retrain(perf_only, checked())
+    assert drift_flow.should_retrain(perf_only, checked("no_drift", {}, degraded=True))
+    both = spec.model_copy(
+        update={
+            "monitoring": spec.monitoring.model_copy(
+                update={"retrain_on": ["drift", "performance"]}
+            )
+        }
+    )
+    assert drift_flow.should_retrain(both, checked())
+    # the reason names the part of the rule that holds, not whatever else drifted
+    decayed = {**checked(degraded=True), "performance": {"reason": "roc_auc 0.67 vs 0.73"}}
+    assert drift_flow.retrain_reason(perf_only, decayed) == (
+        "v4 performance decay: roc_auc 0.67 vs 0.73"
+    )
+    assert drift_flow.retrain_reason(both, decayed) == (
+        "v4 performance decay: roc_auc 0.67 vs 0.73; drifted tenure"
+    )
+    assert drift_flow.retrain_reason(both, checked()) == "v4 drifted tenure"
+    assert drift_flow.retrain_reason(perf_only, checked()) is None
+
+
+def test_bias_over_the_labelled_window_matches_a_groupby(spec) -> None:
+    """Group metrics of the champion's predictions per sensitive feature, checked against a
+    plain pandas computation; gaps above fairness_max_gap become alert lines."""
+    rng = np.random.default_rng(3)
+    n = 4_000
+    senior = rng.random(n) < 0.2
+    churn = (rng.random(n) < np.where(senior, 0.4, 0.2)).astype(int)
+    pred = (rng.random(n) < np.where(senior, 0.5, 0.15)).astype(int)  # flags seniors more
+    labels = pd.DataFrame(
+        {
+            "customer_id": np.arange(n),
+            "churn": churn,
+            "prediction": pred,
+            "senior_citizen": senior.astype(int),
+            "female": rng.integers(0, 2, n),
+        }
+    )
+    reports = {r.feature: r for r in drift_flow.bias(spec, labels)}
+    assert set(reports) == set(spec.sensitive_features) == {"female", "senior_citizen"}
+    by_hand = labels.groupby(labels["senior_citizen"].astype(str)).apply(
+        lambda g: pd.Series(
+            {
+                "selection_rate": g["prediction"].mean(),
+                "true_positive_rate": g.loc[g["churn"] == 1, "prediction"].mean(),
+                "false_positive_rate": g.loc[g["churn"] == 0, "prediction"].mean(),
+                "count": float(len(g)),
+            }
+        )
+    )
+    got = reports["senior_citizen"]
+    for group, row in by_hand.iterrows():
+        for metric, value in row.items():
+            assert got.by_group[group][metric] == pytest.approx(value, abs=1e-12)
+    gap = by_hand["selection_rate"].max() - by_hand["selection_rate"].min()
+    assert got.gaps["selection_rate"] == pytest.approx(gap, abs=1e-12)
+
+    metrics = drift_flow.bias_metrics(list(reports.values()))
+    assert metrics["bias.senior_citizen.selection_rate_gap"] == pytest.approx(gap, abs=1e-12)
+    assert metrics["bias.senior_citizen.1.count"] == senior.sum()
+
+    assert drift_flow.bias_over_limit(spec, list(reports.values())) == {}  # no limit set
+    strict = spec.model_copy(
+        update={"promotion": spec.promotion.model_copy(update={"fairness_max_gap": 0.2})}
+    )
+    over = drift_flow.bias_over_limit(strict, list(reports.values()))
+    assert "selection_rate by senior_citizen" in over
+    assert not any(k.endswith("by female") for k in over)  # no real gap by gender
+
+    # an alert names it, and the same bias again inside the cool-down stays quiet
+    biased = {**checked("no_drift", {}), "bias_over_limit": over}
+    state, msg = drift_flow.alert_transition({}, biased, cooldown_hours=24, now=T0)
+    assert msg is not None
+    assert "Bias: selection_rate gap" in msg
+    drifting_gap = {k: v.replace("gap", "gap (new value)") for k, v in over.items()}
+    _, msg = drift_flow.alert_transition(
+        state,
+        {**biased, "bias_over_limit": drifting_gap},
+        cooldown_hours=24,
+        now=T0 + dt.timedelta(hours=1),
+    )
+    assert msg is None
+    assert drift_flow.bias(spec, labels.drop(columns=["female", "senior_citizen"])) == []
