@@ -39,6 +39,7 @@ from typing import Any
 from airmlops_core import errors, settings
 from airmlops_core.errors import OnboardError, UnsafeModel
 from airmlops_core.io import data, scored
+from airmlops_core.io.window import extract
 from airmlops_core.score import scoring
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import drift
@@ -390,7 +391,7 @@ def read_reference(
     window = (ref.window.column, ref.window.start, ref.window.end) if ref.window else None
     where = reference_location(spec)
     try:
-        frozen = data.extract(
+        frozen = extract(
             kind=ref.kind,
             uri=ref.uri,
             query=ref.query,

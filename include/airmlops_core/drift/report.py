@@ -4,7 +4,6 @@ PNG plots of the most drifted columns, from a `drift.DriftResult`."""
 from __future__ import annotations
 
 import base64
-import html
 import math
 import re
 from collections.abc import Sequence
@@ -13,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from airmlops_core import htmlpage
+from airmlops_core.htmlpage import esc
 from airmlops_core.stats.drift import (
     MISSING,
     ColumnDrift,
@@ -34,25 +35,10 @@ RED, GREEN, AMBER = "#cf222e", "#1a7f37", "#9a6700"
 REF_COLOUR, CUR_COLOUR = "#8c959f", "#0969da"
 
 _CSS = """
-body{font-family:-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;
-  background:#f4f5f7;color:#1f2328;font-size:15px;line-height:1.45}
-main{max-width:1150px;margin:0 auto;padding:24px 28px 40px}
-h1{font-size:24px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 10px}
 h3{font-size:16px;margin:0 0 6px}
-.sub{color:#57606a;margin:0 0 18px}
-.verdict{border-radius:8px;padding:16px 20px;color:#fff;font-size:20px;font-weight:600}
-.verdict small{display:block;font-size:14px;font-weight:400;opacity:.95;margin-top:4px}
 .drift{background:#cf222e} .no_drift{background:#1a7f37} .not_enough_data{background:#9a6700}
-.facts{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
-.fact{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:10px 16px;min-width:120px}
-.fact b{display:block;font-size:22px} .fact span{color:#57606a;font-size:13px}
-table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #d0d7de}
 th,td{text-align:left;vertical-align:top;padding:7px 9px;border-bottom:1px solid #d8dee4}
 th{background:#eaeef2;font-size:12px;text-transform:uppercase;letter-spacing:.03em}
-tr:nth-child(even) td{background:#f8f9fa}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-code{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;font-size:13px;
-  background:#eff1f3;border-radius:4px;padding:1px 4px;word-break:break-word}
 td code{white-space:nowrap}
 .badge{display:inline-block;border-radius:10px;padding:1px 9px;font-size:12px;font-weight:600;
   color:#fff;white-space:nowrap}
@@ -69,17 +55,10 @@ td code{white-space:nowrap}
 .bar{height:7px;border-radius:2px;margin:1px 0}
 .bar.ref{background:#8c959f} .bar.cur{background:#0969da}
 .legend span{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 10px}
-.summary{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:12px 16px}
-.none{color:#57606a;font-style:italic}
 img.plot{max-width:100%;background:#fff;border:1px solid #d0d7de;border-radius:8px;margin:6px 0}
-footer{color:#57606a;font-size:12px;margin-top:28px}
 """
 
 _VERDICTS = {"drift": "DRIFT", "no_drift": "NO DRIFT", "not_enough_data": "NOT ENOUGH DATA"}
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _fmt(x: float | None) -> str:
@@ -106,7 +85,7 @@ def _ordered(result: DriftResult) -> list[ColumnDrift]:
 def _effects(col: ColumnDrift) -> str:
     parts = []
     for name, value in col.effects.items():
-        text = f"{_esc(name)} {_fmt(value)}"
+        text = f"{esc(name)} {_fmt(value)}"
         parts.append(f"<b>{text}</b>" if name in col.exceeded else text)
     return ", ".join(parts) or "&ndash;"
 
@@ -124,11 +103,11 @@ def _bars(col: ColumnDrift, limit: int = 12) -> str:
         ]
         if edges:
             labels.append(f"&gt; {_fmt(edges[-1])}")
-        labels.append(_esc(MISSING))
+        labels.append(esc(MISSING))
         rows = [(lab, r, c, False) for lab, r, c in zip(labels, ref, cur, strict=True) if r or c]
     elif col.kind == "categorical" and "top" in d:
         rows = [
-            (_esc(t["category"]), t["ref"], t["cur"], bool(t["unseen"])) for t in d["top"][:limit]
+            (esc(t["category"]), t["ref"], t["cur"], bool(t["unseen"])) for t in d["top"][:limit]
         ]
     if not rows:
         return ""
@@ -148,8 +127,8 @@ def _bars(col: ColumnDrift, limit: int = 12) -> str:
 def _card(col: ColumnDrift) -> str:
     unseen = f", unseen {_pct(col.unseen_cur)}" if col.unseen_cur else ""
     return (
-        f'<div class="card"><h3>{_esc(col.column)}</h3>'
-        f"<p>{_esc(col.role)} &middot; {_esc(col.kind)} &middot; {_esc(col.test)} "
+        f'<div class="card"><h3>{esc(col.column)}</h3>'
+        f"<p>{esc(col.role)} &middot; {esc(col.kind)} &middot; {esc(col.test)} "
         f"p={_p(col.p_value)}, BH q={_p(col.p_adjusted)}<br>{_effects(col)}; missing "
         f"{_pct(col.missing_ref)} &rarr; {_pct(col.missing_cur)}{unseen}</p>"
         f"{_bars(col)}</div>"
@@ -165,14 +144,14 @@ def _table(result: DriftResult) -> str:
     rows = []
     for c in _ordered(result):
         rows.append(
-            f"<tr><td><code>{_esc(c.column)}</code></td><td>{_esc(c.role)}</td>"
-            f"<td>{_esc(c.kind)}</td><td>{_esc(c.test)}</td>"
+            f"<tr><td><code>{esc(c.column)}</code></td><td>{esc(c.role)}</td>"
+            f"<td>{esc(c.kind)}</td><td>{esc(c.test)}</td>"
             f'<td class="num">{c.n_ref:,} / {c.n_cur:,}</td>'
             f'<td class="num">{_fmt(c.statistic)}</td><td class="num">{_p(c.p_value)}</td>'
             f'<td class="num">{_p(c.p_adjusted)}</td><td>{_effects(c)}</td>'
             f'<td class="num">{_pct(c.missing_ref)} &rarr; {_pct(c.missing_cur)}</td>'
             f'<td class="num">{_pct(c.unseen_cur)}</td>'
-            f'<td><span class="badge {_esc(c.status)}">{_esc(c.status.replace("_", " "))}'
+            f'<td><span class="badge {esc(c.status)}">{esc(c.status.replace("_", " "))}'
             f"</span></td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
@@ -181,8 +160,8 @@ def _table(result: DriftResult) -> str:
 def _performance(perf: PerformanceDrift) -> str:
     status = {"degraded": "drift", "ok": "no_drift"}.get(perf.status, "not_enough_data")
     return (
-        f'<p class="summary"><span class="badge {status}">{_esc(perf.status)}</span> '
-        f"{_esc(perf.reason)}</p>"
+        f'<p class="summary"><span class="badge {status}">{esc(perf.status)}</span> '
+        f"{esc(perf.reason)}</p>"
     )
 
 
@@ -193,13 +172,13 @@ def _bias(reports: Sequence[GroupReport]) -> str:
         metrics = [m for m in next(iter(r.by_group.values()), {}) if m != "count"]
         head = (
             "<tr><th>"
-            + _esc(r.feature)
+            + esc(r.feature)
             + "</th><th>rows</th>"
-            + "".join(f"<th>{_esc(m)}</th>" for m in metrics)
+            + "".join(f"<th>{esc(m)}</th>" for m in metrics)
             + "</tr>"
         )
         rows = [
-            f'<tr><td>{_esc(g)}</td><td class="num">{int(v.get("count", 0)):,}</td>'
+            f'<tr><td>{esc(g)}</td><td class="num">{int(v.get("count", 0)):,}</td>'
             + "".join(f'<td class="num">{_fmt(v.get(m))}</td>' for m in metrics)
             + "</tr>"
             for g, v in r.by_group.items()
@@ -218,7 +197,7 @@ def _images(images: Sequence[str | Path]) -> str:
     for path in images:
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         out.append(
-            f'<img class="plot" alt="{_esc(Path(path).stem)}" src="data:image/png;base64,{data}">'
+            f'<img class="plot" alt="{esc(Path(path).stem)}" src="data:image/png;base64,{data}">'
         )
     return "".join(out)
 
@@ -251,7 +230,7 @@ def render_report(
         verdict = f"DRIFT in {len(drifted)} column(s): {names}"
     else:
         verdict = _VERDICTS.get(result.status, result.status)
-    small = _esc(result.summary())
+    small = esc(result.summary())
     facts = [
         (f"{result.n_cur:,}", "current rows"),
         (f"{result.n_ref:,}", "reference rows"),
@@ -260,30 +239,19 @@ def render_report(
         (f"{cfg.fdr:g}", "false discovery rate"),
     ]
     facts_html = "".join(
-        f'<div class="fact"><b>{_esc(v)}</b><span>{_esc(k)}</span></div>' for v, k in facts
+        f'<div class="fact"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for v, k in facts
     )
     cards = "".join(_card(c) for c in drifted) or '<p class="none">No column drifted.</p>'
     perf = f"<h2>Performance</h2>{_performance(performance)}" if performance else ""
     imgs = f"<h2>Plots</h2>{_images(images)}" if images else ""
     groups = f"<h2>Bias (labelled rows)</h2>{_bias(bias)}" if bias else ""
-    sub = f'<p class="sub">{_esc(subtitle)}</p>' if subtitle else ""
+    sub = f'<p class="sub">{esc(subtitle)}</p>' if subtitle else ""
     legend = (
         f'<p class="legend">bars:<span style="background:{REF_COLOUR}"></span>reference'
         f'<span style="background:{CUR_COLOUR}"></span>current</p>'
     )
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_esc(title)}</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<main>
-<h1>{_esc(title)}</h1>
-{sub}
-<div class="verdict {_esc(result.status)}">{_esc(verdict)}<small>{small}</small></div>
+    body = f"""{sub}
+<div class="verdict {esc(result.status)}">{esc(verdict)}<small>{small}</small></div>
 <div class="facts">{facts_html}</div>
 <h2>Drifted columns</h2>
 {legend if drifted else ""}
@@ -301,10 +269,8 @@ effect size reaches its minimum (numeric: Wasserstein distance / reference std &
 rows: not enough data. Numeric: two-sample Kolmogorov-Smirnov test against the profile's
 reference sample (n ref); categorical: chi-square test of homogeneity, unseen categories and
 missing values counted. This page is self-contained and needs no network.</footer>
-</main>
-</body>
-</html>
 """
+    return htmlpage.page(title, body, css=_CSS)
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airmlops_core.jsonsafe import jsonable
 from airmlops_core.quality import data_checks
 from airmlops_core.quality.data_checks import (
     EXTRA_COLUMNS_RULE,
@@ -255,7 +256,7 @@ class _UniqueValues:
                 top[v] = c
                 if len(top) > 4 * SAMPLE_SIZE:  # keep the sample bounded
                     top = Counter(dict(top.most_common(SAMPLE_SIZE)))
-        return rows, [data_checks._jsonable(v) for v, _ in top.most_common(SAMPLE_SIZE)]
+        return rows, [jsonable(v) for v, _ in top.most_common(SAMPLE_SIZE)]
 
 
 class StreamingCheck:

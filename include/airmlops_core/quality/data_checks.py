@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import html
 import itertools
 import json
 import logging
@@ -51,9 +50,12 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from airmlops_core import errors, settings
+from airmlops_core import errors, htmlpage, settings
 from airmlops_core.errors import SuiteError
+from airmlops_core.htmlpage import esc
 from airmlops_core.io import data
+from airmlops_core.io.window import window_mask
+from airmlops_core.jsonsafe import jsonable
 from airmlops_core.spec import NAME_RE
 
 if TYPE_CHECKING:
@@ -492,7 +494,7 @@ def profile_to_file(
     where = f"{data_uri}"
     if window is not None:
         col, start, end = window
-        df = df[data._window_mask(where, df[col], start, end)].reset_index(drop=True)
+        df = df[window_mask(where, df[col], start, end)].reset_index(drop=True)
         where += f" ({start!r} <= {col} <= {end!r})"
     suite = profile(df, model=model, target=target, unique=unique, **options)
     header = (
@@ -507,38 +509,6 @@ def profile_to_file(
 
 # --------------------------------------------------------------------------------------------
 # Results
-
-
-def _jsonable(value: Any) -> Any:
-    """A GX/numpy/pandas value as plain JSON-able Python."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        try:
-            return _jsonable(item())
-        except (ValueError, TypeError):
-            pass
-    iso = getattr(value, "isoformat", None)
-    if callable(iso):
-        try:
-            return str(iso())
-        except (ValueError, TypeError):
-            return None  # NaT
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -569,7 +539,7 @@ class Failure:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict."""
-        out: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        out: dict[str, Any] = jsonable(dataclasses.asdict(self))
         return out
 
     @classmethod
@@ -868,7 +838,7 @@ def _exception_message(info: Any) -> str | None:
 
 def _samples(result: dict[str, Any]) -> list[Any]:
     """Distinct offending values from GX's partial list, most frequent first."""
-    values = [_jsonable(x) for x in result.get("partial_unexpected_list") or []]
+    values = [jsonable(x) for x in result.get("partial_unexpected_list") or []]
     counts = Counter(json.dumps(v, sort_keys=True, default=str) for v in values)
     first: dict[str, Any] = {}
     for v in values:
@@ -885,7 +855,7 @@ def _to_failure(evr: Any) -> tuple[Failure | None, bool]:
     meta = dict(cfg.meta or {})
     result = dict(evr.result or {})
     error = _exception_message(evr.exception_info)
-    observed: Any = _jsonable(result.get("observed_value"))
+    observed: Any = jsonable(result.get("observed_value"))
     samples = _samples(result)
     count = result.get("unexpected_count")
     percent = result.get("unexpected_percent_total", result.get("unexpected_percent"))
@@ -1119,34 +1089,12 @@ def validate_uri(
 # Report
 
 _CSS = """
-body{font-family:-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;
-  background:#f4f5f7;color:#1f2328;font-size:15px;line-height:1.45}
-main{max-width:1150px;margin:0 auto;padding:24px 28px 40px}
-h1{font-size:24px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 10px}
-.sub{color:#57606a;margin:0 0 18px}
-.verdict{border-radius:8px;padding:16px 20px;color:#fff;font-size:20px;font-weight:600}
-.verdict small{display:block;font-size:14px;font-weight:400;opacity:.95;margin-top:4px}
 .pass{background:#1a7f37} .fail{background:#cf222e} .warnonly{background:#9a6700}
-.facts{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
-.fact{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:10px 16px;min-width:120px}
-.fact b{display:block;font-size:22px} .fact span{color:#57606a;font-size:13px}
-table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #d0d7de}
 th,td{text-align:left;vertical-align:top;padding:8px 10px;border-bottom:1px solid #d8dee4}
 th{background:#eaeef2;font-size:13px;text-transform:uppercase;letter-spacing:.03em}
-tr:nth-child(even) td{background:#f8f9fa}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-code{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;font-size:13px;
-  background:#eff1f3;border-radius:4px;padding:1px 4px;word-break:break-word}
 .badge{display:inline-block;border-radius:10px;padding:1px 9px;font-size:12px;font-weight:600;
   color:#fff} .badge.block{background:#cf222e} .badge.warn{background:#9a6700}
-.summary{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:12px 16px}
-.none{color:#57606a;font-style:italic}
-footer{color:#57606a;font-size:12px;margin-top:28px}
 """
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _values_html(values: Any) -> str:
@@ -1155,7 +1103,7 @@ def _values_html(values: Any) -> str:
     if not isinstance(values, list):
         values = [values]
     shown = values[:SAMPLE_SIZE]
-    return " ".join(f"<code>{_esc(json.dumps(v, default=str))}</code>" for v in shown)
+    return " ".join(f"<code>{esc(json.dumps(v, default=str))}</code>" for v in shown)
 
 
 def _failure_rows(failures: list[Failure]) -> str:
@@ -1165,10 +1113,10 @@ def _failure_rows(failures: list[Failure]) -> str:
         count = "" if f.unexpected_count is None else f"{f.unexpected_count:,}"
         rows.append(
             "<tr>"
-            f'<td><span class="badge {_esc(f.severity)}">{_esc(f.severity)}</span></td>'
-            f"<td><b>{_esc(f.rule)}</b><br><code>{_esc(f.expectation)}</code></td>"
-            f"<td>{_esc(f.column or '(table)')}</td>"
-            f"<td>{_esc(f.expected)}</td>"
+            f'<td><span class="badge {esc(f.severity)}">{esc(f.severity)}</span></td>'
+            f"<td><b>{esc(f.rule)}</b><br><code>{esc(f.expectation)}</code></td>"
+            f"<td>{esc(f.column or '(table)')}</td>"
+            f"<td>{esc(f.expected)}</td>"
             f'<td class="num">{count}</td><td class="num">{pct}</td>'
             f"<td>{_values_html(f.sample_values)}</td>"
             f"<td>{_values_html(f.observed) if f.unexpected_count is None else ''}</td>"
@@ -1179,7 +1127,7 @@ def _failure_rows(failures: list[Failure]) -> str:
 
 def _table(failures: list[Failure], empty: str) -> str:
     if not failures:
-        return f'<p class="none">{_esc(empty)}</p>'
+        return f'<p class="none">{esc(empty)}</p>'
     head = (
         "<tr><th>Severity</th><th>Rule / expectation</th><th>Column</th><th>Expected</th>"
         "<th>Unexpected</th><th>% rows</th><th>Sample values</th><th>Observed</th></tr>"
@@ -1207,22 +1155,11 @@ def render_html(result: CheckResult, *, title: str) -> str:
         (str(len(result.warnings)), "warnings"),
     ]
     facts_html = "".join(
-        f'<div class="fact"><b>{_esc(v)}</b><span>{_esc(k)}</span></div>' for v, k in facts
+        f'<div class="fact"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for v, k in facts
     )
-    source = f" &middot; source <code>{_esc(result.source)}</code>" if result.source else ""
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_esc(title)}</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<main>
-<h1>{_esc(title)}</h1>
-<p class="sub">Suite <b>{_esc(result.suite)}</b> &middot; {_esc(variant)}{source}</p>
-<div class="verdict {cls}">{_esc(verdict)}<small>{len(result.failures)} blocking failure(s),
+    source = f" &middot; source <code>{esc(result.source)}</code>" if result.source else ""
+    body = f"""<p class="sub">Suite <b>{esc(result.suite)}</b> &middot; {esc(variant)}{source}</p>
+<div class="verdict {cls}">{esc(verdict)}<small>{len(result.failures)} blocking failure(s),
 {len(result.warnings)} warning(s) in {result.evaluated} expectations on {result.rows:,} rows</small>
 </div>
 <div class="facts">{facts_html}</div>
@@ -1231,13 +1168,11 @@ def render_html(result: CheckResult, *, title: str) -> str:
 <h2>Warnings</h2>
 {_table(result.warnings, "No warnings.")}
 <h2>Summary</h2>
-<p class="summary">{_esc(result.summary())}</p>
+<p class="summary">{esc(result.summary())}</p>
 <footer>Data gate of the airmlops pack, checked with Great Expectations.
 This page is self-contained and needs no network.</footer>
-</main>
-</body>
-</html>
 """
+    return htmlpage.page(title, body, css=_CSS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1261,20 +1196,20 @@ def write_text(
     """
     body = text.encode("utf-8")
     if uri.startswith("s3://"):
-        bucket, key = data._split_s3(uri)
-        client = data._need_client(uri, s3_client)
+        bucket, key = data.split_s3(uri)
+        client = data.need_client(uri, s3_client)
         try:
             client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-        except data._s3_exceptions() as exc:
-            raise data._s3_error(uri, exc) from exc
+        except data.s3_exceptions() as exc:
+            raise data.s3_error(uri, exc) from exc
         return uri
-    path = data._local_path(uri)
+    path = data.local_path(uri)
 
     def write(sink: IO[bytes]) -> None:
         sink.write(body)
 
     try:
-        data._write_local_atomic(uri, path, write)
+        data.write_local_atomic(uri, path, write)
     except OSError as exc:
         raise errors.DataError(f"{uri}: cannot write: {exc}") from exc
     return str(path)
@@ -1282,13 +1217,13 @@ def write_text(
 
 def _remove(uri: str, s3_client: Any | None) -> None:
     if uri.startswith("s3://"):
-        bucket, key = data._split_s3(uri)
+        bucket, key = data.split_s3(uri)
         try:
-            data._need_client(uri, s3_client).delete_object(Bucket=bucket, Key=key)
-        except data._s3_exceptions() as exc:
-            raise data._s3_error(uri, exc) from exc
+            data.need_client(uri, s3_client).delete_object(Bucket=bucket, Key=key)
+        except data.s3_exceptions() as exc:
+            raise data.s3_error(uri, exc) from exc
         return
-    data._local_path(uri).unlink(missing_ok=True)
+    data.local_path(uri).unlink(missing_ok=True)
 
 
 def quarantine(

@@ -14,7 +14,7 @@ from typing import Any
 
 from airmlops_core import errors, settings
 from airmlops_core.errors import PartitionsQuarantined
-from airmlops_core.io import data, scored
+from airmlops_core.io import data, scored, sql
 from airmlops_core.io import sql_sink as score_sink
 from airmlops_core.score import scoring
 from airmlops_core.spec import ModelSpec
@@ -75,8 +75,8 @@ def partitions_step(
     """
     if override or not landed:
         if spec.scoring.query and not override:
-            frame = data.read_sql(spec.scoring.query, sql_engine)
-            safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in ctx.run_id)
+            frame = sql.read_sql(spec.scoring.query, sql_engine)
+            safe = data.safe_segment(ctx.run_id)
             uri = data.join_uri(settings.work_uri(), spec.name, "score", safe, "query.parquet")
             return [data.write_frame(frame, uri, s3_client=s3_client).uri]
         return scoring.list_partitions(input_uri(spec, override), s3_client=s3_client)

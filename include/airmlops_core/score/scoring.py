@@ -24,7 +24,7 @@ predicted (S3 inputs: while downloading to a local temporary file); a local inpu
 while being scored is an error, so the hash always describes the bytes that were scored.
 
 Publishing. Local: the Parquet file is written to a hidden temporary name in the destination
-directory, fsynced and renamed (`data._write_local_atomic`), so readers see the previous file
+directory, fsynced and renamed (`data.write_local_atomic`), so readers see the previous file
 or the complete new one, never a partial one; temporaries left by a killed writer are removed
 by the next attempt. S3: the finished local file is uploaded as one object (single PUT or a
 multipart upload, which becomes visible only when complete). Output bytes are deterministic:
@@ -221,7 +221,7 @@ def _s3_keys(client: Any, bucket: str, prefix: str, *, delimiter: bool) -> list[
 
 
 def _list_s3(uri: str, s3_client: Any | None) -> list[str]:
-    client = data._need_client(uri, s3_client)
+    client = data.need_client(uri, s3_client)
     bucket, _, key = uri[len("s3://") :].partition("/")
     if not bucket:
         raise DataError(f"{uri}: S3 URI without a bucket")
@@ -239,8 +239,8 @@ def _list_s3(uri: str, s3_client: Any | None) -> list[str]:
         else:
             near = _s3_keys(client, bucket, key, delimiter=True)
             hits = [key] if key in near else _s3_keys(client, bucket, key + "/", delimiter=True)
-    except data._s3_exceptions() as exc:
-        raise data._s3_error(uri, exc) from exc
+    except data.s3_exceptions() as exc:
+        raise data.s3_error(uri, exc) from exc
     return [f"s3://{bucket}/{k}" for k in sorted(hits) if _is_partition_file(k.rsplit("/", 1)[-1])]
 
 
@@ -672,9 +672,9 @@ def _stage(uri: str, s3_client: Any | None) -> Iterator[_Staged]:
     Raises:
         DataError: the file does not exist or has no known extension.
     """
-    fmt = data._infer_format(uri, None)
+    fmt = data.infer_format(uri, None)
     if not data.is_s3(uri):
-        path = data._existing_file(data.resolve_uri(uri, os.getcwd()))
+        path = data.existing_file(data.resolve_uri(uri, os.getcwd()))
         before = _stat(path)
         # hashing (~1 s per GiB) overlaps with reading and predicting; the stat check at the
         # end proves the hashed bytes are the bytes that were read
@@ -693,7 +693,7 @@ def _stage(uri: str, s3_client: Any | None) -> Iterator[_Staged]:
         path = Path(tmp) / uri.rsplit("/", 1)[-1]
         digest = hashlib.sha256()
         with path.open("wb") as fh:
-            for chunk in data._iter_chunks(uri, s3_client):
+            for chunk in data.iter_chunks(uri, s3_client):
                 digest.update(chunk)
                 fh.write(chunk)
         done: Future[str] = Future()
@@ -1078,7 +1078,7 @@ def _score_into(
 
 
 def _remove_stale_temps(path: Path) -> None:
-    """Temporaries of `data._write_local_atomic` left by a killed writer of this file."""
+    """Temporaries of `data.write_local_atomic` left by a killed writer of this file."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -1092,8 +1092,8 @@ def _publish(uri: str, write: Any, s3_client: Any | None) -> tuple[str, str]:
         (the published URI, the sha256 of its bytes).
     """
     if data.is_s3(uri):
-        bucket, key = data._split_s3(uri)
-        client = data._need_client(uri, s3_client)
+        bucket, key = data.split_s3(uri)
+        client = data.need_client(uri, s3_client)
         with tempfile.TemporaryDirectory(prefix="airmlops-out-") as tmp:
             local = Path(tmp) / "out"
             with local.open("wb") as fh:
@@ -1102,12 +1102,12 @@ def _publish(uri: str, write: Any, s3_client: Any | None) -> tuple[str, str]:
             try:
                 client.upload_file(str(local), bucket, key)
             except _upload_exceptions() as exc:
-                raise data._s3_error(uri, exc) from exc
+                raise data.s3_error(uri, exc) from exc
         return uri, digest
-    path = data._local_path(data.resolve_uri(uri, os.getcwd()))
+    path = data.local_path(data.resolve_uri(uri, os.getcwd()))
     _remove_stale_temps(path)
     try:
-        digest = data._write_local_atomic(str(path), path, write)
+        digest = data.write_local_atomic(str(path), path, write)
     except OSError as exc:
         raise DataError(f"{uri}: cannot write: {exc}") from exc
     return str(path), digest
@@ -1116,21 +1116,21 @@ def _publish(uri: str, write: Any, s3_client: Any | None) -> tuple[str, str]:
 def _upload_exceptions() -> tuple[type[Exception], ...]:
     from boto3.exceptions import S3UploadFailedError
 
-    return (*data._s3_exceptions(), S3UploadFailedError)
+    return (*data.s3_exceptions(), S3UploadFailedError)
 
 
 def _remove(uri: str, s3_client: Any | None) -> bool:
     """Delete a published output (a partition quarantined on a re-run); True if it existed."""
     if data.is_s3(uri):
-        bucket, key = data._split_s3(uri)
-        client = data._need_client(uri, s3_client)
+        bucket, key = data.split_s3(uri)
+        client = data.need_client(uri, s3_client)
         try:
             client.head_object(Bucket=bucket, Key=key)
-        except data._s3_exceptions():
+        except data.s3_exceptions():
             return False
         client.delete_object(Bucket=bucket, Key=key)
         return True
-    path = data._local_path(data.resolve_uri(uri, os.getcwd()))
+    path = data.local_path(data.resolve_uri(uri, os.getcwd()))
     if path.is_file():
         path.unlink()
         return True
@@ -1352,19 +1352,19 @@ def score_or_quarantine(
 def _copy_input(staged: _Staged, dest: str, s3_client: Any | None) -> str:
     """The input's exact bytes next to the evidence (streamed, atomic)."""
     if data.is_s3(dest):
-        bucket, key = data._split_s3(dest)
+        bucket, key = data.split_s3(dest)
         try:
-            data._need_client(dest, s3_client).upload_file(str(staged.path), bucket, key)
+            data.need_client(dest, s3_client).upload_file(str(staged.path), bucket, key)
         except _upload_exceptions() as exc:
-            raise data._s3_error(dest, exc) from exc
+            raise data.s3_error(dest, exc) from exc
         return dest
-    path = data._local_path(dest)
+    path = data.local_path(dest)
 
     def write(sink: IO[bytes]) -> None:
         with staged.path.open("rb") as src:
             shutil.copyfileobj(src, sink, 1 << 20)
 
-    data._write_local_atomic(dest, path, write)
+    data.write_local_atomic(dest, path, write)
     return str(path)
 
 

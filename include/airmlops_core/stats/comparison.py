@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from airmlops_core.jsonsafe import jsonable
 from airmlops_core.spec import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS
 
 log = logging.getLogger(__name__)
@@ -326,7 +327,7 @@ class Interval:
     test: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
 
 def _strata(y: np.ndarray, stratify: bool) -> tuple[np.ndarray, list[int]]:
@@ -473,7 +474,7 @@ class DeLongResult:
     p_value: float
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
 
 def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -657,16 +658,3 @@ def _reason(iv: Interval, margin: float, better: bool) -> str:
         f"{iv.metric} changes by {iv.diff:+.4g} ({detail}): the lower bound "
         f"{_g(iv.low)} does not clear the margin {margin:g}; a tie keeps the champion"
     )
-
-
-def _jsonable(obj: Any) -> Any:
-    """Floats made JSON-safe (non-finite -> None), numpy scalars made Python."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

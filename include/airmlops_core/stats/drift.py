@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from airmlops_core.errors import ProfileError
+from airmlops_core.jsonsafe import jsonable
 from airmlops_core.spec import LOWER_IS_BETTER
 from airmlops_core.stats import comparison as cmp
 
@@ -994,7 +995,7 @@ class ColumnDrift:
         return max(vals, default=0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ColumnDrift:
@@ -1088,8 +1089,7 @@ class DriftResult:
             "summary": self.summary(),
             "checked": sum(c.p_value is not None for c in self.columns),
             "drifted": {
-                n: _jsonable({k: v for k, v in self.column(n).effects.items()})
-                for n in self.drifted
+                n: jsonable({k: v for k, v in self.column(n).effects.items()}) for n in self.drifted
             },
         }
 
@@ -1120,21 +1120,6 @@ class DriftResult:
 def metric_name(name: str) -> str:
     """MLflow metric names allow alphanumerics, _ - . space and /."""
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Floats made JSON-safe (non-finite -> None), numpy scalars and arrays made Python."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 # --------------------------------------------------------------------------------------------
@@ -1424,7 +1409,7 @@ class PerformanceDrift:
         return self.status == "degraded"
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PerformanceDrift:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from airmlops_core import settings
 from airmlops_core.io import data
+from airmlops_core.io.window import extract, split_frame
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import registry, resources
 from airmlops_core.tracking import runs as tracking
@@ -31,7 +31,7 @@ PINNED_PACKAGES = ("scikit-learn", "skops", "pandas", "numpy", "scipy", "pyarrow
 
 def run_dir_uri(work_uri: str, ctx: RunContext) -> str:
     """Where this DAG run's intermediate files go: <work>/<model>/<dag_id>/<safe run id>."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", ctx.run_id)
+    safe = data.safe_segment(ctx.run_id)
     return data.join_uri(work_uri, ctx.model, ctx.dag_id, safe)
 
 
@@ -59,7 +59,7 @@ def extract_step(
         if spec.source.window and spec.source.window.column not in spec.columns
         else []
     )
-    extract_ref = data.extract(
+    extract_ref = extract(
         kind=spec.source.kind,
         uri=spec.source.uri,
         query=spec.source.query,
@@ -79,7 +79,7 @@ def freeze_split(
 ) -> dict[str, Any]:
     """Split the extracted table into frozen train and holdout files under `out`."""
     frame = data.read_ref(extract_ref, s3_client=s3_client)
-    train, holdout = data.split_frame(
+    train, holdout = split_frame(
         frame,
         test_size=spec.split.test_size,
         seed=spec.split.seed,

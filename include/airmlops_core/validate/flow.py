@@ -83,7 +83,7 @@ def suite_for(spec: ModelSpec) -> Any:
 def quarantine_uri(spec: ModelSpec, ctx: RunContext) -> str:
     """Where a failing batch of this run is kept aside."""
     base = spec.data_checks.quarantine_uri or str(settings.local_dir() / "quarantine" / spec.name)
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in ctx.run_id)
+    safe = data.safe_segment(ctx.run_id)
     return data.join_uri(base, ctx.dag_id, safe)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airmlops_core.jsonsafe import jsonable
 from airmlops_core.spec import LOWER_IS_BETTER
 from airmlops_core.stats.comparison import METRIC_FUNCS, Comparison
 from airmlops_core.stats.fairness import MISSING_GROUP, FairnessResult
@@ -201,17 +202,5 @@ def _shrink(obj: Any, max_str: int, max_items: int) -> Any:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(
-        _finite(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
+        jsonable(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
     )
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from airmlops_core.errors import DataError
-from airmlops_core.io import data
+from airmlops_core.io import data, sql, window
 from airmlops_core.io.data import DataRef
 
 
@@ -479,7 +479,7 @@ def _extract(base: Path, **kw) -> DataRef:
         "base_dir": base,
     }
     args.update(kw)
-    return data.extract(**args)
+    return window.extract(**args)
 
 
 def test_extract_keeps_columns_in_order(monthly: Path) -> None:
@@ -602,18 +602,18 @@ def sqlite_engine(tmp_path: Path) -> sa.Engine:
 
 
 def test_read_sql_through_engine_and_connection(sqlite_engine: sa.Engine) -> None:
-    df = data.read_sql(
+    df = sql.read_sql(
         "select id, amount, note from loans where note != ':x' order by id", sqlite_engine
     )
     assert df["id"].tolist() == [1, 3, 4]  # ':x' is literal text, not a bind parameter
     assert df["amount"].tolist() == [10.0, 30.0, 40.0]
     with sqlite_engine.connect() as conn:
-        assert data.read_sql("select count(*) as n from loans", conn)["n"].tolist() == [4]
+        assert sql.read_sql("select count(*) as n from loans", conn)["n"].tolist() == [4]
 
 
 def test_read_sql_error_names_query_and_database(sqlite_engine: sa.Engine) -> None:
     with pytest.raises(DataError, match="no such column: income") as info:
-        data.read_sql("\n  select income\n  from loans", sqlite_engine)
+        sql.read_sql("\n  select income\n  from loans", sqlite_engine)
     msg = str(info.value)
     assert "SQL query 'select income'" in msg
     assert "db.sqlite" in msg
@@ -664,36 +664,36 @@ def labelled() -> pd.DataFrame:
 
 
 def test_split_is_deterministic_and_partitions_rows(labelled: pd.DataFrame) -> None:
-    train, test = data.split_frame(labelled, test_size=0.25, seed=7, stratify_on=None)
-    train2, test2 = data.split_frame(labelled, test_size=0.25, seed=7, stratify_on=None)
+    train, test = window.split_frame(labelled, test_size=0.25, seed=7, stratify_on=None)
+    train2, test2 = window.split_frame(labelled, test_size=0.25, seed=7, stratify_on=None)
     pd.testing.assert_frame_equal(train, train2)
     pd.testing.assert_frame_equal(test, test2)
     assert (len(train), len(test)) == (150, 50)
     assert sorted(train["id"].tolist() + test["id"].tolist()) == list(range(200))
     assert train.index.equals(pd.RangeIndex(150))
     assert test.index.equals(pd.RangeIndex(50))
-    _, other = data.split_frame(labelled, test_size=0.25, seed=8, stratify_on=None)
+    _, other = window.split_frame(labelled, test_size=0.25, seed=8, stratify_on=None)
     assert other["id"].tolist() != test["id"].tolist()
     assert test["id"].tolist() != sorted(test["id"].tolist())  # shuffled
 
 
 def test_split_stratifies(labelled: pd.DataFrame) -> None:
-    train, test = data.split_frame(labelled, test_size=0.2, seed=3, stratify_on="y")
+    train, test = window.split_frame(labelled, test_size=0.2, seed=3, stratify_on="y")
     assert test["y"].value_counts().to_dict() == {"no": 28, "yes": 12}  # 30 % of 40
     assert train["y"].value_counts().to_dict() == {"no": 112, "yes": 48}
 
 
 def test_split_errors(labelled: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="stratify column 'target' missing"):
-        data.split_frame(labelled, test_size=0.2, seed=0, stratify_on="target")
+        window.split_frame(labelled, test_size=0.2, seed=0, stratify_on="target")
     with pytest.raises(DataError, match="test_size must be between 0 and 1"):
-        data.split_frame(labelled, test_size=1.5, seed=0, stratify_on=None)
+        window.split_frame(labelled, test_size=1.5, seed=0, stratify_on=None)
     lonely = labelled.assign(y=["rare"] + ["common"] * 199)
     with pytest.raises(DataError, match="cannot split 200 rows"):
-        data.split_frame(lonely, test_size=0.2, seed=0, stratify_on="y")
+        window.split_frame(lonely, test_size=0.2, seed=0, stratify_on="y")
     holes = labelled.assign(y=labelled["y"].where(labelled["id"] != 5))
     with pytest.raises(DataError, match="has 1 missing values"):
-        data.split_frame(holes, test_size=0.2, seed=0, stratify_on="y")
+        window.split_frame(holes, test_size=0.2, seed=0, stratify_on="y")
 
 
 def test_split_by_key_keeps_each_row_on_its_side_as_the_table_grows() -> None:
@@ -706,8 +706,8 @@ def test_split_by_key_keeps_each_row_on_its_side_as_the_table_grows() -> None:
         }
     )
     first, grown = frame.iloc[:15_000], frame.sample(frac=1.0, random_state=2)  # + new rows
-    train1, test1 = data.split_frame(first, test_size=0.2, seed=42, stratify_on="y", key="id")
-    train2, test2 = data.split_frame(grown, test_size=0.2, seed=42, stratify_on="y", key="id")
+    train1, test1 = window.split_frame(first, test_size=0.2, seed=42, stratify_on="y", key="id")
+    train2, test2 = window.split_frame(grown, test_size=0.2, seed=42, stratify_on="y", key="id")
     # the rows a first model trained on never reach the grown table's holdout, and back
     assert not set(train1["id"]) & set(test2["id"])
     assert set(test1["id"]) <= set(test2["id"])
@@ -718,22 +718,22 @@ def test_split_by_key_keeps_each_row_on_its_side_as_the_table_grows() -> None:
     assert share.between(0.185, 0.215).all(), share.to_dict()
     # deterministic, seed-dependent, and shuffled rather than in key order
     pd.testing.assert_frame_equal(
-        test2, data.split_frame(grown, test_size=0.2, seed=42, stratify_on="y", key="id")[1]
+        test2, window.split_frame(grown, test_size=0.2, seed=42, stratify_on="y", key="id")[1]
     )
-    other = data.split_frame(grown, test_size=0.2, seed=7, stratify_on="y", key="id")[1]
+    other = window.split_frame(grown, test_size=0.2, seed=7, stratify_on="y", key="id")[1]
     assert set(other["id"]) != set(test2["id"])
     assert test2["id"].tolist() != sorted(test2["id"].tolist())
 
 
 def test_split_by_key_errors(labelled: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="row key 'key' missing"):
-        data.split_frame(labelled, test_size=0.2, seed=0, stratify_on=None, key="key")
+        window.split_frame(labelled, test_size=0.2, seed=0, stratify_on=None, key="key")
     twice = labelled.assign(id=labelled["id"] // 2)
     with pytest.raises(DataError, match="0 missing and 100 duplicated"):
-        data.split_frame(twice, test_size=0.2, seed=0, stratify_on=None, key="id")
+        window.split_frame(twice, test_size=0.2, seed=0, stratify_on=None, key="id")
     lonely = labelled.assign(y=["rare"] + ["common"] * 199)
     with pytest.raises(DataError, match=r"classes \['rare'\] missing from one side"):
-        data.split_frame(lonely, test_size=0.2, seed=0, stratify_on="y", key="id")
+        window.split_frame(lonely, test_size=0.2, seed=0, stratify_on="y", key="id")
 
 
 # ------------------------------------------------------------------------------------------
@@ -803,7 +803,7 @@ def test_s3_extract_to_s3(s3, s3_prefix: str, monthly: Path) -> None:
     data.write_frame(
         data.read_frame(str(monthly / "src" / "m.parquet")), src, format="csv", s3_client=s3.client
     )
-    ref = data.extract(
+    ref = window.extract(
         kind="s3",
         uri=src,
         query=None,
