@@ -128,7 +128,8 @@ def read(path: str):
 
 def worker_pack(ref_path: str, cur_path: str) -> dict:
     from airmlops_core.drift import report as drift_report
-    from airmlops_core.stats import drift
+    from airmlops_core.stats.drift import check_drift
+    from airmlops_core.stats.profile import ReferenceProfile, build_reference
 
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
@@ -138,15 +139,15 @@ def worker_pack(ref_path: str, cur_path: str) -> dict:
 
     ref = read(ref_path)
     lap("read reference")
-    profile = drift.build_reference(ref, numeric=NUMERIC, categorical=CATEGORICAL)
+    profile = build_reference(ref, numeric=NUMERIC, categorical=CATEGORICAL)
     del ref
     lap("profile")
     blob = profile.to_bytes()
-    profile = drift.ReferenceProfile.from_bytes(blob)
+    profile = ReferenceProfile.from_bytes(blob)
     lap("serialise + reload")
     cur = read(cur_path)
     lap("read current")
-    result = drift.check_drift(profile, cur)
+    result = check_drift(profile, cur)
     lap("check")
     html = drift_report.render_report(result, title="benchmark")
     lap("report")
@@ -169,7 +170,8 @@ def worker_scipy(ref_path: str, cur_path: str) -> dict:
     from scipy import stats
     from scipy.spatial.distance import jensenshannon
 
-    from airmlops_core.stats.drift import DriftConfig, benjamini_hochberg, psi
+    from airmlops_core.stats.distribution import benjamini_hochberg, psi
+    from airmlops_core.stats.verdict import DriftConfig
 
     t0 = time.perf_counter()
     ref, cur = read(ref_path), read(cur_path)

@@ -42,7 +42,7 @@ from airmlops_core.io import data, scored
 from airmlops_core.io.window import extract
 from airmlops_core.score import scoring
 from airmlops_core.spec import ModelSpec
-from airmlops_core.stats import drift
+from airmlops_core.stats.profile import PROFILE_ARTIFACT
 from airmlops_core.tracking import registry
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
@@ -570,7 +570,7 @@ def onboard(
         source_tag = f"{staged.source} sha256:{staged.sha256}" if model_file else staged.source
         with tracking.resume(run_id, tracking_uri):
             mlflow.log_artifacts(str(staged.path), artifact_path="model")
-            path = profile.save(tmp / drift.PROFILE_ARTIFACT)
+            path = profile.save(tmp / PROFILE_ARTIFACT)
             mlflow.log_artifact(str(path), artifact_path="monitoring")
             mlflow.log_metrics({f"reference_{k}": v for k, v in metrics.items()})
             mlflow.log_params(

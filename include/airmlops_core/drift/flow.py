@@ -32,7 +32,11 @@ from airmlops_core.io import data
 from airmlops_core.score import flow as score_flow
 from airmlops_core.score import scoring
 from airmlops_core.spec import ModelSpec
-from airmlops_core.stats import comparison, drift, fairness
+from airmlops_core.stats import drift, fairness
+from airmlops_core.stats.metrics import encode_labels
+from airmlops_core.stats.performance import performance_drift
+from airmlops_core.stats.profile import PROFILE_ARTIFACT, ReferenceProfile
+from airmlops_core.stats.verdict import DriftConfig, metric_name
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 
@@ -42,7 +46,7 @@ DRIFT_PURPOSE = "drift"
 PREDICTION = "prediction"
 
 
-def champion_profile(client: Any, spec: ModelSpec, version: str) -> drift.ReferenceProfile:
+def champion_profile(client: Any, spec: ModelSpec, version: str) -> ReferenceProfile:
     """The reference profile logged with `version`'s training run."""
     import mlflow
 
@@ -51,15 +55,15 @@ def champion_profile(client: Any, spec: ModelSpec, version: str) -> drift.Refere
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(
                 run_id=mv.run_id,
-                artifact_path=f"monitoring/{drift.PROFILE_ARTIFACT}",
+                artifact_path=f"monitoring/{PROFILE_ARTIFACT}",
                 dst_path=tmp,
                 tracking_uri=client.tracking_uri,
             )
-            return drift.ReferenceProfile.load(local)
+            return ReferenceProfile.load(local)
     except (OSError, mlflow.exceptions.MlflowException) as exc:
         raise NoReference(
             f"{spec.name} version {version} (run {mv.run_id}) has no reference "
-            f"profile monitoring/{drift.PROFILE_ARTIFACT}: retrain it with this "
+            f"profile monitoring/{PROFILE_ARTIFACT}: retrain it with this "
             f"pack to monitor it ({exc})"
         ) from exc
 
@@ -162,12 +166,12 @@ def bias_metrics(reports: list[Any]) -> dict[str, float]:
     """MLflow metrics of the group reports: every gap and every group's value."""
     out: dict[str, float] = {}
     for r in reports:
-        base = f"bias.{drift.metric_name(r.feature)}"
+        base = f"bias.{metric_name(r.feature)}"
         out.update({f"{base}.{m}_gap": float(v) for m, v in r.gaps.items()})
         for group, values in r.by_group.items():
             out.update(
                 {
-                    f"{base}.{drift.metric_name(group)}.{m}": float(v)
+                    f"{base}.{metric_name(group)}.{m}": float(v)
                     for m, v in values.items()
                     if math.isfinite(v)
                 }
@@ -190,9 +194,9 @@ def bias_over_limit(spec: ModelSpec, reports: list[Any]) -> dict[str, str]:
     }
 
 
-def config(spec: ModelSpec) -> drift.DriftConfig:
+def config(spec: ModelSpec) -> DriftConfig:
     m = spec.monitoring
-    return drift.DriftConfig(
+    return DriftConfig(
         fdr=m.fdr,
         min_rows=m.min_rows,
         min_wasserstein=m.min_wasserstein,
@@ -228,13 +232,13 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[s
             proba_cols = [f"proba_{c}" for c in classes]
             if all(c in labels.columns for c in proba_cols):
                 output = labels[proba_cols].to_numpy()
-                y = comparison.encode_labels(labels[spec.target], classes)
+                y = encode_labels(labels[spec.target], classes)
             else:
                 output, y = None, None
         else:
             output, y = labels[PREDICTION].to_numpy(), labels[spec.target].to_numpy()
         if output is not None:
-            perf = drift.performance_drift(
+            perf = performance_drift(
                 y,
                 output,
                 metric,

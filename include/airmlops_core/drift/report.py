@@ -1,5 +1,5 @@
 """The drift report: one self-contained HTML page (inline CSS, no JavaScript, no network) and
-PNG plots of the most drifted columns, from a `drift.DriftResult`."""
+PNG plots of the most drifted columns, from a `verdict.DriftResult`."""
 
 from __future__ import annotations
 
@@ -14,15 +14,11 @@ import numpy as np
 
 from airmlops_core import htmlpage
 from airmlops_core.htmlpage import esc
-from airmlops_core.stats.drift import (
-    MISSING,
-    ColumnDrift,
-    DriftResult,
-    NumericProfile,
-    PerformanceDrift,
-    ReferenceProfile,
-)
+from airmlops_core.stats.drift import MISSING
 from airmlops_core.stats.fairness import GroupReport
+from airmlops_core.stats.performance import PerformanceDrift
+from airmlops_core.stats.profile import NumericProfile, ReferenceProfile
+from airmlops_core.stats.verdict import ColumnDrift, DriftResult
 
 if TYPE_CHECKING:
     import pandas as pd

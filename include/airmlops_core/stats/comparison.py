@@ -1,16 +1,8 @@
 """Champion versus challenger on the same frozen holdout: paired bootstrap intervals and tests.
 
-Conventions for every function here:
-
-- Classification targets are integer class codes. Binary: 0/1 (or bool) and the output is the
-  positive-class probability (a two-column probability matrix is accepted; its second column is
-  used). Multiclass: codes 0..K-1 indexing the columns of the (n, K) probability matrix. Labels
-  such as "yes"/"no" are encoded with `encode_labels` first.
-- Hard predictions: binary positive iff the probability is > 0.5, multiclass the arg-max column,
-  as scikit-learn's predict does.
-- Regression targets and outputs are floats.
-- An improvement is challenger minus champion, sign flipped for lower-is-better metrics, so a
-  positive improvement always means the challenger is better.
+Targets and outputs follow the conventions of airmlops_core.stats.metrics. An improvement is
+challenger minus champion, sign flipped for lower-is-better metrics, so a positive improvement
+always means the challenger is better.
 """
 
 from __future__ import annotations
@@ -18,285 +10,27 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from airmlops_core.jsonsafe import jsonable
-from airmlops_core.spec import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS
+from airmlops_core.spec import LOWER_IS_BETTER
+from airmlops_core.stats import metrics
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "LOWER_IS_BETTER",
-    "METRIC_FUNCS",
     "Comparison",
     "DeLongResult",
     "Interval",
     "McNemarResult",
     "compare",
     "delong_test",
-    "encode_labels",
     "mcnemar_exact",
     "paired_bootstrap",
 ]
-
-# Row indices gathered per chunk of resamples: small enough that the per-chunk arrays stay in
-# cache, which is several times faster than one large (n_boot, n) matrix.
-_CHUNK_ELEMENTS = 1 << 15
-
-_Batch = Callable[[np.ndarray], np.ndarray]
-"""Metric values of a (b, n) matrix of row indices: one value per resample, shape (b,)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Inputs
-# --------------------------------------------------------------------------------------------
-
-
-def encode_labels(y: Any, classes: Any) -> np.ndarray:
-    """Class labels as codes 0..K-1 in the order of `classes` (a model's `classes_`).
-
-    Raises:
-        ValueError: a label is not among `classes`.
-    """
-    lookup = {c: i for i, c in enumerate(np.asarray(classes).tolist())}
-    try:
-        return np.array([lookup[v] for v in np.asarray(y).tolist()], dtype=np.int64)
-    except KeyError as exc:
-        raise ValueError(
-            f"label {exc.args[0]!r} is not one of the classes {list(lookup)}"
-        ) from None
-
-
-def _kind(metric: str) -> str:
-    if metric in REGRESSION_METRICS:
-        return "regression"
-    if metric in CLASSIFICATION_METRICS:
-        return "classification"
-    known = sorted(CLASSIFICATION_METRICS | REGRESSION_METRICS)
-    raise ValueError(f"unknown metric '{metric}'; choose from {known}")
-
-
-def _inputs(y_true: Any, output: Any, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validated (y, output): float arrays for regression, int codes and probabilities otherwise."""
-    kind = _kind(metric)
-    out = np.asarray(output, dtype=np.float64)
-    y = np.asarray(y_true)
-    if out.ndim == 0 or y.ndim != 1 or len(y) != out.shape[0]:
-        raise ValueError(f"y_true has shape {y.shape} but the output has shape {out.shape}")
-    if not np.isfinite(out).all():
-        raise ValueError("the model output holds NaN or infinite values")
-    if kind == "regression":
-        if out.ndim != 1:
-            raise ValueError(f"regression output must be 1-D, got shape {out.shape}")
-        y = y.astype(np.float64)
-        if not np.isfinite(y).all():
-            raise ValueError("y_true holds NaN or infinite values")
-        return y, out
-    if out.ndim == 2 and out.shape[1] == 2:
-        out = out[:, 1]
-    if out.ndim not in (1, 2):
-        raise ValueError(f"classification output must be 1-D or 2-D, got shape {out.shape}")
-    if y.dtype.kind == "b":
-        codes = y.astype(np.int64)
-    elif y.dtype.kind in "iuf":
-        codes = y.astype(np.int64)
-        if not np.array_equal(codes, y):
-            raise ValueError("y_true must hold integer class codes")
-    else:
-        raise ValueError(
-            f"y_true must hold integer class codes, got dtype {y.dtype}; "
-            "encode labels with encode_labels(y, model.classes_)"
-        )
-    n_classes = 2 if out.ndim == 1 else out.shape[1]
-    if len(codes) and (codes.min() < 0 or codes.max() >= n_classes):
-        raise ValueError(f"class codes must lie in 0..{n_classes - 1}")
-    return codes, out
-
-
-def _hard(out: np.ndarray) -> np.ndarray:
-    """Predicted class codes from probabilities."""
-    return (out > 0.5).astype(np.int64) if out.ndim == 1 else np.argmax(out, axis=1)
-
-
-# --------------------------------------------------------------------------------------------
-# Metrics, batched over resamples
-# --------------------------------------------------------------------------------------------
-
-
-def _offset_counts(code: np.ndarray, bins: int, idx: np.ndarray) -> np.ndarray:
-    """Per-resample histograms of `code[idx]`, shape (b, bins)."""
-    b = idx.shape[0]
-    keys = code[idx]
-    if b > 1:
-        keys += (np.arange(b, dtype=keys.dtype) * bins)[:, None]
-    return np.bincount(keys.ravel(), minlength=b * bins).reshape(b, bins)
-
-
-def _tie_groups(y01: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, int, bool]:
-    """Per row the code 2*g + y, g the dense rank of its score (ties share g); 2 * the number of
-    groups; and whether any tie group holds both a positive and a negative."""
-    uniq, dense = np.unique(score, return_inverse=True)
-    code = (dense.astype(np.intp) * 2 + y01).astype(np.intp)
-    per_group = np.bincount(code, minlength=2 * len(uniq)).reshape(-1, 2)
-    mixed = bool(np.any((per_group[:, 0] > 0) & (per_group[:, 1] > 0)))
-    return code, 2 * len(uniq), mixed
-
-
-def _auc_from_counts(cnt: np.ndarray, mixed: bool) -> np.ndarray:
-    """ROC AUC from per-tie-group (negatives, positives) counts in ascending score order, (b, m, 2).
-
-    Mann-Whitney in integers, so the AUC is exact: 2U = sum_g P_g * (2 * N_upto_g - N_g), where
-    the last term only matters when a tie group mixes the classes (`mixed`).
-    """
-    neg, pos = cnt[..., 0], cnt[..., 1]
-    cum_neg = np.cumsum(neg, axis=1)
-    n_neg = cum_neg[:, -1]
-    n_pos = pos.sum(axis=1)
-    u2 = 2 * np.einsum("ij,ij->i", pos, cum_neg)
-    if mixed:
-        u2 -= np.einsum("ij,ij->i", pos, neg)
-    denom = 2 * n_pos * n_neg
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, u2 / np.where(denom > 0, denom, 1), np.nan)
-
-
-def _ap_from_counts(cnt: np.ndarray, _mixed: bool) -> np.ndarray:
-    """Average precision (scikit-learn's step-wise definition) from per-tie-group counts."""
-    neg, pos = cnt[:, ::-1, 0], cnt[:, ::-1, 1]
-    tp = np.cumsum(pos, axis=1)
-    called = tp + np.cumsum(neg, axis=1)
-    precision = np.divide(tp, called, out=np.zeros(tp.shape), where=called > 0)
-    total = tp[:, -1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, np.einsum("ij,ij->i", pos, precision) / total, np.nan)
-
-
-def _ranking(
-    y: np.ndarray, out: np.ndarray, stat: Callable[[np.ndarray, bool], np.ndarray]
-) -> _Batch:
-    """ROC AUC or AP: binary, or one-vs-rest macro over classes present as positive and negative."""
-    if out.ndim == 1:
-        columns = [(y, out)]
-    else:
-        columns = [
-            ((y == k).astype(np.intp), out[:, k])
-            for k in range(out.shape[1])
-            if 0 < np.count_nonzero(y == k) < len(y)
-        ]
-        if not columns:
-            return lambda idx: np.full(idx.shape[0], np.nan)
-    groups = [_tie_groups(yk.astype(np.intp), sk) for yk, sk in columns]
-
-    def batch(idx: np.ndarray) -> np.ndarray:
-        vals = [
-            stat(_offset_counts(code, bins, idx).reshape(idx.shape[0], -1, 2), mixed)
-            for code, bins, mixed in groups
-        ]
-        return vals[0] if len(vals) == 1 else np.mean(vals, axis=0)
-
-    return batch
-
-
-def _roc_auc(y: np.ndarray, out: np.ndarray) -> _Batch:
-    return _ranking(y, out, _auc_from_counts)
-
-
-def _pr_auc(y: np.ndarray, out: np.ndarray) -> _Batch:
-    return _ranking(y, out, _ap_from_counts)
-
-
-def _accuracy(y: np.ndarray, out: np.ndarray) -> _Batch:
-    correct = _hard(out) == y
-    return lambda idx: np.count_nonzero(correct[idx], axis=1) / idx.shape[1]
-
-
-def _f1(y: np.ndarray, out: np.ndarray) -> _Batch:
-    """Binary F1 of class 1, or macro F1 over the classes seen in the truth or the predictions."""
-    k = 2 if out.ndim == 1 else out.shape[1]
-    code = (y * k + _hard(out)).astype(np.intp)
-    binary = out.ndim == 1
-
-    def batch(idx: np.ndarray) -> np.ndarray:
-        cm = _offset_counts(code, k * k, idx).reshape(idx.shape[0], k, k)
-        tp = np.diagonal(cm, axis1=1, axis2=2)
-        denom = cm.sum(axis=2) + cm.sum(axis=1)  # 2TP + FN + FP
-        f1 = np.divide(2 * tp, denom, out=np.zeros(tp.shape), where=denom > 0)
-        if binary:
-            return f1[:, 1]
-        present = np.count_nonzero(denom, axis=1)
-        return f1.sum(axis=1) / np.maximum(present, 1)
-
-    return batch
-
-
-def _log_loss(y: np.ndarray, out: np.ndarray) -> _Batch:
-    """Mean cross-entropy, probabilities clipped to [eps, 1 - eps] as scikit-learn does."""
-    eps = np.finfo(np.float64).eps
-    if out.ndim == 1:
-        p_true = np.where(y == 1, out, 1.0 - out)
-    else:
-        p_true = out[np.arange(len(y)), y]
-    loss = -np.log(np.clip(p_true, eps, 1 - eps))
-    return lambda idx: loss[idx].mean(axis=1)
-
-
-def _mae(y: np.ndarray, out: np.ndarray) -> _Batch:
-    err = np.abs(y - out)
-    return lambda idx: err[idx].mean(axis=1)
-
-
-def _rmse(y: np.ndarray, out: np.ndarray) -> _Batch:
-    sq = (y - out) ** 2
-    return lambda idx: np.sqrt(sq[idx].mean(axis=1))
-
-
-def _r2(y: np.ndarray, out: np.ndarray) -> _Batch:
-    """R2 with scikit-learn's finite convention: 1 for a perfect fit, 0 for a constant truth."""
-    sq = (y - out) ** 2
-    yc = y - y.mean() if len(y) else y  # centred once: the per-resample variance stays accurate
-    yc2 = yc**2
-
-    def batch(idx: np.ndarray) -> np.ndarray:
-        ss_res = sq[idx].sum(axis=1)
-        s1 = yc[idx].sum(axis=1)
-        ss_tot = yc2[idx].sum(axis=1) - s1 * s1 / idx.shape[1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r2 = 1.0 - ss_res / ss_tot
-        return np.where(ss_tot > 0, r2, np.where(ss_res == 0, 1.0, 0.0))
-
-    return batch
-
-
-_BATCHED: dict[str, Callable[[np.ndarray, np.ndarray], _Batch]] = {
-    "roc_auc": _roc_auc,
-    "pr_auc": _pr_auc,
-    "log_loss": _log_loss,
-    "accuracy": _accuracy,
-    "f1": _f1,
-    "rmse": _rmse,
-    "mae": _mae,
-    "r2": _r2,
-}
-
-
-def _metric_func(name: str) -> Callable[[Any, Any], float]:
-    def metric(y_true: Any, output: Any) -> float:
-        y, out = _inputs(y_true, output, name)
-        if len(y) == 0:
-            return math.nan
-        return float(_BATCHED[name](y, out)(np.arange(len(y))[None, :])[0])
-
-    metric.__name__ = name
-    metric.__doc__ = f"{name} of the output on y_true (see the module docstring for conventions)."
-    return metric
-
-
-METRIC_FUNCS: dict[str, Callable[[Any, Any], float]] = {n: _metric_func(n) for n in _BATCHED}
-"""The metric of each name on (y_true, model output); NaN where undefined (AUC of one class)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,36 +64,6 @@ class Interval:
         return jsonable(dataclasses.asdict(self))
 
 
-def _strata(y: np.ndarray, stratify: bool) -> tuple[np.ndarray, list[int]]:
-    """Row order grouping each class together (ascending code, rows ascending) and stratum sizes."""
-    if not stratify:
-        return np.arange(len(y)), [len(y)]
-    order = np.argsort(y, kind="stable")
-    sizes = [int(c) for c in np.bincount(y) if c > 0]
-    return order, sizes
-
-
-def _resamples(sizes: list[int], n_boot: int, seed: int, chunk: int) -> Iterator[np.ndarray]:
-    """Chunks of resampled positions into the stratum-ordered rows, shape (b, n) each.
-
-    For resample after resample, and for each stratum in turn, one call
-    `rng.integers(0, n_k, size=n_k)` with `rng = np.random.default_rng(seed)` picks positions
-    within the stratum. The stream does not depend on the chunk size.
-    """
-    rng = np.random.default_rng(seed)
-    starts = np.cumsum([0, *sizes[:-1]]).tolist()
-    n = sum(sizes)
-    done = 0
-    while done < n_boot:
-        b = min(chunk, n_boot - done)
-        idx = np.empty((b, n), dtype=np.intp)
-        for r in range(b):
-            for start, size in zip(starts, sizes, strict=True):
-                np.add(rng.integers(0, size, size=size), start, out=idx[r, start : start + size])
-        done += b
-        yield idx
-
-
 def paired_bootstrap(
     y_true: Any,
     champion_out: Any,
@@ -382,10 +86,10 @@ def paired_bootstrap(
     whole holdout is the one stratum. Resamples where the metric is undefined are dropped.
 
     Args:
-        y_true: Targets (see the module docstring for the encoding).
+        y_true: Targets (encoded as airmlops_core.stats.metrics says).
         champion_out: The champion's probabilities or predictions on the same rows.
         challenger_out: The challenger's, same shape.
-        metric: A name in METRIC_FUNCS.
+        metric: A name in metrics.METRIC_FUNCS.
         n_boot: Number of resamples.
         level: Confidence level of the two-sided interval.
         seed: Seed of the resampling.
@@ -398,8 +102,8 @@ def paired_bootstrap(
     Raises:
         ValueError: unknown metric, mismatched inputs, bad n_boot/level, or no usable resample.
     """
-    y, champ = _inputs(y_true, champion_out, metric)
-    _, chall = _inputs(y_true, challenger_out, metric)
+    y, champ = metrics.metric_inputs(y_true, champion_out, metric)
+    _, chall = metrics.metric_inputs(y_true, challenger_out, metric)
     if champ.shape != chall.shape:
         raise ValueError(
             f"champion output {champ.shape} and challenger output {chall.shape} differ"
@@ -411,22 +115,19 @@ def paired_bootstrap(
     n = len(y)
     if n < 2:
         raise ValueError(f"need at least 2 rows, got {n}")
-    classification = _kind(metric) == "classification"
+    classification = metrics.metric_kind(metric) == "classification"
     if stratify is None:
         stratify = classification
     if stratify and not classification:
         raise ValueError(f"'{metric}' is a regression metric: there are no classes to stratify by")
 
-    order, sizes = _strata(y, stratify)
+    order, sizes = metrics.strata(y, stratify)
     y_r = y[order]
-    f_champ = _BATCHED[metric](y_r, champ[order])
-    f_chall = _BATCHED[metric](y_r, chall[order])
+    f_champ = metrics.BATCHED[metric](y_r, champ[order])
+    f_chall = metrics.BATCHED[metric](y_r, chall[order])
     if metric in LOWER_IS_BETTER:  # so that positive always means the challenger is better
         f_champ, f_chall = f_chall, f_champ
-    chunk = max(1, _CHUNK_ELEMENTS // n)
-    diffs = np.concatenate(
-        [f_chall(idx) - f_champ(idx) for idx in _resamples(sizes, n_boot, seed, chunk)]
-    )
+    diffs = metrics.resample_values(lambda idx: f_chall(idx) - f_champ(idx), sizes, n_boot, seed)
     finite = np.isfinite(diffs)
     if not finite.any():
         raise ValueError(f"{metric} is undefined on every resample")
@@ -439,8 +140,8 @@ def paired_bootstrap(
         )
         diffs = diffs[finite]
     low, high = np.percentile(diffs, [50.0 * (1.0 - level), 50.0 * (1.0 + level)])
-    champion = METRIC_FUNCS[metric](y, champ)
-    challenger = METRIC_FUNCS[metric](y, chall)
+    champion = metrics.METRIC_FUNCS[metric](y, champ)
+    challenger = metrics.METRIC_FUNCS[metric](y, chall)
     method = "paired_stratified_bootstrap_percentile" if stratify else "paired_bootstrap_percentile"
     return Interval(
         metric=metric,
@@ -499,8 +200,8 @@ def delong_test(y_true: Any, champion_score: Any, challenger_score: Any) -> DeLo
     """
     from scipy import stats
 
-    y, s0 = _inputs(y_true, champion_score, "roc_auc")
-    _, s1 = _inputs(y_true, challenger_score, "roc_auc")
+    y, s0 = metrics.metric_inputs(y_true, champion_score, "roc_auc")
+    _, s1 = metrics.metric_inputs(y_true, challenger_score, "roc_auc")
     if s0.ndim != 1 or s1.ndim != 1:
         raise ValueError("DeLong's test applies to binary scores (1-D)")
     is_pos = y == 1
@@ -546,9 +247,9 @@ def mcnemar_exact(y_true: Any, champion_out: Any, challenger_out: Any) -> McNema
     """Two-sided exact McNemar test: binomial(1/2) on the discordant pairs."""
     from scipy import stats
 
-    y, c0 = _inputs(y_true, champion_out, "accuracy")
-    _, c1 = _inputs(y_true, challenger_out, "accuracy")
-    ok0, ok1 = _hard(c0) == y, _hard(c1) == y
+    y, c0 = metrics.metric_inputs(y_true, champion_out, "accuracy")
+    _, c1 = metrics.metric_inputs(y_true, challenger_out, "accuracy")
+    ok0, ok1 = metrics.hard_predictions(c0) == y, metrics.hard_predictions(c1) == y
     b = int(np.count_nonzero(ok0 & ~ok1))
     c = int(np.count_nonzero(~ok0 & ok1))
     p = 1.0 if b + c == 0 else float(stats.binomtest(c, b + c, 0.5).pvalue)
@@ -588,10 +289,10 @@ def compare(
     DeLong's test (binary ROC AUC) or McNemar's exact test (accuracy) is reported alongside.
 
     Args:
-        y_true: Targets (see the module docstring).
+        y_true: Targets (encoded as airmlops_core.stats.metrics says).
         champion_out: The champion's output on the holdout.
         challenger_out: The challenger's output on the same holdout.
-        metric: A name in METRIC_FUNCS.
+        metric: A name in metrics.METRIC_FUNCS.
         margin: Required improvement of the interval's lower bound (0: just better).
         **kw: Passed to `paired_bootstrap` (n_boot, level, seed, stratify).
 
@@ -617,7 +318,7 @@ def _paired_test(
     if metric == "accuracy":
         return "mcnemar_exact", mcnemar_exact(y_true, champion_out, challenger_out).p_value
     if metric == "roc_auc":
-        _, out = _inputs(y_true, champion_out, metric)
+        _, out = metrics.metric_inputs(y_true, champion_out, metric)
         if out.ndim == 1:
             try:
                 return "delong", delong_test(y_true, champion_out, challenger_out).p_value

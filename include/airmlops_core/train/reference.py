@@ -16,7 +16,7 @@ import pandas as pd
 from airmlops_core.io import scored
 from airmlops_core.io.scored import PREDICTION
 from airmlops_core.spec import ModelSpec
-from airmlops_core.stats import drift
+from airmlops_core.stats.profile import PROFILE_ARTIFACT, ReferenceProfile, build_reference
 from airmlops_core.train.estimator import feature_frame
 
 
@@ -33,12 +33,12 @@ def prediction_frame(spec: ModelSpec, model: Any, X: pd.DataFrame) -> pd.DataFra
 
 def build_profile(
     spec: ModelSpec, train: pd.DataFrame, predictions: pd.DataFrame
-) -> drift.ReferenceProfile:
+) -> ReferenceProfile:
     """Features and label from the training fold; predictions from the holdout output."""
-    feats = drift.build_reference(
+    feats = build_reference(
         train, numeric=spec.features.numeric, categorical=spec.features.categorical, role="feature"
     )
-    label = drift.build_reference(
+    label = build_reference(
         train.assign(**{spec.target: train[spec.target].astype("str")})
         if spec.is_classifier
         else train,
@@ -47,7 +47,7 @@ def build_profile(
         role="label",
     )
     numeric = [c for c in predictions.columns if c != PREDICTION or not spec.is_classifier]
-    preds = drift.build_reference(
+    preds = build_reference(
         predictions.assign(**{PREDICTION: predictions[PREDICTION].astype("str")})
         if spec.is_classifier
         else predictions,
@@ -60,7 +60,7 @@ def build_profile(
 
 def log_reference(
     spec: ModelSpec, model: Any, train: pd.DataFrame, holdout: pd.DataFrame
-) -> drift.ReferenceProfile:
+) -> ReferenceProfile:
     """Build the profile and log it to the active MLflow run (artifact PROFILE_ARTIFACT)."""
     import mlflow
 
@@ -68,6 +68,6 @@ def log_reference(
         spec, train, prediction_frame(spec, model, feature_frame(spec, holdout))
     )
     with tempfile.TemporaryDirectory() as tmp:
-        path = profile.save(Path(tmp) / drift.PROFILE_ARTIFACT)
+        path = profile.save(Path(tmp) / PROFILE_ARTIFACT)
         mlflow.log_artifact(str(path), artifact_path="monitoring")
     return profile

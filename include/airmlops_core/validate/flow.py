@@ -20,6 +20,7 @@ from airmlops_core.io import data
 from airmlops_core.quality import data_checks
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import comparison, fairness
+from airmlops_core.stats.metrics import encode_labels
 from airmlops_core.tracking import registry
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
@@ -201,7 +202,7 @@ def gate_step(
     challenger = mlflow.sklearn.load_model(f"models:/{spec.name}/{resolved['challenger']}")
     classes = getattr(challenger, "classes_", None)
     y_raw = holdout[spec.target].to_numpy()
-    y = comparison.encode_labels(y_raw, classes) if spec.is_classifier else y_raw
+    y = encode_labels(y_raw, classes) if spec.is_classifier else y_raw
     metrics = evaluation.evaluate(spec, challenger, holdout)
     floors = evaluation.floor_failures(spec, metrics)
     out_chall = model_output(spec, challenger, X)

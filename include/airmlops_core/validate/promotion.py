@@ -13,8 +13,9 @@ import pandas as pd
 
 from airmlops_core.jsonsafe import jsonable
 from airmlops_core.spec import LOWER_IS_BETTER
-from airmlops_core.stats.comparison import METRIC_FUNCS, Comparison
+from airmlops_core.stats.comparison import Comparison
 from airmlops_core.stats.fairness import MISSING_GROUP, FairnessResult
+from airmlops_core.stats.metrics import METRIC_FUNCS
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def segment_floor_failures(
     """Reasons each segment with at least `min_rows` rows misses the metric's floor.
 
     Segments are the values of `segments` (missing values form "(missing)"); rows align by
-    position with `y_true` and `output` (the conventions of comparison.METRIC_FUNCS). A segment
+    position with `y_true` and `output` (the conventions of metrics.METRIC_FUNCS). A segment
     where the metric is undefined (AUC of a segment holding one class) is skipped, not failed.
 
     Returns:

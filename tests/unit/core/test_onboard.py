@@ -30,7 +30,7 @@ from airmlops_core.errors import OnboardError, UnsafeModel
 from airmlops_core.io import data
 from airmlops_core.score import scoring
 from airmlops_core.spec import ModelSpec
-from airmlops_core.stats import drift
+from airmlops_core.stats.profile import PROFILE_ARTIFACT
 from airmlops_core.tracking import registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import estimator as training
@@ -263,7 +263,7 @@ def test_model_of_another_registered_model_is_copied_into_ours(env) -> None:
         == client.get_experiment_by_name(f"airmlops/{env['name']}").experiment_id
     )
     assert {a.path for a in client.list_artifacts(mv.run_id, "monitoring")} == {
-        f"monitoring/{drift.PROFILE_ARTIFACT}"
+        f"monitoring/{PROFILE_ARTIFACT}"
     }
     model = scoring.load_model(client, env["name"], out["version"])
     assert model.classes == (0, 1)

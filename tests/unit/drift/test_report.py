@@ -12,11 +12,14 @@ import pytest
 
 import browser
 from airmlops_core.drift import report as dr
-from airmlops_core.stats import drift as d
+from airmlops_core.stats.drift import check_drift
+from airmlops_core.stats.performance import PerformanceDrift
+from airmlops_core.stats.profile import ReferenceProfile, build_reference
+from airmlops_core.stats.verdict import DriftResult
 
 
 @pytest.fixture(scope="module")
-def case() -> tuple[d.ReferenceProfile, pd.DataFrame, d.DriftResult]:
+def case() -> tuple[ReferenceProfile, pd.DataFrame, DriftResult]:
     rng = np.random.default_rng(3)
     n = 20_000
 
@@ -35,10 +38,10 @@ def case() -> tuple[d.ReferenceProfile, pd.DataFrame, d.DriftResult]:
             }
         )
 
-    prof = d.build_reference(frame(False), numeric=["income", "age"], categorical=["colour"])
-    prof = prof.merge(d.build_reference(frame(False), numeric=["score"], role="prediction"))
+    prof = build_reference(frame(False), numeric=["income", "age"], categorical=["colour"])
+    prof = prof.merge(build_reference(frame(False), numeric=["score"], role="prediction"))
     cur = frame(True)
-    return prof, cur, d.check_drift(prof, cur)
+    return prof, cur, check_drift(prof, cur)
 
 
 def test_report_renders_offline_and_names_the_drifted_columns(case, tmp_path: Path) -> None:
@@ -74,7 +77,7 @@ def test_report_renders_offline_and_names_the_drifted_columns(case, tmp_path: Pa
 def test_report_is_self_contained_with_embedded_plots(case, tmp_path: Path) -> None:
     prof, cur, result = case
     paths = dr.plots(result, prof, cur, tmp_path / "plots", top=3)
-    perf = d.PerformanceDrift(
+    perf = PerformanceDrift(
         metric="roc_auc",
         status="degraded",
         reference=0.9,
@@ -116,9 +119,9 @@ def test_plots_write_the_most_drifted_columns(case, tmp_path: Path) -> None:
 
 def test_not_enough_data_and_no_drift_verdicts() -> None:
     rng = np.random.default_rng(4)
-    prof = d.build_reference(pd.DataFrame({"x": rng.normal(size=5000)}), numeric=["x"])
-    calm = d.check_drift(prof, pd.DataFrame({"x": rng.normal(size=5000)}))
-    tiny = d.check_drift(prof, pd.DataFrame({"x": rng.normal(size=50)}))
+    prof = build_reference(pd.DataFrame({"x": rng.normal(size=5000)}), numeric=["x"])
+    calm = check_drift(prof, pd.DataFrame({"x": rng.normal(size=5000)}))
+    tiny = check_drift(prof, pd.DataFrame({"x": rng.normal(size=50)}))
     calm_page = dr.render_report(calm, title="calm")
     assert '<div class="verdict no_drift">NO DRIFT' in calm_page
     assert "No column drifted." in calm_page
@@ -131,8 +134,8 @@ def test_bias_section_lists_each_group_and_the_gap() -> None:
     from airmlops_core.stats import fairness
 
     rng = np.random.default_rng(5)
-    prof = d.build_reference(pd.DataFrame({"x": rng.normal(size=2000)}), numeric=["x"])
-    calm = d.check_drift(prof, pd.DataFrame({"x": rng.normal(size=2000)}))
+    prof = build_reference(pd.DataFrame({"x": rng.normal(size=2000)}), numeric=["x"])
+    calm = check_drift(prof, pd.DataFrame({"x": rng.normal(size=2000)}))
     y = np.array([1, 0, 1, 0] * 100)
     pred = np.array([1, 1, 0, 0] * 100)
     group = pd.Series(["a"] * 200 + ["b"] * 200)
