@@ -6,6 +6,9 @@ homogeneity (not goodness of fit) test, errors and roles.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -229,3 +232,24 @@ def test_roles_prediction_and_label_are_checked_separately() -> None:
     lab = check_drift(prof, labelled, roles=("label",))
     assert lab.drifted == ["y"]
     assert lab.columns[0].role == "label"
+
+
+def test_a_large_check_does_not_import_scipy_stats() -> None:
+    """The hand-written statistics exist to keep scipy.stats (0.6-1.3 s) out of the process."""
+    code = """
+import sys
+import numpy as np
+import pandas as pd
+from airmlops_core.stats.drift import check_drift
+from airmlops_core.stats.profile import build_reference
+rng = np.random.default_rng(0)
+def frame(shift):
+    n = 20_000
+    return pd.DataFrame({"x": rng.normal(shift, 1, n), "c": rng.choice(["a", "b", None], n)})
+result = check_drift(build_reference(frame(0), numeric=["x"], categorical=["c"]), frame(0.3))
+assert result.drifted == ["x"], result.summary()
+assert "scipy.stats" not in sys.modules
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
