@@ -14,10 +14,10 @@ runs once, untimed, on 20,000-row files, so every process starts with a warm byt
 
 The pack builds the reference profile, serialises and reloads it (as registration and the
 drift DAG do), checks and renders the HTML report. Plain scipy runs ks_2samp,
-wasserstein_distance, chi2_contingency and jensenshannon on the full columns, with the pack's
-decision rule on top (missing shares of numeric columns are not tested there). Evidently 0.7
-runs in its own venv (benchmarks/.evidently-venv, made from benchmarks/evidently/requirements.txt
-when missing): it does not import under pandas 3.
+wasserstein_distance, chi2_contingency, jensenshannon and false_discovery_control on the full
+columns, with the pack's decision rule on top (missing shares of numeric columns are not
+tested there). Evidently 0.7 runs in its own venv (benchmarks/.evidently-venv, made from
+benchmarks/evidently/requirements.txt when missing): it does not import under pandas 3.
 
     .venv/bin/python benchmarks/drift_check.py [--rows 500000] [--repeat 1] [--no-evidently]
 """
@@ -170,7 +170,7 @@ def worker_scipy(ref_path: str, cur_path: str) -> dict:
     from scipy import stats
     from scipy.spatial.distance import jensenshannon
 
-    from airmlops_core.stats.distribution import benjamini_hochberg, psi
+    from airmlops_core.stats.distribution import psi
     from airmlops_core.stats.verdict import DriftConfig
 
     t0 = time.perf_counter()
@@ -201,7 +201,7 @@ def worker_scipy(ref_path: str, cur_path: str) -> dict:
         names.append(c)
         pvals.append(p)
         large.append(js >= cfg.min_js or psi(table[0], table[1]) >= cfg.min_psi)
-    adjusted = benjamini_hochberg(pvals)
+    adjusted = stats.false_discovery_control(pvals, method="bh")
     drifted = [n for n, q, big in zip(names, adjusted, large, strict=True) if q <= cfg.fdr and big]
     return {
         "drifted": drifted,
