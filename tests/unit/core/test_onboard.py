@@ -31,7 +31,7 @@ from airmlops_core.io import data
 from airmlops_core.score import scoring
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import drift
-from airmlops_core.tracking import registry
+from airmlops_core.tracking import model_safety, registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import estimator as training
 from churn_batches import frame  # the same churn-like batches as the scoring tests
@@ -183,7 +183,7 @@ def test_skops_file_with_untrusted_type_is_refused(env, tmp_path: Path) -> None:
     pipe = Pipeline([("f", FunctionTransformer(func=np.log1p)), ("m", env["pipe"])])
     ok = tmp_path / "ok.skops"
     skops.io.dump(pipe, ok)  # numpy.log1p: trusted prefix
-    assert onboard.untrusted_types(ok) == []
+    assert model_safety.untrusted_types(ok) == []
     bad = Pipeline([("f", FunctionTransformer(func=eval)), ("m", env["pipe"])])
     path = tmp_path / "eval.skops"
     skops.io.dump(bad, path)
