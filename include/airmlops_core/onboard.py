@@ -11,7 +11,7 @@ MLflow model directory), and:
    with skops serialization, like the pack's own training logs it; a model without a
    signature gets one inferred from the reference data);
 3. checks it on the spec's reference dataset exactly as the score DAG will run it
-   (`scoring.load_local` + the signature checks): every column it reads is present, it
+   (`score.model.load_local` + the signature checks): every column it reads is present, it
    predicts, a classifier gives class probabilities (binary: two classes) and knows every
    label value, a regressor gives numbers;
 4. only then logs it to an `onboard` MLflow run of the model's experiment with the reference
@@ -39,7 +39,7 @@ from airmlops_core import errors, settings
 from airmlops_core.errors import OnboardError, UnsafeModel
 from airmlops_core.io import data, scored
 from airmlops_core.io.window import extract
-from airmlops_core.score import scoring
+from airmlops_core.score.model import load_local
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import drift
 from airmlops_core.tracking import registry
@@ -274,7 +274,7 @@ def check_on_reference(
 
     where = staged.source
     try:
-        model = scoring.load_local(staged.path, spec.name, "onboarding")
+        model = load_local(staged.path, spec.name, "onboarding")
     except errors.ModelLoadError as exc:
         raise OnboardError(f"{where}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - the flavor's own loading error
