@@ -45,6 +45,9 @@ import pyarrow.parquet as pq
 from airmlops_core.score.model import LoadedModel, load_model, resolve_champion
 from airmlops_core.score.stream import CHUNK_ROWS, default_workers, peak_rss_mib, score_partition
 
+PROJECT = Path(__file__).resolve().parents[1]
+# the tests' throwaway servers (mlflow_server), found as pytest's pythonpath finds them
+sys.path.insert(0, str(PROJECT / "tests" / "support"))
 MODEL = "bench_hgb"
 DATE = "2024-05-01T00:00:00Z"
 GROUP_ROWS = 1 << 20  # pyarrow's default row group size
@@ -324,7 +327,7 @@ def main() -> int:
     if args.child:
         return child_main(args)
 
-    from airmlops_dev.mlflow_server import mlflow_server
+    from mlflow_server import mlflow_server
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_server import mlflow_server
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 MODELS_DIR = PROJECT_DIR / "include" / "models"
 
@@ -37,7 +39,5 @@ def models_dir() -> Path:
 @pytest.fixture(scope="session")
 def mlflow_url(tmp_path_factory: pytest.TempPathFactory):
     """A real MLflow tracking server for the session (SQLite, served artifacts)."""
-    from airmlops_dev.mlflow_server import mlflow_server
-
     with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
         yield url
