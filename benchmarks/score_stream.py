@@ -43,7 +43,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airmlops_core.score.model import LoadedModel, load_model, resolve_champion
-from airmlops_core.score.stream import CHUNK_ROWS, default_workers, peak_rss_mib, score_partition
+from airmlops_core.score.stream import CHUNK_ROWS, default_workers, score_partition
+from airmlops_core.tracking.resources import peak_rss_mib
 
 PROJECT = Path(__file__).resolve().parents[1]
 # the tests' throwaway servers (mlflow_server), found as pytest's pythonpath finds them

@@ -27,6 +27,7 @@ from airmlops_core.quality import batch_checks, data_checks
 from airmlops_core.quality.data_checks import CheckResult, Suite
 from airmlops_core.score import reading, stream
 from airmlops_core.score.model import LoadedModel
+from airmlops_core.tracking import resources
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ def _quarantine(
         "model_version": model.version,
         "logical_date": logical_date_iso(logical_date),
         "seconds": round(time.perf_counter() - start, 3),
-        "peak_rss_mib": stream.peak_rss_mib(),
+        "peak_rss_mib": round(resources.peak_rss_mib(), 1),
     }
 
 

@@ -33,8 +33,6 @@ import datetime as dt
 import glob
 import logging
 import os
-import resource
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -61,6 +59,7 @@ from airmlops_core.io.scored import (
 )
 from airmlops_core.score import reading
 from airmlops_core.score.model import LoadedModel
+from airmlops_core.tracking import resources
 
 log = logging.getLogger(__name__)
 
@@ -76,24 +75,6 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "store_schema": False,
 }
 _DICT = pa.dictionary(pa.int32(), pa.string())
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process's address space, in MiB.
-
-    Linux: VmHWM from /proc/self/status. Not ru_maxrss: that keeps the high-water mark across
-    fork and exec, so a task forked from a big supervisor (or a child started from a big
-    parent) would report the parent's memory. Elsewhere: ru_maxrss.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
 
 
 class _Constants:
@@ -341,7 +322,7 @@ def score_partition(
         A JSON-able dict for XCom/lineage: status, partition, input_uri, input_sha256,
         output_uri, output_sha256, rows_in, rows_out, quarantined_rows (0), model_name,
         model_version, logical_date, seconds, rows_per_second, peak_rss_mib (the process's
-        peak resident memory so far, see `peak_rss_mib`).
+        peak resident memory so far, see `tracking.resources.peak_rss_mib`).
 
     Raises:
         ScoringError: unreadable or empty input, a missing column, a wrong dtype; nothing is
@@ -447,5 +428,5 @@ def score_staged(
         "logical_date": logical_date_iso(when),
         "seconds": round(seconds, 3),
         "rows_per_second": round(rows / max(seconds, 1e-9), 1),
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": round(resources.peak_rss_mib(), 1),
     }
