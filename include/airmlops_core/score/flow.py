@@ -16,12 +16,13 @@ from airmlops_core import errors, settings
 from airmlops_core.errors import PartitionsQuarantined
 from airmlops_core.io import data, scored, sql
 from airmlops_core.io import sql_sink as score_sink
+from airmlops_core.quality.evidence import quarantine_uri
+from airmlops_core.quality.suite import suite_for
 from airmlops_core.score import scoring
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import resources
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
-from airmlops_core.validate.flow import quarantine_uri, suite_for
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from mlflow.models import infer_signature
 from airmlops_core import errors
 from airmlops_core.errors import ChampionNotFound, ScoringError
 from airmlops_core.io import scored as layout
-from airmlops_core.quality import data_checks
+from airmlops_core.quality.suite import ColumnRules, parse_suite
 from airmlops_core.score import scoring
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking.runs import experiment_name
@@ -58,7 +58,7 @@ def make_spec(name: str, c: float) -> ModelSpec:
     )
 
 
-SUITE = data_checks.parse_suite(
+SUITE = parse_suite(
     {
         "model": "score_test",
         "target": "churn",
@@ -552,9 +552,7 @@ def test_signature_mismatch_after_a_passing_gate_is_quarantined(
     model_v1, batch, tmp_path: Path
 ) -> None:
     df, _ = batch
-    loose = SUITE.model_copy(
-        update={"columns": {**SUITE.columns, "monthly": data_checks.ColumnRules()}}
-    )
+    loose = SUITE.model_copy(update={"columns": {**SUITE.columns, "monthly": ColumnRules()}})
     src = _parquet(df.head(500).assign(monthly=df["monthly"].head(500).astype(str)), tmp_path)
     result = scoring.score_or_quarantine(
         model_v1,
