@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from airmlops import assets, notify
 from airmlops.operators.checks import CheckTrainingDataOperator
@@ -242,9 +242,6 @@ def asset_or_cron(asset: Any, cron: str | None) -> Any:
     """Run on each event of `asset`, and also on `cron` (UTC) when one is given."""
     if not cron:
         return [asset]
-    from airflow.timetables.assets import AssetOrTimeSchedule
-    from airflow.timetables.trigger import CronTriggerTimetable
-
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[asset])
 
 

@@ -358,7 +358,8 @@ def check_output(
     """Rows out == rows in, each key once, every file byte-identical to the expected scoring
     of its input (recomputed here with the pinned version), no temp file left behind."""
     from airmlops_core.quality.suite import suite_for
-    from airmlops_core.score import scoring
+    from airmlops_core.score.gate import score_or_quarantine
+    from airmlops_core.score.model import load_model
     from airmlops_core.spec import load_spec
 
     out = scored_dir(cfg, api, run_id)
@@ -374,12 +375,12 @@ def check_output(
     run = api.dag_run(f"{MODEL}__score", run_id)
     when = run.get("logical_date") or run["run_after"]
     spec = load_spec(Path(cfg.extra_env["AIRMLOPS_MODELS_DIR"]) / f"{MODEL}.yaml")
-    model = scoring.load_model(_mlflow(cfg), MODEL, version)
+    model = load_model(_mlflow(cfg), MODEL, version)
     expected_dir = cfg.root / "expected" / run_id.replace(":", "_").replace("+", "_")
     digests = {}
     for part in parts:
         target = expected_dir / part.name
-        scoring.score_or_quarantine(
+        score_or_quarantine(
             model,
             str(part),
             suite=suite_for(spec).model_copy(update={"extra_columns": "warn"}),

@@ -30,7 +30,7 @@ from airmlops_core.drift import report as drift_report
 from airmlops_core.errors import NoReference
 from airmlops_core.io import data
 from airmlops_core.score import flow as score_flow
-from airmlops_core.score import scoring
+from airmlops_core.score.model import resolve_champion
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import comparison, drift, fairness
 from airmlops_core.tracking import runs as tracking
@@ -207,7 +207,7 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[s
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    version = scoring.resolve_champion(client, spec.name)
+    version = resolve_champion(client, spec.name)
     profile = champion_profile(client, spec, version)
     window, lineage = current_window(spec, version, spec.monitoring.window_runs)
     cfg = config(spec)

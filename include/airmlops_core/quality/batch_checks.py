@@ -13,7 +13,7 @@ partition in chunks and gives one `CheckResult`, the same shape `check.validate`
   bounded memory: key values are spilled to 64 hash buckets on disk once more than
   `UNIQUE_IN_MEMORY_ROWS` are seen, and each bucket is checked on its own.
 
-The reader lives in `airmlops_core.score.scoring` (`check_partition`); this module only
+The reader lives in `airmlops_core.score.gate` (`check_partition`); this module only
 judges chunks.
 No Airflow imports.
 """
