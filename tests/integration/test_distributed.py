@@ -350,10 +350,10 @@ def check_output(
 ) -> dict[str, str]:
     """Rows out == rows in, each key once, every file byte-identical to the expected scoring
     of its input (recomputed here with the pinned version), no temp file left behind."""
+    from airmlops_core.quality.suite import suite_for
     from airmlops_core.score.gate import score_or_quarantine
     from airmlops_core.score.model import load_model
     from airmlops_core.spec import load_spec
-    from airmlops_core.validate import flow as validate_flow
 
     out = scored_dir(cfg, api, run_id)
     files = sorted(out.glob("*.parquet"))
@@ -376,7 +376,7 @@ def check_output(
         score_or_quarantine(
             model,
             str(part),
-            suite=validate_flow.suite_for(spec).model_copy(update={"extra_columns": "warn"}),
+            suite=suite_for(spec).model_copy(update={"extra_columns": "warn"}),
             output_uri=str(target),
             quarantine_uri=str(expected_dir / "q" / part.stem),
             row_key=spec.row_key,

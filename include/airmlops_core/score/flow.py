@@ -16,6 +16,8 @@ from airmlops_core import errors, settings
 from airmlops_core.errors import PartitionsQuarantined
 from airmlops_core.io import data, scored, sql
 from airmlops_core.io import sql_sink as score_sink
+from airmlops_core.quality.evidence import quarantine_uri
+from airmlops_core.quality.suite import suite_for
 from airmlops_core.score.gate import score_or_quarantine, write_manifest
 from airmlops_core.score.model import load_model, resolve_champion
 from airmlops_core.score.partitions import list_partitions
@@ -23,7 +25,6 @@ from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import resources
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
-from airmlops_core.validate.flow import quarantine_uri, suite_for
 
 log = logging.getLogger(__name__)
 

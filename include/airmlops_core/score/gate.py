@@ -23,8 +23,10 @@ from typing import IO, Any
 from airmlops_core.errors import ScoringError
 from airmlops_core.io import data
 from airmlops_core.io.scored import logical_date_iso, manifest_uri, partition_name
-from airmlops_core.quality import batch_checks, data_checks
-from airmlops_core.quality.data_checks import CheckResult, Suite
+from airmlops_core.quality import batch_checks, evidence
+from airmlops_core.quality.check import make_result, wrong_delimiter
+from airmlops_core.quality.results import CheckResult, Failure
+from airmlops_core.quality.suite import READABLE_RULE, Suite
 from airmlops_core.score import reading, stream
 from airmlops_core.score.model import LoadedModel
 from airmlops_core.tracking import resources
@@ -70,7 +72,7 @@ def _check_staged(
         reading.inspect(staged)
     except ScoringError as exc:
         return _failed(checked, staged.uri, str(exc))
-    reason = data_checks._wrong_delimiter(pd.DataFrame(columns=staged.columns), checked)
+    reason = wrong_delimiter(pd.DataFrame(columns=staged.columns), checked)
     if staged.fmt == "csv" and reason is not None:
         return _failed(checked, staged.uri, f"{staged.uri}: {reason}")
     check = batch_checks.StreamingCheck(
@@ -91,15 +93,15 @@ def _failed(
     suite: Suite,
     uri: str,
     reason: str,
-    rule: str = data_checks.READABLE_RULE,
+    rule: str = READABLE_RULE,
     column: str | None = None,
 ) -> CheckResult:
     expected = (
         "a readable Parquet/CSV file"
-        if rule == data_checks.READABLE_RULE
+        if rule == READABLE_RULE
         else "input that matches the model's signature"
     )
-    failure = data_checks.Failure(
+    failure = Failure(
         rule=rule,
         expectation="read",
         column=column,
@@ -107,7 +109,7 @@ def _failed(
         observed=reason,
         expected=expected,
     )
-    return data_checks._result(suite, [failure], rows=0, evaluated=0, batch=True, source=uri)
+    return make_result(suite, [failure], rows=0, evaluated=0, batch=True, source=uri)
 
 
 def score_or_quarantine(
@@ -128,7 +130,7 @@ def score_or_quarantine(
 
     The input is staged (and hashed) once for both passes. A partition that fails the gate, or
     that the model's signature rejects, is not scored: it is quarantined with its evidence
-    (`data_checks.quarantine`: result.json + report.html, plus the input's bytes as
+    (`evidence.quarantine`: result.json + report.html, plus the input's bytes as
     input.<ext>), any output an earlier attempt published for it is removed, and the result
     says why. Other partitions are unaffected: the caller decides how the run ends.
 
@@ -237,7 +239,7 @@ def _quarantine(
     s3_client: Any | None,
     start: float,
 ) -> dict[str, Any]:
-    q = data_checks.quarantine(None, staged.uri, result, quarantine_uri, s3_client=s3_client)
+    q = evidence.quarantine(None, staged.uri, result, quarantine_uri, s3_client=s3_client)
     ext = Path(staged.path.name).suffix.lower() or f".{staged.fmt}"
     copied = _copy_input(staged, data.join_uri(q["uri"], f"input{ext}"), s3_client)
     removed = _remove(output_uri, s3_client)
@@ -337,7 +339,5 @@ def write_manifest(
     }
     uri = manifest_uri(output_base, model, date)
     text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
-    written = data_checks.write_text(
-        uri, text, s3_client=s3_client, content_type="application/json"
-    )
+    written = evidence.write_text(uri, text, s3_client=s3_client, content_type="application/json")
     return {**manifest, "uri": written}

@@ -1,4 +1,4 @@
-"""The train path, step by step: extract -> fit -> evaluate -> register.
+"""The train path, step by step: extract -> check data -> fit -> evaluate -> register.
 
 Each step takes and returns small JSON-able dicts (references, ids, metrics), so any
 orchestrator (Airflow tasks, a CLI, a test) can run it, and every step is idempotent.
@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from airmlops_core import settings
+from airmlops_core.errors import DataCheckFailed
 from airmlops_core.io import data
 from airmlops_core.io.window import extract, split_frame
+from airmlops_core.quality import check, evidence
+from airmlops_core.quality.evidence import quarantine_uri
+from airmlops_core.quality.report import log_check
+from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import registry, resources
 from airmlops_core.tracking import runs as tracking
@@ -101,6 +106,41 @@ def freeze_split(
         "train": train_ref.to_dict(),
         "holdout": holdout_ref.to_dict(),
     }
+
+
+def check_training_data_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    refs: dict[str, Any],
+    *,
+    tracking_uri: str,
+    s3_client: Any = None,
+) -> dict[str, Any]:
+    """Fail closed: the extracted training window must pass the suite before anything trains.
+
+    Raises:
+        DataCheckFailed: naming the failed expectations; the batch is quarantined first.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    ref = data.DataRef.from_dict(refs["extract"])
+    frame = data.read_ref(ref, s3_client=s3_client)
+    result = check.validate(frame, suite_for(spec))
+    run_id = tracking.model_run(MlflowClient(tracking_uri), spec.name, ctx, TRAIN_PURPOSE)
+    with tracking.resume(run_id, tracking_uri):
+        log_check(result, "training_data", tag_prefix=TAG_PREFIX)
+    if not result.success:
+        where = evidence.quarantine(
+            frame, ref.uri, result, quarantine_uri(spec, ctx), s3_client=s3_client
+        )
+        MlflowClient(tracking_uri).set_terminated(run_id, status="FAILED")
+        raise DataCheckFailed(
+            f"{spec.name}: training data failed its checks; quarantined at "
+            f"{where['uri']}.\n{result.summary()}"
+        )
+    return {"success": True, "warnings": len(result.warnings), "summary": result.summary()}
 
 
 def pip_requirements(spec: ModelSpec | None = None) -> list[str]:

@@ -18,8 +18,8 @@ class CheckTrainingDataOperator(ModelOperator):
         self.refs = refs
 
     def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core.validate import flow as validate_flow
+        from airmlops_core.train import flow as train_flow
 
-        return validate_flow.check_training_data_step(
+        return train_flow.check_training_data_step(
             self.spec, self.run_context(context), self.refs, tracking_uri=self.tracking_uri()
         )

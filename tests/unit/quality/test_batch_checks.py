@@ -11,12 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airmlops_core.quality import batch_checks, data_checks
-from airmlops_core.quality.data_checks import ColumnRules
+from airmlops_core.quality import batch_checks
+from airmlops_core.quality.check import validate, validate_uri
+from airmlops_core.quality.results import CheckResult
+from airmlops_core.quality.suite import ColumnRules, parse_suite
 from airmlops_core.score import gate
 
 CONTRACTS = ["month", "year1", "year2"]
-SUITE = data_checks.parse_suite(
+SUITE = parse_suite(
     {
         "model": "gate_test",
         "target": "churn",
@@ -77,7 +79,7 @@ def write_parquet(df: pd.DataFrame, path: Path) -> str:
     return str(path)
 
 
-def by_rule(result: data_checks.CheckResult) -> dict[str, tuple[Any, ...]]:
+def by_rule(result: CheckResult) -> dict[str, tuple[Any, ...]]:
     return {f.rule: (f.severity, f.unexpected_count) for f in [*result.failures, *result.warnings]}
 
 
@@ -103,11 +105,11 @@ def test_chunked_gate_equals_whole_frame_validate(fmt: str, tmp_path: Path) -> N
     df = dirty()
     if fmt == "parquet":
         uri = write_parquet(df, tmp_path / "b.parquet")
-        whole = data_checks.validate(df, KEYED, batch=True)
+        whole = validate(df, KEYED, batch=True)
     else:
         uri = str(tmp_path / "b.csv")
         df.to_csv(uri, index=False)
-        whole, _ = data_checks.validate_uri(uri, KEYED, batch=True)
+        whole, _ = validate_uri(uri, KEYED, batch=True)
     chunked = gate.check_partition(uri, SUITE, row_key="customer_id", chunk_rows=1024)
     expected = {
         "table.extra_columns": ("block", None),

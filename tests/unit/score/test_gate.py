@@ -12,7 +12,7 @@ import pytest
 
 from airmlops_core import errors
 from airmlops_core.io import scored as layout
-from airmlops_core.quality import data_checks
+from airmlops_core.quality.suite import ColumnRules, parse_suite
 from airmlops_core.score import gate, partitions
 from churn_batches import CONTRACTS
 from score_helpers import (
@@ -26,7 +26,7 @@ from score_helpers import (
     write_parquet,
 )
 
-SUITE = data_checks.parse_suite(
+SUITE = parse_suite(
     {
         "model": "score_test",
         "target": "churn",
@@ -130,9 +130,7 @@ def test_signature_mismatch_after_a_passing_gate_is_quarantined(
     model_v1, batch, tmp_path: Path
 ) -> None:
     df, _ = batch
-    loose = SUITE.model_copy(
-        update={"columns": {**SUITE.columns, "monthly": data_checks.ColumnRules()}}
-    )
+    loose = SUITE.model_copy(update={"columns": {**SUITE.columns, "monthly": ColumnRules()}})
     src = write_parquet(df.head(500).assign(monthly=df["monthly"].head(500).astype(str)), tmp_path)
     result = gate.score_or_quarantine(
         model_v1,
