@@ -68,6 +68,19 @@ EXTERNAL = "external"
 REASON = "onboarded external model"
 
 
+class Onboarded(registry.RegisteredDict):
+    """The onboarded version, now champion, and what it came from (`onboard`)."""
+
+    champion: str
+    previous_champion: str | None
+    url: str
+    run_url: str
+    metrics: dict[str, float]
+    source: str
+    sha256: str
+    summary: str
+
+
 @dataclass(frozen=True)
 class Staged:
     """A model ready to log: a local MLflow model directory and what it came from."""
@@ -356,7 +369,7 @@ def onboard(
     spec_sha: str = "",
     s3_client: Any = None,
     sql_engine: Any = None,
-) -> dict[str, Any]:
+) -> Onboarded:
     """Check, log, register and crown a model built elsewhere (see the module docstring).
 
     Args:
@@ -370,8 +383,7 @@ def onboard(
         spec_sha: the spec file's hash, recorded on the version.
 
     Returns:
-        {"name", "version", "created", "champion", "previous_champion", "url", "run_url",
-         "metrics", "source", "sha256"}.
+        The registered version, now champion, with its metrics and source (`Onboarded`).
 
     Raises:
         OnboardError: bad input (UnsafeModel: a pickle or code), naming the file or URI;

@@ -262,16 +262,18 @@ class DataChecks(StrictModel):
     quarantine_uri: str | None = None  # default <local>/quarantine/<model>
 
 
+DeadlinePipeline = Literal["train", "validate", "score", "drift", "retrain"]
+
+
 class Alerts(StrictModel):
     """Where alerts go, and run deadlines: minutes after a run is queued by which it must have
     finished (per pipeline, e.g. {train: 90}); a late run sends one alert."""
 
     channel: str = "#ml-alerts"
     conn_id: str = "slack_alerts"
-    deadlines: dict[
-        Literal["train", "validate", "score", "drift", "retrain"],
-        Annotated[float, Field(gt=0, le=7 * 24 * 60)],
-    ] = Field(default_factory=dict)
+    deadlines: dict[DeadlinePipeline, Annotated[float, Field(gt=0, le=7 * 24 * 60)]] = Field(
+        default_factory=dict
+    )
 
 
 class External(StrictModel):

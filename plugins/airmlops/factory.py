@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
@@ -37,7 +37,11 @@ from airmlops.operators.validate import (
 )
 from airmlops_core import settings
 from airmlops_core.errors import SpecError
-from airmlops_core.spec import ModelSpec, load_specs
+from airmlops_core.spec import DeadlinePipeline, ModelSpec, load_specs
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset
+    from airflow.sdk.definitions.deadline import DeadlineAlert
 
 START_DATE = datetime(2024, 1, 1)
 RETRIES = 2
@@ -55,9 +59,10 @@ def default_args(spec: ModelSpec) -> dict[str, object]:
     }
 
 
-def deadline(spec: ModelSpec, pipeline: str) -> Any:
-    """The pipeline's deadline alert from `alerts.deadlines`, or None."""
-    minutes = spec.alerts.deadlines.get(pipeline)
+def deadline(spec: ModelSpec, pipeline: str) -> DeadlineAlert | None:
+    """The pipeline's deadline alert from `alerts.deadlines`, or None (none set, or a pipeline
+    such as rollback that takes no deadline)."""
+    minutes = next((m for name, m in spec.alerts.deadlines.items() if name == pipeline), None)
     if minutes is None:
         return None
     return notify.deadline_alert(f"{spec.name}__{pipeline}", minutes, spec.alerts.conn_id)
@@ -89,7 +94,7 @@ def train_dag(spec: ModelSpec, *, retrain: bool = False) -> DAG:
     With `retrain`, `<model>__retrain`: the same path on a window rebuilt with the latest
     labelled production data, run by the drift Asset (and `schedules.retrain`).
     """
-    pipeline = "retrain" if retrain else "train"
+    pipeline: DeadlinePipeline = "retrain" if retrain else "train"
     with model_dag(
         spec,
         pipeline,
@@ -240,7 +245,7 @@ def rollback_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
-def asset_or_cron(asset: Any, cron: str | None) -> Any:
+def asset_or_cron(asset: Asset, cron: str | None) -> list[Asset] | AssetOrTimeSchedule:
     """Run on each event of `asset`, and also on `cron` (UTC) when one is given."""
     if not cron:
         return [asset]

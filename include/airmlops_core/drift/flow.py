@@ -21,7 +21,7 @@ import logging
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -40,6 +40,29 @@ log = logging.getLogger(__name__)
 
 DRIFT_PURPOSE = "drift"
 PREDICTION = "prediction"
+
+
+class DriftChecked(TypedDict):
+    """Drift and decay of the champion on the last scored window (`check_step`).
+
+    `drifted` maps each drifted column to its effect sizes; `performance` is
+    `drift.PerformanceDrift.to_dict()` (None without labels); `bias` maps each sensitive
+    feature to its metric gaps.
+    """
+
+    version: str
+    status: str
+    summary: str
+    drifted: dict[str, str]
+    label_status: str
+    performance: dict[str, Any] | None
+    degraded: bool
+    bias: dict[str, dict[str, float]]
+    bias_over_limit: dict[str, str]
+    rows: int
+    labelled_rows: int
+    run_url: str
+    report: str
 
 
 def champion_profile(client: Any, spec: ModelSpec, version: str) -> drift.ReferenceProfile:
@@ -201,7 +224,7 @@ def config(spec: ModelSpec) -> drift.DriftConfig:
     )
 
 
-def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[str, Any]:
+def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftChecked:
     """Feature, prediction, label and performance drift of the champion; logged to MLflow."""
     import mlflow
     from mlflow import MlflowClient
@@ -314,12 +337,12 @@ def _effect(col: Any) -> str:
     return f"{d.get('role', '')} {shown}".strip()
 
 
-def should_retrain(spec: ModelSpec, checked: dict[str, Any]) -> bool:
+def should_retrain(spec: ModelSpec, checked: DriftChecked) -> bool:
     """The spec's retrain rule: feature/prediction drift or performance decay."""
     return retrain_reason(spec, checked) is not None
 
 
-def retrain_reason(spec: ModelSpec, checked: dict[str, Any]) -> str | None:
+def retrain_reason(spec: ModelSpec, checked: DriftChecked) -> str | None:
     """Which part of the retrain rule holds and why (None: it does not)."""
     rule, why = spec.monitoring.retrain_on, []
     if checked["degraded"] and "performance" in rule:
@@ -332,7 +355,7 @@ def retrain_reason(spec: ModelSpec, checked: dict[str, Any]) -> str | None:
 
 def alert_transition(
     previous: dict[str, Any],
-    checked: dict[str, Any],
+    checked: DriftChecked,
     *,
     cooldown_hours: float,
     now: dt.datetime | None = None,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypedDict
 
 from airmlops_core import errors, settings
 from airmlops_core.io import data
+from airmlops_core.io.data import DataRefDict
 from airmlops_core.quality.report import render_html
 from airmlops_core.quality.results import CheckResult
 from airmlops_core.spec import ModelSpec
@@ -33,6 +34,15 @@ class RunIds(Protocol):
     @property
     def run_id(self) -> str:
         """The Airflow run id."""
+
+
+class Quarantined(TypedDict):
+    """Where `quarantine` kept a batch: its directory, data (None: unreadable) and evidence."""
+
+    uri: str
+    data: DataRefDict | None
+    result: str
+    report: str
 
 
 def quarantine_uri(spec: ModelSpec, ctx: RunIds) -> str:
@@ -96,7 +106,7 @@ def quarantine(
     quarantine_uri: str,
     *,
     s3_client: Any | None = None,
-) -> dict[str, Any]:
+) -> Quarantined:
     """Store rejected data with its evidence: data.parquet, result.json and report.html.
 
     Idempotent: a second call overwrites the same names (and removes a stale data.parquet

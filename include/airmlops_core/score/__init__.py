@@ -15,9 +15,9 @@ order::
 Modules: `partitions` (list_partitions), `model` (resolve_champion, load_model, LoadedModel:
 the signature checks), `reading` (staging, hashing and chunked reading of one partition),
 `stream` (score_partition: parallel chunk prediction, atomic publish), `gate`
-(score_or_quarantine, check_partition, write_manifest) and `flow` (the steps the DAG's
-operators run). The output layout (output_uri, partition_name, column names) is
-`airmlops_core.io.scored`.
+(score_or_quarantine, check_partition, write_manifest), `results` (the typed dicts the steps
+exchange) and `flow` (the steps the DAG's operators run). The output layout (output_uri,
+partition_name, column names) is `airmlops_core.io.scored`.
 
 No Airflow imports: usable from tests, a CLI or any orchestrator.
 """

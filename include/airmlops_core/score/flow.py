@@ -21,6 +21,7 @@ from airmlops_core.quality.suite import suite_for
 from airmlops_core.score.gate import score_or_quarantine, write_manifest
 from airmlops_core.score.model import load_model, resolve_champion
 from airmlops_core.score.partitions import list_partitions
+from airmlops_core.score.results import PartitionResult, Published, ScoreResolved
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import resources
 from airmlops_core.tracking import runs as tracking
@@ -47,7 +48,7 @@ def _score_run(spec: ModelSpec, ctx: RunContext, client: Any) -> str:
     return tracking.model_run(client, spec.name, ctx, SCORE_PURPOSE)
 
 
-def resolve_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[str, Any]:
+def resolve_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> ScoreResolved:
     """Pin the champion's version for the whole run and open the run's MLflow scoring run.
 
     Raises:
@@ -103,11 +104,11 @@ def score_step(
     spec: ModelSpec,
     ctx: RunContext,
     partition: str,
-    resolved: dict[str, Any],
+    resolved: ScoreResolved,
     *,
     tracking_uri: str,
     s3_client: Any = None,
-) -> dict[str, Any]:
+) -> PartitionResult:
     """Gate and score one partition with the pinned version, or quarantine it."""
     from mlflow import MlflowClient
 
@@ -136,13 +137,13 @@ def score_step(
 def publish_step(
     spec: ModelSpec,
     ctx: RunContext,
-    resolved: dict[str, Any],
-    results: list[dict[str, Any]],
+    resolved: ScoreResolved,
+    results: list[PartitionResult],
     *,
     tracking_uri: str,
     s3_client: Any = None,
     sql_engine: Any = None,
-) -> dict[str, Any]:
+) -> Published:
     """Upsert the scored rows into the SQL sink (when the spec has one, in one transaction),
     write the manifest, log the run's lineage to MLflow, then fail if any was quarantined.
 
@@ -161,7 +162,11 @@ def publish_step(
             sql_engine,
             sink.table,
             spec.row_key,
-            [r["output_uri"] for r in results if r["status"] == "scored"],
+            [
+                r["output_uri"]
+                for r in results
+                if r["status"] == "scored" and r["output_uri"] is not None
+            ],
             s3_client=s3_client,
         )
     manifest = write_manifest(output_base(spec), results, s3_client=s3_client)

@@ -29,6 +29,7 @@ from airmlops_core.quality.results import CheckResult, Failure
 from airmlops_core.quality.suite import READABLE_RULE, Suite
 from airmlops_core.score import reading, stream
 from airmlops_core.score.model import LoadedModel
+from airmlops_core.score.results import PartitionOutcome
 from airmlops_core.tracking import resources
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def score_or_quarantine(
     chunk_rows: int = stream.CHUNK_ROWS,
     check_chunk_rows: int = CHECK_CHUNK_ROWS,
     workers: int | None = None,
-) -> dict[str, Any]:
+) -> PartitionOutcome:
     """Gate one partition with the batch suite, then score it, or quarantine it.
 
     The input is staged (and hashed) once for both passes. A partition that fails the gate, or
@@ -238,7 +239,7 @@ def _quarantine(
     logical_date: str | dt.datetime,
     s3_client: Any | None,
     start: float,
-) -> dict[str, Any]:
+) -> PartitionOutcome:
     q = evidence.quarantine(None, staged.uri, result, quarantine_uri, s3_client=s3_client)
     ext = Path(staged.path.name).suffix.lower() or f".{staged.fmt}"
     copied = _copy_input(staged, data.join_uri(q["uri"], f"input{ext}"), s3_client)

@@ -59,6 +59,7 @@ from airmlops_core.io.scored import (
 )
 from airmlops_core.score import reading
 from airmlops_core.score.model import LoadedModel
+from airmlops_core.score.results import PartitionOutcome
 from airmlops_core.tracking import resources
 
 log = logging.getLogger(__name__)
@@ -301,7 +302,7 @@ def score_partition(
     chunk_rows: int = CHUNK_ROWS,
     column_types: Mapping[str, pa.DataType] | None = None,
     workers: int | None = None,
-) -> dict[str, Any]:
+) -> PartitionOutcome:
     """Score one partition in chunks and publish the Parquet output atomically.
 
     Args:
@@ -357,7 +358,7 @@ def score_staged(
     column_types: Mapping[str, pa.DataType] | None,
     start: float,
     workers: int | None = None,
-) -> dict[str, Any]:
+) -> PartitionOutcome:
     """Score a staged partition and publish its output: `score_partition` after staging.
 
     `start` is the `time.perf_counter()` the partition's timing starts from.

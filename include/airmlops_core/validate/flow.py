@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
 from airmlops_core.errors import GateError
 from airmlops_core.io import data
+from airmlops_core.io.data import DataRefDict
 from airmlops_core.quality import check, evidence
-from airmlops_core.quality.evidence import quarantine_uri
+from airmlops_core.quality.evidence import Quarantined, quarantine_uri
 from airmlops_core.quality.report import log_check
 from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
@@ -32,7 +33,62 @@ log = logging.getLogger(__name__)
 VALIDATE_PURPOSE = "validate"
 
 
-def resolve_step(spec: ModelSpec, *, tracking_uri: str) -> dict[str, Any]:
+class Resolved(TypedDict):
+    """The pinned versions and the challenger's frozen holdout (`resolve_step`)."""
+
+    challenger: str
+    champion: str | None
+    holdout: DataRefDict
+    data_sha256: str
+
+
+class Checked(TypedDict):
+    """The holdout's expectation suite result (`check_holdout_step`)."""
+
+    success: bool
+    summary: str
+    failures: int
+    warnings: int
+    quarantine: NotRequired[Quarantined]
+
+
+class Gated(TypedDict):
+    """The gate's decision and its evidence as version tags (`gate_step`)."""
+
+    promote: bool
+    reasons: list[str]
+    tags: dict[str, str]
+    message: str
+    challenger: str
+    champion: str | None
+    data_sha256: str
+    metrics: dict[str, float]
+
+
+class Promoted(registry.AliasMoveDict):
+    """Where the aliases point after a promotion (`promote_step`)."""
+
+    summary: str
+    url: str
+
+
+class Rejected(TypedDict):
+    """The rejected challenger and why (`reject_step`)."""
+
+    rejected: str
+    reasons: list[str]
+    summary: str
+    url: str
+
+
+class RolledBack(registry.AliasMoveDict):
+    """Where the aliases point after a rollback (`rollback_step`)."""
+
+    url: str
+    summary: str
+
+
+def resolve_step(spec: ModelSpec, *, tracking_uri: str) -> Resolved:
     """Pin the challenger and champion versions and the challenger's frozen holdout."""
     from mlflow import MlflowClient
 
@@ -66,11 +122,11 @@ def _validate_run(spec: ModelSpec, ctx: RunContext, tracking_uri: str) -> str:
 def check_holdout_step(
     spec: ModelSpec,
     ctx: RunContext,
-    resolved: dict[str, Any],
+    resolved: Resolved,
     *,
     tracking_uri: str,
     s3_client: Any = None,
-) -> dict[str, Any]:
+) -> Checked:
     """Run the expectation suite on the challenger's holdout; a failure is evidence to reject."""
     import mlflow
 
@@ -86,7 +142,7 @@ def check_holdout_step(
     result = check.validate(frame, suite_for(spec))
     with tracking.resume(_validate_run(spec, ctx, tracking_uri), tracking_uri):
         log_check(result, "holdout", tag_prefix=TAG_PREFIX)
-    out = {
+    out: Checked = {
         "success": result.success,
         "summary": result.summary(),
         "failures": len(result.failures),
@@ -115,12 +171,12 @@ def hard_prediction(spec: ModelSpec, model: Any, X: Any) -> np.ndarray:
 def gate_step(
     spec: ModelSpec,
     ctx: RunContext,
-    resolved: dict[str, Any],
-    checked: dict[str, Any],
+    resolved: Resolved,
+    checked: Checked,
     *,
     tracking_uri: str,
     s3_client: Any = None,
-) -> dict[str, Any]:
+) -> Gated:
     """Floors (overall and per segment), champion vs challenger, fairness: the decision."""
     import mlflow
 
@@ -216,8 +272,8 @@ def gate_step(
 
 
 def promote_step(
-    spec: ModelSpec, ctx: RunContext, gated: dict[str, Any], *, tracking_uri: str, approved_by: str
-) -> dict[str, Any]:
+    spec: ModelSpec, ctx: RunContext, gated: Gated, *, tracking_uri: str, approved_by: str
+) -> Promoted:
     """Move `champion` to the challenger (compare-and-set); evidence as version tags."""
     from mlflow import MlflowClient
 
@@ -243,11 +299,11 @@ def promote_step(
 def reject_step(
     spec: ModelSpec,
     ctx: RunContext,
-    gated: dict[str, Any],
+    gated: Gated,
     *,
     tracking_uri: str,
     extra_reasons: list[str] | None = None,
-) -> dict[str, Any]:
+) -> Rejected:
     """Tag the challenger `rejected` with the reasons; aliases stay as they are."""
     from mlflow import MlflowClient
 
@@ -270,7 +326,7 @@ def reject_step(
 
 def rollback_step(
     spec: ModelSpec, ctx: RunContext, *, target: str, reason: str, user: str, tracking_uri: str
-) -> dict[str, Any]:
+) -> RolledBack:
     """Point `champion` at `target` (a version number or `previous_champion`), recording why."""
     from mlflow import MlflowClient
 
