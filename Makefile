@@ -52,9 +52,11 @@ test-integration: install
 validate: install  ## validate model specs without Airflow
 	$(PY) -m airmlops_core.cli validate --deep
 
-lint: install
+lint: install  ## ruff lint and format check, mypy, the import contracts (import-linter)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: install  ## benchmarks (ratios printed)
 	$(PY) benchmarks/parse_time.py

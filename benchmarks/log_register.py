@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
+# the tests' throwaway servers (mlflow_server), found as pytest's pythonpath finds them
+sys.path.insert(0, str(PROJECT / "tests" / "support"))
 
 
 def main() -> int:
@@ -29,7 +31,7 @@ def main() -> int:
     from airmlops_core.train import estimator as training
     from airmlops_core.train import flow as train_flow
     from airmlops_dev import demo_data
-    from airmlops_dev.mlflow_server import mlflow_server
+    from mlflow_server import mlflow_server
 
     s = spec.load_spec(PROJECT / "include" / "models" / "customer_churn.yaml")
     df = demo_data.churn()

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]
+# the tests' throwaway servers (mlflow_server), found as pytest's pythonpath finds them
+sys.path.insert(0, str(PROJECT / "tests" / "support"))
 MODEL = "bench_churn"
 
 
@@ -153,8 +155,8 @@ def main() -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
-    from airmlops_dev.mlflow_server import mlflow_server
     from airmlops_dev.ports import free_ports
+    from mlflow_server import mlflow_server
 
     with tempfile.TemporaryDirectory() as tmp, mlflow_server(Path(tmp) / "mlflow") as url:
         _, X = register_champion(url)

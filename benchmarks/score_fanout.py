@@ -19,7 +19,8 @@ import pandas as pd
 from airmlops_core.io import data
 from airmlops_dev import demo_data
 from airmlops_dev.airflow_api import AirflowClient
-from airmlops_dev.localstack import StackConfig, credentials
+from airmlops_dev.stack_config import StackConfig
+from airmlops_dev.stack_secrets import credentials
 
 DAG_ID = "flight_delay__score"
 

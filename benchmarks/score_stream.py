@@ -4,8 +4,9 @@ A HistGradientBoostingClassifier champion is logged through a throwaway MLflow s
 the train path logs models (skops, signature, pinned requirements), then, in the same run:
 
 - throughput: (a) predict_proba on rows already in memory, (b) the pack's streaming path
-  (scoring.score_partition: Parquet -> predict -> atomic Parquet, input hash and lineage
-  columns included), (c) a naive job: pandas read-all, predict, write-all (hash included);
+  (airmlops_core.score.stream.score_partition: Parquet -> predict -> atomic Parquet, input
+  hash and lineage columns included), (c) a naive job: pandas read-all, predict, write-all
+  (hash included);
 - peak memory of (b) and (c) in a fresh child process at 1M rows and at --rows (VmHWM, the
   child's own high-water mark: ru_maxrss would include the parent's memory, which Linux carries
   over fork and exec), and of (b) on input written in 1Mi-row groups (pyarrow's default):
@@ -41,8 +42,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airmlops_core.score import scoring
+from airmlops_core.score.model import LoadedModel, load_model, resolve_champion
+from airmlops_core.score.stream import CHUNK_ROWS, default_workers, score_partition
+from airmlops_core.tracking.resources import peak_rss_mib
 
+PROJECT = Path(__file__).resolve().parents[1]
+# the tests' throwaway servers (mlflow_server), found as pytest's pythonpath finds them
+sys.path.insert(0, str(PROJECT / "tests" / "support"))
 MODEL = "bench_hgb"
 DATE = "2024-05-01T00:00:00Z"
 GROUP_ROWS = 1 << 20  # pyarrow's default row group size
@@ -148,10 +154,10 @@ def naive(est: Any, name: str, version: str, src: Path, out: Path, d: int) -> in
     return len(result)
 
 
-def stream(model: scoring.LoadedModel, src: Path, out: Path, workers: int | None = None) -> int:
+def stream(model: LoadedModel, src: Path, out: Path, workers: int | None = None) -> int:
     """(b): the pack's path."""
     return int(
-        scoring.score_partition(
+        score_partition(
             model, str(src), str(out), row_key="id", logical_date=DATE, workers=workers
         )["rows_out"]
     )
@@ -173,7 +179,7 @@ def child_main(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
     start = time.perf_counter()
-    model = scoring.load_model(MlflowClient(args.tracking_uri), MODEL, args.version)
+    model = load_model(MlflowClient(args.tracking_uri), MODEL, args.version)
     loaded = time.perf_counter()
     rows = 0
     for i, src in enumerate(args.inputs):
@@ -188,7 +194,7 @@ def child_main(args: argparse.Namespace) -> int:
                 "rows": rows,
                 "seconds": time.perf_counter() - start,
                 "scoring_seconds": time.perf_counter() - loaded,
-                "max_rss_mib": scoring.peak_rss_mib(),
+                "max_rss_mib": peak_rss_mib(),
             }
         )
     )
@@ -238,7 +244,7 @@ def cpu_seconds() -> float:
 
 
 def flavor_overhead(
-    model: scoring.LoadedModel, url: str, src: Path, rows: int, repeat: int
+    model: LoadedModel, url: str, src: Path, rows: int, repeat: int
 ) -> dict[str, float]:
     """Rows per CPU-second for four ways to call the same model, each chunk on one thread
     (OpenMP and BLAS at 1): CPU time is what the call costs, whatever else runs on the
@@ -253,7 +259,7 @@ def flavor_overhead(
     est = model.estimator
     with pq.ParquetFile(src) as pf:
         batches = []
-        for b in pf.iter_batches(batch_size=scoring.CHUNK_ROWS):
+        for b in pf.iter_batches(batch_size=CHUNK_ROWS):
             batches.append(b)
             if sum(x.num_rows for x in batches) >= rows:
                 break
@@ -322,7 +328,7 @@ def main() -> int:
     if args.child:
         return child_main(args)
 
-    from airmlops_dev.mlflow_server import mlflow_server
+    from mlflow_server import mlflow_server
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -339,7 +345,7 @@ def run(args: argparse.Namespace, root: Path, rows: int, d: int, mlflow_server: 
 
     t0 = time.perf_counter()
     load_start = load()
-    cpus = scoring.default_workers()
+    cpus = default_workers()
     # one grouping for the whole file and its split into partitions: the same rows in both
     size = min(args.row_group_rows, -(-rows // args.partitions))
     src = root / "input.parquet"
@@ -359,12 +365,12 @@ def run(args: argparse.Namespace, root: Path, rows: int, d: int, mlflow_server: 
     with mlflow_server(root / "mlflow") as url:
         version = train_and_register(url, d, args.train_rows)
         client = MlflowClient(url)
-        model = scoring.load_model(client, MODEL, scoring.resolve_champion(client, MODEL))
+        model = load_model(client, MODEL, resolve_champion(client, MODEL))
         est = model.estimator
         ctx = {"url": url, "version": version, "d": d, "out": out}
         print(
             f"score_stream: {rows:,} rows x {d} features, {type(est).__name__}"
-            f"(max_iter={est.max_iter}) champion v{version}; chunks of {scoring.CHUNK_ROWS:,} "
+            f"(max_iter={est.max_iter}) champion v{version}; chunks of {CHUNK_ROWS:,} "
             f"rows, {cpus} prediction threads; input {src.stat().st_size / 2**20:,.0f} MiB "
             f"Parquet (snappy, row groups of {size:,} rows); {os.cpu_count()} CPUs, load "
             f"average at start {load_start}; setup {time.perf_counter() - t0:.0f}s",
@@ -452,7 +458,7 @@ def peak_memory(
 
 
 def flavor_table(
-    args: argparse.Namespace, model: scoring.LoadedModel, url: str, src: Path, rows: int
+    args: argparse.Namespace, model: LoadedModel, url: str, src: Path, rows: int
 ) -> None:
     flavor_rows = min(rows, args.flavor_rows)
     rounds = max(3, args.repeat)

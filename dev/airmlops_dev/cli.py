@@ -6,11 +6,12 @@ import argparse
 from typing import Any
 
 from airmlops_dev import demo, demo_data, demo_replay, localstack
+from airmlops_dev.stack_config import StackConfig
 
 
 def default_tracking_uri() -> str:
     """The local stack's MLflow server (AIRMLOPS_MLFLOW_PORT)."""
-    return localstack.StackConfig().mlflow_url
+    return StackConfig().mlflow_url
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -25,7 +26,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the local stack, run the demo, print where everything is."""
-    cfg = localstack.StackConfig()
+    cfg = StackConfig()
     demo_data.write_all(cfg.root / "data")  # before Airflow starts: scheduled runs read it
     localstack.up(cfg)
     summaries = demo.run_demo(cfg, retrain=args.retrain)

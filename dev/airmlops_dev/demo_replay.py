@@ -23,7 +23,8 @@ from airmlops_core.tracking import registry
 from airmlops_core.tracking.runs import experiment_name
 from airmlops_dev import demo_data
 from airmlops_dev.airflow_api import AirflowClient
-from airmlops_dev.localstack import StackConfig, credentials
+from airmlops_dev.stack_config import StackConfig
+from airmlops_dev.stack_secrets import credentials
 
 if TYPE_CHECKING:
     import pandas as pd

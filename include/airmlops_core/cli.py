@@ -16,7 +16,8 @@ from types import ModuleType
 from airmlops_core import errors, onboard, settings
 from airmlops_core.errors import EstimatorError
 from airmlops_core.io import data
-from airmlops_core.quality import data_checks
+from airmlops_core.quality.drafting import profile_to_file
+from airmlops_core.quality.suite import suite_path
 from airmlops_core.spec import load_spec, load_specs, spec_hash
 from airmlops_core.train.estimator import build_pipeline
 
@@ -51,13 +52,13 @@ def cmd_profile_suite(args: argparse.Namespace) -> int:
     if source.kind != "file" or not source.uri:
         print(
             f"{args.model}: profile-suite reads local files; pass a reference file with "
-            "`python -m airmlops_core.quality.data_checks profile`",
+            "`python -m airmlops_core.quality profile`",
             file=sys.stderr,
         )
         return 2
     window = source.window
-    out = args.out or data_checks.suite_path(spec.name)
-    data_checks.profile_to_file(
+    out = args.out or suite_path(spec.name)
+    profile_to_file(
         data.resolve_uri(source.uri, settings.data_dir()),
         spec.name,
         spec.target,

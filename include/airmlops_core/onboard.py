@@ -4,15 +4,14 @@
 model URI of any flavor (`model_uri`: runs:/, models:/ of another registered model, or a local
 MLflow model directory), and:
 
-1. refuses anything that would run code when loaded: pickle and joblib files (by extension
-   and by content), skops files holding types outside `TRUSTED_PREFIXES`, MLflow models whose
-   flavor deserializes with pickle/cloudpickle or imports custom code, and any pickle found
-   among the model's files;
+1. refuses anything that would run code when loaded (airmlops_core.tracking.model_safety):
+   pickle and joblib files, skops files asking for untrusted types, MLflow models whose flavor
+   deserializes with pickle/cloudpickle or imports custom code, any pickle among its files;
 2. stages the model as an MLflow model directory (a skops file becomes an sklearn-flavor model
    with skops serialization, like the pack's own training logs it; a model without a
    signature gets one inferred from the reference data);
 3. checks it on the spec's reference dataset exactly as the score DAG will run it
-   (`scoring.load_local` + the signature checks): every column it reads is present, it
+   (`score.model.load_local` + the signature checks): every column it reads is present, it
    predicts, a classifier gives class probabilities (binary: two classes) and knows every
    label value, a regressor gives numbers;
 4. only then logs it to an `onboard` MLflow run of the model's experiment with the reference
@@ -40,11 +39,18 @@ from airmlops_core import errors, settings
 from airmlops_core.errors import OnboardError, UnsafeModel
 from airmlops_core.io import data, scored
 from airmlops_core.io.window import extract
-from airmlops_core.score import scoring
+from airmlops_core.score.model import load_local
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats.profile import PROFILE_ARTIFACT
 from airmlops_core.tracking import registry
 from airmlops_core.tracking import runs as tracking
+from airmlops_core.tracking.model_safety import (
+    CONVERT_HINT,
+    TRUSTED_PREFIXES,
+    check_mlflow_model,
+    refuse_pickle,
+    untrusted_types,
+)
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation
@@ -60,41 +66,19 @@ ORIGIN_DETAIL_TAG = f"{TAG_PREFIX}origin_detail"
 SOURCE_URI_TAG = f"{TAG_PREFIX}source_uri"
 EXTERNAL = "external"
 REASON = "onboarded external model"
-# skops may construct these (module prefixes) when loading a model file: scikit-learn, NumPy
-# and SciPy types (and imbalanced-learn's pipelines), what the pack's own trained pipelines
-# hold (training.trusted_types). Anything else (os.system, builtins.eval, a vendor's class)
-# is refused, named.
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "imblearn.")
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".cloudpickle", ".sav", ".pt", ".pth", ".dill")
-# MLflow's python_function loaders that read no pickle when their flavor says so (checked
-# below per flavor); a custom loader module or a code directory is code from the model.
-SAFE_LOADERS = {
-    "mlflow.sklearn",
-    "mlflow.xgboost",
-    "mlflow.lightgbm",
-    "mlflow.catboost",
-    "mlflow.onnx",
-    "mlflow.prophet",
-}
-PICKLE_FLAVORS = {
-    "statsmodels",
-    "pmdarima",
-    "paddle",
-    "pytorch",
-    "fastai",
-    "h2o",
-    "diviner",
-    "spacy",
-    "sentence_transformers",
-    "langchain",
-    "llama_index",
-    "dspy",
-}
-CONVERT_HINT = (
-    "convert it to skops: `import skops.io; skops.io.dump(model, 'model.skops')` "
-    "where the model was built, or log it with mlflow.sklearn.log_model(..., "
-    "serialization_format='skops')"
-)
+
+
+class Onboarded(registry.RegisteredDict):
+    """The onboarded version, now champion, and what it came from (`onboard`)."""
+
+    champion: str
+    previous_champion: str | None
+    url: str
+    run_url: str
+    metrics: dict[str, float]
+    source: str
+    sha256: str
+    summary: str
 
 
 @dataclass(frozen=True)
@@ -108,141 +92,15 @@ class Staged:
 
 
 # --------------------------------------------------------------------------------------------
-# What is refused
-
-
-def _pickle_header(head: bytes) -> bool:
-    """A pickle stream of protocol 2 to 5 starts with PROTO (0x80) and the protocol byte."""
-    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
-
-
-def pickle_reason(path: Path) -> str | None:
-    """Why `path` is (or holds) a pickle, or None: extension, pickle header, or a zip archive
-    with pickled members (PyTorch's format) or without skops' schema."""
-    name = path.name.lower()
-    if name.endswith(PICKLE_SUFFIXES):
-        return f"its extension ({path.suffix}) is a pickle/joblib format"
-    with path.open("rb") as fh:
-        head = fh.read(4)
-    if _pickle_header(head):
-        return f"its content is a pickle stream (protocol {head[1]} header 0x80)"
-    if head[:2] == b"\x1f\x8b" and name.endswith((".skops", ".gz")):
-        return "it is gzip-compressed (joblib's compressed pickle)"
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            pickled = [n for n in names if n.lower().endswith(PICKLE_SUFFIXES)]
-            if pickled:
-                return f"the archive holds pickled members {pickled[:5]}"
-            if name.endswith(".skops") and "schema.json" not in names:
-                return "it is a zip archive without skops' schema.json (not a skops file)"
-    return None
-
-
-def refuse_pickle(path: Path, where: str) -> None:
-    """Raise UnsafeModel when `path` is a pickle (see pickle_reason)."""
-    reason = pickle_reason(path)
-    if reason:
-        raise UnsafeModel(
-            f"{where}: refused, {reason}. Loading a pickle can execute arbitrary "
-            f"code, so the pack never loads one; {CONVERT_HINT}"
-        )
-
-
-def untrusted_types(path: Path) -> list[str]:
-    """Types a skops file asks to construct that are outside TRUSTED_PREFIXES."""
-    from skops.io import get_untrusted_types
-
-    try:
-        asked = get_untrusted_types(file=str(path))
-    except Exception as exc:  # noqa: BLE001 - skops raises many kinds on a broken file
-        raise OnboardError(
-            f"{path}: not a readable skops file: {type(exc).__name__}: {exc}"
-        ) from exc
-    return sorted(t for t in asked if not t.startswith(TRUSTED_PREFIXES))
-
-
-def check_mlflow_model(path: Path, where: str) -> list[str]:
-    """Refuse an MLflow model directory whose loading would unpickle or import its code.
-
-    Returns:
-        The model's flavors.
-
-    Raises:
-        UnsafeModel: naming the flavor setting or the file.
-        OnboardError: not an MLflow model directory.
-    """
-    from mlflow.models import Model
-
-    try:
-        meta = Model.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - a missing or broken MLmodel file
-        raise OnboardError(
-            f"{where}: not an MLflow model (no readable MLmodel file): {exc}"
-        ) from exc
-    flavors = meta.flavors
-    sk = flavors.get("sklearn")
-    if sk is not None and sk.get("serialization_format", "pickle") != "skops":
-        raise UnsafeModel(
-            f"{where}: refused, its sklearn flavor is serialized with "
-            f"{sk.get('serialization_format', 'pickle')}, which can execute "
-            f"arbitrary code when loaded; {CONVERT_HINT}"
-        )
-    unsafe = sorted(set(flavors) & PICKLE_FLAVORS)
-    if unsafe:
-        raise UnsafeModel(
-            f"{where}: refused, the {unsafe[0]} flavor loads its model with "
-            "pickle, which can execute arbitrary code; export it to a safe "
-            "format (skops, ONNX, the library's own JSON/text format)"
-        )
-    pyfunc = flavors.get("python_function")
-    if pyfunc is not None:
-        if pyfunc.get("model_code_path") or pyfunc.get("code"):
-            raise UnsafeModel(
-                f"{where}: refused, its python_function flavor runs Python code "
-                f"shipped with the model ({pyfunc.get('model_code_path') or 'code/'}"
-                ") when loaded; onboard a model in a serialized format instead"
-            )
-        if pyfunc.get("python_model"):
-            raise UnsafeModel(
-                f"{where}: refused, its python_function flavor holds a "
-                f"cloudpickled python_model ({pyfunc.get('python_model')}), "
-                "which can execute arbitrary code when loaded"
-            )
-        loader = pyfunc.get("loader_module")
-        if loader and loader not in SAFE_LOADERS:
-            raise UnsafeModel(
-                f"{where}: refused, its python_function flavor loads through "
-                f"'{loader}', which is not one of MLflow's loaders known to read "
-                f"no pickle ({sorted(SAFE_LOADERS)})"
-            )
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        reason = pickle_reason(file)
-        if reason:
-            rel = file.relative_to(path)
-            raise UnsafeModel(
-                f"{where}: refused, the model's file {rel} is a pickle: {reason}. "
-                "Loading a pickle can execute arbitrary code"
-            )
-    return sorted(flavors)
-
-
-# --------------------------------------------------------------------------------------------
 # Staging
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _sha256_dir(path: Path) -> str:
     h = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(file.relative_to(path)).encode() + b"\0" + _sha256_file(file).encode())
+        h.update(
+            str(file.relative_to(path)).encode() + b"\0" + data.file_sha256(str(file)).encode()
+        )
     return h.hexdigest()
 
 
@@ -303,7 +161,7 @@ def stage_file(spec: ModelSpec, model_file: str | Path, reference: Any, dest: Pa
     return Staged(
         dest,
         where,
-        _sha256_file(path),
+        data.file_sha256(str(path)),
         {
             f"{TAG_PREFIX}flavors": "python_function,sklearn",
             f"{TAG_PREFIX}skops_trusted_types": ",".join(trusted)[:5000],
@@ -429,7 +287,7 @@ def check_on_reference(
 
     where = staged.source
     try:
-        model = scoring.load_local(staged.path, spec.name, "onboarding")
+        model = load_local(staged.path, spec.name, "onboarding")
     except errors.ModelLoadError as exc:
         raise OnboardError(f"{where}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - the flavor's own loading error
@@ -511,7 +369,7 @@ def onboard(
     spec_sha: str = "",
     s3_client: Any = None,
     sql_engine: Any = None,
-) -> dict[str, Any]:
+) -> Onboarded:
     """Check, log, register and crown a model built elsewhere (see the module docstring).
 
     Args:
@@ -525,8 +383,7 @@ def onboard(
         spec_sha: the spec file's hash, recorded on the version.
 
     Returns:
-        {"name", "version", "created", "champion", "previous_champion", "url", "run_url",
-         "metrics", "source", "sha256"}.
+        The registered version, now champion, with its metrics and source (`Onboarded`).
 
     Raises:
         OnboardError: bad input (UnsafeModel: a pickle or code), naming the file or URI;

@@ -27,7 +27,7 @@ def retrain_extract_step(
     work_uri: str | None = None,
     s3_client: Any = None,
     sql_engine: Any = None,
-) -> dict[str, Any]:
+) -> train_flow.TrainRefs:
     """The training window rebuilt with the latest labelled production data.
 
     The spec's source window plus every scored row whose label has landed (features from the

@@ -10,17 +10,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from airmlops_core import yaml_schema
 from airmlops_core.errors import SpecError
+from airmlops_core.yaml_schema import StrictModel
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 DOTTED_PATH_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
@@ -32,11 +26,21 @@ REGRESSION_METRICS = {"rmse", "mae", "r2"}
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def check_model_name(v: str) -> str:
+    """`v` itself when it is a valid model name (a spec's name, a suite's model).
+
+    Raises:
+        ValueError: saying what a model name may contain.
+    """
+    if not NAME_RE.match(v):
+        raise ValueError(
+            f"'{v}' must be lowercase letters, digits and _, "
+            "starting with a letter, at most 48 characters"
+        )
+    return v
 
 
-class Window(_Strict):
+class Window(StrictModel):
     """Rows whose `column` lies in [start, end] (inclusive) form the training window."""
 
     column: str
@@ -44,7 +48,7 @@ class Window(_Strict):
     end: float | int | str | None = None
 
 
-class Source(_Strict):
+class Source(StrictModel):
     """Where a model's data comes from.
 
     kind=file: `uri` is a CSV or Parquet path, absolute or relative to the data directory.
@@ -79,7 +83,7 @@ class Source(_Strict):
         return "csv" if (self.uri or "").endswith(".csv") else "parquet"
 
 
-class Features(_Strict):
+class Features(StrictModel):
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
 
@@ -102,7 +106,7 @@ class Features(_Strict):
         return [*self.numeric, *self.categorical]
 
 
-class Estimator(_Strict):
+class Estimator(StrictModel):
     """A scikit-learn compatible estimator, by dotted import path, with its params."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -118,13 +122,13 @@ class Estimator(_Strict):
         return v
 
 
-class Split(_Strict):
+class Split(StrictModel):
     test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
     seed: int = 42
     stratify: bool = True
 
 
-class Rebalance(_Strict):
+class Rebalance(StrictModel):
     """Oversample the minority classes of the training fold (imbalanced-learn), inside the
     pipeline: only `fit` resamples, so the holdout, the reference and scoring never see
     synthetic rows.
@@ -146,12 +150,12 @@ class Rebalance(_Strict):
         return v
 
 
-class Metrics(_Strict):
+class Metrics(StrictModel):
     primary: str
     floors: dict[str, float] = Field(default_factory=dict)
 
 
-class Schedules(_Strict):
+class Schedules(StrictModel):
     train: str | None = None
     score: str | None = None
     drift: str | None = None
@@ -171,7 +175,7 @@ class Schedules(_Strict):
         return v
 
 
-class Promotion(_Strict):
+class Promotion(StrictModel):
     """How the validate gate decides between the champion and a challenger."""
 
     metric: str | None = None  # default: metrics.primary
@@ -184,7 +188,7 @@ class Promotion(_Strict):
     human_approval: bool = False
 
 
-class ScoringSink(_Strict):
+class ScoringSink(StrictModel):
     """Upsert each run's scored rows into `table` ("name" or "schema.name") through the Airflow
     SQL connection `conn_id`, keyed on (row key, model_name); see airmlops_core.io.sql_sink."""
 
@@ -192,7 +196,7 @@ class ScoringSink(_Strict):
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
-class Scoring(_Strict):
+class Scoring(StrictModel):
     """Bulk scoring with the champion: where batches land and where scores go.
 
     `input` is a file, a directory of .parquet/.csv files, a glob or an s3:// prefix (each file
@@ -217,7 +221,7 @@ class Scoring(_Strict):
         return self
 
 
-class Monitoring(_Strict):
+class Monitoring(StrictModel):
     """Drift checks of the champion on scored data (see airmlops_core.stats.drift).
 
     A column drifts when its p-value survives Benjamini-Hochberg at `fdr` AND an effect size
@@ -237,7 +241,7 @@ class Monitoring(_Strict):
     )
 
 
-class Retrain(_Strict):
+class Retrain(StrictModel):
     """How `<model>__retrain` rebuilds its training window, and how often it may run."""
 
     window: Literal["expanding", "sliding"] = "expanding"
@@ -251,26 +255,28 @@ class Retrain(_Strict):
         return self
 
 
-class DataChecks(_Strict):
+class DataChecks(StrictModel):
     """The Great Expectations gate: suite file and quarantine location."""
 
     suite: str | None = None  # default include/expectations/<model>.yaml
     quarantine_uri: str | None = None  # default <local>/quarantine/<model>
 
 
-class Alerts(_Strict):
+DeadlinePipeline = Literal["train", "validate", "score", "drift", "retrain"]
+
+
+class Alerts(StrictModel):
     """Where alerts go, and run deadlines: minutes after a run is queued by which it must have
     finished (per pipeline, e.g. {train: 90}); a late run sends one alert."""
 
     channel: str = "#ml-alerts"
     conn_id: str = "slack_alerts"
-    deadlines: dict[
-        Literal["train", "validate", "score", "drift", "retrain"],
-        Annotated[float, Field(gt=0, le=7 * 24 * 60)],
-    ] = Field(default_factory=dict)
+    deadlines: dict[DeadlinePipeline, Annotated[float, Field(gt=0, le=7 * 24 * 60)]] = Field(
+        default_factory=dict
+    )
 
 
-class External(_Strict):
+class External(StrictModel):
     """A model built elsewhere and monitored here: scored, drift-checked and probed, never
     trained, validated or retrained by the pack (see docs/external-models.md).
 
@@ -296,7 +302,7 @@ TRAINING_ONLY = {
 EXTERNAL_DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     """One model: what it learns from, how, and what counts as good enough.
 
     `source`, `estimator` and `metrics` are required for a model trained here; a model built
@@ -335,12 +341,7 @@ class ModelSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError(
-                f"'{v}' must be lowercase letters, digits and _, "
-                "starting with a letter, at most 48 characters"
-            )
-        return v
+        return check_model_name(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -459,19 +460,6 @@ class ModelSpec(_Strict):
         return self.split.stratify and self.is_classifier
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
-
-
-def _describe(error: Any) -> str:
-    """A pydantic error as one line, quoting the offending scalar value when there is one."""
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    value = error.get("input")
-    if error["type"] != "missing" and isinstance(value, str | int | float | bool):
-        msg += f" (got {value!r})"
-    return msg
-
-
 def spec_hash(raw: bytes) -> str:
     """Content hash of a spec file, recorded as lineage on model versions."""
     return hashlib.sha256(raw).hexdigest()[:16]
@@ -484,24 +472,9 @@ def load_spec(path: str | Path) -> ModelSpec:
         SpecError: naming the file, each offending field and what is wrong.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(path, [("(file)", f"cannot read: {exc.strerror or exc}")]) from exc
-    except UnicodeDecodeError as exc:
-        raise SpecError(path, [("(file)", f"not UTF-8 text: {exc.reason}")]) from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(path, [("(yaml)", f"not valid YAML: {exc}")]) from exc
-    if not isinstance(raw, dict):
-        kind = "empty" if raw is None else type(raw).__name__
-        raise SpecError(path, [("(top level)", f"expected a mapping of fields, got {kind}")])
-    try:
-        spec = ModelSpec.model_validate(raw)
-    except ValidationError as exc:
-        problems = [(_field_path(e["loc"]), _describe(e)) for e in exc.errors()]
-        raise SpecError(path, problems) from None
-    if spec.name != path.stem:
-        raise SpecError(path, [("name", f"'{spec.name}' must equal the file name '{path.stem}'")])
+    raw = yaml_schema.read_yaml(path, SpecError)
+    spec = yaml_schema.parse_model(ModelSpec, raw, path, SpecError)
+    yaml_schema.require_file_name(path, "name", spec.name, SpecError)
     return spec
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from airmlops import assets, notify
 from airmlops.operators.checks import CheckTrainingDataOperator
@@ -37,7 +37,11 @@ from airmlops.operators.validate import (
 )
 from airmlops_core import settings
 from airmlops_core.errors import SpecError
-from airmlops_core.spec import ModelSpec, load_specs
+from airmlops_core.spec import DeadlinePipeline, ModelSpec, load_specs
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset
+    from airflow.sdk.definitions.deadline import DeadlineAlert
 
 START_DATE = datetime(2024, 1, 1)
 RETRIES = 2
@@ -55,9 +59,10 @@ def default_args(spec: ModelSpec) -> dict[str, object]:
     }
 
 
-def deadline(spec: ModelSpec, pipeline: str) -> Any:
-    """The pipeline's deadline alert from `alerts.deadlines`, or None."""
-    minutes = spec.alerts.deadlines.get(pipeline)
+def deadline(spec: ModelSpec, pipeline: str) -> DeadlineAlert | None:
+    """The pipeline's deadline alert from `alerts.deadlines`, or None (none set, or a pipeline
+    such as rollback that takes no deadline)."""
+    minutes = next((m for name, m in spec.alerts.deadlines.items() if name == pipeline), None)
     if minutes is None:
         return None
     return notify.deadline_alert(f"{spec.name}__{pipeline}", minutes, spec.alerts.conn_id)
@@ -67,15 +72,32 @@ def dag_tags(spec: ModelSpec, pipeline: str) -> list[str]:
     return ["airmlops", f"model:{spec.name}", pipeline, *spec.tags]
 
 
+def model_dag(spec: ModelSpec, pipeline: str, *, schedule: Any, **kwargs: Any) -> DAG:
+    """`<model>__<pipeline>` with what every model DAG shares: start date, no catch-up, one run
+    at a time (one champion move at a time), tags, default args and the deadline alert."""
+    return DAG(
+        dag_id=f"{spec.name}__{pipeline}",
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=dag_tags(spec, pipeline),
+        default_args=default_args(spec),
+        deadline=deadline(spec, pipeline),
+        **kwargs,
+    )
+
+
 def train_dag(spec: ModelSpec, *, retrain: bool = False) -> DAG:
     """`<model>__train`: extract -> check -> train -> evaluate -> register (alias challenger).
 
     With `retrain`, `<model>__retrain`: the same path on a window rebuilt with the latest
     labelled production data, run by the drift Asset (and `schedules.retrain`).
     """
-    pipeline = "retrain" if retrain else "train"
-    with DAG(
-        dag_id=f"{spec.name}__{pipeline}",
+    pipeline: DeadlinePipeline = "retrain" if retrain else "train"
+    with model_dag(
+        spec,
+        pipeline,
         description=(
             f"Retrain {spec.name} on recent labelled data"
             if retrain
@@ -89,12 +111,6 @@ def train_dag(spec: ModelSpec, *, retrain: bool = False) -> DAG:
             if retrain
             else spec.schedules.train
         ),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=dag_tags(spec, pipeline),
-        default_args=default_args(spec),
-        deadline=deadline(spec, pipeline),
     ) as dag:
         common = {"model_name": spec.name}
         extract = (ExtractRetrainingDataOperator if retrain else ExtractTrainingDataOperator)(
@@ -141,19 +157,14 @@ Spec: `include/models/{name}.yaml`.
 
 def validate_dag(spec: ModelSpec) -> DAG:
     """`<model>__validate`: on each candidate, gate the challenger and promote or reject it."""
-    with DAG(
-        dag_id=f"{spec.name}__validate",
+    with model_dag(
+        spec,
+        "validate",
         description=f"Promotion gate of {spec.name}",
         doc_md=VALIDATE_DOC.format(
             name=spec.name, metric=spec.gate_metric, margin=spec.promotion.margin
         ),
         schedule=[assets.candidate(spec.name)],
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,  # at most one promotion at a time per model
-        tags=dag_tags(spec, "validate"),
-        default_args=default_args(spec),
-        deadline=deadline(spec, "validate"),
     ) as dag:
         common = {"model_name": spec.name}
         resolve = ResolveCandidateOperator(task_id="resolve", **common)
@@ -205,17 +216,13 @@ version tags, emits `model/{name}/champion`) or tags the challenger `rejected`.
 
 def rollback_dag(spec: ModelSpec) -> DAG:
     """`<model>__rollback`: a manual form that re-points `champion` and records why."""
-    with DAG(
-        dag_id=f"{spec.name}__rollback",
+    with model_dag(
+        spec,
+        "rollback",
         description=f"Roll back the champion of {spec.name}",
         doc_md=f"### Roll back `{spec.name}`\nRe-points `champion` at a chosen version or at "
         "`previous_champion`, records who and why as version tags, and notifies.",
         schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=dag_tags(spec, "rollback"),
-        default_args=default_args(spec),
         params={
             "target": Param(
                 "previous_champion",
@@ -238,29 +245,21 @@ def rollback_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
-def asset_or_cron(asset: Any, cron: str | None) -> Any:
+def asset_or_cron(asset: Asset, cron: str | None) -> list[Asset] | AssetOrTimeSchedule:
     """Run on each event of `asset`, and also on `cron` (UTC) when one is given."""
     if not cron:
         return [asset]
-    from airflow.timetables.assets import AssetOrTimeSchedule
-    from airflow.timetables.trigger import CronTriggerTimetable
-
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[asset])
 
 
 def score_dag(spec: ModelSpec) -> DAG:
     """`<model>__score`: champion pinned -> one mapped task per partition -> manifest."""
-    with DAG(
-        dag_id=f"{spec.name}__score",
+    with model_dag(
+        spec,
+        "score",
         description=f"Bulk scoring of {spec.name} with its champion",
         doc_md=SCORE_DOC.format(name=spec.name),
         schedule=asset_or_cron(assets.landing(spec.name), spec.schedules.score),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=dag_tags(spec, "score"),
-        default_args=default_args(spec),
-        deadline=deadline(spec, "score"),
         params={
             "input": Param(
                 "",
@@ -311,17 +310,12 @@ def drift_dag(spec: ModelSpec) -> DAG:
         SignalRetrainOperator,
     )
 
-    with DAG(
-        dag_id=f"{spec.name}__drift",
+    with model_dag(
+        spec,
+        "drift",
         description=f"Drift and decay of {spec.name}'s champion",
         doc_md=DRIFT_DOC.format(name=spec.name),
         schedule=asset_or_cron(assets.scored(spec.name), spec.schedules.drift),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=dag_tags(spec, "drift"),
-        default_args=default_args(spec),
-        deadline=deadline(spec, "drift"),
     ) as dag:
         common = {"model_name": spec.name}
         check = DriftCheckOperator(task_id="check", **common)
@@ -350,16 +344,12 @@ def onboard_dag(spec: ModelSpec) -> DAG:
     from airmlops.operators.onboard import OnboardModelOperator
 
     assert spec.external is not None
-    with DAG(
-        dag_id=f"{spec.name}__onboard",
+    with model_dag(
+        spec,
+        "onboard",
         description=f"Onboard a build of {spec.name} made elsewhere ({spec.external.origin})",
         doc_md=ONBOARD_DOC.format(name=spec.name, origin=spec.external.origin),
         schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,  # one champion move at a time
-        tags=dag_tags(spec, "onboard"),
-        default_args=default_args(spec),
         params={
             "model_uri": Param(
                 "",

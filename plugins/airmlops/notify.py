@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseNotifier
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.definitions.deadline import DeadlineAlert
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ class SafeSlackWebhookNotifier(BaseNotifier):
         self.timeout = timeout
         self.retries = retries
 
-    def notify(self, context: Any) -> None:
+    def notify(self, context: Context) -> None:
         error = ""
         for attempt in range(1, self.retries + 2):
             try:
@@ -86,14 +90,14 @@ class SafeSlackWebhookNotifier(BaseNotifier):
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
         self._record(context, error)
 
-    def _send(self, context: Any) -> None:
+    def _send(self, context: Context) -> None:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
         SlackWebhookNotifier(
             slack_webhook_conn_id=self.slack_webhook_conn_id, text=self.text, timeout=self.timeout
         ).notify(context)
 
-    def _record(self, context: Any, error: str) -> None:
+    def _record(self, context: Context, error: str) -> None:
         from airmlops_core import alert_log
 
         ti = context.get("ti")
@@ -130,14 +134,20 @@ DEADLINE_TEXT = (
 )
 
 
-def deadline_alert(dag_id: str, minutes: float, conn_id: str) -> Any:
+def deadline_alert(dag_id: str, minutes: float, conn_id: str) -> DeadlineAlert:
     """An Airflow deadline alert: one Slack message when a run of `dag_id` is still not done
     `minutes` after it was queued. It runs in the triggerer (the provider's async notifier),
     apart from any task, so it cannot change a task's outcome."""
     import datetime as dt
 
     from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    # exported by airflow.sdk at run time, but missing from its __init__.pyi stub
+    from airflow.sdk import (  # type: ignore[attr-defined]
+        AsyncCallback,
+        DeadlineAlert,
+        DeadlineReference,
+    )
 
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,

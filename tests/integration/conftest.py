@@ -17,8 +17,11 @@ import pytest
 import yaml
 
 from airmlops_dev.airflow_api import AirflowClient
-from airmlops_dev.localstack import StackConfig, credentials, down, stack_processes, up
+from airmlops_dev.localstack import down, up
 from airmlops_dev.ports import free_ports
+from airmlops_dev.stack_config import StackConfig
+from airmlops_dev.stack_pids import stack_processes
+from airmlops_dev.stack_secrets import credentials
 from paths import PROJECT_DIR
 
 SMOKE_DAG_ID = "airmlops_smoke"

@@ -3,7 +3,7 @@ Redis, MLflow on PostgreSQL with S3 artifacts behind basic auth, all real and on
 
 docker-compose.yml describes this topology for one Docker host; no Docker engine runs where the
 pack is built, so this module starts the same services as processes (airmlops_dev.localstack
-with a Celery configuration, tests/pgserver.py, tests/redisserver.py, tests/s3server.py), runs
+with a Celery configuration, tests/support/pgserver.py, redisserver.py, s3server.py), runs
 the whole lifecycle of the churn demo model on it, then injects faults:
 
 - a Celery worker SIGKILLed (its whole process tree, like a lost machine) while it runs a mapped
@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import requests
 import yaml
@@ -41,8 +42,11 @@ import yaml
 from airmlops_core.io import data, scored
 from airmlops_dev import demo_data, localstack
 from airmlops_dev.airflow_api import AirflowClient
-from airmlops_dev.localstack import StackConfig
 from airmlops_dev.ports import free_ports
+from airmlops_dev.stack_config import COMPONENTS, StackConfig
+from airmlops_dev.stack_health import format_status, status
+from airmlops_dev.stack_pids import read_pid, stack_processes
+from airmlops_dev.stack_secrets import credentials, ensure_secrets, mlflow_credentials
 from paths import PROJECT_DIR
 from pgserver import PostgresServer, PostgresUnavailable
 from redisserver import RedisServer, redis_binary
@@ -246,9 +250,9 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
         demo_churn = demo_data.churn()
         data.write_frame(demo_churn, str(cfg.root / "data" / "demo" / "churn.parquet"))
         localstack.up(cfg)
-        _, (user, password) = localstack.credentials(cfg)
+        _, (user, password) = credentials(cfg)
         # the test's own MLflow client authenticates like the pack's tasks: from the environment
-        creds = localstack.mlflow_credentials(cfg)
+        creds = mlflow_credentials(cfg)
         assert creds is not None
         os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = creds
         os.environ["MLFLOW_TRACKING_URI"] = cfg.mlflow_url
@@ -273,12 +277,12 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
         try:
             if cfg is not None:
                 localstack.down(cfg)
-                left = localstack.stack_processes(cfg)
+                left = stack_processes(cfg)
                 assert not left, f"processes of the stack left after down(): {left}"
         finally:
-            s3.stop()
-            redis.remove()
-            pg.remove()
+            s3.close()
+            redis.close()
+            pg.close()
 
 
 def _mlflow(cfg: StackConfig) -> Any:
@@ -288,12 +292,11 @@ def _mlflow(cfg: StackConfig) -> Any:
 
 
 def _environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if item)
+    return dict(psutil.Process(pid).environ())
 
 
 def _pid(cfg: StackConfig, component: str) -> int:
-    pid = localstack._read_pid(cfg.pid_file(component))
+    pid = read_pid(cfg.pid_file(component))
     assert pid, f"no pid file for {component}"
     return pid
 
@@ -301,20 +304,10 @@ def _pid(cfg: StackConfig, component: str) -> int:
 def _tree(pid: int) -> list[int]:
     """`pid` and all its descendants (Airflow task processes lead process groups of their own,
     so a process-group kill would miss them)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo.extend(children.get(p, []))
-    return found
+    try:
+        return [pid] + [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return [pid]
 
 
 def _kill_tree(pid: int) -> list[int]:
@@ -357,9 +350,10 @@ def check_output(
 ) -> dict[str, str]:
     """Rows out == rows in, each key once, every file byte-identical to the expected scoring
     of its input (recomputed here with the pinned version), no temp file left behind."""
-    from airmlops_core.score import scoring
+    from airmlops_core.quality.suite import suite_for
+    from airmlops_core.score.gate import score_or_quarantine
+    from airmlops_core.score.model import load_model
     from airmlops_core.spec import load_spec
-    from airmlops_core.validate import flow as validate_flow
 
     out = scored_dir(cfg, api, run_id)
     files = sorted(out.glob("*.parquet"))
@@ -374,15 +368,15 @@ def check_output(
     run = api.dag_run(f"{MODEL}__score", run_id)
     when = run.get("logical_date") or run["run_after"]
     spec = load_spec(Path(cfg.extra_env["AIRMLOPS_MODELS_DIR"]) / f"{MODEL}.yaml")
-    model = scoring.load_model(_mlflow(cfg), MODEL, version)
+    model = load_model(_mlflow(cfg), MODEL, version)
     expected_dir = cfg.root / "expected" / run_id.replace(":", "_").replace("+", "_")
     digests = {}
     for part in parts:
         target = expected_dir / part.name
-        scoring.score_or_quarantine(
+        score_or_quarantine(
             model,
             str(part),
-            suite=validate_flow.suite_for(spec).model_copy(update={"extra_columns": "warn"}),
+            suite=suite_for(spec).model_copy(update={"extra_columns": "warn"}),
             output_uri=str(target),
             quarantine_uri=str(expected_dir / "q" / part.stem),
             row_key=spec.row_key,
@@ -434,18 +428,18 @@ def _celery_deliveries(cfg: StackConfig) -> list[str]:
 # The lifecycle ----------------------------------------------------------------------------------
 def test_topology_is_distributed_and_locked_down(dist: Distributed) -> None:
     cfg = dist.cfg
-    rows = localstack.status(cfg)
+    rows = status(cfg)
     assert [r.component for r in rows] == [
-        *localstack.COMPONENTS,
+        *COMPONENTS,
         "celery-worker-1",
         "celery-worker-2",
     ]
-    assert all(r.alive and r.healthy for r in rows), localstack.format_status(rows)
+    assert all(r.alive and r.healthy for r in rows), format_status(rows)
     # MLflow: basic auth on, the pack's credentials from the environment work
     search = f"{cfg.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
     assert requests.get(search, timeout=10).status_code == 401
     assert requests.get(search, timeout=10, auth=("admin", "wrong-password")).status_code == 401
-    creds = localstack.mlflow_credentials(cfg)
+    creds = mlflow_credentials(cfg)
     assert creds is not None
     assert requests.get(search, timeout=10, auth=creds).status_code == 200
     # only the MLflow server holds S3 credentials: clients go through its artifact proxy
@@ -589,7 +583,7 @@ def test_secrets_are_masked_in_task_logs(dist: Distributed, fanout) -> None:
     assert "PROBE mlflow password=***" in text, text[-2000:]
     assert "PROBE printed mlflow password=***" in text
     assert "PROBE api key=***" in text
-    creds = localstack.mlflow_credentials(dist.cfg)
+    creds = mlflow_credentials(dist.cfg)
     assert creds is not None
     secrets_ = {
         "mlflow admin password": creds[1],
@@ -598,7 +592,7 @@ def test_secrets_are_masked_in_task_logs(dist: Distributed, fanout) -> None:
         "redis password": dist.redis.password,
         **dist.passwords,
     }
-    for key, value in localstack._ensure_secrets(dist.cfg).items():
+    for key, value in ensure_secrets(dist.cfg).items():
         secrets_[key] = value
     task_logs = [p for p in logs.rglob("*") if p.is_file()]
     assert len(task_logs) > 10
@@ -679,7 +673,7 @@ def test_worker_killed_mid_scoring_run_completes_exactly_once(dist: Distributed,
     )
     # the dead worker comes back with `up` (as a supervisor would restart it)
     localstack.up(cfg)
-    assert all(r.healthy for r in localstack.status(cfg))
+    assert all(r.healthy for r in status(cfg))
 
 
 def test_postgres_restart_between_runs_then_redis_restart_mid_run(
@@ -725,10 +719,10 @@ def test_postgres_restart_between_runs_then_redis_restart_mid_run(
     assert not twice, f"Celery delivered tasks twice: {twice}"
     # an Airflow component may exit when its database goes away (the dag-processor did in one
     # run of three); docker-compose restarts it (restart: unless-stopped), here `up` does
-    dead = [r.component for r in localstack.status(cfg) if not r.alive]
+    dead = [r.component for r in status(cfg) if not r.alive]
     if dead:
         localstack.up(cfg)
-    rows = localstack.status(cfg)
+    rows = status(cfg)
     still = [r.component for r in rows if not (r.alive and r.healthy)]
     dist.note(
         f"fault 2, PostgreSQL restart between runs: down {pg_down:.1f}s; the next run "
@@ -743,4 +737,4 @@ def test_postgres_restart_between_runs_then_redis_restart_mid_run(
         f"components that exited: {dead or 'none'}"
         + (" (restarted by `up`, as compose's restart policy would)" if dead else "")
     )
-    assert not still, localstack.format_status(rows)
+    assert not still, format_status(rows)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airmlops_dev import localstack
+from airmlops_dev import localstack, process_group
 from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def test_outage_alerts_once_and_recovery_once(stack: Any, airflow_api: Any) -> N
     pid = int(stack.pid_file("model-api").read_text())
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while localstack._alive(pid) and time.monotonic() < deadline:
+    while process_group.alive(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
     for _ in range(3):
         probe(airflow_api)

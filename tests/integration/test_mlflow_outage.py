@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from fault_proxy import Action, Fault, FaultProxy, MlflowServer
+from fault_proxy import Action, Fault, FaultProxy, KillableMlflowServer
 
 pytestmark = pytest.mark.integration
 
@@ -284,7 +284,7 @@ def violations(s: Snapshot, e: Expectation) -> tuple[list[str], str]:
 class Observer:
     """Checks the invariants on every stored state it can catch, from the proxy and a poller."""
 
-    def __init__(self, server: MlflowServer) -> None:
+    def __init__(self, server: KillableMlflowServer) -> None:
         self.server = server
         self._lock = threading.Lock()
         self._expect: Expectation | None = None
@@ -360,7 +360,7 @@ class Row:
 class Campaign:
     root: Path
     spec: Any
-    server: MlflowServer
+    server: KillableMlflowServer
     proxy: FaultProxy
     observer: Observer
     rows: list[Row] = field(default_factory=list)
@@ -760,7 +760,7 @@ metrics: {{primary: roc_auc}}
 """
 
 
-def print_tally(rows: list[Row], server: MlflowServer, seconds: float) -> None:
+def print_tally(rows: list[Row], server: KillableMlflowServer, seconds: float) -> None:
     heads = (
         "case",
         "stage",
@@ -829,7 +829,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
         mp.setenv("AIRMLOPS_DATA_DIR", str(root / "data"))
         mp.setenv("AIRMLOPS_WORK_URI", str(root / "work"))
         mp.setenv("AIRMLOPS_CODE_VERSION", "outage-test")
-        server = MlflowServer(root / "mlflow")
+        server = KillableMlflowServer(root / "mlflow")
         observer = Observer(server)
         proxy = FaultProxy(server, on_response=observer.on_response)
         camp = Campaign(root, spec, server, proxy, observer)
@@ -841,7 +841,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
         finally:
             observer.stop()
             proxy.stop()
-            server.stop()
+            server.close()
             mlflow.set_tracking_uri(previous_uri)
             if camp.rows:
                 print_tally(camp.rows, server, time.monotonic() - t0)

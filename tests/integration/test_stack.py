@@ -13,7 +13,11 @@ import requests
 
 from airmlops_dev import localstack
 from airmlops_dev.airflow_api import AirflowAPIError, AirflowClient
-from airmlops_dev.localstack import StackConfig
+from airmlops_dev.stack_config import COMPONENTS, WEBHOOK_PATH, StackConfig
+from airmlops_dev.stack_env import airflow_env
+from airmlops_dev.stack_health import format_status, status
+from airmlops_dev.stack_pids import stack_processes
+from airmlops_dev.stack_secrets import credentials
 from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
@@ -31,9 +35,9 @@ def _messages_containing(cfg: StackConfig, text: str, timeout: float = 30) -> li
 
 
 def test_all_components_healthy(stack: StackConfig) -> None:
-    rows = localstack.status(stack)
-    assert [r.component for r in rows] == list(localstack.COMPONENTS)
-    assert all(r.alive and r.healthy for r in rows), localstack.format_status(rows)
+    rows = status(stack)
+    assert [r.component for r in rows] == list(COMPONENTS)
+    assert all(r.alive and r.healthy for r in rows), format_status(rows)
 
     health = requests.get(f"{stack.airflow_url}/api/v2/monitor/health", timeout=10).json()
     for component in ("metadatabase", "scheduler", "dag_processor", "triggerer"):
@@ -43,7 +47,7 @@ def test_all_components_healthy(stack: StackConfig) -> None:
 
 
 def test_up_again_is_a_fast_noop(stack: StackConfig) -> None:
-    before = {r.component: r.pid for r in localstack.status(stack)}
+    before = {r.component: r.pid for r in status(stack)}
     started = time.monotonic()
     rows = localstack.up(stack)
     elapsed = time.monotonic() - started
@@ -53,16 +57,16 @@ def test_up_again_is_a_fast_noop(stack: StackConfig) -> None:
 
 
 def test_status_table_lists_every_component(stack: StackConfig) -> None:
-    table = localstack.format_status(localstack.status(stack))
-    for name in localstack.COMPONENTS:
+    table = format_status(status(stack))
+    for name in COMPONENTS:
         assert name in table
     assert stack.airflow_url in table
     assert stack.mlflow_url in table
 
 
 def test_every_process_carries_the_stack_marker(stack: StackConfig) -> None:
-    pids = localstack.stack_processes(stack)
-    component_pids = {r.pid for r in localstack.status(stack)}
+    pids = stack_processes(stack)
+    component_pids = {r.pid for r in status(stack)}
     assert component_pids <= set(pids)
     # LocalExecutor workers, uvicorn children and the triggerer's runner are found too.
     assert len(pids) > len(component_pids)
@@ -77,7 +81,7 @@ def test_receiver_records_posts_and_survives_bad_input(stack: StackConfig) -> No
 
     found = _messages_containing(stack, marker, timeout=5)
     assert len(found) == 1
-    assert found[0]["path"] == localstack.WEBHOOK_PATH
+    assert found[0]["path"] == WEBHOOK_PATH
     assert found[0]["body"] == {"text": marker}
     listed = requests.get(f"{stack.receiver_url}/messages", timeout=10).json()
     assert any(m["body"] == {"text": marker} for m in listed)
@@ -115,7 +119,7 @@ def test_settings_loader_upserts(
         )
         result = subprocess.run(
             [python, "-m", "airmlops_dev.settings_loader", str(settings)],
-            env=localstack.airflow_env(stack),
+            env=airflow_env(stack),
             capture_output=True,
             text=True,
             timeout=120,
@@ -147,7 +151,7 @@ def test_api_requires_authentication(stack: StackConfig) -> None:
 
 
 def test_secrets_are_private_and_never_logged(stack: StackConfig) -> None:
-    path, (_, password) = localstack.credentials(stack)
+    path, (_, password) = credentials(stack)
     assert path == stack.passwords_file
     for private in (stack.secrets_file, stack.passwords_file):
         assert stat.S_IMODE(private.stat().st_mode) == 0o600
@@ -179,4 +183,4 @@ def test_smoke_dag_runs_and_reaches_the_receiver(
     assert tis["check_settings"]["pool"] == "ml_training"
     found = _messages_containing(stack, f"airmlops smoke test {run_id}")
     assert found, read_messages(stack.messages_file)[-5:]
-    assert found[0]["path"] == localstack.WEBHOOK_PATH
+    assert found[0]["path"] == WEBHOOK_PATH

@@ -1,12 +1,12 @@
 """Fault injection for tests: a killable, restartable MLflow server behind a faulty proxy.
 
-``MlflowServer`` runs a real ``mlflow server`` (SQLite backend, served artifacts) on one
+``KillableMlflowServer`` runs a real ``mlflow server`` (SQLite backend, served artifacts) on one
 loopback port and one data directory that both survive restarts. ``kill()`` sends SIGKILL to
 the whole process group, like a crashed host; ``start()`` brings it back on the same port.
 
-The first start is the real ``mlflow server`` command (``airmlops_dev.mlflow_server``). A
+The first start is the real ``mlflow server`` command (``mlflow_server.MlflowServer``). A
 restart replays exactly the worker that command launched (same uvicorn arguments, same
-environment, read back from /proc): it is forked from a "zygote" process that imported the
+environment, read back with psutil): it is forked from a "zygote" process that imported the
 server's modules once and nothing else (no thread, no open database), so a restart costs about
 a second instead of two full MLflow imports (10-30 s on two busy cores). Pass
 ``fast_restart=False`` to run the real command every time.
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import signal
 import socket
@@ -40,16 +39,19 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
-from airmlops_dev.mlflow_server import SERVER_ENV, server_argv
-from airmlops_dev.ports import LOOPBACK, free_ports
+import psutil
+
+from airmlops_dev import process_group
+from airmlops_dev.ports import LOOPBACK
+from mlflow_server import MlflowServer
 
 log = logging.getLogger(__name__)
 
@@ -98,42 +100,20 @@ for line in sys.stdin:
 """
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is `pid` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # the command name is in parentheses and may contain spaces: parse after the last ')'
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:  # a zombie still answers kill(0): look at its state
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
-class MlflowServer:
+class KillableMlflowServer(MlflowServer):
     """A real MLflow server on a fixed port and data directory, killable and restartable.
+
+    `stop()` kills it too (SIGKILL to its process group); `close()` also ends the zygote.
 
     Args:
         root: Holds mlflow.db, artifacts/ and server.log; kept across restarts.
         port: The loopback port, kept across restarts (a free one when None).
         fast_restart: Restart by forking the captured worker from a zygote (see module doc).
+        timeout: Seconds to wait until /health answers.
     """
+
+    STOP_SIGNAL = signal.SIGKILL
+    READY_POLL = 0.1
 
     def __init__(
         self,
@@ -143,159 +123,86 @@ class MlflowServer:
         fast_restart: bool = True,
         timeout: float = 180.0,
     ) -> None:
-        self.root = root
-        self.port = port or free_ports(1)[0]
+        super().__init__(root, port, startup_timeout=timeout)
         self.fast_restart = fast_restart
-        self.timeout = timeout
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        self.db_path = root / "mlflow.db"
-        self.log_path = root / "server.log"
         self.starts = 0
         self.kills = 0
         self.start_seconds: list[float] = []
         self._lock = threading.RLock()
-        self._cli: subprocess.Popen[bytes] | None = None
-        self._forked: int | None = None
+        self._from_cli = False
         self._zygote: subprocess.Popen[str] | None = None
         self._zygote_ready = threading.Event()
-
-    def __enter__(self) -> MlflowServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def alive(self) -> bool:
         """Whether a server process of ours is running (it may still be booting)."""
         with self._lock:
-            if self._cli is not None:
-                return self._cli.poll() is None
-            return self._forked is not None and not _gone(self._forked)
+            return self.running()
 
-    def start(self) -> None:
+    def launch(self) -> int:
+        """Fork the server from the zygote when it is ready, else run the real command."""
+        self._from_cli = not (
+            self.fast_restart
+            and self._zygote is not None
+            and self._zygote_ready.wait(self.startup_timeout)
+        )
+        return super().launch() if self._from_cli else self._fork_server()
+
+    def start(self) -> Self:
         """Start the server and wait until /health answers."""
         with self._lock:
-            if self.alive():
-                raise RuntimeError(f"MLflow server on port {self.port} is already running")
             t0 = time.monotonic()
-            self.root.mkdir(parents=True, exist_ok=True)
-            if (
-                self.fast_restart
-                and self._zygote is not None
-                and self._zygote_ready.wait(self.timeout)
-            ):
-                self._fork_server()
-            else:
-                self._start_cli()
-            try:
-                self._wait_healthy()
-            except BaseException:
-                self.kill()  # never leave a half-started server behind
-                raise
+            super().start()
             self.starts += 1
             self.start_seconds.append(time.monotonic() - t0)
-            if self.fast_restart and self._zygote is None and self._cli is not None:
+            if self.fast_restart and self._zygote is None and self._from_cli:
                 self._launch_zygote()
+            return self
 
     def kill(self) -> None:
         """SIGKILL the server's whole process group and wait until it is gone."""
         with self._lock:
-            if self._cli is not None:
-                self._killpg(self._cli.pid)
-                self._cli.wait(timeout=30)
-                self._cli = None
-            if self._forked is not None:
-                self._killpg(self._forked)
-                deadline = time.monotonic() + 30
-                while not _gone(self._forked):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"server process {self._forked} survived SIGKILL")
-                    time.sleep(0.02)
-                self._forked = None
+            super().kill()
             self.kills += 1
 
-    def restart(self) -> None:
-        """Kill the server if it runs, then start it again on the same port and data."""
-        if self.alive():
-            self.kill()
-        self.start()
-
-    def stop(self) -> None:
+    def close(self) -> None:
         """Kill the server and the zygote."""
         with self._lock:
-            if self.alive():
-                self.kill()
-            if self._zygote is not None:
-                if self._zygote.stdin:
+            super().close()
+            zygote, self._zygote = self._zygote, None
+            if zygote is not None:
+                if zygote.stdin:
                     try:
-                        self._zygote.stdin.close()
+                        zygote.stdin.close()
                     except OSError:  # it died already
                         pass
-                self._killpg(self._zygote.pid)
-                self._zygote.wait(timeout=30)
-                self._zygote = None
+                process_group.terminate({zygote.pid}, 30.0, signal.SIGKILL)
+                zygote.wait(timeout=30)
 
-    @staticmethod
-    def _killpg(pgid: int) -> None:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def _start_cli(self) -> None:
-        out = self.log_path.open("ab")
-        try:
-            self._cli = subprocess.Popen(
-                server_argv(self.root, LOOPBACK, self.port),
-                env={**os.environ, **SERVER_ENV},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            out.close()
-
-    def _fork_server(self) -> None:
+    def _fork_server(self) -> int:
+        """Have the zygote fork a server (in a session of its own); return its PID."""
         assert self._zygote is not None
         assert self._zygote.stdin is not None
         assert self._zygote.stdout is not None
         self._zygote.stdin.write(f"{self.log_path}\n")
         self._zygote.stdin.flush()
-        self._forked = int(self._zygote.stdout.readline())
-
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if not self.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"MLflow server did not start; see {self.log_path}")
-            time.sleep(0.1)
+        return int(self._zygote.stdout.readline())
 
     def _launch_zygote(self) -> None:
         """Read back the worker the real command started and prepare to replay it."""
-        assert self._cli is not None
-        workers = [
-            p
-            for p in _children(self._cli.pid)
-            if b"uvicorn" in Path(f"/proc/{p}/cmdline").read_bytes()
-        ]
-        if len(workers) != 1:
-            log.warning("cannot find the uvicorn worker of %s: restarts use the CLI", self._cli.pid)
+        assert self.pid is not None
+        try:
+            workers = [
+                p
+                for p in psutil.Process(self.pid).children()
+                if any("uvicorn" in arg for arg in p.cmdline())
+            ]
+            if len(workers) != 1:
+                raise psutil.NoSuchProcess(self.pid)
+            argv, env = workers[0].cmdline(), workers[0].environ()
+        except psutil.Error:
+            log.warning("cannot find the uvicorn worker of %s: restarts use the CLI", self.pid)
             self.fast_restart = False
             return
-        pid = workers[0]
-        argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-        env = dict(
-            item.decode().split("=", 1)
-            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            if item
-        )
         uvicorn_args = argv[argv.index("uvicorn") + 1 :]
         self._zygote = subprocess.Popen(
             [sys.executable, "-c", _ZYGOTE, json.dumps(uvicorn_args)],
@@ -371,7 +278,7 @@ class FaultProxy:
 
     def __init__(
         self,
-        server: MlflowServer,
+        server: KillableMlflowServer,
         *,
         on_response: Callable[[str, str, int], None] | None = None,
         upstream_timeout: float = 60.0,

@@ -12,7 +12,7 @@ Usage::
     with PostgresServer() as pg:
         subprocess.run(["psql", ...], env={**os.environ, **pg.env})
 
-`stop()` then `start()` restarts the same cluster on the same port (a fault the tests inject).
+`restart()` stops and starts the same cluster on the same port (a fault the tests inject).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import pwd
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+from urllib.parse import quote
 
 from airmlops_dev.ports import free_ports, port_free
 from serverprocess import ServerProcess
@@ -48,13 +48,14 @@ class PostgresUnavailable(RuntimeError):
 
 
 class PostgresServer(ServerProcess):
-    """Start and stop a throwaway PostgreSQL cluster; a context manager yielding itself.
+    """A throwaway PostgreSQL cluster (a ServerProcess); a context manager yielding itself.
 
     Args:
         startup_timeout: Seconds to wait until the server accepts connections.
         fsync: Keep fsync on (off by default: throwaway data, faster tests).
     """
 
+    name = "postgres"
     STOP_SIGNAL = signal.SIGINT  # PostgreSQL's fast shutdown: clients are disconnected
 
     def __init__(self, *, startup_timeout: float = 60.0, fsync: bool = False) -> None:
@@ -89,20 +90,17 @@ class PostgresServer(ServerProcess):
         if self._owner:
             os.chown(self.base_dir, *self._owner)
         (self.port,) = free_ports(1)
-        self.proc: subprocess.Popen[bytes] | None = None
         self._initialized = False
 
     @property
     def data_dir(self) -> Path:
+        """The cluster's data directory."""
         return self.base_dir / "data"
 
     @property
     def socket_dir(self) -> Path:
+        """The directory of the server's Unix socket."""
         return self.base_dir / "sock"
-
-    @property
-    def log_path(self) -> Path:
-        return self.base_dir / "postgres.log"
 
     @property
     def env(self) -> dict[str, str]:
@@ -117,8 +115,6 @@ class PostgresServer(ServerProcess):
         self, user: str, password: str, database: str, driver: str = "postgresql+psycopg2"
     ) -> str:
         """A SQLAlchemy URL for a password login over TCP (as the other services connect)."""
-        from urllib.parse import quote
-
         login = f"{quote(user, safe='')}:{quote(password, safe='')}"
         return f"{driver}://{login}@{HOST}:{self.port}/{database}"
 
@@ -144,15 +140,16 @@ class PostgresServer(ServerProcess):
         self._run("mkdir", "-p", str(self.socket_dir))
         self._initialized = True
 
-    def start(self) -> PostgresServer:
-        """Create the cluster on first use, start the server, wait until it accepts logins."""
-        if self.proc is not None:
-            raise RuntimeError("PostgresServer already running")
+    def prepare(self) -> None:
+        """Create the cluster on first use; the port must be free."""
         if not self._initialized:
             self._initdb()
         if not port_free(self.port):
             raise RuntimeError(f"cannot start postgres: {HOST}:{self.port} is in use")
-        argv = [
+
+    def argv(self) -> list[str]:
+        """The postmaster, as the server user when running as root."""
+        return [
             *self.prefix,
             str(self.bin_dir / "postgres"),
             "-D",
@@ -168,26 +165,6 @@ class PostgresServer(ServerProcess):
             "-c",
             "max_connections=200",
         ]
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + self.startup_timeout
-        while not self.ready():
-            if self.proc.poll() is not None:
-                self.proc = None
-                raise RuntimeError(f"postgres exited during start-up:\n{self._log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"postgres not ready after {self.startup_timeout}s:\n{self._log_tail()}"
-                )
-            time.sleep(0.2)
-        return self
 
     def ready(self) -> bool:
         """Whether the server accepts connections (pg_isready on the socket)."""

@@ -20,9 +20,7 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -41,13 +39,15 @@ def redis_binary() -> str | None:
 
 
 class RedisServer(ServerProcess):
-    """Start and stop a password-protected Redis; a context manager yielding itself.
+    """A password-protected Redis (a ServerProcess); a context manager yielding itself.
 
     Args:
         password: `requirepass` (random if None).
         startup_timeout: Seconds to wait until the server answers PING.
     """
 
+    name = "redis"
+    READY_POLL = 0.1
     STOP_SIGNAL = signal.SIGTERM  # Redis flushes its append-only file and exits
 
     def __init__(self, *, password: str | None = None, startup_timeout: float = 30.0) -> None:
@@ -62,53 +62,38 @@ class RedisServer(ServerProcess):
         self.startup_timeout = startup_timeout
         self.base_dir = Path(tempfile.mkdtemp(prefix="airmlops-redis-"))
         (self.port,) = free_ports(1)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.base_dir / "redis.log"
+        self._config = self.base_dir / "redis.conf"
 
     def url(self, db: int = 0) -> str:
         """redis://:<password>@127.0.0.1:<port>/<db>: contains the password, never log it."""
         return f"redis://:{quote(self.password, safe='')}@{HOST}:{self.port}/{db}"
 
     def _write_config(self) -> Path:
+        """The config file (mode 0600: it holds the password); the log goes to stdout."""
         config = self.base_dir / "redis.conf"
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(
                 f"bind {HOST}\nport {self.port}\nprotected-mode yes\n"
                 f"requirepass {self.password}\ndir {self.base_dir}\n"
-                f'logfile {self.log_path}\nappendonly yes\nsave ""\n'
+                'logfile ""\nappendonly yes\nsave ""\n'
                 "daemonize no\n"
             )
         return config
 
-    def start(self) -> RedisServer:
-        """Start the server and wait until an authenticated PING answers."""
-        if self.proc is not None:
-            raise RuntimeError("RedisServer already running")
+    def prepare(self) -> None:
+        """The port must be free; (re)write the config file."""
         if not port_free(self.port):
             raise RuntimeError(f"cannot start redis: {HOST}:{self.port} is in use")
-        config = self._write_config()
-        self.proc = subprocess.Popen(
-            [self.binary, str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            cwd=self.base_dir,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + self.startup_timeout
-        while not self.ping():
-            if self.proc.poll() is not None:
-                self.proc = None
-                raise RuntimeError(f"redis-server exited during start-up:\n{self._log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis not ready after {self.startup_timeout}s")
-            time.sleep(0.1)
-        return self
+        self._config = self._write_config()
+
+    def argv(self) -> list[str]:
+        """redis-server with the config file (the password is in there only)."""
+        return [self.binary, str(self._config)]
+
+    def ready(self) -> bool:
+        """Whether an authenticated PING answers."""
+        return self.ping()
 
     def command(self, *words: str, timeout: float = 2.0) -> bytes:
         """Send one authenticated command (RESP) and return the raw reply of that command."""
@@ -134,6 +119,7 @@ class RedisServer(ServerProcess):
         return reply
 
     def ping(self) -> bool:
+        """Whether an authenticated PING gets PONG."""
         try:
             return self.command("PING").startswith(b"+PONG")
         except (OSError, RuntimeError):

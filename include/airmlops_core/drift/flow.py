@@ -21,7 +21,7 @@ import logging
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -30,7 +30,7 @@ from airmlops_core.drift import report as drift_report
 from airmlops_core.errors import NoReference
 from airmlops_core.io import data
 from airmlops_core.score import flow as score_flow
-from airmlops_core.score import scoring
+from airmlops_core.score.model import resolve_champion
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import drift, fairness
 from airmlops_core.stats.metrics import encode_labels
@@ -44,6 +44,29 @@ log = logging.getLogger(__name__)
 
 DRIFT_PURPOSE = "drift"
 PREDICTION = "prediction"
+
+
+class DriftChecked(TypedDict):
+    """Drift and decay of the champion on the last scored window (`check_step`).
+
+    `drifted` maps each drifted column to its effect sizes; `performance` is
+    `performance.PerformanceDrift.to_dict()` (None without labels); `bias` maps each sensitive
+    feature to its metric gaps.
+    """
+
+    version: str
+    status: str
+    summary: str
+    drifted: dict[str, str]
+    label_status: str
+    performance: dict[str, Any] | None
+    degraded: bool
+    bias: dict[str, dict[str, float]]
+    bias_over_limit: dict[str, str]
+    rows: int
+    labelled_rows: int
+    run_url: str
+    report: str
 
 
 def champion_profile(client: Any, spec: ModelSpec, version: str) -> ReferenceProfile:
@@ -205,13 +228,13 @@ def config(spec: ModelSpec) -> DriftConfig:
     )
 
 
-def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[str, Any]:
+def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftChecked:
     """Feature, prediction, label and performance drift of the champion; logged to MLflow."""
     import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    version = scoring.resolve_champion(client, spec.name)
+    version = resolve_champion(client, spec.name)
     profile = champion_profile(client, spec, version)
     window, lineage = current_window(spec, version, spec.monitoring.window_runs)
     cfg = config(spec)
@@ -318,12 +341,12 @@ def _effect(col: Any) -> str:
     return f"{d.get('role', '')} {shown}".strip()
 
 
-def should_retrain(spec: ModelSpec, checked: dict[str, Any]) -> bool:
+def should_retrain(spec: ModelSpec, checked: DriftChecked) -> bool:
     """The spec's retrain rule: feature/prediction drift or performance decay."""
     return retrain_reason(spec, checked) is not None
 
 
-def retrain_reason(spec: ModelSpec, checked: dict[str, Any]) -> str | None:
+def retrain_reason(spec: ModelSpec, checked: DriftChecked) -> str | None:
     """Which part of the retrain rule holds and why (None: it does not)."""
     rule, why = spec.monitoring.retrain_on, []
     if checked["degraded"] and "performance" in rule:
@@ -336,7 +359,7 @@ def retrain_reason(spec: ModelSpec, checked: dict[str, Any]) -> str | None:
 
 def alert_transition(
     previous: dict[str, Any],
-    checked: dict[str, Any],
+    checked: DriftChecked,
     *,
     cooldown_hours: float,
     now: dt.datetime | None = None,

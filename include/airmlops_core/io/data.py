@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypedDict
 from urllib.parse import unquote, urlsplit
 
 from airmlops_core.errors import DataError
@@ -35,6 +35,15 @@ PARQUET_COMPRESSION = "zstd"
 _EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+
+
+class DataRefDict(TypedDict):
+    """A DataRef as XCom carries it (`DataRef.to_dict`)."""
+
+    uri: str
+    sha256: str
+    rows: int
+    format: str
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class DataRef:
     rows: int
     format: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> DataRefDict:
         """A JSON-able dict (for XCom)."""
         return {"uri": self.uri, "sha256": self.sha256, "rows": self.rows, "format": self.format}
 

@@ -2,10 +2,10 @@
 
 A scoring batch is checked against the model's suite without the label (`Suite.for_batch`),
 with the row key required, non-null and unique (`batch_suite`). `StreamingCheck` takes the
-partition in chunks and gives one `CheckResult`, the same shape `data_checks.validate` gives:
+partition in chunks and gives one `CheckResult`, the same shape `check.validate` gives:
 
 - row rules (`exists`, `dtype`, `nullable`, `range`, `allowed`) run per chunk through
-  `data_checks.validate` (Great Expectations); their failures are merged across chunks
+  `check.validate` (Great Expectations); their failures are merged across chunks
   (counts summed, percentages over all rows, the first sample values kept);
 - table rules are aggregated across chunks here: `table.row_count` (total rows),
   `table.extra_columns` (from the file's header, not its data), `max_null_fraction` (null
@@ -13,7 +13,7 @@ partition in chunks and gives one `CheckResult`, the same shape `data_checks.val
   bounded memory: key values are spilled to 64 hash buckets on disk once more than
   `UNIQUE_IN_MEMORY_ROWS` are seen, and each bucket is checked on its own.
 
-The reader lives in `airmlops_core.score.scoring` (`check_partition`); this module only
+The reader lives in `airmlops_core.score.gate` (`check_partition`); this module only
 judges chunks.
 No Airflow imports.
 """
@@ -29,15 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airmlops_core.jsonsafe import jsonable
-from airmlops_core.quality import data_checks
-from airmlops_core.quality.data_checks import (
+from airmlops_core.quality import check
+from airmlops_core.quality.results import SAMPLE_SIZE, CheckResult, Failure
+from airmlops_core.quality.suite import (
     EXTRA_COLUMNS_RULE,
     READABLE_RULE,
     ROW_COUNT_RULE,
-    SAMPLE_SIZE,
-    CheckResult,
     ColumnRules,
-    Failure,
     RowCount,
     Suite,
 )
@@ -304,7 +302,7 @@ class StreamingCheck:
         df = batch.to_pandas()
         self.chunks += 1
         self.rows += len(df)
-        result = data_checks.validate(df, self.chunk_suite, source=self.source)
+        result = check.validate(df, self.chunk_suite, source=self.source)
         for f in [*result.failures, *result.warnings]:
             if f.rule in self.merged:
                 self.merged[f.rule].add(f)
@@ -359,17 +357,17 @@ class StreamingCheck:
         if self.read_error is not None:
             # the rest of the file was not seen: table rules would report on a fragment
             found.append(self.read_error)
-            return data_checks._result(
+            return check.make_result(
                 suite,
-                data_checks._collapse([(f, False) for f in found], suite, empty=False),
+                check.collapse([(f, False) for f in found], suite, empty=False),
                 rows=self.rows,
                 evaluated=len(self._expectations()),
                 batch=True,
                 source=self.source,
             )
         found += self._table_failures()
-        kept = data_checks._collapse([(f, False) for f in found], suite, empty=self.rows == 0)
-        result = data_checks._result(
+        kept = check.collapse([(f, False) for f in found], suite, empty=self.rows == 0)
+        result = check.make_result(
             suite,
             kept,
             rows=self.rows,
@@ -390,7 +388,7 @@ class StreamingCheck:
         return result
 
     def _expectations(self) -> list[Any]:
-        return data_checks.build_expectations(self.suite, tolerated=sorted(self.tolerated))
+        return check.build_expectations(self.suite, tolerated=sorted(self.tolerated))
 
     def _table_failures(self) -> list[Failure]:
         suite, rows = self.suite, self.rows

@@ -16,12 +16,16 @@ from airmlops_core import errors, settings
 from airmlops_core.errors import PartitionsQuarantined
 from airmlops_core.io import data, scored, sql
 from airmlops_core.io import sql_sink as score_sink
-from airmlops_core.score import scoring
+from airmlops_core.quality.evidence import quarantine_uri
+from airmlops_core.quality.suite import suite_for
+from airmlops_core.score.gate import score_or_quarantine, write_manifest
+from airmlops_core.score.model import load_model, resolve_champion
+from airmlops_core.score.partitions import list_partitions
+from airmlops_core.score.results import PartitionResult, Published, ScoreResolved
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import resources
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
-from airmlops_core.validate.flow import quarantine_uri, suite_for
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,7 @@ def _score_run(spec: ModelSpec, ctx: RunContext, client: Any) -> str:
     return tracking.model_run(client, spec.name, ctx, SCORE_PURPOSE)
 
 
-def resolve_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict[str, Any]:
+def resolve_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> ScoreResolved:
     """Pin the champion's version for the whole run and open the run's MLflow scoring run.
 
     Raises:
@@ -53,7 +57,7 @@ def resolve_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> dict
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    version = scoring.resolve_champion(client, spec.name)
+    version = resolve_champion(client, spec.name)
     run_id = _score_run(spec, ctx, client)
     client.log_param(run_id, "model_version", version)
     return {"version": version, "mlflow_run_id": run_id}
@@ -79,12 +83,12 @@ def partitions_step(
             safe = data.safe_segment(ctx.run_id)
             uri = data.join_uri(settings.work_uri(), spec.name, "score", safe, "query.parquet")
             return [data.write_frame(frame, uri, s3_client=s3_client).uri]
-        return scoring.list_partitions(input_uri(spec, override), s3_client=s3_client)
+        return list_partitions(input_uri(spec, override), s3_client=s3_client)
     found = list(
         dict.fromkeys(
             p
             for uri in dict.fromkeys(landed)
-            for p in scoring.list_partitions(input_uri(spec, uri), s3_client=s3_client)
+            for p in list_partitions(input_uri(spec, uri), s3_client=s3_client)
         )
     )
     names = [scored.partition_name(p) for p in found]
@@ -100,21 +104,21 @@ def score_step(
     spec: ModelSpec,
     ctx: RunContext,
     partition: str,
-    resolved: dict[str, Any],
+    resolved: ScoreResolved,
     *,
     tracking_uri: str,
     s3_client: Any = None,
-) -> dict[str, Any]:
+) -> PartitionResult:
     """Gate and score one partition with the pinned version, or quarantine it."""
     from mlflow import MlflowClient
 
     with resources.measure() as usage:
-        model = scoring.load_model(MlflowClient(tracking_uri), spec.name, resolved["version"])
+        model = load_model(MlflowClient(tracking_uri), spec.name, resolved["version"])
         name = scored.partition_name(partition)
         if not ctx.logical_date:
             raise ValueError(f"{ctx.dag_id} run {ctx.run_id}: no logical date to stamp rows with")
         when = ctx.logical_date
-        result = scoring.score_or_quarantine(
+        result = score_or_quarantine(
             # a batch may carry columns the model does not read: scored, with a warning
             model,
             partition,
@@ -133,13 +137,13 @@ def score_step(
 def publish_step(
     spec: ModelSpec,
     ctx: RunContext,
-    resolved: dict[str, Any],
-    results: list[dict[str, Any]],
+    resolved: ScoreResolved,
+    results: list[PartitionResult],
     *,
     tracking_uri: str,
     s3_client: Any = None,
     sql_engine: Any = None,
-) -> dict[str, Any]:
+) -> Published:
     """Upsert the scored rows into the SQL sink (when the spec has one, in one transaction),
     write the manifest, log the run's lineage to MLflow, then fail if any was quarantined.
 
@@ -158,10 +162,14 @@ def publish_step(
             sql_engine,
             sink.table,
             spec.row_key,
-            [r["output_uri"] for r in results if r["status"] == "scored"],
+            [
+                r["output_uri"]
+                for r in results
+                if r["status"] == "scored" and r["output_uri"] is not None
+            ],
             s3_client=s3_client,
         )
-    manifest = scoring.write_manifest(output_base(spec), results, s3_client=s3_client)
+    manifest = write_manifest(output_base(spec), results, s3_client=s3_client)
     totals = manifest["totals"]
     seconds = sum(r["usage"]["wall_seconds"] for r in results)
     cpu = sum(r["usage"]["cpu_seconds"] for r in results)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -20,6 +20,14 @@ CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
 
 
+class RegisteredDict(TypedDict):
+    """A Registered as a JSON-able dict (`Registered.to_dict`)."""
+
+    name: str
+    version: str
+    created: bool
+
+
 @dataclass(frozen=True)
 class Registered:
     """A registered model version and whether this call created it."""
@@ -28,7 +36,7 @@ class Registered:
     version: str
     created: bool
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> RegisteredDict:
         return {"name": self.name, "version": self.version, "created": self.created}
 
 
@@ -108,6 +116,15 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         raise
 
 
+class AliasMoveDict(TypedDict):
+    """An AliasMove as a JSON-able dict (`AliasMove.to_dict`)."""
+
+    name: str
+    champion: str
+    previous_champion: str | None
+    changed: bool
+
+
 @dataclass(frozen=True)
 class AliasMove:
     """Where `champion` and `previous_champion` point after a promotion or rollback."""
@@ -117,7 +134,7 @@ class AliasMove:
     previous_champion: str | None
     changed: bool
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> AliasMoveDict:
         return {
             "name": self.name,
             "champion": self.champion,

@@ -1,4 +1,4 @@
-"""The train path, step by step: extract -> fit -> evaluate -> register.
+"""The train path, step by step: extract -> check data -> fit -> evaluate -> register.
 
 Each step takes and returns small JSON-able dicts (references, ids, metrics), so any
 orchestrator (Airflow tasks, a CLI, a test) can run it, and every step is idempotent.
@@ -10,11 +10,17 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 from airmlops_core import settings
+from airmlops_core.errors import DataCheckFailed
 from airmlops_core.io import data
+from airmlops_core.io.data import DataRefDict
 from airmlops_core.io.window import extract, split_frame
+from airmlops_core.quality import check, evidence
+from airmlops_core.quality.evidence import quarantine_uri
+from airmlops_core.quality.report import log_check
+from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import registry, resources
 from airmlops_core.tracking import runs as tracking
@@ -27,6 +33,50 @@ log = logging.getLogger(__name__)
 TRAIN_PURPOSE = "train"
 MODEL_ARTIFACT = "model"
 PINNED_PACKAGES = ("scikit-learn", "skops", "pandas", "numpy", "scipy", "pyarrow")
+
+
+class TrainRefs(TypedDict):
+    """The frozen files of a run (`extract_step`); a retrain run adds why and its row counts."""
+
+    extract: DataRefDict
+    train: DataRefDict
+    holdout: DataRefDict
+    reason: NotRequired[str]
+    rows: NotRequired[dict[str, int]]
+
+
+class DataChecked(TypedDict):
+    """The training window passed its suite (`check_training_data_step`)."""
+
+    success: bool
+    warnings: int
+    summary: str
+
+
+class Trained(TypedDict):
+    """The fitted model's MLflow run (`train_step`)."""
+
+    mlflow_run_id: str
+    experiment_id: str
+    model_uri: str
+    run_url: str
+
+
+class Evaluated(TypedDict):
+    """Holdout metrics and the floors they miss (`evaluate_step`)."""
+
+    metrics: dict[str, float]
+    floor_failures: list[str]
+
+
+class Registered(registry.RegisteredDict):
+    """The new `challenger` version (`register_step`); the operator adds a `summary`."""
+
+    alias: str
+    url: str
+    run_url: str
+    metrics: dict[str, float]
+    summary: NotRequired[str]
 
 
 def run_dir_uri(work_uri: str, ctx: RunContext) -> str:
@@ -42,12 +92,8 @@ def extract_step(
     work_uri: str | None = None,
     s3_client: Any = None,
     sql_engine: Any = None,
-) -> dict[str, Any]:
-    """Extract the training window and split it into frozen train and holdout files.
-
-    Returns:
-        {"extract": ref, "train": ref, "holdout": ref} as dicts.
-    """
+) -> TrainRefs:
+    """Extract the training window and split it into frozen train and holdout files."""
     work = work_uri or settings.work_uri()
     out = run_dir_uri(work, ctx)
     window = None
@@ -76,7 +122,7 @@ def extract_step(
 
 def freeze_split(
     spec: ModelSpec, extract_ref: data.DataRef, out: str, *, s3_client: Any = None
-) -> dict[str, Any]:
+) -> TrainRefs:
     """Split the extracted table into frozen train and holdout files under `out`."""
     frame = data.read_ref(extract_ref, s3_client=s3_client)
     train, holdout = split_frame(
@@ -103,6 +149,41 @@ def freeze_split(
     }
 
 
+def check_training_data_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    refs: TrainRefs,
+    *,
+    tracking_uri: str,
+    s3_client: Any = None,
+) -> DataChecked:
+    """Fail closed: the extracted training window must pass the suite before anything trains.
+
+    Raises:
+        DataCheckFailed: naming the failed expectations; the batch is quarantined first.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    ref = data.DataRef.from_dict(refs["extract"])
+    frame = data.read_ref(ref, s3_client=s3_client)
+    result = check.validate(frame, suite_for(spec))
+    run_id = tracking.model_run(MlflowClient(tracking_uri), spec.name, ctx, TRAIN_PURPOSE)
+    with tracking.resume(run_id, tracking_uri):
+        log_check(result, "training_data", tag_prefix=TAG_PREFIX)
+    if not result.success:
+        where = evidence.quarantine(
+            frame, ref.uri, result, quarantine_uri(spec, ctx), s3_client=s3_client
+        )
+        MlflowClient(tracking_uri).set_terminated(run_id, status="FAILED")
+        raise DataCheckFailed(
+            f"{spec.name}: training data failed its checks; quarantined at "
+            f"{where['uri']}.\n{result.summary()}"
+        )
+    return {"success": True, "warnings": len(result.warnings), "summary": result.summary()}
+
+
 def pip_requirements(spec: ModelSpec | None = None) -> list[str]:
     """Exact pins of what the logged model needs to load: no slow inference by MLflow."""
     from importlib.metadata import version
@@ -116,16 +197,12 @@ def pip_requirements(spec: ModelSpec | None = None) -> list[str]:
 def train_step(
     spec: ModelSpec,
     ctx: RunContext,
-    refs: dict[str, Any],
+    refs: TrainRefs,
     *,
     tracking_uri: str,
     s3_client: Any = None,
-) -> dict[str, Any]:
-    """Fit the pipeline on the train file and log it (params, inputs, model) to the run.
-
-    Returns:
-        {"mlflow_run_id", "experiment_id", "model_uri", "run_url"}.
-    """
+) -> Trained:
+    """Fit the pipeline on the train file and log it (params, inputs, model) to the run."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
@@ -190,12 +267,16 @@ def train_step(
     }
 
 
-def _log_inputs(spec: ModelSpec, refs: dict[str, Any], train: Any) -> None:
+def _log_inputs(spec: ModelSpec, refs: TrainRefs, train: Any) -> None:
     """Record the train and holdout files as MLflow dataset inputs, digests included."""
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
 
-    for context, key in (("training", "train"), ("holdout", "holdout")):
+    inputs: tuple[tuple[str, Literal["train", "holdout"]], ...] = (
+        ("training", "train"),
+        ("holdout", "holdout"),
+    )
+    for context, key in inputs:
         ref = data.DataRef.from_dict(refs[key])
         # the holdout has the train file's schema; its digest is the file's own hash
         ds = from_pandas(
@@ -211,17 +292,13 @@ def _log_inputs(spec: ModelSpec, refs: dict[str, Any], train: Any) -> None:
 def evaluate_step(
     spec: ModelSpec,
     ctx: RunContext,
-    refs: dict[str, Any],
-    trained: dict[str, Any],
+    refs: TrainRefs,
+    trained: Trained,
     *,
     tracking_uri: str,
     s3_client: Any = None,
-) -> dict[str, Any]:
-    """Score the holdout, log metrics and plots to the training run.
-
-    Returns:
-        {"metrics": {...}, "floor_failures": [...]}: build-time metric validation.
-    """
+) -> Evaluated:
+    """Score the holdout, log metrics and plots to the training run (build-time validation)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -244,13 +321,13 @@ def evaluate_step(
 def register_step(
     spec: ModelSpec,
     ctx: RunContext,
-    refs: dict[str, Any],
-    trained: dict[str, Any],
-    evaluated: dict[str, Any],
+    refs: TrainRefs,
+    trained: Trained,
+    evaluated: Evaluated,
     *,
     tracking_uri: str,
     spec_sha: str,
-) -> dict[str, Any]:
+) -> Registered:
     """Register the model as a new version with alias `challenger` and lineage tags.
 
     Idempotent per DAG run: a retry finds the version it made before.

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
-from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-from airmlops_core import settings
-from airmlops_core.errors import DataCheckFailed, GateError
+from airmlops_core.errors import GateError
 from airmlops_core.io import data
-from airmlops_core.quality import data_checks
+from airmlops_core.io.data import DataRefDict
+from airmlops_core.quality import check, evidence
+from airmlops_core.quality.evidence import Quarantined, quarantine_uri
+from airmlops_core.quality.report import log_check
+from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import comparison, fairness
 from airmlops_core.stats.metrics import encode_labels
@@ -26,7 +27,6 @@ from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation
-from airmlops_core.train.flow import TRAIN_PURPOSE
 from airmlops_core.validate import promotion
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,62 @@ log = logging.getLogger(__name__)
 VALIDATE_PURPOSE = "validate"
 
 
-def resolve_step(spec: ModelSpec, *, tracking_uri: str) -> dict[str, Any]:
+class Resolved(TypedDict):
+    """The pinned versions and the challenger's frozen holdout (`resolve_step`)."""
+
+    challenger: str
+    champion: str | None
+    holdout: DataRefDict
+    data_sha256: str
+
+
+class Checked(TypedDict):
+    """The holdout's expectation suite result (`check_holdout_step`)."""
+
+    success: bool
+    summary: str
+    failures: int
+    warnings: int
+    quarantine: NotRequired[Quarantined]
+
+
+class Gated(TypedDict):
+    """The gate's decision and its evidence as version tags (`gate_step`)."""
+
+    promote: bool
+    reasons: list[str]
+    tags: dict[str, str]
+    message: str
+    challenger: str
+    champion: str | None
+    data_sha256: str
+    metrics: dict[str, float]
+
+
+class Promoted(registry.AliasMoveDict):
+    """Where the aliases point after a promotion (`promote_step`)."""
+
+    summary: str
+    url: str
+
+
+class Rejected(TypedDict):
+    """The rejected challenger and why (`reject_step`)."""
+
+    rejected: str
+    reasons: list[str]
+    summary: str
+    url: str
+
+
+class RolledBack(registry.AliasMoveDict):
+    """Where the aliases point after a rollback (`rollback_step`)."""
+
+    url: str
+    summary: str
+
+
+def resolve_step(spec: ModelSpec, *, tracking_uri: str) -> Resolved:
     """Pin the challenger and champion versions and the challenger's frozen holdout."""
     from mlflow import MlflowClient
 
@@ -65,84 +120,14 @@ def _validate_run(spec: ModelSpec, ctx: RunContext, tracking_uri: str) -> str:
     return tracking.model_run(client, spec.name, ctx, VALIDATE_PURPOSE)
 
 
-def suite_for(spec: ModelSpec) -> Any:
-    """The model's suite (spec.data_checks.suite or include/expectations/<m>.yaml), narrowed
-    to the columns the spec reads."""
-    path = (
-        settings.project_dir() / spec.data_checks.suite
-        if spec.data_checks.suite
-        else data_checks.suite_path(spec.name)
-    )
-    suite = data_checks.load_suite(path)
-    # a suite may describe the whole source table; the gate checks what the model reads
-    wanted = set(spec.columns)
-    return suite.model_copy(
-        update={"columns": {c: r for c, r in suite.columns.items() if c in wanted}}
-    )
-
-
-def quarantine_uri(spec: ModelSpec, ctx: RunContext) -> str:
-    """Where a failing batch of this run is kept aside."""
-    base = spec.data_checks.quarantine_uri or str(settings.local_dir() / "quarantine" / spec.name)
-    safe = data.safe_segment(ctx.run_id)
-    return data.join_uri(base, ctx.dag_id, safe)
-
-
-def log_check(result: Any, name: str) -> None:
-    """Log a data-check result to the active MLflow run as JSON and an offline HTML page."""
-    import mlflow
-
-    mlflow.log_dict(result.to_dict(), f"data_checks/{name}.json")
-    with tempfile.TemporaryDirectory() as tmp:
-        page = Path(tmp) / f"{name}.html"
-        page.write_text(data_checks.render_html(result, title=f"{name}: data check"))
-        mlflow.log_artifact(str(page), artifact_path="data_checks")
-    mlflow.set_tag(f"{TAG_PREFIX}data_check.{name}", "pass" if result.success else "fail")
-
-
-def check_training_data_step(
-    spec: ModelSpec,
-    ctx: RunContext,
-    refs: dict[str, Any],
-    *,
-    tracking_uri: str,
-    s3_client: Any = None,
-) -> dict[str, Any]:
-    """Fail closed: the extracted training window must pass the suite before anything trains.
-
-    Raises:
-        DataCheckFailed: naming the failed expectations; the batch is quarantined first.
-    """
-    import mlflow
-    from mlflow import MlflowClient
-
-    mlflow.set_tracking_uri(tracking_uri)
-    ref = data.DataRef.from_dict(refs["extract"])
-    frame = data.read_ref(ref, s3_client=s3_client)
-    result = data_checks.validate(frame, suite_for(spec))
-    run_id = tracking.model_run(MlflowClient(tracking_uri), spec.name, ctx, TRAIN_PURPOSE)
-    with tracking.resume(run_id, tracking_uri):
-        log_check(result, "training_data")
-    if not result.success:
-        where = data_checks.quarantine(
-            frame, ref.uri, result, quarantine_uri(spec, ctx), s3_client=s3_client
-        )
-        MlflowClient(tracking_uri).set_terminated(run_id, status="FAILED")
-        raise DataCheckFailed(
-            f"{spec.name}: training data failed its checks; quarantined at "
-            f"{where['uri']}.\n{result.summary()}"
-        )
-    return {"success": True, "warnings": len(result.warnings), "summary": result.summary()}
-
-
 def check_holdout_step(
     spec: ModelSpec,
     ctx: RunContext,
-    resolved: dict[str, Any],
+    resolved: Resolved,
     *,
     tracking_uri: str,
     s3_client: Any = None,
-) -> dict[str, Any]:
+) -> Checked:
     """Run the expectation suite on the challenger's holdout; a failure is evidence to reject."""
     import mlflow
 
@@ -155,17 +140,17 @@ def check_holdout_step(
             f"{ref['uri']}: holdout changed since training "
             f"(expected sha256 {ref['sha256']}, found {actual})"
         )
-    result = data_checks.validate(frame, suite_for(spec))
+    result = check.validate(frame, suite_for(spec))
     with tracking.resume(_validate_run(spec, ctx, tracking_uri), tracking_uri):
-        log_check(result, "holdout")
-    out = {
+        log_check(result, "holdout", tag_prefix=TAG_PREFIX)
+    out: Checked = {
         "success": result.success,
         "summary": result.summary(),
         "failures": len(result.failures),
         "warnings": len(result.warnings),
     }
     if not result.success:
-        out["quarantine"] = data_checks.quarantine(
+        out["quarantine"] = evidence.quarantine(
             frame, ref["uri"], result, quarantine_uri(spec, ctx), s3_client=s3_client
         )
     return out
@@ -187,12 +172,12 @@ def hard_prediction(spec: ModelSpec, model: Any, X: Any) -> np.ndarray:
 def gate_step(
     spec: ModelSpec,
     ctx: RunContext,
-    resolved: dict[str, Any],
-    checked: dict[str, Any],
+    resolved: Resolved,
+    checked: Checked,
     *,
     tracking_uri: str,
     s3_client: Any = None,
-) -> dict[str, Any]:
+) -> Gated:
     """Floors (overall and per segment), champion vs challenger, fairness: the decision."""
     import mlflow
 
@@ -288,8 +273,8 @@ def gate_step(
 
 
 def promote_step(
-    spec: ModelSpec, ctx: RunContext, gated: dict[str, Any], *, tracking_uri: str, approved_by: str
-) -> dict[str, Any]:
+    spec: ModelSpec, ctx: RunContext, gated: Gated, *, tracking_uri: str, approved_by: str
+) -> Promoted:
     """Move `champion` to the challenger (compare-and-set); evidence as version tags."""
     from mlflow import MlflowClient
 
@@ -315,11 +300,11 @@ def promote_step(
 def reject_step(
     spec: ModelSpec,
     ctx: RunContext,
-    gated: dict[str, Any],
+    gated: Gated,
     *,
     tracking_uri: str,
     extra_reasons: list[str] | None = None,
-) -> dict[str, Any]:
+) -> Rejected:
     """Tag the challenger `rejected` with the reasons; aliases stay as they are."""
     from mlflow import MlflowClient
 
@@ -342,7 +327,7 @@ def reject_step(
 
 def rollback_step(
     spec: ModelSpec, ctx: RunContext, *, target: str, reason: str, user: str, tracking_uri: str
-) -> dict[str, Any]:
+) -> RolledBack:
     """Point `champion` at `target` (a version number or `previous_champion`), recording why."""
     from mlflow import MlflowClient
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 
 class MlflowHook(BaseHook):
@@ -27,7 +30,7 @@ class MlflowHook(BaseHook):
         self.mlflow_conn_id = mlflow_conn_id
 
     @cached_property
-    def connection(self) -> Any:
+    def connection(self) -> Connection:
         return self.get_connection(self.mlflow_conn_id)
 
     @cached_property

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.exceptions import AirflowSkipException
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, XComArg
+
+    from airmlops_core.validate.flow import Gated
 
 DECISION_KEY = "review"
 
@@ -20,16 +25,16 @@ class PromotionApprovalOperator(ApprovalOperator):
 
     template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "gated")
 
-    def __init__(self, *, gated: Any, **kwargs: Any) -> None:
+    def __init__(self, *, gated: Gated | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.gated = gated
+        self.gated = cast("Gated", gated)  # an XComArg is resolved before execute
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> Any:
         if not self.gated["promote"]:
             raise AirflowSkipException("the gate rejected the challenger: nothing to approve")
         return super().execute(context)
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         # On Reject the base class skips the downstream tasks by raising, so its return value
         # never becomes an XCom: record the answer first, under its own key.
         if "error" not in event:

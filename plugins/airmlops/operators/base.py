@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airmlops.hooks.mlflow_hook import MlflowHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airmlops_core.spec import ModelSpec
+    from airmlops_core.tracking.runs import RunContext
 
 
 class ModelOperator(BaseOperator):
@@ -30,7 +36,7 @@ class ModelOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     @cached_property
-    def spec(self) -> Any:
+    def spec(self) -> ModelSpec:
         from airmlops_core import settings, spec
 
         return spec.load_spec(settings.models_dir() / f"{self.model_name}.yaml")
@@ -44,7 +50,7 @@ class ModelOperator(BaseOperator):
     def tracking_uri(self) -> str:
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id).configure()
 
-    def run_context(self, context: Any) -> Any:
+    def run_context(self, context: Context) -> RunContext:
         from airmlops_core.tracking.runs import RunContext
 
         ti = context["ti"]
@@ -59,7 +65,7 @@ class ModelOperator(BaseOperator):
             logical_date=logical.isoformat() if logical else None,
         )
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> object:
         """Run, failing at once on a PermanentError (bad input, a conflict): retrying cannot
         fix those. Anything else propagates and retries as the task is configured."""
         from airmlops_core.errors import PermanentError
@@ -69,6 +75,6 @@ class ModelOperator(BaseOperator):
         except PermanentError as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    def run(self, context: Any) -> Any:
-        """Do the work; subclasses implement this."""
+    def run(self, context: Context) -> object:
+        """Do the work and return its XCom value; subclasses implement this."""
         raise NotImplementedError

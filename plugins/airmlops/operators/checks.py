@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airmlops.operators.base import ModelOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, XComArg
+
+    from airmlops_core.train.flow import DataChecked, TrainRefs
 
 
 class CheckTrainingDataOperator(ModelOperator):
@@ -13,13 +18,13 @@ class CheckTrainingDataOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "refs")
 
-    def __init__(self, *, refs: Any, **kwargs: Any) -> None:
+    def __init__(self, *, refs: TrainRefs | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.refs = refs
+        self.refs = cast("TrainRefs", refs)  # an XComArg is resolved before run
 
-    def run(self, context: Any) -> dict[str, Any]:
-        from airmlops_core.validate import flow as validate_flow
+    def run(self, context: Context) -> DataChecked:
+        from airmlops_core.train import flow as train_flow
 
-        return validate_flow.check_training_data_step(
+        return train_flow.check_training_data_step(
             self.spec, self.run_context(context), self.refs, tracking_uri=self.tracking_uri()
         )

@@ -6,15 +6,27 @@ import datetime as dt
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow.sdk import BaseOperator, Variable
 
 from airmlops.hooks.mlflow_hook import MlflowHook
 from airmlops.notify import SafeSlackWebhookNotifier
 
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
 STATE_VARIABLE = "airmlops_health_state"
 DEFAULT_API_URL = "http://127.0.0.1:5001"
+
+
+class Probed(TypedDict):
+    """What a probe found (`HealthProbeOperator`)."""
+
+    down: list[str]
+    messages: list[str]
+    undelivered_alerts: int
+    summary: str
 
 
 class HealthProbeOperator(BaseOperator):
@@ -40,7 +52,7 @@ class HealthProbeOperator(BaseOperator):
         self.conn_id = conn_id
         self.api_url = api_url
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Context) -> Probed:
         from airmlops_core import alert_log
         from airmlops_core.serve import health
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from airflow.sdk import Variable
 from airflow.sdk.exceptions import AirflowSkipException
@@ -12,11 +12,31 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airmlops.notify import SafeSlackWebhookNotifier
 from airmlops.operators.base import ModelOperator
 
+if TYPE_CHECKING:
+    from airflow.sdk import Context, XComArg
+
+    from airmlops_core.drift.flow import DriftChecked
+
+
+class DriftAlerted(TypedDict):
+    """Whether the alert task sent a message, and which (`DriftAlertOperator`)."""
+
+    sent: bool
+    message: str
+    summary: str
+
+
+class RetrainSignalled(TypedDict):
+    """Why the drift Asset was emitted (`SignalRetrainOperator`)."""
+
+    reason: str
+    drifted: dict[str, str]
+
 
 class DriftCheckOperator(ModelOperator):
     """Feature, prediction, label and performance drift of the champion, logged to MLflow."""
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> DriftChecked:
         from airmlops_core.drift import flow as drift_flow
 
         return drift_flow.check_step(
@@ -30,11 +50,11 @@ class DriftAlertOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "checked")
 
-    def __init__(self, *, checked: Any, **kwargs: Any) -> None:
+    def __init__(self, *, checked: DriftChecked | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.checked = checked
+        self.checked = cast("DriftChecked", checked)  # an XComArg is resolved before run
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> DriftAlerted:
         from airmlops_core.drift import flow as drift_flow
 
         key = f"airmlops_drift_{self.model_name}"
@@ -61,11 +81,11 @@ class SignalRetrainOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "checked")
 
-    def __init__(self, *, checked: Any, **kwargs: Any) -> None:
+    def __init__(self, *, checked: DriftChecked | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.checked = checked
+        self.checked = cast("DriftChecked", checked)  # an XComArg is resolved before run
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> RetrainSignalled:
         from airmlops import assets
         from airmlops_core.drift import flow as drift_flow
 

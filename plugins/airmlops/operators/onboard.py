@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airmlops.operators.base import ModelOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airmlops_core.onboard import Onboarded
 
 
 class OnboardModelOperator(ModelOperator):
@@ -32,7 +37,7 @@ class OnboardModelOperator(ModelOperator):
         self.model_file = model_file
         self.aws_conn_id = aws_conn_id
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> Onboarded:
         from airmlops_core import onboard, settings
         from airmlops_core.io import data
 
@@ -49,6 +54,7 @@ class OnboardModelOperator(ModelOperator):
         elif ref is not None and ref.kind == "sql":
             from airflow.sdk import BaseHook
 
+            assert ref.conn_id is not None  # the spec requires it for kind sql
             sql_engine = BaseHook.get_connection(ref.conn_id).get_hook().get_sqlalchemy_engine()
         return onboard.onboard(
             self.spec,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airmlops.operators.base import ModelOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, XComArg
+
+    from airmlops_core.score.results import PartitionResult, Published, ScoreResolved
 
 
 class ScoringOperator(ModelOperator):
@@ -34,7 +39,7 @@ class ScoringOperator(ModelOperator):
 class ResolveChampionOperator(ScoringOperator):
     """Pin the champion's version for the whole run; fail at once if there is none yet."""
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> ScoreResolved:
         from airmlops_core.score import flow as score_flow
 
         return score_flow.resolve_step(
@@ -42,7 +47,7 @@ class ResolveChampionOperator(ScoringOperator):
         )
 
 
-def landed_inputs(context: Any) -> list[str]:
+def landed_inputs(context: Context) -> list[str]:
     """The `input` URIs announced by the landing Asset events that triggered this run."""
     return [
         str(event.extra["input"])
@@ -62,7 +67,7 @@ class ListPartitionsOperator(ScoringOperator):
         super().__init__(**kwargs)
         self.input_uri = input_uri
 
-    def run(self, context: Any) -> list[str]:
+    def run(self, context: Context) -> list[str]:
         from airmlops_core.errors import NoPartitions
         from airmlops_core.score import flow as score_flow
 
@@ -89,12 +94,12 @@ class ScorePartitionOperator(ScoringOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "partition", "resolved")
 
-    def __init__(self, *, partition: Any, resolved: Any, **kwargs: Any) -> None:
+    def __init__(self, *, partition: str, resolved: ScoreResolved, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.partition = partition
         self.resolved = resolved
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> PartitionResult:
         from airmlops_core.score import flow as score_flow
 
         return score_flow.score_step(
@@ -112,12 +117,19 @@ class PublishScoresOperator(ScoringOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "resolved", "results")
 
-    def __init__(self, *, resolved: Any, results: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        resolved: ScoreResolved | XComArg,
+        results: Iterable[PartitionResult] | XComArg,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.resolved = resolved
-        self.results = results
+        # XComArgs are resolved before run (`results`: the mapped task's lazy sequence)
+        self.resolved = cast("ScoreResolved", resolved)
+        self.results = cast("Iterable[PartitionResult]", results)
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> Published:
         from airmlops_core.score import flow as score_flow
 
         sink = self.spec.scoring.sink

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airmlops.operators.base import ModelOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, XComArg
+
+    from airmlops_core.train.flow import Evaluated, Registered, Trained, TrainRefs
 
 
 class ExtractTrainingDataOperator(ModelOperator):
@@ -15,7 +20,7 @@ class ExtractTrainingDataOperator(ModelOperator):
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> TrainRefs:
         from airmlops_core.train import flow as train_flow
 
         src = self.spec.source
@@ -27,6 +32,7 @@ class ExtractTrainingDataOperator(ModelOperator):
         elif src.kind == "sql":
             from airflow.sdk import BaseHook
 
+            assert src.conn_id is not None  # the spec requires it for kind sql
             sql_engine = BaseHook.get_connection(src.conn_id).get_hook().get_sqlalchemy_engine()
         return train_flow.extract_step(
             self.spec, self.run_context(context), s3_client=s3_client, sql_engine=sql_engine
@@ -39,7 +45,7 @@ class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
     Says why it runs: the drift Asset event's reason, else "scheduled" or "manual".
     """
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> TrainRefs:
         import datetime as dt
         import json
 
@@ -75,7 +81,7 @@ class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
         return retrain.retrain_extract_step(self.spec, self.run_context(context), reason=reason)
 
 
-def retrain_reason(context: Any) -> str:
+def retrain_reason(context: Context) -> str:
     """Why this retrain run exists: the drift event's reason, the schedule, or a person."""
     reasons = [
         str((event.extra or {}).get("reason"))
@@ -94,11 +100,11 @@ class TrainModelOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "refs")
 
-    def __init__(self, *, refs: Any, **kwargs: Any) -> None:
+    def __init__(self, *, refs: TrainRefs | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.refs = refs
+        self.refs = cast("TrainRefs", refs)  # an XComArg is resolved before run
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> Trained:
         from airmlops_core.train import flow as train_flow
 
         return train_flow.train_step(
@@ -111,12 +117,15 @@ class EvaluateModelOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "refs", "trained")
 
-    def __init__(self, *, refs: Any, trained: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *, refs: TrainRefs | XComArg, trained: Trained | XComArg, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.refs = refs
-        self.trained = trained
+        # XComArgs are resolved before run
+        self.refs = cast("TrainRefs", refs)
+        self.trained = cast("Trained", trained)
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> Evaluated:
         from airmlops_core.train import flow as train_flow
 
         return train_flow.evaluate_step(
@@ -138,13 +147,21 @@ class RegisterModelOperator(ModelOperator):
         "evaluated",
     )
 
-    def __init__(self, *, refs: Any, trained: Any, evaluated: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        refs: TrainRefs | XComArg,
+        trained: Trained | XComArg,
+        evaluated: Evaluated | XComArg,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.refs = refs
-        self.trained = trained
-        self.evaluated = evaluated
+        # XComArgs are resolved before run
+        self.refs = cast("TrainRefs", refs)
+        self.trained = cast("Trained", trained)
+        self.evaluated = cast("Evaluated", evaluated)
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> Registered:
         from airmlops_core.train import flow as train_flow
 
         out = train_flow.register_step(

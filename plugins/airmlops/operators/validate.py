@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airmlops.operators.base import ModelOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, XComArg
+
+    from airmlops_core.validate.flow import (
+        Checked,
+        Gated,
+        Promoted,
+        Rejected,
+        Resolved,
+        RolledBack,
+    )
 
 AUTO_APPROVER = "gate (automatic)"
 
@@ -26,7 +38,7 @@ def reviewer(approval: dict[str, Any]) -> str:
 class ResolveCandidateOperator(ModelOperator):
     """Pin the challenger, the champion it is compared against, and the frozen holdout."""
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> Resolved:
         from airmlops_core.validate import flow as validate_flow
 
         return validate_flow.resolve_step(self.spec, tracking_uri=self.tracking_uri())
@@ -37,11 +49,11 @@ class CheckHoldoutOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "resolved")
 
-    def __init__(self, *, resolved: Any, **kwargs: Any) -> None:
+    def __init__(self, *, resolved: Resolved | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.resolved = resolved
+        self.resolved = cast("Resolved", resolved)  # an XComArg is resolved before run
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> Checked:
         from airmlops_core.validate import flow as validate_flow
 
         return validate_flow.check_holdout_step(
@@ -54,12 +66,15 @@ class GateOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "resolved", "checked")
 
-    def __init__(self, *, resolved: Any, checked: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *, resolved: Resolved | XComArg, checked: Checked | XComArg, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.resolved = resolved
-        self.checked = checked
+        # XComArgs are resolved before run
+        self.resolved = cast("Resolved", resolved)
+        self.checked = cast("Checked", checked)
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> Gated:
         from airmlops_core.validate import flow as validate_flow
 
         return validate_flow.gate_step(
@@ -80,12 +95,19 @@ class PromoteOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "gated", "approval")
 
-    def __init__(self, *, gated: Any, approval: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        gated: Gated | XComArg,
+        approval: dict[str, Any] | XComArg | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.gated = gated
-        self.approval = approval
+        # XComArgs are resolved before run
+        self.gated = cast("Gated", gated)
+        self.approval = cast("dict[str, Any] | None", approval)
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> Promoted:
         from airmlops_core.errors import PromotionConflict
         from airmlops_core.validate import flow as validate_flow
 
@@ -127,12 +149,14 @@ class RejectOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "gated")
 
-    def __init__(self, *, gated: Any, approval_task_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, gated: Gated | XComArg, approval_task_id: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.gated = gated
+        self.gated = cast("Gated", gated)  # an XComArg is resolved before run
         self.approval_task_id = approval_task_id
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> Rejected:
         from airmlops_core.validate import flow as validate_flow
 
         extra: list[str] = []
@@ -166,7 +190,7 @@ class RollbackOperator(ModelOperator):
         self.target = target
         self.reason = reason
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Context) -> RolledBack:
         from airmlops_core.validate import flow as validate_flow
 
         dag_run = context.get("dag_run")

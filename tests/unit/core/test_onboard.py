@@ -28,10 +28,11 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from airmlops_core import onboard
 from airmlops_core.errors import OnboardError, UnsafeModel
 from airmlops_core.io import data
-from airmlops_core.score import scoring
+from airmlops_core.score.model import PyfuncModel, load_local, load_model
+from airmlops_core.score.stream import score_partition
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats.profile import PROFILE_ARTIFACT
-from airmlops_core.tracking import registry
+from airmlops_core.tracking import model_safety, registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import estimator as training
 from churn_batches import frame  # the same churn-like batches as the scoring tests
@@ -127,7 +128,7 @@ def test_skops_file_is_onboarded_with_origin_champion_and_reference(env) -> None
         "proba_1",
     }
     # the registered version scores like the vendor's own model (native sklearn path)
-    model = scoring.load_model(client, env["name"], out["version"])
+    model = load_model(client, env["name"], out["version"])
     X = training.feature_frame(env["spec"], ref.head(50))
     _, proba = model.predict(X)
     np.testing.assert_allclose(proba, env["pipe"].predict_proba(X), rtol=1e-12)
@@ -183,7 +184,7 @@ def test_skops_file_with_untrusted_type_is_refused(env, tmp_path: Path) -> None:
     pipe = Pipeline([("f", FunctionTransformer(func=np.log1p)), ("m", env["pipe"])])
     ok = tmp_path / "ok.skops"
     skops.io.dump(pipe, ok)  # numpy.log1p: trusted prefix
-    assert onboard.untrusted_types(ok) == []
+    assert model_safety.untrusted_types(ok) == []
     bad = Pipeline([("f", FunctionTransformer(func=eval)), ("m", env["pipe"])])
     path = tmp_path / "eval.skops"
     skops.io.dump(bad, path)
@@ -265,7 +266,7 @@ def test_model_of_another_registered_model_is_copied_into_ours(env) -> None:
     assert {a.path for a in client.list_artifacts(mv.run_id, "monitoring")} == {
         f"monitoring/{PROFILE_ARTIFACT}"
     }
-    model = scoring.load_model(client, env["name"], out["version"])
+    model = load_model(client, env["name"], out["version"])
     assert model.classes == (0, 1)
 
 
@@ -388,14 +389,14 @@ def code_model(tmp_path: Path) -> Path:
 
 
 def test_non_sklearn_flavor_is_scored_through_pyfunc(code_model: Path, env) -> None:
-    model = scoring.load_local(code_model, "vendor", "1")
-    assert isinstance(model.estimator, scoring.PyfuncModel)
+    model = load_local(code_model, "vendor", "1")
+    assert isinstance(model.estimator, PyfuncModel)
     assert model.classes == (0, 1)  # from the output signature's column names
     batch = env["reference"].head(300)
     path = env["tmp"] / "batch.parquet"
     data.write_frame(batch, str(path))
     out = env["tmp"] / "scored.parquet"
-    result = scoring.score_partition(
+    result = score_partition(
         model, str(path), str(out), row_key="customer_id", logical_date="2024-05-01T00:00:00Z"
     )
     assert result["rows_out"] == 300

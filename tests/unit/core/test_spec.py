@@ -64,8 +64,8 @@ BAD_CASES = [
     ("missing task", with_("task", None), "task", "Field required"),
     ("unknown task", with_("task", "ranking"), "task", "'binary', 'multiclass' or 'regression'"),
     ("bad name", with_("name", "Bad-Name"), "name", "lowercase"),
-    ("unknown field", {**GOOD, "colour": "red"}, "colour", "Extra inputs are not permitted"),
-    ("typo in nested field", with_("source.urii", "x.csv"), "source.urii", "Extra inputs"),
+    ("unknown field", {**GOOD, "colour": "red"}, "colour", "unknown field"),
+    ("typo in nested field", with_("source.urii", "x.csv"), "source.urii", "unknown field"),
     ("file source without uri", with_("source.uri", None), "source", "needs 'uri'"),
     (
         "s3 source not s3 uri",
@@ -215,7 +215,7 @@ def test_spec_hash_tracks_content() -> None:
         ({**GOOD, "promotion": {"level": 1.5}}, "promotion.level", "less than 1"),
         ({**GOOD, "promotion": {"n_boot": 10}}, "promotion.n_boot", "greater than or equal to 200"),
         ({**GOOD, "promotion": {"segments": ["y"]}}, "(top level)", "promotion segment"),
-        ({**GOOD, "data_checks": {"suit": "x"}}, "data_checks.suit", "Extra inputs"),
+        ({**GOOD, "data_checks": {"suit": "x"}}, "data_checks.suit", "unknown field"),
     ],
 )
 def test_bad_promotion_settings(tmp_path: Path, body: dict, field: str, message: str) -> None:
@@ -333,7 +333,7 @@ def test_external_spec_loads_without_training_fields(tmp_path: Path) -> None:
                 "external": {"reference": {"uri": "r.csv"}, "origin": "vendor X", "pickle": True},
             },
             "external.pickle",
-            "Extra inputs",
+            "unknown field",
         ),
         (
             with_("estimator", None),

@@ -640,6 +640,7 @@ def test_airflow_passwords_cli_reads_the_environment_and_prints_no_password(tmp_
 
 
 # The helper scripts, run for real ----------------------------------------------------------------
+@pytest.mark.integration
 def test_create_buckets_script_on_a_real_s3_server(s3_server):
     script = ROOT / "docker" / "create_buckets.py"
     buckets = ["compose-artifacts-test", "compose-data-test"]
@@ -761,6 +762,7 @@ def postgres_server() -> Iterator[dict[str, str]]:
         yield server.env
 
 
+@pytest.mark.integration
 def test_postgres_init_script_creates_roles_and_applies_rotated_passwords(postgres_server):
     script = ROOT / "docker" / "postgres" / "init-databases.sh"
     env = {

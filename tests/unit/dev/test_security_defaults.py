@@ -4,7 +4,7 @@ The floors clear published advisories: apache-airflow >= 3.3.0 (connection secre
 read-only users, Slack credential fields returned in plain text, XCom PATCH code execution,
 shell injection through dag_run.conf) and mlflow >= 3.16.1 (earlier releases ship a default
 basic-auth login). Settings are checked in docker-compose.yml and in the local stack's
-environment (airmlops_dev.localstack.airflow_env).
+environment (airmlops_dev.stack_env.airflow_env).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from airmlops_dev import localstack
+from airmlops_dev.stack_config import StackConfig
+from airmlops_dev.stack_env import airflow_env
 from paths import PROJECT_DIR as ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -78,7 +79,7 @@ def _airflow_services(compose: dict[str, Any]) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def local_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("stack")
-    return localstack.airflow_env(localstack.StackConfig(project_dir=ROOT, home=home))
+    return airflow_env(StackConfig(project_dir=ROOT, home=home))
 
 
 def _pack_sources() -> Iterator[tuple[Path, str]]:
@@ -175,7 +176,7 @@ def test_compose_airflow_settings(compose):
 
 
 def test_local_stack_airflow_settings(local_env):
-    _check_airflow_env("localstack.airflow_env()", local_env)
+    _check_airflow_env("stack_env.airflow_env()", local_env)
 
 
 def test_no_all_admins_mode_anywhere():

@@ -22,7 +22,8 @@ from airmlops_core import errors
 from airmlops_core.errors import SinkError
 from airmlops_core.io import data
 from airmlops_core.io import sql_sink as score_sink
-from airmlops_core.score import scoring
+from airmlops_core.score.model import LoadedModel, load_local
+from airmlops_core.score.stream import score_partition
 from airmlops_core.spec import ModelSpec
 from pgserver import PostgresServer
 
@@ -40,7 +41,7 @@ def batch(n: int, seed: int, start: int = 0) -> pd.DataFrame:
     )
 
 
-def model(tmp: Path, name: str, version: str, c: float) -> scoring.LoadedModel:
+def model(tmp: Path, name: str, version: str, c: float) -> LoadedModel:
     """A real MLflow sklearn model directory, loaded as the score DAG loads a version."""
     x = batch(400, seed=1)[["tenure", "monthly"]]
     y = (x["tenure"] < 30).astype("int64")
@@ -53,15 +54,15 @@ def model(tmp: Path, name: str, version: str, c: float) -> scoring.LoadedModel:
         skops_trusted_types=[],
         signature=infer_signature(x, y),
     )
-    return scoring.load_local(path, name, version)
+    return load_local(path, name, version)
 
 
-def outputs(tmp: Path, loaded: scoring.LoadedModel, parts: list[pd.DataFrame]) -> list[str]:
+def outputs(tmp: Path, loaded: LoadedModel, parts: list[pd.DataFrame]) -> list[str]:
     uris = []
     for i, frame in enumerate(parts):
         src = data.write_frame(frame, str(tmp / "in" / f"part-{i}.parquet")).uri
         dst = str(tmp / "out" / loaded.name / loaded.version / f"part-{i}.parquet")
-        scoring.score_partition(loaded, src, dst, row_key="customer_id", logical_date=DATE)
+        score_partition(loaded, src, dst, row_key="customer_id", logical_date=DATE)
         uris.append(dst)
     return uris
 

@@ -11,12 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airmlops_core.quality import batch_checks, data_checks
-from airmlops_core.quality.data_checks import ColumnRules
-from airmlops_core.score import scoring
+from airmlops_core.quality import batch_checks
+from airmlops_core.quality.check import validate, validate_uri
+from airmlops_core.quality.results import CheckResult
+from airmlops_core.quality.suite import ColumnRules, parse_suite
+from airmlops_core.score import gate
 
 CONTRACTS = ["month", "year1", "year2"]
-SUITE = data_checks.parse_suite(
+SUITE = parse_suite(
     {
         "model": "gate_test",
         "target": "churn",
@@ -77,7 +79,7 @@ def write_parquet(df: pd.DataFrame, path: Path) -> str:
     return str(path)
 
 
-def by_rule(result: data_checks.CheckResult) -> dict[str, tuple[Any, ...]]:
+def by_rule(result: CheckResult) -> dict[str, tuple[Any, ...]]:
     return {f.rule: (f.severity, f.unexpected_count) for f in [*result.failures, *result.warnings]}
 
 
@@ -103,12 +105,12 @@ def test_chunked_gate_equals_whole_frame_validate(fmt: str, tmp_path: Path) -> N
     df = dirty()
     if fmt == "parquet":
         uri = write_parquet(df, tmp_path / "b.parquet")
-        whole = data_checks.validate(df, KEYED, batch=True)
+        whole = validate(df, KEYED, batch=True)
     else:
         uri = str(tmp_path / "b.csv")
         df.to_csv(uri, index=False)
-        whole, _ = data_checks.validate_uri(uri, KEYED, batch=True)
-    chunked = scoring.check_partition(uri, SUITE, row_key="customer_id", chunk_rows=1024)
+        whole, _ = validate_uri(uri, KEYED, batch=True)
+    chunked = gate.check_partition(uri, SUITE, row_key="customer_id", chunk_rows=1024)
     expected = {
         "table.extra_columns": ("block", None),
         "customer_id.unique": ("block", 5),  # values 1 (x3) and 2 (x2)
@@ -134,7 +136,7 @@ def test_chunked_gate_equals_whole_frame_validate(fmt: str, tmp_path: Path) -> N
 
 def test_clean_batch_passes_and_label_is_tolerated(tmp_path: Path) -> None:
     uri = write_parquet(clean(5000), tmp_path / "ok.parquet")
-    result = scoring.check_partition(uri, SUITE, row_key="customer_id", chunk_rows=512)
+    result = gate.check_partition(uri, SUITE, row_key="customer_id", chunk_rows=512)
     assert result.success, result.summary()
     assert result.rows == 5000
 
@@ -155,7 +157,7 @@ def test_uniqueness_is_exact_when_keys_spill_to_disk(
         update={"columns": {**SUITE.columns, "customer_id": ColumnRules(dtype=key_type)}}
     )
     uri = write_parquet(df, tmp_path / "k.parquet")
-    result = scoring.check_partition(uri, suite, row_key="customer_id", chunk_rows=2048)
+    result = gate.check_partition(uri, suite, row_key="customer_id", chunk_rows=2048)
     expected = int(df["customer_id"].duplicated(keep=False).sum())
     assert by_rule(result) == {"customer_id.unique": ("block", expected)}
     counts = df["customer_id"].value_counts()
@@ -165,10 +167,10 @@ def test_uniqueness_is_exact_when_keys_spill_to_disk(
 def test_table_rules_aggregate_over_chunks(tmp_path: Path) -> None:
     df = clean(3000).assign(tenure=7)  # one distinct value overall, though every chunk is fine
     uri = write_parquet(df, tmp_path / "t.parquet")
-    result = scoring.check_partition(uri, SUITE, row_key="customer_id", chunk_rows=256)
+    result = gate.check_partition(uri, SUITE, row_key="customer_id", chunk_rows=256)
     assert by_rule(result) == {"tenure.min_distinct": ("block", None)}
     tiny = write_parquet(clean(6), tmp_path / "tiny.parquet")
-    assert scoring.check_partition(tiny, SUITE, row_key="customer_id").failed_rules == [
+    assert gate.check_partition(tiny, SUITE, row_key="customer_id").failed_rules == [
         "table.row_count"
     ]
 
@@ -213,7 +215,7 @@ def test_unreadable_or_empty_partitions_fail_with_the_reason(
             df.assign(tenure=np.where(df.index == 10, "1.5", df["tenure"].astype(str))).to_csv(
                 uri, index=False
             )
-    result = scoring.check_partition(uri, SUITE, row_key="customer_id", chunk_rows=1024)
+    result = gate.check_partition(uri, SUITE, row_key="customer_id", chunk_rows=1024)
     assert not result.success
     assert result.failed_rules == rules
     assert text in result.summary()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -15,7 +16,7 @@ from airmlops_core import errors
 from airmlops_core.io import data
 from airmlops_core.spec import load_spec
 from airmlops_core.tracking import registry
-from airmlops_core.tracking.runs import RunContext, get_or_create_run
+from airmlops_core.tracking.runs import RunContext, experiment_name, get_or_create_run
 from airmlops_core.train import estimator as training
 from airmlops_core.train import flow as train_flow
 from paths import PROJECT_DIR as PROJECT
@@ -49,6 +50,16 @@ def ctx(run_id: str, task_id: str = "train", try_number: int = 1) -> RunContext:
         run_id=run_id,
         task_id=task_id,
         try_number=try_number,
+    )
+
+
+def train_runs(client: MlflowClient, c: RunContext) -> list[Any]:
+    """The model's train runs of one DAG run."""
+    exp = client.get_experiment_by_name(experiment_name(c.model))
+    assert exp is not None
+    return client.search_runs(
+        [exp.experiment_id],
+        f"tags.`airmlops.run_id` = '{c.run_id}' and tags.`airmlops.purpose` = 'train'",
     )
 
 
@@ -94,6 +105,34 @@ def test_full_path_and_idempotent_retries(churn_spec, env, mlflow_url: str) -> N
     assert run.data.metrics["train.rows"] == refs["train"]["rows"]
     assert run.data.metrics["train.cpu_seconds"] > 0
     assert run.data.metrics["train.peak_rss_mib"] > 50
+
+
+def test_training_data_gate_fails_closed_and_quarantines(
+    churn_spec, env, mlflow_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRMLOPS_LOCAL_DIR", str(env / "local"))
+    client = MlflowClient(mlflow_url)
+    good = ctx("manual__gate_good", task_id="check_data")
+    refs = train_flow.extract_step(churn_spec, good)
+    passed = train_flow.check_training_data_step(churn_spec, good, refs, tracking_uri=mlflow_url)
+    assert passed["success"] is True
+    assert "PASSED" in passed["summary"]
+    [run] = train_runs(client, good)
+    assert run.data.tags["airmlops.data_check.training_data"] == "pass"
+
+    bad = ctx("manual__gate_bad", task_id="check_data")
+    frame = data.read_ref(data.DataRef.from_dict(refs["extract"])).assign(tenure=-1)
+    bad_ref = data.write_frame(frame, str(env / "bad" / "extract.parquet"))
+    with pytest.raises(errors.DataCheckFailed, match="tenure.range") as info:
+        train_flow.check_training_data_step(
+            churn_spec, bad, {"extract": bad_ref.to_dict()}, tracking_uri=mlflow_url
+        )
+    where = env / "local" / "quarantine" / "customer_churn" / bad.dag_id / "manual__gate_bad"
+    assert str(where) in str(info.value)
+    assert sorted(p.name for p in where.iterdir()) == ["data.parquet", "report.html", "result.json"]
+    [run] = train_runs(client, bad)  # looked up without reopening it
+    assert run.info.status == "FAILED"
+    assert run.data.tags["airmlops.data_check.training_data"] == "fail"
 
 
 def test_twin_versions_from_a_lost_response_are_removed(churn_spec, env, mlflow_url) -> None:

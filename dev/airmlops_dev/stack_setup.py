@@ -1,0 +1,107 @@
+"""The local stack's setup: directories, secrets, the Airflow metadata DB and its settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from importlib import metadata
+from pathlib import Path
+
+from airmlops_dev.stack_config import StackConfig, StackError
+from airmlops_dev.stack_env import airflow_env
+from airmlops_dev.stack_pids import run_once
+from airmlops_dev.stack_secrets import ensure_admin_password, ensure_secrets, write_private
+
+log = logging.getLogger(__name__)
+
+
+def _file_sha256(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes, or None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _airflow_version() -> str:
+    """The installed Airflow core's version."""
+    try:
+        return metadata.version("apache-airflow-core")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def initialize(cfg: StackConfig) -> None:
+    """Create directories and secrets; migrate the DB and load settings when needed."""
+    for d in (
+        cfg.logs_dir,
+        cfg.run_dir,
+        cfg.airflow_home,
+        cfg.root / "mlflow" / "artifacts",
+        cfg.root / "receiver",
+        cfg.root / "data",
+        cfg.root / "work",
+    ):
+        d.mkdir(parents=True, exist_ok=True)
+    ensure_secrets(cfg)
+    ensure_admin_password(cfg)
+    cfg_file = cfg.airflow_home / "airflow.cfg"
+    if not cfg_file.exists():
+        # Airflow writes a full default airflow.cfg (with unused random secrets and defaults that
+        # the environment overrides) when none exists; a stub avoids that confusion.
+        write_private(
+            cfg_file,
+            "# The local stack configures Airflow through environment variables:\n"
+            "# see airflow_env() in airmlops_dev/stack_env.py. Settings here are overridden.\n",
+        )
+
+
+def prepare_airflow_db(cfg: StackConfig, migrate: bool) -> None:
+    """Prepare the metadata DB.
+
+    Migrates it (first run, or a new Airflow version) when ``migrate`` is set, and loads the
+    settings file when it changed since the last load.
+    """
+    state_file = cfg.airflow_home / ".airmlops_state.json"
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        state = {}
+    env = airflow_env(cfg)
+    version = _airflow_version()
+    db = cfg.airflow_home / "airflow.db"
+    # which database the state describes (a digest: the URL may hold a password)
+    db_id = hashlib.sha256(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].encode()).hexdigest()[:16]
+    exists = db.exists() if cfg.airflow_db_is_sqlite else state.get("db") == db_id
+    if migrate and (not exists or state.get("airflow_version") != version):
+        log.info(
+            "migrating the Airflow metadata DB (%s)",
+            db if cfg.airflow_db_is_sqlite else "sql_alchemy_conn",
+        )
+        run_once(cfg, "airflow-db-migrate", [str(cfg.bin_dir / "airflow"), "db", "migrate"], env)
+        state = {"airflow_version": version, "db": db_id}
+        state_file.write_text(json.dumps(state))
+        exists = True
+    settings_file = cfg.settings_file
+    digest = _file_sha256(settings_file) if settings_file else None
+    if exists and digest and state.get("settings_sha256") != digest:
+        log.info("loading %s into the metadata DB", settings_file)
+        argv = [
+            str(cfg.bin_dir / "python"),
+            "-m",
+            "airmlops_dev.settings_loader",
+            str(settings_file),
+        ]
+        run_once(cfg, "settings-loader", argv, env)
+        state["settings_sha256"] = digest
+        state_file.write_text(json.dumps(state))
+
+
+def check_binaries(cfg: StackConfig) -> None:
+    """Raise StackError unless python, airflow and mlflow are in ``cfg.bin_dir``."""
+    for name in ("python", "airflow", "mlflow"):
+        if not (cfg.bin_dir / name).exists():
+            raise StackError(
+                f"{name} not found in {cfg.bin_dir}; pass StackConfig(bin_dir=<venv>/bin)"
+            )

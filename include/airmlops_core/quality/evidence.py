@@ -1,0 +1,152 @@
+"""Evidence of rejected data: atomic text writes (local or S3) and the quarantine of a batch.
+
+A quarantined batch is a directory or s3:// prefix per run (`quarantine_uri`) holding
+data.parquet (the offending table, when it could be read), result.json and report.html.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypedDict
+
+from airmlops_core import errors, settings
+from airmlops_core.io import data
+from airmlops_core.io.data import DataRefDict
+from airmlops_core.quality.report import render_html
+from airmlops_core.quality.results import CheckResult
+from airmlops_core.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+class RunIds(Protocol):
+    """The DAG run a batch belongs to (an `airmlops_core.tracking.runs.RunContext`)."""
+
+    @property
+    def dag_id(self) -> str:
+        """The Airflow DAG id."""
+
+    @property
+    def run_id(self) -> str:
+        """The Airflow run id."""
+
+
+class Quarantined(TypedDict):
+    """Where `quarantine` kept a batch: its directory, data (None: unreadable) and evidence."""
+
+    uri: str
+    data: DataRefDict | None
+    result: str
+    report: str
+
+
+def quarantine_uri(spec: ModelSpec, ctx: RunIds) -> str:
+    """Where a failing batch of this run is kept aside."""
+    base = spec.data_checks.quarantine_uri or str(settings.local_dir() / "quarantine" / spec.name)
+    safe = data.safe_segment(ctx.run_id)
+    return data.join_uri(base, ctx.dag_id, safe)
+
+
+def write_text(
+    uri: str,
+    text: str,
+    *,
+    s3_client: Any | None = None,
+    content_type: str = "text/plain; charset=utf-8",
+) -> str:
+    """Write UTF-8 text atomically (local: temp file + fsync + rename; S3: one put_object).
+
+    Returns:
+        The URI written (local paths normalised).
+
+    Raises:
+        errors.DataError: the destination is not writable.
+    """
+    body = text.encode("utf-8")
+    if uri.startswith("s3://"):
+        bucket, key = data.split_s3(uri)
+        client = data.need_client(uri, s3_client)
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        except data.s3_exceptions() as exc:
+            raise data.s3_error(uri, exc) from exc
+        return uri
+    path = data.local_path(uri)
+
+    def write(sink: IO[bytes]) -> None:
+        sink.write(body)
+
+    try:
+        data.write_local_atomic(uri, path, write)
+    except OSError as exc:
+        raise errors.DataError(f"{uri}: cannot write: {exc}") from exc
+    return str(path)
+
+
+def _remove(uri: str, s3_client: Any | None) -> None:
+    if uri.startswith("s3://"):
+        bucket, key = data.split_s3(uri)
+        try:
+            data.need_client(uri, s3_client).delete_object(Bucket=bucket, Key=key)
+        except data.s3_exceptions() as exc:
+            raise data.s3_error(uri, exc) from exc
+        return
+    data.local_path(uri).unlink(missing_ok=True)
+
+
+def quarantine(
+    df: pd.DataFrame | None,
+    source_uri: str,
+    result: CheckResult,
+    quarantine_uri: str,
+    *,
+    s3_client: Any | None = None,
+) -> Quarantined:
+    """Store rejected data with its evidence: data.parquet, result.json and report.html.
+
+    Idempotent: a second call overwrites the same names (and removes a stale data.parquet
+    when the data is now unreadable).
+
+    Args:
+        df: the offending table, or None when it could not be read.
+        source_uri: where the data came from (recorded in result.json).
+        result: the failed check.
+        quarantine_uri: a directory or s3:// prefix for this batch.
+        s3_client: for s3:// destinations.
+
+    Returns:
+        {"uri": quarantine_uri, "data": DataRef dict or None, "result": uri, "report": uri}.
+    """
+    if not quarantine_uri.startswith("s3://"):
+        quarantine_uri = data.resolve_uri(quarantine_uri, os.getcwd())
+    data_uri = data.join_uri(quarantine_uri, "data.parquet")
+    ref = None
+    if df is not None:
+        ref = data.write_frame(df, data_uri, s3_client=s3_client).to_dict()
+    else:
+        _remove(data_uri, s3_client)
+    payload = {"source_uri": source_uri, "data": ref, "result": result.to_dict()}
+    result_uri = write_text(
+        data.join_uri(quarantine_uri, "result.json"),
+        json.dumps(payload, indent=2, default=str) + "\n",
+        s3_client=s3_client,
+        content_type="application/json",
+    )
+    report_uri = write_text(
+        data.join_uri(quarantine_uri, "report.html"),
+        render_html(result, title=f"Quarantined data: {result.suite}"),
+        s3_client=s3_client,
+        content_type="text/html; charset=utf-8",
+    )
+    log.warning(
+        "quarantined %s (%s) to %s",
+        source_uri,
+        ", ".join(result.failed_rules) or "no blocking failures",
+        quarantine_uri,
+    )
+    return {"uri": quarantine_uri, "data": ref, "result": result_uri, "report": report_uri}

@@ -1,0 +1,145 @@
+"""The model server: the served models, their alias poller and their metrics, without HTTP.
+
+A model without a served version (no champion yet, or none that loaded) answers 503.
+One process: the poller, the served models and the metrics live in it. Scale out with more
+processes behind a proxy, each following the alias on its own.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, TypedDict
+
+from airmlops_core.serve.metrics import Metrics
+from airmlops_core.serve.poller import DEFAULT_ALIAS, DEFAULT_POLL_SECONDS, AliasPoller
+from airmlops_core.serve.scoring import RequestError
+from airmlops_core.serve.state import ModelState, Served
+
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+DEFAULT_THREADS = 4
+
+
+class ModelHealth(TypedDict):
+    """One model in the /health answer."""
+
+    status: Literal["serving", "unavailable"]
+    served_version: str | None
+    champion_version: str | None
+    run_id: str | None
+    loaded_at: str | None
+    last_poll: str | None
+    problem: str | None
+
+
+class HealthReport(TypedDict):
+    """The /health answer: `ok`, `degraded` (all served, some problem) or `unavailable`."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    alias: str
+    models: dict[str, ModelHealth]
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+
+
+class ModelServer:
+    """The served models, their alias poller and their metrics; the HTTP app wraps this."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        models: list[str],
+        *,
+        alias: str = DEFAULT_ALIAS,
+        poll_interval: float = DEFAULT_POLL_SECONDS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        threads: int = DEFAULT_THREADS,
+        cache_dir: Path | None = None,
+    ):
+        if not models:
+            raise ValueError("no models to serve: pass --models a,b or --models-dir")
+        self.max_bytes = max_bytes
+        self.threads = threads
+        self.states = {name: ModelState(name) for name in dict.fromkeys(models)}
+        self.metrics = Metrics()
+        self.poller = AliasPoller(
+            tracking_uri,
+            self.states,
+            self.metrics,
+            alias=alias,
+            poll_interval=poll_interval,
+            cache_dir=cache_dir,
+        )
+        for name in self.states:
+            self.metrics.loaded.labels(model=name).set(0)
+            self.metrics.served_version.labels(model=name).set(0)
+            self.metrics.champion_version.labels(model=name).set(0)
+
+    def start(self) -> None:
+        """Start the alias poller (its first poll loads every champion)."""
+        self.poller.start()
+
+    def stop(self) -> None:
+        """Stop the alias poller and remove its download cache when it made it."""
+        self.poller.stop()
+
+    def served_for(self, name: str | None) -> Served:
+        """The version that answers a request for `name` (None: the only model).
+
+        Raises:
+            RequestError: 400 no model named on a multi-model server, 404 unknown, 503 none yet.
+        """
+        if name is None:
+            if len(self.states) != 1:
+                raise RequestError(
+                    400,
+                    "MODEL_NOT_SPECIFIED",
+                    f"this API serves {sorted(self.states)}: POST /invocations/<model>",
+                )
+            name = next(iter(self.states))
+        state = self.states.get(name)
+        if state is None:
+            raise RequestError(
+                404,
+                "UNKNOWN_MODEL",
+                f"model '{name}' is not served here; served: {sorted(self.states)}",
+            )
+        served = state.served
+        if served is None:
+            raise RequestError(
+                503,
+                "NO_MODEL_LOADED",
+                f"model '{name}' has no version loaded: {state.problem or 'loading'}",
+            )
+        return served
+
+    def health(self) -> tuple[int, HealthReport]:
+        """(HTTP status, body): 200 when every model has a served version."""
+        models: dict[str, ModelHealth] = {}
+        for name, state in self.states.items():
+            served = state.served
+            with state.lock:
+                problem, champion, last_poll = state.problem, state.champion, state.last_poll
+            if served is None and problem is None:
+                problem = "loading: first registry poll not finished"
+            models[name] = {
+                "status": "serving" if served else "unavailable",
+                "served_version": served.version if served else None,
+                "champion_version": champion,
+                "run_id": served.run_id if served else None,
+                "loaded_at": _iso(served.loaded_at) if served else None,
+                "last_poll": _iso(last_poll),
+                "problem": problem,
+            }
+        all_served = all(m["served_version"] for m in models.values())
+        clean = all_served and all(m["problem"] is None for m in models.values())
+        status: Literal["ok", "degraded", "unavailable"] = (
+            "ok" if clean else "degraded" if all_served else "unavailable"
+        )
+        return (200 if all_served else 503), {
+            "status": status,
+            "alias": self.poller.alias,
+            "models": models,
+        }
