@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import yaml
 from pydantic import Field, field_validator, model_validator
@@ -49,17 +49,8 @@ RuleName = Literal[
     "unique",
     "min_distinct",
 ]
-SEVERITIES = ("block", "warn")
-COLUMN_RULES = (
-    "exists",
-    "dtype",
-    "nullable",
-    "max_null_fraction",
-    "range",
-    "allowed",
-    "unique",
-    "min_distinct",
-)
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+COLUMN_RULES: tuple[str, ...] = get_args(RuleName)
 READABLE_RULE = "file.readable"
 ROW_COUNT_RULE = "table.row_count"
 EXTRA_COLUMNS_RULE = "table.extra_columns"
