@@ -7,7 +7,6 @@ corrupted sample is rejected for the right reason, and that clean samples are ne
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -61,15 +60,13 @@ def test_flights_suite_passes_training_window_and_later_months(flights: pd.DataF
     assert "month.range" in validate(bad, suite, batch=True).failed_rules
 
 
-def test_validate_timing_is_reported(churn: pd.DataFrame, churn_suite: Suite) -> None:
+def test_validate_reports_what_it_evaluated(churn: pd.DataFrame, churn_suite: Suite) -> None:
     validate(churn.head(200), churn_suite)  # GX imported and context built once
     sample = sample_rows(churn, 0)
-    start = time.perf_counter()
     result = validate(sample, churn_suite)
-    took = time.perf_counter() - start
-    print(f"\nvalidate(): {took:.3f} s for {result.evaluated} expectations on {result.rows} rows")
     assert result.success
-    assert took < 10
+    assert result.rows == len(sample)
+    assert result.evaluated > 0
 
 
 # ------------------------------------------------------------------------------------------
