@@ -218,13 +218,34 @@ def wait_for_task_state(
     raise TimeoutError(f"{dag_id} {run_id}: {task_id} not {state} within {timeout}s: {tis}")
 
 
-def review(api: Any, answer: str) -> tuple[str, dict[str, str]]:
-    """Run the reviewed model's validate DAG and answer its approval task."""
+def wait_until_parked(stack: Any, dag_id: str, run_id: str, task_id: str) -> None:
+    """Wait until the scheduler has seen the worker process that parked the task end.
+
+    A task parks in `awaiting_input` before its worker process has exited. If the answer
+    resumes it before the scheduler has read that exit from the LocalExecutor, the executor's
+    bookkeeping of the resumed try (same key) is dropped with the old one and the scheduler
+    fails the resumed task as "killed externally". The scheduler logs "TaskInstance Finished:
+    ... state=awaiting_input" once it has read the exit: after that line an answer is safe,
+    however slow the machine (a fixed sleep was not).
+    """
+    needle = f"dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
+    log = stack.log_file("scheduler")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if "TaskInstance Finished" in line and needle in line and "awaiting_input" in line:
+                return
+        time.sleep(1)
+    raise TimeoutError(f"the scheduler never logged the parked {task_id} of {run_id} ending")
+
+
+def review(stack: Any, api: Any, answer: str) -> tuple[str, dict[str, str]]:
+    """Run the reviewed model's validate DAG and answer its approval task once it is parked."""
     dag_id = f"{REVIEWED}__validate"
     api.wait_for_dag(dag_id, timeout=180)
     run_id = api.trigger(dag_id)
     wait_for_task_state(api, dag_id, run_id, "approve", "awaiting_input")
-    time.sleep(5)  # answer at human speed: the task process is still handing over to deferral
+    wait_until_parked(stack, dag_id, run_id, "approve")
     api.respond(dag_id, run_id, "approve", [answer])
     state = api.wait(dag_id, run_id, timeout=300)
     return state, {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
@@ -234,7 +255,7 @@ def test_human_review_rejects_then_approves(stack, airflow_api) -> None:
     demo_data.write_all(stack.home / "data")
     client = MlflowClient(stack.mlflow_url)
     first = register_challenger(stack, "manual__review1", {}, model=REVIEWED)
-    state, tis = review(airflow_api, "Reject")
+    state, tis = review(stack, airflow_api, "Reject")
     assert state == "success", tis
     assert (tis["approve"], tis["promote"], tis["reject"]) == ("success", "skipped", "success")
     assert registry.alias_version(client, REVIEWED, registry.CHAMPION) is None
@@ -243,7 +264,7 @@ def test_human_review_rejects_then_approves(stack, airflow_api) -> None:
     assert f"rejected in human review by {user}" in reasons, reasons
 
     second = register_challenger(stack, "manual__review2", {}, model=REVIEWED)
-    state, tis = review(airflow_api, "Approve")
+    state, tis = review(stack, airflow_api, "Approve")
     assert state == "success", tis
     assert (tis["promote"], tis["reject"]) == ("success", "skipped"), tis
     assert registry.alias_version(client, REVIEWED, registry.CHAMPION) == second
