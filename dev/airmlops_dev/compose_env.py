@@ -9,8 +9,9 @@ reads from ``.env`` next to it. This module writes that file::
     python -m airmlops_dev.compose_env --template      # print .env.example (no secret in it)
 
 Existing values are kept unless rotated; unknown keys a user added are kept too. The file is
-written atomically with mode 0600, never through a symlink (airmlops_dev.private_files). Secret values are never printed or logged: the command only
-names what it generated, kept or rotated.
+written atomically with mode 0600, never through a symlink (airmlops_dev.private_files).
+Secret values are never printed or logged: the command only names what it generated, kept or
+rotated.
 
 Rotating ``AIRFLOW_FERNET_KEY`` keeps the previous key after the new one (``new,old``) so
 Airflow can still decrypt what the old key encrypted; run ``airflow rotate-fernet-key`` after

@@ -23,13 +23,13 @@ process of the stack runs with umask 077, so what it creates there is owner-only
 
 The default (``make up``) is the LocalExecutor on SQLite and MLflow on SQLite with local
 artifacts, behind MLflow's basic auth (user ``admin``; every component, the demo and
-``airmlops onboard`` authenticate with the generated password). The production topology runs natively too (tests/integration/test_distributed.py),
-configured through StackConfig: ``executor="CeleryExecutor"`` with ``sql_alchemy_conn`` (e.g.
-PostgreSQL), a Celery broker (Redis) and ``celery_workers`` workers (components
-``celery-worker-1..N``, each with its own hostname), MLflow with ``mlflow_backend_store_uri``,
-``mlflow_artifacts_destination`` (``s3://...``, credentials in ``mlflow_server_env`` only: the
-artifacts are proxied). No secret goes on a command line: database and broker URLs reach the
-processes through their environment.
+``airmlops onboard`` authenticate with the generated password). The production topology runs
+natively too (tests/integration/test_distributed.py), configured through StackConfig:
+``executor="CeleryExecutor"`` with ``sql_alchemy_conn`` (e.g. PostgreSQL), a Celery broker
+(Redis) and ``celery_workers`` workers (components ``celery-worker-1..N``, each with its own
+hostname), MLflow with ``mlflow_backend_store_uri``, ``mlflow_artifacts_destination``
+(``s3://...``, credentials in ``mlflow_server_env`` only: the artifacts are proxied). No secret
+goes on a command line: database and broker URLs reach the processes through their environment.
 The databases, the broker and the object store themselves are the caller's to start.
 
 The stack is split by concern: stack_config (StackConfig, names, ports, URLs), stack_secrets,

@@ -10,13 +10,13 @@ import os
 import socket
 from pathlib import Path
 
+from airmlops_dev.private_files import write_private
 from airmlops_dev.stack_config import (
     ADMIN_USER,
     MLFLOW_SECRET_KEYS,
     WORKER_HOSTNAME_ENV,
     StackConfig,
 )
-from airmlops_dev.private_files import write_private
 from airmlops_dev.stack_env import airflow_env, base_env
 from airmlops_dev.stack_secrets import ensure_secrets
 

@@ -313,7 +313,9 @@ AIRFLOW_CORE = {
 }
 CALLBACKS = {"SLACK_WEBHOOK_URL"}  # alert callbacks: dag-processor, triggerer, workers
 TASKS = {"MLFLOW_ADMIN_PASSWORD", "S3_DATA_ACCESS_KEY", "S3_DATA_SECRET_KEY"}  # task code
-S3_KEYS = {f"S3_{who}_{part}_KEY" for who in ("ADMIN", "MLFLOW", "DATA") for part in ("ACCESS", "SECRET")}
+S3_KEYS = {
+    f"S3_{who}_{part}_KEY" for who in ("ADMIN", "MLFLOW", "DATA") for part in ("ACCESS", "SECRET")
+}
 SECRETS_BY_SERVICE = {
     "postgres": {"POSTGRES_PASSWORD"},
     "postgres-init": {"POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MLFLOW_DB_PASSWORD"},
@@ -372,7 +374,12 @@ def test_the_model_api_logs_in_to_mlflow_as_the_read_only_user(services):
     assert compose_env.BY_NAME["MLFLOW_READER_USER"].default != (
         compose_env.BY_NAME["MLFLOW_ADMIN_USER"].default
     )
-    for key in ("AIRFLOW_CONN_MLFLOW_DEFAULT", "AWS_SECRET_ACCESS_KEY", "AIRFLOW__CORE__FERNET_KEY"):
+    not_for_the_api = (
+        "AIRFLOW_CONN_MLFLOW_DEFAULT",
+        "AWS_SECRET_ACCESS_KEY",
+        "AIRFLOW__CORE__FERNET_KEY",
+    )
+    for key in not_for_the_api:
         assert key not in api, f"model-api holds {key}"
     # mlflow-init creates the reader (as the admin) before the model API starts
     init = services["mlflow-init"]
