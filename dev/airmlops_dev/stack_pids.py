@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from airmlops_dev import process_group
-from airmlops_dev.private_files import PRIVATE_UMASK, private_opener
+from airmlops_dev.private_files import PRIVATE_UMASK, private_opener, write_private
 from airmlops_dev.stack_config import MARKER_ENV, StackConfig, StackError
 from airmlops_dev.stack_env import launch_env
 
@@ -104,7 +104,7 @@ def start_component(cfg: StackConfig, name: str, argv: list[str], env: dict[str,
         banner=f"starting {name}",
         umask=PRIVATE_UMASK,
     )
-    cfg.pid_file(name).write_text(f"{pid}\n")
+    write_private(cfg.pid_file(name), f"{pid}\n")
     log.info("started %s (pid %d), log %s", name, pid, log_path)
     return pid
 

@@ -84,7 +84,7 @@ def prepare_airflow_db(cfg: StackConfig, migrate: bool) -> None:
         )
         run_once(cfg, "airflow-db-migrate", [str(cfg.bin_dir / "airflow"), "db", "migrate"], env)
         state = {"airflow_version": version, "db": db_id}
-        state_file.write_text(json.dumps(state))
+        write_private(state_file, json.dumps(state))
         exists = True
     settings_file = cfg.settings_file
     digest = _file_sha256(settings_file) if settings_file else None
@@ -98,7 +98,7 @@ def prepare_airflow_db(cfg: StackConfig, migrate: bool) -> None:
         ]
         run_once(cfg, "settings-loader", argv, env)
         state["settings_sha256"] = digest
-        state_file.write_text(json.dumps(state))
+        write_private(state_file, json.dumps(state))
 
 
 def check_binaries(cfg: StackConfig) -> None:
