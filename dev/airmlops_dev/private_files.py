@@ -15,8 +15,10 @@ artifacts) is owner-only too.
 from __future__ import annotations
 
 import contextlib
+import grp
 import logging
 import os
+import pwd
 import secrets
 import stat
 from pathlib import Path
@@ -37,15 +39,29 @@ def _mode(st: os.stat_result) -> str:
     return oct(stat.S_IMODE(st.st_mode))
 
 
+def own_private_group(gid: int) -> bool:
+    """Whether ``gid`` is this user's private group: named after the user, no other member
+    (the Debian/Ubuntu scheme that comes with umask 002)."""
+    try:
+        group = grp.getgrgid(gid)
+        return (
+            gid == os.getegid()
+            and group.gr_name == pwd.getpwuid(os.geteuid()).pw_name
+            and not [m for m in group.gr_mem if m != group.gr_name]
+        )
+    except KeyError:
+        return False
+
+
 def _check_existing_dir(path: Path) -> None:
     """Accept an existing directory only if it is ours and nobody else can write into it.
 
-    A directory only others can read (made by an earlier version with the default umask) is
-    narrowed to 0700, with a warning.
+    A directory others can only read, or that only the user's own private group can write
+    (made by an earlier version under umask 022 or 002), is narrowed to 0700 with a warning.
 
     Raises:
-        UnsafePathError: It is not a directory, belongs to another user or others can write
-            into it (they may have planted files).
+        UnsafePathError: It is not a directory, belongs to another user, or other users can
+            write into it (they may have planted files).
     """
     try:
         st = path.stat()  # a symlinked home (e.g. to another disk) is the user's choice
@@ -55,7 +71,7 @@ def _check_existing_dir(path: Path) -> None:
         raise UnsafePathError(f"{path} exists and is not a directory")
     if st.st_uid != os.geteuid():
         raise UnsafePathError(f"{path} belongs to uid {st.st_uid}, not to this user")
-    if st.st_mode & 0o022:
+    if st.st_mode & 0o002 or (st.st_mode & 0o020 and not own_private_group(st.st_gid)):
         raise UnsafePathError(
             f"{path} is writable by other users (mode {_mode(st)}): check its contents, then "
             f"`chmod 700 {path}`"

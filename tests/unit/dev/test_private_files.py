@@ -148,6 +148,28 @@ def test_a_directory_others_can_write_is_refused(tmp_path: Path) -> None:
     assert _mode(shared) == 0o777  # not silently "fixed": its contents may be planted
 
 
+def test_a_directory_a_shared_group_can_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "home"
+    shared.mkdir()
+    os.chmod(shared, 0o770)
+    monkeypatch.setattr(private_files, "own_private_group", lambda gid: False)
+    with pytest.raises(UnsafePathError, match=r"writable by other users \(mode 0o770\)"):
+        make_private_dir(shared)
+
+
+def test_a_directory_only_the_users_own_group_can_write_is_narrowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tmp_path / "home"  # an earlier version under umask 002 (user private groups)
+    old.mkdir()
+    os.chmod(old, 0o775)
+    monkeypatch.setattr(private_files, "own_private_group", lambda gid: True)
+    make_private_dir(old)
+    assert _mode(old) == 0o700
+
+
 def test_a_directory_others_can_only_read_is_narrowed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -193,3 +215,13 @@ def test_the_private_opener_creates_0600_and_refuses_symlinks(
     ):
         pass
     assert outside.read_text() == "original\n"
+
+
+def test_own_private_group_is_only_the_users_own() -> None:
+    import grp
+    import pwd
+
+    mine = grp.getgrgid(os.getegid())
+    expected = mine.gr_name == pwd.getpwuid(os.geteuid()).pw_name
+    assert private_files.own_private_group(os.getegid()) == expected
+    assert not private_files.own_private_group(os.getegid() + 54321)
