@@ -130,7 +130,7 @@ def retire(client: MlflowClient, record: LeaseRecord) -> bool:
     """Remove exactly the lease `record` describes (a release or a break), never a newer one.
 
     Returns:
-        True when this call removed it; False when it was already gone or replaced.
+        True when it was removed now; False when it was already gone or replaced.
     """
     name = lease_name(record.key)
     current = read_lease(client, record.key)
@@ -147,18 +147,19 @@ def retire(client: MlflowClient, record: LeaseRecord) -> bool:
             raise failure
         return False
     if moved.identity != record.identity:
-        log.error("%s was taken again before it was retired; giving it back", name)
-        try:
-            client.rename_registered_model(record.tomb, name)
-        except MlflowException:
-            log.exception("could not give %s back: its holder will find it lost", name)
+        if failure is None:  # we moved a newer lease that took the name in between
+            log.error("%s was taken again before it was retired; giving it back", name)
+            try:
+                client.rename_registered_model(record.tomb, name)
+            except MlflowException:
+                log.exception("could not give %s back: its holder will find it lost", name)
         return False
     try:
         client.delete_registered_model(record.tomb)
     except MlflowException as exc:
         if exc.error_code != _MISSING:
             raise
-    return failure is None
+    return True
 
 
 class Lease:
@@ -233,7 +234,8 @@ class Lease:
         never blocks for longer than that.
 
         Raises:
-            LeaseBusy: The lease changed hands again after `wait` had run out.
+            LeaseBusy: The lease changed hands again after `wait` had run out, or a stale
+                lease could not be broken within `wait + MAX_TTL`.
         """
         started = time.monotonic()
         watched: LeaseRecord | None = None
@@ -242,20 +244,21 @@ class Lease:
         while True:
             sent = time.monotonic()
             record = self._create() or read_lease(self.client, self.key)
-            if record is None:
-                continue  # released in between: race again at once
-            if record.holder == self.holder:
+            if record is not None and record.holder == self.holder:
                 # ours: just created, or created by a retry whose response was lost
                 self.record, self._since = record, sent
                 log.debug("took %s", self.name)
                 return self
             now = time.monotonic()
-            if watched is None or record.identity != watched.identity:
+            if record is None or watched is None or record.identity != watched.identity:
                 if now - started >= self.wait:
+                    holder = record.owner if record else "other writers"
                     raise LeaseBusy(
-                        f"{self.name} is held by {record.owner}; waited {now - started:.0f} s "
+                        f"{self.name} is held by {holder}; waited {now - started:.0f} s "
                         f"while it changed hands (wait {self.wait:g} s)"
                     )
+                if record is None:
+                    continue  # released in between: race again at once
                 watched, watched_since = record, now
             elif now - watched_since >= record.ttl:
                 log.warning(
@@ -264,8 +267,10 @@ class Lease:
                     record.owner,
                     now - watched_since,
                 )
-                retire(self.client, record)
-                continue
+                if retire(self.client, record):
+                    continue  # race to create it again
+            if now - started >= self.wait + MAX_TTL:
+                raise LeaseBusy(f"{self.name} of {record.owner} could not be broken")
             attempt += 1
             time.sleep(min(POLL_MAX, 0.05 * 2 ** min(attempt, 5)) * random.uniform(0.5, 1))
 

@@ -191,6 +191,17 @@ def test_two_breakers_of_one_stale_lease_cannot_both_win(client, key) -> None:
     assert left_behind(client, key) == []
 
 
+def test_a_name_squatting_on_the_retired_name_makes_the_break_touch_nothing(client, key) -> None:
+    stale = abandoned(client, key, ttl=30).record
+    assert stale is not None
+    client.create_registered_model(stale.tomb, tags={HOLDER_TAG: "squatter"})
+    assert retire(client, stale) is False
+    assert read_lease(client, key) == stale  # left in place, not deleted by name
+    assert read_lease(client, key, stale.tomb).holder == "squatter"  # type: ignore[union-attr]
+    for name in left_behind(client, key):
+        client.delete_registered_model(name)
+
+
 class SwappingClient(MlflowClient):
     """Lets another writer retire the lease and take it again right before the first rename."""
 
