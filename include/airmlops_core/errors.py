@@ -118,3 +118,15 @@ class PromotionConflict(PermanentError):
 
 class ModelLoadError(AirmlopsError, RuntimeError):
     """The model version cannot be downloaded or loaded (may be passing: retried)."""
+
+
+class LeaseError(AirmlopsError):
+    """A registry lease (tracking.locks) could not be taken or was lost: retried."""
+
+
+class LeaseBusy(LeaseError, TimeoutError):
+    """Another writer held the lease for longer than this one waits (it is live, not stale)."""
+
+
+class LeaseLost(LeaseError):
+    """The lease ran past its safe window or was broken before the work's last write."""

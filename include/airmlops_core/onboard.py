@@ -484,6 +484,7 @@ def onboard(
         spec.name,
         reg.version,
         expected_champion=expected,
+        owner=f"{ctx.dag_id}/{ctx.run_id} (onboarding)",
         tags={
             f"{TAG_PREFIX}promoted_by": f"{ctx.dag_id}/{ctx.run_id}",
             f"{TAG_PREFIX}approved_by": f"no gate ({REASON}: monitoring only)",
