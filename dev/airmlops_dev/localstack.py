@@ -12,7 +12,8 @@ a test can prove none is left.
 
 State lives under ``home`` (default ``<project>/.local``):
 
-    secrets.env       fernet key, JWT secret, API secret key (generated once, mode 0600)
+    secrets.env       fernet key, JWT secret, API secret key, model API token (generated once,
+                      mode 0600)
     airflow/          AIRFLOW_HOME: airflow.db (SQLite), task logs, the admin password file
     mlflow/           mlflow.db (SQLite) and artifacts/
     receiver/         messages.jsonl: what was posted to the Slack stand-in
@@ -191,7 +192,8 @@ def summary(cfg: StackConfig) -> str:
             f"Airflow UI:      {cfg.airflow_url}  (user {ADMIN_USER}; password in "
             f"{cfg.passwords_file})",
             f"MLflow UI:       {cfg.mlflow_url}",
-            f"Model API:       {cfg.model_api_url}/invocations/<model>  (GET /health, /metrics)",
+            f"Model API:       {cfg.model_api_url}/invocations/<model>  (open: GET /health; "
+            f"the rest needs the bearer token AIRMLOPS_MODEL_API_TOKEN in {cfg.secrets_file})",
             f"Slack stand-in:  {cfg.webhook_url} -> {cfg.messages_file} "
             f"(also GET {cfg.receiver_url}/messages)",
             f"Logs:            {cfg.logs_dir}",

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from airmlops_core.serve.auth import bearer
 from airmlops_core.serve.metrics import PREFIX, Metrics
 from airmlops_core.serve.poller import AliasPoller, golden_request
 from airmlops_core.serve.state import ModelState, Served
@@ -192,7 +193,7 @@ def test_follows_the_alias_without_a_failed_request(
     stop = threading.Event()
 
     def hammer() -> None:
-        with httpx.Client(base_url=api.base, timeout=30) as http:
+        with httpx.Client(base_url=api.base, timeout=30, headers=bearer(api.token)) as http:
             while not stop.is_set():
                 r = http.post(f"/invocations/{MODEL}", json={"dataframe_records": records(rows)})
                 seen.append(
