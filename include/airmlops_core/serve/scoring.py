@@ -119,8 +119,8 @@ def check_finite(data: Any) -> None:
     import numpy as np
     import pandas as pd
 
-    if isinstance(data, pd.DataFrame):
-        columns = {str(c): data[c] for c in data.select_dtypes("number").columns}
+    if isinstance(data, pd.DataFrame):  # float columns only: no other dtype holds inf
+        columns = {str(c): data[c] for c, dtype in data.dtypes.items() if dtype.kind == "f"}
     elif isinstance(data, dict):
         columns = {str(k): v for k, v in data.items()}
     else:
