@@ -141,7 +141,7 @@ def build_app(server: ModelServer, *, tokens: Tokens, start_poller: bool = True)
             response = await predict(request, name)
         except RequestError as exc:
             m.errors.labels(model=label, reason=exc.code.lower()).inc()
-            if exc.status >= 500 or exc.status in (408, 413, 429):
+            if exc.status >= 500 or exc.status in (408, 413):  # 429s: counted, not logged
                 log.warning("%s: %s %s (request %s)", label, exc.status, exc.message, request_id)
             response = error(exc, name)
         except Exception:
