@@ -171,6 +171,11 @@ VARIABLES: tuple[Variable, ...] = (
     _secret("S3_DATA_SECRET_KEY", "", _hex(20)),
     # Model API and alerts ---------------------------------------------------------------------
     Variable("MODEL_API_PORT", "host port of the model API (bound to 127.0.0.1)", default="5001"),
+    _secret(
+        "MODEL_API_TOKEN",
+        "bearer token of the model API (every route but /health; Airflow's model_api_default)",
+        _token(32),
+    ),
     Variable(
         "SLACK_WEBHOOK_URL",
         "Slack incoming webhook for alerts (empty: alerts are logged as failed deliveries)",

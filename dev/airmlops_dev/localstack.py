@@ -14,7 +14,8 @@ State lives under ``home`` (default ``<project>/.local``), created with mode 070
 process of the stack runs with umask 077, so what it creates there is owner-only too:
 
     secrets.env       fernet key, JWT secret, API secret key, the MLflow admin's password
-                      (MLFLOW_AUTH_ADMIN_PASSWORD) and MLflow's CSRF key (generated once, 0600)
+                      (MLFLOW_AUTH_ADMIN_PASSWORD), MLflow's CSRF key and the model API token
+                      (generated once, 0600)
     airflow/          AIRFLOW_HOME: airflow.db (SQLite), task logs, the admin password file
     mlflow/           mlflow.db (SQLite), artifacts/, basic_auth.db (MLflow's users)
     receiver/         messages.jsonl: what was posted to the Slack stand-in
@@ -205,7 +206,8 @@ def summary(cfg: StackConfig) -> str:
             f"Airflow UI:      {cfg.airflow_url}  (user {ADMIN_USER}; password in "
             f"{cfg.passwords_file})",
             f"MLflow UI:       {cfg.mlflow_url}  {mlflow_login}",
-            f"Model API:       {cfg.model_api_url}/invocations/<model>  (GET /health, /metrics)",
+            f"Model API:       {cfg.model_api_url}/invocations/<model>  (open: GET /health; "
+            f"the rest needs the bearer token AIRMLOPS_MODEL_API_TOKEN in {cfg.secrets_file})",
             f"Slack stand-in:  {cfg.webhook_url} -> {cfg.messages_file} "
             f"(also GET {cfg.receiver_url}/messages)",
             f"Logs:            {cfg.logs_dir}",

@@ -10,6 +10,7 @@ import os
 import socket
 from pathlib import Path
 
+from airmlops_core.serve.auth import TOKEN_ENV
 from airmlops_dev.private_files import write_private
 from airmlops_dev.stack_config import (
     ADMIN_USER,
@@ -18,7 +19,7 @@ from airmlops_dev.stack_config import (
     StackConfig,
 )
 from airmlops_dev.stack_env import airflow_env, base_env
-from airmlops_dev.stack_secrets import ensure_secrets
+from airmlops_dev.stack_secrets import ensure_secrets, model_api_token
 
 
 def _allowed_hosts(cfg: StackConfig) -> str:
@@ -68,7 +69,7 @@ def commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
         "model-api": (
             [py, "-m", "airmlops_core.serve.model_api", "--host", cfg.host]
             + ["--port", str(cfg.model_api_port), "--tracking-uri", cfg.mlflow_url],
-            base,
+            {**base, TOKEN_ENV: model_api_token(cfg)},  # by environment: never on argv
         ),
         "api-server": ([airflow, "api-server"], af_env),
         "scheduler": ([airflow, "scheduler", "--skip-serve-logs"], af_env),

@@ -39,6 +39,8 @@ SECRET_KEYS = (
 )
 # Generated for a stack with MLflow basic auth (StackConfig.mlflow_auth, the default).
 MLFLOW_SECRET_KEYS = ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+# The model API's bearer token: its environment, and the model_api_default connection.
+MODEL_API_SECRET_KEYS = ("AIRMLOPS_MODEL_API_TOKEN",)
 EXECUTORS = ("LocalExecutor", "CeleryExecutor")
 WORKER_PREFIX = "celery-worker-"
 # Set in a Celery worker's environment: the hostname its task instances report (see

@@ -11,10 +11,12 @@ import os
 import secrets
 from pathlib import Path
 
+from airmlops_core.serve.auth import generate_token
 from airmlops_dev.private_files import write_private
 from airmlops_dev.stack_config import (
     ADMIN_USER,
     MLFLOW_SECRET_KEYS,
+    MODEL_API_SECRET_KEYS,
     SECRET_KEYS,
     StackConfig,
     StackError,
@@ -49,6 +51,7 @@ def ensure_secrets(cfg: StackConfig, keys: tuple[str, ...] = SECRET_KEYS) -> dic
         # MLflow's password policy: at least 12 characters, letters and digits
         MLFLOW_PASSWORD_KEY: lambda: "Ml1" + secrets.token_urlsafe(24),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
+        "AIRMLOPS_MODEL_API_TOKEN": generate_token,
     }
     missing = [k for k in keys if not values.get(k)]
     if missing:
@@ -91,6 +94,15 @@ def use_mlflow_credentials(cfg: StackConfig, *, override: bool = True) -> bool:
         return False
     os.environ[MLFLOW_ENV[0]], os.environ[MLFLOW_ENV[1]] = ADMIN_USER, password
     return True
+
+
+def model_api_token(cfg: StackConfig) -> str:
+    """The model API's bearer token, generated into ``secrets.env`` on first use.
+
+    The API gets it in its environment, Airflow as the password of ``model_api_default``;
+    the caller must never log it.
+    """
+    return ensure_secrets(cfg, MODEL_API_SECRET_KEYS)["AIRMLOPS_MODEL_API_TOKEN"]
 
 
 def ensure_admin_password(cfg: StackConfig) -> None:

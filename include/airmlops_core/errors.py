@@ -112,6 +112,13 @@ class NoReference(BadInput, LookupError):
     """The champion's training run has no reference profile (trained before monitoring)."""
 
 
+class CredentialError(BadInput):
+    """A secret the pack needs is missing, unreadable or too weak.
+
+    The message names the environment variable or file, never the value.
+    """
+
+
 class PromotionConflict(PermanentError):
     """The champion moved since the gate compared against it: re-evaluate, never overwrite."""
 

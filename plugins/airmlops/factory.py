@@ -423,9 +423,10 @@ def health_dag(specs: list[ModelSpec]) -> DAG:
 
 HEALTH_DOC = """### Health probe
 Every 5 minutes: MLflow's /health, and each model's golden request against the model API
-(`AIRMLOPS_MODEL_API_URL`). A target that goes down sends one alert; while it stays down,
-nothing more; when it answers again, one "recovered" message. State: Variable
-`airmlops_health_state`. Also reports alerts that could not be delivered since the last probe.
+(URL and bearer token from the connection `model_api_default`: host and password). A target
+that goes down sends one alert; while it stays down, nothing more; when it answers again, one
+"recovered" message. State: Variable `airmlops_health_state`. Also reports alerts that could
+not be delivered since the last probe.
 """
 
 

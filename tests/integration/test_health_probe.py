@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from airmlops_core.serve.auth import bearer
 from airmlops_dev import localstack, process_group
+from airmlops_dev.stack_secrets import model_api_token
 from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
@@ -48,9 +50,10 @@ def serve_a_champion(stack: Any) -> None:
     if registry.alias_version(client, MODEL, registry.CHAMPION) is None:
         version = register_challenger(stack, "manual__health_champion", {})
         client.set_registered_model_alias(MODEL, registry.CHAMPION, version)
+    auth = bearer(model_api_token(stack))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        body = requests.get(f"{stack.model_api_url}/health", timeout=10).json()
+        body = requests.get(f"{stack.model_api_url}/status", headers=auth, timeout=10).json()
         if body["models"][MODEL]["served_version"]:
             return
         time.sleep(2)

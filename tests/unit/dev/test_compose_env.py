@@ -511,6 +511,19 @@ def test_topology(services):
     assert not re.search(r"users create|_AIRFLOW_WWW_USER", script + COMPOSE_FILE.read_text())
 
 
+def test_the_model_api_and_its_probe_share_one_token_by_environment(services):
+    api = _environment(services["model-api"])
+    ref = "${MODEL_API_TOKEN:?run python -m airmlops_dev.compose_env}"
+    assert api["AIRMLOPS_MODEL_API_TOKEN"] == ref
+    assert "MODEL_API_TOKEN" not in " ".join(map(str, _as_list(services["model-api"]["command"])))
+    for name, service in services.items():
+        if name.startswith("airflow-"):
+            conn = _environment(service)["AIRFLOW_CONN_MODEL_API_DEFAULT"]
+            assert f'"password": "{ref}"' in conn, name
+            assert '"host": "http://model-api:5001"' in conn, name
+    assert compose_env.BY_NAME["MODEL_API_TOKEN"].generate is not None
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []

@@ -17,6 +17,7 @@ from airmlops_dev.stack_secrets import (
     ensure_admin_password,
     ensure_secrets,
     mlflow_credentials,
+    model_api_token,
     read_secrets,
     use_mlflow_credentials,
 )
@@ -123,3 +124,27 @@ def test_admin_credentials_exist_only_after_setup(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     ensure_admin_password(cfg)
     assert credentials(cfg)[1] == (user, password)
+
+
+def test_model_api_token_reaches_the_api_and_airflow_by_environment_only(tmp_path: Path) -> None:
+    import json
+
+    from airmlops_core.serve.auth import TOKEN_ENV, Tokens
+    from airmlops_dev.stack_commands import commands
+    from airmlops_dev.stack_env import airflow_env
+
+    cfg = StackConfig(home=tmp_path)
+    token = model_api_token(cfg)
+    assert model_api_token(cfg) == token  # generated once
+    assert f"{TOKEN_ENV}={token}\n" in cfg.secrets_file.read_text()
+    assert stat.S_IMODE(cfg.secrets_file.stat().st_mode) == 0o600
+    assert Tokens.from_env({TOKEN_ENV: token}).api == token  # strong enough for the API
+    argv, env = commands(cfg)["model-api"]
+    assert env[TOKEN_ENV] == token
+    assert not any(token in arg for arg in argv)
+    conn = json.loads(airflow_env(cfg)["AIRFLOW_CONN_MODEL_API_DEFAULT"])
+    assert conn == {"conn_type": "http", "host": cfg.model_api_url, "password": token}
+    for name, (argv, env) in commands(cfg).items():
+        assert not any(token in arg for arg in argv), name
+        if name != "model-api":
+            assert env.get(TOKEN_ENV) != token, name  # only the API holds it as its own
