@@ -8,11 +8,10 @@ import logging
 from importlib import metadata
 from pathlib import Path
 
-from airmlops_dev.private_files import make_private_dir, write_private
 from airmlops_dev.stack_config import StackConfig, StackError
 from airmlops_dev.stack_env import airflow_env
 from airmlops_dev.stack_pids import run_once
-from airmlops_dev.stack_secrets import ensure_admin_password, ensure_secrets
+from airmlops_dev.stack_secrets import ensure_admin_password, ensure_secrets, write_private
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +33,17 @@ def _airflow_version() -> str:
 
 
 def initialize(cfg: StackConfig) -> None:
-    """Create the home and its directories (mode 0700) and the secrets (mode 0600)."""
+    """Create directories and secrets; migrate the DB and load settings when needed."""
     for d in (
-        cfg.root,
         cfg.logs_dir,
         cfg.run_dir,
         cfg.airflow_home,
-        cfg.root / "mlflow",
         cfg.root / "mlflow" / "artifacts",
         cfg.root / "receiver",
         cfg.root / "data",
         cfg.root / "work",
     ):
-        make_private_dir(d)
+        d.mkdir(parents=True, exist_ok=True)
     ensure_secrets(cfg)
     ensure_admin_password(cfg)
     cfg_file = cfg.airflow_home / "airflow.cfg"
@@ -84,7 +81,7 @@ def prepare_airflow_db(cfg: StackConfig, migrate: bool) -> None:
         )
         run_once(cfg, "airflow-db-migrate", [str(cfg.bin_dir / "airflow"), "db", "migrate"], env)
         state = {"airflow_version": version, "db": db_id}
-        write_private(state_file, json.dumps(state))
+        state_file.write_text(json.dumps(state))
         exists = True
     settings_file = cfg.settings_file
     digest = _file_sha256(settings_file) if settings_file else None
@@ -98,7 +95,7 @@ def prepare_airflow_db(cfg: StackConfig, migrate: bool) -> None:
         ]
         run_once(cfg, "settings-loader", argv, env)
         state["settings_sha256"] = digest
-        write_private(state_file, json.dumps(state))
+        state_file.write_text(json.dumps(state))
 
 
 def check_binaries(cfg: StackConfig) -> None:
