@@ -41,7 +41,8 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
 SAMPLERS = ("smote", "smote_nc", "random_over")
 
 
-def _frame(n: int = 240) -> Any:
+def frame(n: int = 240) -> Any:
+    """Rows for every task: numeric a, b; categorical c; binary, multi and regression labels."""
     import numpy as np
     import pandas as pd
 
@@ -59,7 +60,8 @@ def _frame(n: int = 240) -> Any:
     )
 
 
-def _spec(cls: str, task: str, params: dict[str, Any], rebalance: str | None = None) -> Any:
+def spec_for(cls: str, task: str, params: dict[str, Any], rebalance: str | None = None) -> Any:
+    """A spec over `frame()`'s columns with this estimator (and oversampler)."""
     from airmlops_core.spec import ModelSpec
 
     metric = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}[task]
@@ -105,7 +107,7 @@ def derive() -> tuple[dict[str, set[str]], list[str]]:
 
     from airmlops_core.train import estimator as training
 
-    frame = _frame()
+    data = frame()
     needed: dict[str, set[str]] = {}
     skipped = []
     for cls, task, params, rebalance in _cases():
@@ -113,7 +115,7 @@ def derive() -> tuple[dict[str, set[str]], list[str]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                pipeline = training.fit(_spec(cls, task, params, rebalance), frame)
+                pipeline = training.fit(spec_for(cls, task, params, rebalance), data)
             except Exception as exc:  # noqa: BLE001 - cannot be fitted in the pack's pipeline
                 skipped.append(f"{case}: {type(exc).__name__}")
                 continue

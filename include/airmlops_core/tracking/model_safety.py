@@ -326,12 +326,12 @@ def _flavor_problem(name: str, conf: Any) -> str | None:
 def _pyfunc_problem(conf: Any) -> str | None:
     if not isinstance(conf, dict):
         return "it has no python_function flavor"
-    if conf.get("python_model") or conf.get("cloudpickle_version"):
-        held = conf.get("python_model")
-        return f"its python_function flavor holds a cloudpickled python_model ({held})"
     if conf.get("model_code_path"):
         code = conf["model_code_path"]
         return f"its python_function flavor runs Python code shipped with the model ({code})"
+    if conf.get("python_model"):
+        held = conf.get("python_model")
+        return f"its python_function flavor holds a cloudpickled python_model ({held})"
     if conf.get("code"):
         return f"its python_function flavor adds code paths ({conf['code']}) to sys.path"
     loader = conf.get("loader_module")
