@@ -294,3 +294,37 @@ def zipped(name: str, data: bytes) -> bytes:
     with zipfile.ZipFile(out, "w") as zf:
         zf.writestr(name, data)
     return out.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# The registry: what anyone with write access to it can do
+
+# the crafted directories that survive an upload (a symlink arrives as a plain file)
+REGISTRY_CASES = tuple(c for c in DIR_CASES if c != "symlink")
+
+
+def register_dir(url: str, name: str, path: Path, *, champion: bool = True) -> str:
+    """Upload a model directory to a run and register it as a version of `name` with
+    MlflowClient directly (no pack code), with a forged "it passed" tag, and point `champion`
+    at it. Returns the version."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(url)
+    try:
+        client.create_registered_model(name)
+    except MlflowException:
+        pass  # already there
+    exp = client.get_experiment_by_name("attacker")
+    exp_id = exp.experiment_id if exp else client.create_experiment("attacker")
+    run_id = client.create_run(exp_id).info.run_id
+    client.log_artifacts(run_id, str(path), artifact_path="model")
+    mv = client.create_model_version(
+        name,
+        f"runs:/{run_id}/model",
+        run_id=run_id,
+        tags={"airmlops.gate": "passed", "airmlops.model_safety": "passed"},
+    )
+    if champion:
+        client.set_registered_model_alias(name, "champion", mv.version)
+    return str(mv.version)

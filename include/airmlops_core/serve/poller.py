@@ -124,19 +124,11 @@ class AliasPoller:
         Raises:
             Exception: any failure to download, load or answer the golden request.
         """
-        import mlflow.artifacts
-
         local = self.cache_dir / name / f"v{version}-{time.monotonic_ns()}"
         local.mkdir(parents=True)
         try:
-            path = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{name}/{version}",
-                    dst_path=str(local),
-                    tracking_uri=self.tracking_uri,
-                    registry_uri=self.tracking_uri,
-                )
-            )
+            # resolved through the poller's client, whatever the process-wide registry URI is
+            path = model_load.download_version(self.client, name, version, local)
             # the model-safety check on the very files about to be loaded
             safe = model_load.load_dir(path, model_load.version_label(name, version))
             model = safe.pyfunc()
