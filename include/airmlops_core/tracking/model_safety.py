@@ -110,10 +110,12 @@ def _pickle_ops(stream: Any) -> str | None:
     recent: list[str] = []
     count = 0
     try:
-        for op, arg, _ in pickletools.genops(_Rejoined(head, stream)):
+        ops = pickletools.genops(_Rejoined(head, stream))  # type: ignore[arg-type]
+        for op, arg, _ in ops:
             count += 1
             if op.name in ("GLOBAL", "INST") and isinstance(arg, str) and _NAME.match(arg):
-                return f"a pickle stream importing {arg.replace(' ', '.')} (protocol 0/1, or no PROTO header)"
+                glob = arg.replace(" ", ".")
+                return f"a pickle stream importing {glob} (protocol 0/1, or no PROTO header)"
             if (
                 op.name == "STACK_GLOBAL"
                 and recent[-2:]
