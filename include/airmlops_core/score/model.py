@@ -19,8 +19,11 @@ the issue did not reproduce for an all-double signature. The native flavor is ch
 it is at least as fast, keeps int -> double inputs usable, exposes `classes_` (deterministic
 probability column names, the prediction derived from the probabilities without a second
 pass) and lets worker threads call predict_proba with threads pinned to one.
-Models of other flavors (built elsewhere and onboarded, see airmlops_core.onboard) are
-scored through `mlflow.pyfunc` (`PyfuncModel`) behind the same Arrow-level signature checks.
+Every load runs the model-safety check on the downloaded files first (`tracking.model_load`:
+a refused version raises UnsafeModel, which fails the task at once); the sklearn flavor is
+deserialized by skops with the pack's allow-list. Models of other checked flavors (built
+elsewhere and onboarded, see airmlops_core.onboard) are scored through `mlflow.pyfunc`
+(`PyfuncModel`) behind the same Arrow-level signature checks.
 """
 
 from __future__ import annotations
