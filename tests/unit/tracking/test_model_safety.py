@@ -318,3 +318,25 @@ def test_model_uris_are_the_registry_or_a_local_path() -> None:
             model_source.registry_uri(uri)
     with pytest.raises(UnsafeModel, match="scheme 'runs:'"):
         model_source.registry_uri("runs:abc")
+
+
+# --- one loader ---------------------------------------------------------------------------------
+
+
+def test_every_model_load_goes_through_the_one_checked_loader() -> None:
+    """No module of the pack deserializes a model except tracking/model_load.py."""
+    import re
+
+    from paths import PROJECT_DIR
+
+    loads = re.compile(r"mlflow\.\w+\.load_model|skops\.io\.loads?\(|\bpyfunc\.load_model")
+    allowed = PROJECT_DIR / "include" / "airmlops_core" / "tracking" / "model_load.py"
+    hits = [
+        f"{path.relative_to(PROJECT_DIR)}: {m.group(0)}"
+        for root in ("include", "plugins", "dags")
+        for path in sorted((PROJECT_DIR / root).rglob("*.py"))
+        if path != allowed
+        for m in loads.finditer(path.read_text())
+    ]
+    assert hits == []
+    assert loads.search(allowed.read_text())
