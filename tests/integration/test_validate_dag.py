@@ -24,6 +24,7 @@ from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import flow as train_flow
 from airmlops_dev import demo_data
 from airmlops_dev.webhook_receiver import read_messages
+from score_helpers import mlflow_sklearn_load
 
 pytestmark = pytest.mark.integration
 
@@ -159,7 +160,7 @@ def test_racing_validations_leave_one_consistent_champion(
     import mlflow
 
     mlflow.set_tracking_uri(stack.mlflow_url)
-    mlflow.sklearn.load_model(f"models:/{MODEL}@champion")  # the artifact loads
+    mlflow_sklearn_load(f"models:/{MODEL}@champion")  # the artifact loads
 
 
 CORRUPTIONS = [

@@ -212,10 +212,11 @@ def test_follows_the_alias_without_a_failed_request(
         api.wait_served("2", model=MODEL)
         swap_seconds = time.monotonic() - started
         time.sleep(0.5)
-        registry.set_champion("3")  # an artifact that cannot load
+        registry.set_champion("3")  # an artifact that cannot load: not even a skops file
         api.wait(
             lambda: (
-                "version 3 failed to load" in (api.health()[1]["models"][MODEL]["problem"] or "")
+                "version 3 refused by the model-safety check"
+                in (api.health()[1]["models"][MODEL]["problem"] or "")
             ),
             "v3 reported",
         )
