@@ -100,10 +100,8 @@ class OnboardError(BadInput):
     """
 
 
-class UnsafeModel(BadInput):
-    """Loading the model would run code from it (a pickle, a type outside the allow-list,
-    custom code): refused before anything is deserialized. The message names the model or
-    version and why (airmlops_core.tracking.model_safety)."""
+class UnsafeModel(OnboardError):
+    """Loading the model would run code from it (a pickle, untrusted types, custom code)."""
 
 
 class ChampionNotFound(BadInput, LookupError):
