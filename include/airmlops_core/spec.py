@@ -107,7 +107,9 @@ class Features(StrictModel):
 
 
 class Estimator(StrictModel):
-    """A scikit-learn compatible estimator, by dotted import path, with its params."""
+    """A scikit-learn estimator class (a subclass of sklearn.base.BaseEstimator), by dotted
+    import path, with its params; any other callable is refused before it is called
+    (airmlops_core.train.estimator.estimator_class, `airmlops validate --deep`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -242,7 +244,11 @@ class Monitoring(StrictModel):
 
 
 class Retrain(StrictModel):
-    """How `<model>__retrain` rebuilds its training window, and how often it may run."""
+    """How `<model>__retrain` rebuilds its training window, and how often it may run.
+
+    `cooldown_hours` holds back automatic retrains (drift events, `schedules.retrain`) for that
+    long after the last successful one; a manual run is never held back.
+    """
 
     window: Literal["expanding", "sliding"] = "expanding"
     max_rows: int | None = Field(default=None, ge=100)  # sliding: keep the newest rows
