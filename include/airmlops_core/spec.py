@@ -188,6 +188,32 @@ class Promotion(StrictModel):
     fairness_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
     fairness_max_gap: float | None = Field(default=None, ge=0.0, le=1.0)
     human_approval: bool = False
+    # with human_approval: no answer within this many hours is a rejection (at most 30 days)
+    approval_timeout_hours: float = Field(default=72.0, gt=0.0, le=720.0)
+    # with human_approval: the Airflow user ids who may answer (empty: any user allowed to
+    # answer the task); the trainer of a version is never one of them
+    reviewers: list[str] = Field(default_factory=list)
+
+    @field_validator("reviewers")
+    @classmethod
+    def _reviewers(cls, v: list[str]) -> list[str]:
+        blank = [r for r in v if not r.strip()]
+        if blank:
+            raise ValueError("a reviewer is an Airflow user id: an empty one was given")
+        dup = sorted({r for r in v if v.count(r) > 1})
+        if dup:
+            raise ValueError(f"reviewers lists these users twice: {dup}")
+        return v
+
+    @model_validator(mode="after")
+    def _approval_fields(self) -> Promotion:
+        if not self.human_approval:
+            unused = [
+                f for f in ("approval_timeout_hours", "reviewers") if f in self.model_fields_set
+            ]
+            if unused:
+                raise ValueError(f"{', '.join(unused)} apply with human_approval: true only")
+        return self
 
 
 class ScoringSink(StrictModel):

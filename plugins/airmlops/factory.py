@@ -187,6 +187,9 @@ def validate_dag(spec: ModelSpec) -> DAG:
                 task_id="approve",
                 subject=f"Promote {spec.name}?",
                 gated=gate.output,
+                resolved=resolve.output,
+                timeout_hours=spec.promotion.approval_timeout_hours,
+                reviewers=spec.promotion.reviewers,
                 body="{{ ti.xcom_pull(task_ids='gate')['message'] }}",
                 retries=0,
             )
