@@ -178,7 +178,13 @@ class Schedules(StrictModel):
 
 
 class Promotion(StrictModel):
-    """How the validate gate decides between the champion and a challenger."""
+    """How the validate gate decides between the champion and a challenger.
+
+    With `human_approval`, a challenger the gate passes waits for a reviewer: no answer within
+    `approval_timeout_hours` is a rejection, `reviewers` (Airflow user ids) are the only users
+    who may answer when listed, and the user who trained a version never approves it (see
+    airmlops_core.validate.review).
+    """
 
     metric: str | None = None  # default: metrics.primary
     margin: float = 0.0  # the lower CI bound of the improvement must exceed this

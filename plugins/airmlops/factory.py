@@ -222,7 +222,9 @@ Runs on every new candidate (Asset `model/{name}/candidate`) or by hand. Checks 
 the expectation suite, applies the metric floors (per segment too), compares the challenger with
 the champion on the same frozen holdout ({metric}, paired bootstrap interval; the lower bound
 must clear {margin}), checks fairness gaps, then moves `champion` (compare-and-set, evidence as
-version tags, emits `model/{name}/champion`) or tags the challenger `rejected`.
+version tags, emits `model/{name}/champion`) or tags the challenger `rejected`. With
+`promotion.human_approval`, `approve` waits for a reviewer (Reject when nobody answers within
+`promotion.approval_timeout_hours`; the user who trained the version cannot approve it).
 """
 
 

@@ -152,3 +152,20 @@ def test_no_answer_before_the_timeout_is_a_rejection(tmp_path: Path) -> None:
         "no answer within 6 h (promotion.approval_timeout_hours): rejected by timeout"
     )
     assert pushed[DECISION_KEY]["reviewer"] == "nobody"
+
+
+def test_a_run_a_user_started_tags_what_it_registers_with_the_user() -> None:
+    """The trainer the review leaves out comes from this tag (airmlops.triggered_by)."""
+    from airmlops.operators.train import RegisterModelOperator
+
+    op = RegisterModelOperator(
+        task_id="register", model_name="m", refs={}, trained={}, evaluated={}
+    )
+    ti = SimpleNamespace(dag_id="m__train", run_id="manual__1", task_id="register", try_number=1)
+
+    def ctx(user: str | None) -> Any:
+        run = SimpleNamespace(triggering_user_name=user, run_after=None)
+        return {"ti": ti, "dag_run": run, "logical_date": None}
+
+    assert op.run_context(ctx("ann")).tags()["airmlops.triggered_by"] == "ann"
+    assert "airmlops.triggered_by" not in op.run_context(ctx(None)).tags()  # schedule, Asset
