@@ -4,8 +4,9 @@ The floors clear published advisories: apache-airflow >= 3.3.0 (connection secre
 read-only users, Slack credential fields returned in plain text, XCom PATCH code execution,
 shell injection through dag_run.conf), raised to 3.3.1 and starlette >= 1.3.1 for the
 advisories of those releases, and mlflow >= 3.16.1 (earlier releases ship a default basic-auth
-login). `make audit` checks the whole lock against PyPI's advisory data where it answers. Settings are checked in docker-compose.yml and in the local stack's
-environment (airmlops_dev.stack_env.airflow_env).
+login). `make audit` checks the whole lock against PyPI's advisory data where it answers.
+Settings are checked in docker-compose.yml and in the local stack's environment
+(airmlops_dev.stack_env.airflow_env).
 """
 
 from __future__ import annotations
