@@ -295,13 +295,17 @@ def test_the_trainer_cannot_approve_their_own_version(stack, airflow_api) -> Non
     demo_data.write_all(stack.home / "data")
     client = MlflowClient(stack.mlflow_url)
     train, validate_dag = f"{REVIEWED}__train", f"{REVIEWED}__validate"
-    airflow_api.wait_for_dag(validate_dag, timeout=180)
+    for dag_id in (train, validate_dag):
+        airflow_api.wait_for_dag(dag_id, timeout=180)
     known = {r["dag_run_id"] for r in airflow_api.dag_runs(validate_dag)}
     train_run = airflow_api.trigger(train)
     assert airflow_api.wait(train, train_run, timeout=600) == "success"
-    version = str(airflow_api.xcom(train, train_run, "register")["version"])
+    [registered] = client.search_model_versions(
+        f"name = '{REVIEWED}' and tags.`airmlops.run_id` = '{train_run}'"
+    )
+    version = str(registered.version)
     user = airflow_api.username
-    assert client.get_model_version(REVIEWED, version).tags["airmlops.triggered_by"] == user
+    assert registered.tags["airmlops.triggered_by"] == user
     run_id = airflow_api.wait_for_new_run(validate_dag, known)  # the candidate Asset's run
     awaiting_review(stack, airflow_api, run_id)
     airflow_api.respond(validate_dag, run_id, "approve", ["Approve"])
