@@ -24,7 +24,7 @@ from airmlops_core.stats import comparison, fairness
 from airmlops_core.stats.metrics import encode_labels
 from airmlops_core.tracking import registry
 from airmlops_core.tracking import runs as tracking
-from airmlops_core.tracking.runs import TAG_PREFIX, TRIGGERED_BY, RunContext
+from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation
 from airmlops_core.validate import promotion
@@ -41,7 +41,6 @@ class Resolved(TypedDict):
     champion: str | None
     holdout: DataRefDict
     data_sha256: str
-    trained_by: NotRequired[str | None]  # who started the challenger's training run, if a user
 
 
 class Checked(TypedDict):
@@ -111,7 +110,6 @@ def resolve_step(spec: ModelSpec, *, tracking_uri: str) -> Resolved:
         "champion": champion,
         "holdout": {"uri": holdout_uri, "sha256": holdout_sha, "rows": -1, "format": "parquet"},
         "data_sha256": tags.get(f"{TAG_PREFIX}data_sha256", ""),
-        "trained_by": tags.get(TRIGGERED_BY),
     }
 
 
