@@ -80,7 +80,7 @@ class ModelSummary:
         tags = " ".join(f"@{a}" for a in self.aliases)
         version = f"v{self.version} {tags}".strip() if self.version else "no version yet"
         lines = [
-            f"  {self.model:<16} MLflow runs: {self.runs:<3} {version:<24} {metrics}",
+            f"  {self.model:<16} MLflow runs: {self.runs:<3} {version:<26} {metrics}",
             f"  {'':<16} champion: "
             + (f"v{self.champion}" if self.champion else "none")
             + (f"; gate decision on v{self.version}: {self.decision}" if self.decision else ""),
