@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from airmlops_core.io import data
 from airmlops_dev import demo_data
 from airmlops_dev.webhook_receiver import read_messages
+from stack_models import serve_a_champion
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +63,6 @@ def drift_messages(stack: Any) -> list[str]:
 
 @pytest.fixture(scope="module")
 def features(stack: Any) -> pd.DataFrame:
-    from test_health_probe import serve_a_champion  # a champion exists (promoted or pinned)
-
     serve_a_champion(stack)
     return demo_data.churn().drop(columns=["churn"])
 

@@ -17,6 +17,7 @@ import yaml
 
 from airmlops_dev import localstack, process_group
 from airmlops_dev.webhook_receiver import read_messages
+from stack_models import serve_a_champion
 
 pytestmark = pytest.mark.integration
 
@@ -43,28 +44,6 @@ def alerts(stack: Any, marker: str) -> list[str]:
         for m in read_messages(stack.messages_file)
         if marker in json.dumps(m["body"])
     ]
-
-
-def serve_a_champion(stack: Any) -> None:
-    """customer_churn has a champion and the API serves it."""
-    from mlflow import MlflowClient
-    from test_validate_dag import register_challenger
-
-    from airmlops_core.tracking import registry
-    from airmlops_dev import demo_data
-
-    demo_data.write_all(stack.home / "data")
-    client = MlflowClient(stack.mlflow_url)
-    if registry.alias_version(client, MODEL, registry.CHAMPION) is None:
-        version = register_challenger(stack, "manual__health_champion", {})
-        client.set_registered_model_alias(MODEL, registry.CHAMPION, version)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        body = requests.get(f"{stack.model_api_url}/health", timeout=10).json()
-        if body["models"][MODEL]["served_version"]:
-            return
-        time.sleep(2)
-    raise TimeoutError(f"the model API does not serve {MODEL}: {body}")
 
 
 def add_newcomer_spec(stack: Any) -> Path:

@@ -26,6 +26,7 @@ from airmlops_core.tracking import registry
 from airmlops_core.train import estimator as training
 from airmlops_dev import demo_data
 from airmlops_dev.webhook_receiver import read_messages
+from stack_models import register_challenger
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +37,6 @@ DAG_ID = f"{MODEL}__score"
 @pytest.fixture(scope="module")
 def champion(stack: Any, airflow_api: Any) -> str:
     """The champion to score with: the existing one, else a version trained in-process."""
-    from test_validate_dag import register_challenger
-
     demo_data.write_all(stack.home / "data")
     client = MlflowClient(stack.mlflow_url)
     version = registry.alias_version(client, MODEL, registry.CHAMPION)

@@ -11,19 +11,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow import MlflowClient
 
 from airmlops_core.io import data
-from airmlops_core.spec import load_spec
 from airmlops_core.tracking import registry
-from airmlops_core.tracking.runs import RunContext
-from airmlops_core.train import flow as train_flow
 from airmlops_dev import demo_data
 from airmlops_dev.webhook_receiver import read_messages
+from stack_models import register_challenger
 
 pytestmark = pytest.mark.integration
 
@@ -35,28 +32,6 @@ def aliases(client: MlflowClient) -> tuple[str | None, str | None, str | None]:
         registry.alias_version(client, MODEL, a)  # type: ignore[return-value]
         for a in (registry.CHAMPION, registry.PREVIOUS_CHAMPION, registry.CHALLENGER)
     )
-
-
-def register_challenger(
-    stack: Any, run_id: str, estimator: dict, features: dict | None = None, model: str = MODEL
-) -> str:
-    """Train and register a version in-process (same code path as the train DAG)."""
-    import os
-
-    spec = load_spec(Path(stack.extra_env["AIRMLOPS_MODELS_DIR"]) / f"{model}.yaml")
-    update: dict[str, Any] = {"estimator": spec.estimator.model_copy(update=estimator)}
-    if features:
-        update["features"] = spec.features.model_copy(update=features)
-    spec = spec.model_copy(update=update)
-    ctx = RunContext(model=model, dag_id=f"{model}__train", run_id=run_id, task_id="train")
-    os.environ["AIRMLOPS_DATA_DIR"] = str(stack.home / "data")
-    refs = train_flow.extract_step(spec, ctx, work_uri=str(stack.home / "work"))
-    trained = train_flow.train_step(spec, ctx, refs, tracking_uri=stack.mlflow_url)
-    evaluated = train_flow.evaluate_step(spec, ctx, refs, trained, tracking_uri=stack.mlflow_url)
-    out = train_flow.register_step(
-        spec, ctx, refs, trained, evaluated, tracking_uri=stack.mlflow_url, spec_sha="test"
-    )
-    return str(out["version"])
 
 
 def validate(api: Any, model: str = MODEL) -> tuple[str, dict[str, str]]:
