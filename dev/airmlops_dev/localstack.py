@@ -52,13 +52,7 @@ from airmlops_dev import process_group
 from airmlops_dev.ports import port_free
 from airmlops_dev.stack_commands import commands
 from airmlops_dev.stack_config import ADMIN_USER, NO_DB, ComponentStatus, StackConfig, StackError
-from airmlops_dev.stack_health import (
-    airflow_health,
-    down_lines,
-    format_status,
-    status,
-    wait_healthy,
-)
+from airmlops_dev.stack_health import format_status, status, wait_healthy
 from airmlops_dev.stack_pids import (
     is_ours,
     read_pid,
@@ -230,13 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = status(cfg)
             print(format_status(rows))
             print()
-            problems = down_lines(rows, airflow_health(cfg))
-            for line in problems:
-                print(line)
-            if problems:
-                print()
             print(summary(cfg))
-            return 3 if problems else 0
+            return 0 if all(r.healthy for r in rows) else 3
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -10,8 +10,7 @@ Endpoints:
         `{"predictions": [...]}`: whatever the model's pyfunc returns (for the pack's
         classifiers predict_proba, one list of class probabilities per row; for regressors one
         number per row). Headers X-Model-Name and X-Model-Version say which version answered.
-    GET /health: 200 when every model has a version served, else 503; JSON per model, and
-        `started_at` / `uptime_s` (the health probe's grace period after a restart).
+    GET /health: 200 when every model has a version served, else 503; JSON per model.
     GET /metrics: Prometheus text format.
     GET /models/<model>/golden: the request body the served version was verified with.
 

@@ -7,7 +7,6 @@ processes behind a proxy, each following the alias on its own.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypedDict
@@ -34,13 +33,10 @@ class ModelHealth(TypedDict):
 
 
 class HealthReport(TypedDict):
-    """The /health answer: `ok`, `degraded` (all served, some problem) or `unavailable`;
-    `started_at` and `uptime_s` say how long the API has had to load its champions."""
+    """The /health answer: `ok`, `degraded` (all served, some problem) or `unavailable`."""
 
     status: Literal["ok", "degraded", "unavailable"]
     alias: str
-    started_at: str | None
-    uptime_s: float
     models: dict[str, ModelHealth]
 
 
@@ -67,7 +63,6 @@ class ModelServer:
         self.max_bytes = max_bytes
         self.threads = threads
         self.states = {name: ModelState(name) for name in dict.fromkeys(models)}
-        self.started_at, self._started = time.time(), time.monotonic()
         self.metrics = Metrics()
         self.poller = AliasPoller(
             tracking_uri,
@@ -84,7 +79,6 @@ class ModelServer:
 
     def start(self) -> None:
         """Start the alias poller (its first poll loads every champion)."""
-        self.started_at, self._started = time.time(), time.monotonic()
         self.poller.start()
 
     def stop(self) -> None:
@@ -147,7 +141,5 @@ class ModelServer:
         return (200 if all_served else 503), {
             "status": status,
             "alias": self.poller.alias,
-            "started_at": _iso(self.started_at),
-            "uptime_s": round(time.monotonic() - self._started, 1),
             "models": models,
         }

@@ -24,8 +24,6 @@ class Probed(TypedDict):
     """What a probe found (`HealthProbeOperator`)."""
 
     down: list[str]
-    starting: list[str]
-    idle: list[str]
     messages: list[str]
     undelivered_alerts: int
     summary: str
@@ -34,10 +32,8 @@ class Probed(TypedDict):
 class HealthProbeOperator(BaseOperator):
     """Probe every model's golden request and MLflow; alert on state changes only.
 
-    A model without a champion, or one the API has not loaded within `grace_s` seconds (default
-    airmlops_core.serve.health.GRACE_S) of its start or of the champion's promotion, is no
-    outage. The last state lives in the Airflow Variable `airmlops_health_state`, so repeated
-    probes of a target that stays down send nothing more. Undelivered alerts recorded since the last
+    The last state lives in the Airflow Variable `airmlops_health_state`, so repeated probes of
+    a target that stays down send nothing more. Undelivered alerts recorded since the last
     probe (airmlops_core.alert_log) are reported in the task's result and log.
     """
 
@@ -49,14 +45,12 @@ class HealthProbeOperator(BaseOperator):
         models: list[str],
         conn_id: str = "slack_alerts",
         api_url: str | None = None,
-        grace_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.models = models
         self.conn_id = conn_id
         self.api_url = api_url
-        self.grace_s = grace_s
 
     def execute(self, context: Context) -> Probed:
         from airmlops_core import alert_log
@@ -65,18 +59,8 @@ class HealthProbeOperator(BaseOperator):
         api_url = self.api_url or os.environ.get("AIRMLOPS_MODEL_API_URL", DEFAULT_API_URL)
         mlflow_url = MlflowHook().configure()
         previous = json.loads(Variable.get(STATE_VARIABLE, default="{}"))
-        models = list(self.models)
-        seen = health.probe(api_url, mlflow_url, models)
-        state, messages, checks = health.decide(
-            previous.get("targets", {}),
-            seen,
-            models,
-            dt.datetime.now(dt.UTC),
-            health.GRACE_S if self.grace_s is None else self.grace_s,
-        )
-        for check in checks:
-            if check.status in ("starting", "idle"):
-                self.log.info("%s %s: %s", check.target, check.status, check.detail)
+        checks = health.probe(api_url, mlflow_url, list(self.models))
+        state, messages = health.transitions(previous.get("targets", {}), checks)
         for text in messages:
             self.log.warning(text)
             SafeSlackWebhookNotifier(slack_webhook_conn_id=self.conn_id, text=text).notify(context)
@@ -94,8 +78,6 @@ class HealthProbeOperator(BaseOperator):
         down = [c.target for c in checks if not c.ok]
         return {
             "down": down,
-            "starting": [c.target for c in checks if c.status == "starting"],
-            "idle": [c.target for c in checks if c.status == "idle"],
             "messages": messages,
             "undelivered_alerts": len(undelivered),
             "summary": "all healthy" if not down else "down: " + ", ".join(down),
