@@ -1,8 +1,8 @@
 """Model API under load: requests/s and p50/p99 latency at a few concurrency levels.
 
-Starts its own MLflow server and the model API (airmlops_core.serve.model_api) on loopback,
-registers
-the customer_churn demo pipeline (logged as the train path logs it) as `champion`, then for
+Starts its own MLflow server and the model API (airmlops_core.serve.model_api, with a fresh
+bearer token in its environment) on loopback, registers the customer_churn demo pipeline
+(logged as the train path logs it) as `champion`, then for
 each payload size (rows per request) and concurrency level runs a closed-loop load generator
 (one thread per simulated client, keep-alive HTTP/1.1 with the standard library's
 http.client) for a fixed time. The baseline, measured in the same run, is the same registry
@@ -31,6 +31,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from airmlops_core.serve.auth import TOKEN_ENV, bearer, generate_token
+
 PROJECT = Path(__file__).resolve().parents[1]
 # the tests' throwaway servers (mlflow_server), found as pytest's pythonpath finds them
 sys.path.insert(0, str(PROJECT / "tests" / "support"))
@@ -51,13 +53,14 @@ def register_champion(url: str) -> tuple[Any, Any]:
     from airmlops_core import spec
     from airmlops_core.train import estimator as training
     from airmlops_core.train import flow as train_flow
+    from airmlops_core.train.example import synthetic_example
     from airmlops_dev import demo_data
 
     s = spec.load_spec(PROJECT / "include" / "models" / "customer_churn.yaml")
     df = demo_data.churn()
     pipeline = training.fit(s, df)
     X = training.feature_frame(s, df)
-    sample = X.head(5)
+    sample = synthetic_example(X)
     mlflow.set_tracking_uri(url)
     mlflow.set_experiment("bench-model-api")
     with mlflow.start_run():
@@ -99,7 +102,9 @@ def in_process(model: Any, frame: Any, seconds: float) -> list[float]:
     return times
 
 
-def load(port: int, body: bytes, clients: int, seconds: float) -> tuple[list[float], int, float]:
+def load(
+    port: int, body: bytes, clients: int, seconds: float, token: str
+) -> tuple[list[float], int, float]:
     """Closed-loop load: `clients` threads each send one request after another.
 
     Returns:
@@ -109,7 +114,7 @@ def load(port: int, body: bytes, clients: int, seconds: float) -> tuple[list[flo
     errors = [0] * clients
     start = threading.Barrier(clients + 1)
     stop = threading.Event()
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **bearer(token)}
 
     def client(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -158,6 +163,8 @@ def main() -> int:
     from airmlops_dev.ports import free_ports
     from mlflow_server import mlflow_server
 
+    token = generate_token()
+
     with tempfile.TemporaryDirectory() as tmp, mlflow_server(Path(tmp) / "mlflow") as url:
         _, X = register_champion(url)
         (port,) = free_ports(1)
@@ -183,6 +190,7 @@ def main() -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, TOKEN_ENV: token},
         )
         try:
             deadline = time.monotonic() + 120
@@ -218,9 +226,9 @@ def main() -> int:
             )
             for rows in args.rows:
                 body = payload(X, rows)
-                load(port, body, 2, 1.0)  # warm-up
+                load(port, body, 2, 1.0, token)  # warm-up
                 for clients in args.concurrency:
-                    lat, errors, elapsed = load(port, body, clients, args.duration)
+                    lat, errors, elapsed = load(port, body, clients, args.duration, token)
                     rps = len(lat) / elapsed
                     p50 = percentile(lat, 50) if lat else float("nan")
                     p99 = percentile(lat, 99) if lat else float("nan")

@@ -6,12 +6,20 @@ import argparse
 from typing import Any
 
 from airmlops_dev import demo, demo_data, demo_replay, localstack
+from airmlops_dev.private_files import make_private_dir
 from airmlops_dev.stack_config import StackConfig
+from airmlops_dev.stack_secrets import use_mlflow_credentials
 
 
 def default_tracking_uri() -> str:
-    """The local stack's MLflow server (AIRMLOPS_MLFLOW_PORT)."""
-    return StackConfig().mlflow_url
+    """The local stack's MLflow server (AIRMLOPS_MLFLOW_PORT), with its credentials.
+
+    MLflow's client in this process gets the stack's admin login (MLFLOW_TRACKING_USERNAME /
+    PASSWORD, read from the stack's secrets file) unless the caller set credentials already.
+    """
+    cfg = StackConfig()
+    use_mlflow_credentials(cfg, override=False)
+    return cfg.mlflow_url
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -27,6 +35,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the local stack, run the demo, print where everything is."""
     cfg = StackConfig()
+    make_private_dir(cfg.root / "data")  # the home is owner-only from the start
     demo_data.write_all(cfg.root / "data")  # before Airflow starts: scheduled runs read it
     localstack.up(cfg)
     summaries = demo.run_demo(cfg, retrain=args.retrain)

@@ -9,8 +9,9 @@ reads from ``.env`` next to it. This module writes that file::
     python -m airmlops_dev.compose_env --template      # print .env.example (no secret in it)
 
 Existing values are kept unless rotated; unknown keys a user added are kept too. The file is
-written atomically with mode 0600. Secret values are never printed or logged: the command only
-names what it generated, kept or rotated.
+written atomically with mode 0600, never through a symlink (airmlops_dev.private_files).
+Secret values are never printed or logged: the command only names what it generated, kept or
+rotated.
 
 Rotating ``AIRFLOW_FERNET_KEY`` keeps the previous key after the new one (``new,old``) so
 Airflow can still decrypt what the old key encrypted; run ``airflow rotate-fernet-key`` after
@@ -28,6 +29,8 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from airmlops_dev.private_files import UnsafePathError, write_private
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +143,13 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     _secret("MLFLOW_ADMIN_PASSWORD", "its password", _token(24)),
     _secret("MLFLOW_FLASK_SECRET_KEY", "CSRF secret of MLflow's basic-auth app", _token(32)),
+    Variable(
+        "MLFLOW_READER_USER",
+        "MLflow user of the model API: READ on registered models and experiments only "
+        "(mlflow-init creates it)",
+        default="model-api",
+    ),
+    _secret("MLFLOW_READER_PASSWORD", "its password", _token(24)),
     Variable("MLFLOW_PORT", "host port of the MLflow UI/API (bound to 127.0.0.1)", default="5000"),
     # Object store (SeaweedFS S3) --------------------------------------------------------------
     Variable("S3_PORT", "host port of the S3 endpoint (bound to 127.0.0.1)", default="8333"),
@@ -161,6 +171,11 @@ VARIABLES: tuple[Variable, ...] = (
     _secret("S3_DATA_SECRET_KEY", "", _hex(20)),
     # Model API and alerts ---------------------------------------------------------------------
     Variable("MODEL_API_PORT", "host port of the model API (bound to 127.0.0.1)", default="5001"),
+    _secret(
+        "MODEL_API_TOKEN",
+        "bearer token of the model API (every route but /health; Airflow's model_api_default)",
+        _token(32),
+    ),
     Variable(
         "SLACK_WEBHOOK_URL",
         "Slack incoming webhook for alerts (empty: alerts are logged as failed deliveries)",
@@ -263,21 +278,6 @@ def render_template() -> str:
     return "".join(lines)
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600, atomically (temp file in the same directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def ensure_env(path: Path, rotate: Iterable[str] = ()) -> dict[str, list[str]]:
     """Create or update the env file; see the module docstring.
 
@@ -356,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         rotate = GENERATED if args.rotate == [] else (args.rotate or ())
         report = ensure_env(args.output, rotate)
-    except ComposeEnvError as exc:
+    except (ComposeEnvError, UnsafePathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.output} (mode 0600)")

@@ -15,7 +15,7 @@ from airmlops_core.tracking.runs import experiment_name
 from airmlops_dev import demo_data
 from airmlops_dev.airflow_api import AirflowClient
 from airmlops_dev.stack_config import StackConfig
-from airmlops_dev.stack_secrets import credentials
+from airmlops_dev.stack_secrets import credentials, use_mlflow_credentials
 from airmlops_dev.webhook_receiver import read_messages
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ def run_demo(cfg: StackConfig, *, retrain: bool = False) -> list[ModelSummary]:
     from mlflow import MlflowClient
 
     demo_data.write_all(cfg.root / "data")
+    use_mlflow_credentials(cfg)  # this process's MLflow clients log in as the stack's admin
     _, (user, password) = credentials(cfg)
     api = AirflowClient(cfg.airflow_url, user, password)
     client = MlflowClient(cfg.mlflow_url)

@@ -24,7 +24,7 @@ from airmlops_core.tracking.runs import experiment_name
 from airmlops_dev import demo_data
 from airmlops_dev.airflow_api import AirflowClient
 from airmlops_dev.stack_config import StackConfig
-from airmlops_dev.stack_secrets import credentials
+from airmlops_dev.stack_secrets import credentials, use_mlflow_credentials
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -223,6 +223,7 @@ def replay(cfg: StackConfig, *, again: bool = False) -> Iterator[str]:
         yield from marker.read_text().splitlines()
         return
     api = _client(cfg)
+    use_mlflow_credentials(cfg)  # this process's MLflow clients log in as the stack's admin
     flights = demo_data.flights().drop(columns=["dest"])
     lines: list[str] = []
     for month in MONTHS:

@@ -10,22 +10,27 @@ as Airflow task processes, which get their own process groups) carries
 ``AIRMLOPS_STACK_HOME=<home>`` in its environment, so ``down`` can find and stop all of them, and
 a test can prove none is left.
 
-State lives under ``home`` (default ``<project>/.local``):
+State lives under ``home`` (default ``<project>/.local``), created with mode 0700; every
+process of the stack runs with umask 077, so what it creates there is owner-only too:
 
-    secrets.env       fernet key, JWT secret, API secret key (generated once, mode 0600)
+    secrets.env       fernet key, JWT secret, API secret key, the MLflow admin's password
+                      (MLFLOW_AUTH_ADMIN_PASSWORD), MLflow's CSRF key and the model API token
+                      (generated once, 0600)
     airflow/          AIRFLOW_HOME: airflow.db (SQLite), task logs, the admin password file
-    mlflow/           mlflow.db (SQLite) and artifacts/
+    mlflow/           mlflow.db (SQLite), artifacts/, basic_auth.db (MLflow's users)
     receiver/         messages.jsonl: what was posted to the Slack stand-in
     data/, work/      AIRMLOPS_DATA_DIR and AIRMLOPS_WORK_URI
     logs/, run/       component logs and PID files
 
 The default (``make up``) is the LocalExecutor on SQLite and MLflow on SQLite with local
-artifacts. The production topology runs natively too (tests/integration/test_distributed.py),
-configured through StackConfig: ``executor="CeleryExecutor"`` with ``sql_alchemy_conn`` (e.g.
-PostgreSQL), a Celery broker (Redis) and ``celery_workers`` workers (components
-``celery-worker-1..N``, each with its own hostname), MLflow with ``mlflow_backend_store_uri``,
-``mlflow_artifacts_destination`` (``s3://...``, credentials in ``mlflow_server_env`` only: the
-artifacts are proxied) and ``mlflow_auth`` (the basic-auth app with a generated admin password).
+artifacts, behind MLflow's basic auth (user ``admin``; every component, the demo and
+``airmlops onboard`` authenticate with the generated password). The production topology runs
+natively too (tests/integration/test_distributed.py), configured through StackConfig:
+``executor="CeleryExecutor"`` with ``sql_alchemy_conn`` (e.g. PostgreSQL), a Celery broker
+(Redis) and ``celery_workers`` workers (components ``celery-worker-1..N``, each with its own
+hostname), MLflow with ``mlflow_backend_store_uri``, ``mlflow_artifacts_destination``
+(``s3://...``, credentials in ``mlflow_server_env`` only: the artifacts are proxied). No secret
+goes on a command line: database and broker URLs reach the processes through their environment.
 The databases, the broker and the object store themselves are the caller's to start.
 
 The stack is split by concern: stack_config (StackConfig, names, ports, URLs), stack_secrets,
@@ -50,6 +55,7 @@ from pathlib import Path
 
 from airmlops_dev import process_group
 from airmlops_dev.ports import port_free
+from airmlops_dev.private_files import UnsafePathError, make_private_dir, private_opener
 from airmlops_dev.stack_commands import commands
 from airmlops_dev.stack_config import ADMIN_USER, NO_DB, ComponentStatus, StackConfig, StackError
 from airmlops_dev.stack_health import format_status, status, wait_healthy
@@ -67,9 +73,10 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def _locked(cfg: StackConfig) -> Iterator[None]:
-    """Serialize up/down of one stack across processes."""
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    with (cfg.run_dir / "stack.lock").open("a") as fh:
+    """Serialize up/down of one stack across processes (creating the home, mode 0700)."""
+    make_private_dir(cfg.root)
+    make_private_dir(cfg.run_dir)
+    with open(cfg.run_dir / "stack.lock", "a", opener=private_opener) as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -185,13 +192,22 @@ def down(cfg: StackConfig, timeout: float = 20.0) -> None:
 
 # CLI ------------------------------------------------------------------------------------------
 def summary(cfg: StackConfig) -> str:
-    """Where everything of a running stack is: UIs, APIs, the Slack stand-in, logs."""
+    """Where everything of a running stack is: UIs, APIs, logins, the Slack stand-in, logs.
+
+    Names the files that hold the passwords, never a password.
+    """
+    mlflow_login = (
+        f"(user {ADMIN_USER}; password: MLFLOW_AUTH_ADMIN_PASSWORD in {cfg.secrets_file})"
+        if cfg.mlflow_auth
+        else "(no login)"
+    )
     return "\n".join(
         [
             f"Airflow UI:      {cfg.airflow_url}  (user {ADMIN_USER}; password in "
             f"{cfg.passwords_file})",
-            f"MLflow UI:       {cfg.mlflow_url}",
-            f"Model API:       {cfg.model_api_url}/invocations/<model>  (GET /health, /metrics)",
+            f"MLflow UI:       {cfg.mlflow_url}  {mlflow_login}",
+            f"Model API:       {cfg.model_api_url}/invocations/<model>  (open: GET /health; "
+            f"the rest needs the bearer token AIRMLOPS_MODEL_API_TOKEN in {cfg.secrets_file})",
             f"Slack stand-in:  {cfg.webhook_url} -> {cfg.messages_file} "
             f"(also GET {cfg.receiver_url}/messages)",
             f"Logs:            {cfg.logs_dir}",
@@ -226,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             print()
             print(summary(cfg))
             return 0 if all(r.healthy for r in rows) else 3
-    except StackError as exc:
+    except (StackError, UnsafePathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

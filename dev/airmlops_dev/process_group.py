@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from airmlops_dev.private_files import private_opener
+
 log = logging.getLogger(__name__)
 
 # Popen objects of the processes this interpreter launched, so they can be reaped (no zombies).
@@ -32,20 +34,23 @@ def launch(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     banner: str = "",
+    umask: int = -1,
 ) -> int:
     """Start `argv` in a new session (so its own process group), output appended to `log_path`.
 
     Args:
         argv: The command line.
-        log_path: Receives stdout and stderr (appended; a ``=== <time> <banner>`` line first).
+        log_path: Receives stdout and stderr (appended; a ``=== <time> <banner>`` line first;
+            created with mode 0600).
         env: The environment (default: this process's).
         cwd: The working directory.
         banner: Written to the log before the process starts.
+        umask: The process's umask (default: this process's).
 
     Returns:
         The PID, which is also the process group's id.
     """
-    with log_path.open("ab") as logf:
+    with open(log_path, "ab", opener=private_opener) as logf:
         if banner:
             logf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {banner}\n".encode())
             logf.flush()
@@ -58,6 +63,7 @@ def launch(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            umask=umask,
         )
     _CHILDREN[proc.pid] = proc
     return proc.pid

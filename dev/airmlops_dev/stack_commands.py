@@ -1,4 +1,8 @@
-"""The local stack's component command lines, each with its environment."""
+"""The local stack's component command lines, each with its environment.
+
+No secret goes on a command line (``ps`` shows it to every user): passwords, tokens and URLs
+that may hold a password travel in the environment, which only the process owner can read.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import os
 import socket
 from pathlib import Path
 
+from airmlops_core.serve.auth import TOKEN_ENV
+from airmlops_dev.private_files import write_private
 from airmlops_dev.stack_config import (
     ADMIN_USER,
     MLFLOW_SECRET_KEYS,
@@ -13,7 +19,7 @@ from airmlops_dev.stack_config import (
     StackConfig,
 )
 from airmlops_dev.stack_env import airflow_env, base_env
-from airmlops_dev.stack_secrets import ensure_secrets
+from airmlops_dev.stack_secrets import ensure_secrets, model_api_token
 
 
 def _allowed_hosts(cfg: StackConfig) -> str:
@@ -27,22 +33,22 @@ def commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
     py, airflow, mlflow = (str(cfg.bin_dir / n) for n in ("python", "airflow", "mlflow"))
     base = base_env(cfg)
     af_env = airflow_env(cfg)
+    mlflow_dir = cfg.root / "mlflow"
     mlflow_env = {
         **base,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # `mlflow server --backend-store-uri / --artifacts-destination` read these: a database
+        # URL holds its password, so neither goes on the command line
+        "MLFLOW_BACKEND_STORE_URI": (
+            cfg.mlflow_backend_store_uri or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+        ),
+        "MLFLOW_ARTIFACTS_DESTINATION": (
+            cfg.mlflow_artifacts_destination or str(mlflow_dir / "artifacts")
+        ),
     }
-    mlflow_dir = cfg.root / "mlflow"
     mlflow_argv = (
         [mlflow, "server", "--host", cfg.host, "--port", str(cfg.mlflow_port)]
-        + [
-            "--backend-store-uri",
-            cfg.mlflow_backend_store_uri or f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-        ]
-        + [
-            "--artifacts-destination",
-            cfg.mlflow_artifacts_destination or str(mlflow_dir / "artifacts"),
-        ]
         + ["--serve-artifacts", "--workers", "1"]
         + ["--allowed-hosts", _allowed_hosts(cfg)]
     )
@@ -63,7 +69,7 @@ def commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
         "model-api": (
             [py, "-m", "airmlops_core.serve.model_api", "--host", cfg.host]
             + ["--port", str(cfg.model_api_port), "--tracking-uri", cfg.mlflow_url],
-            base,
+            {**base, TOKEN_ENV: model_api_token(cfg)},  # by environment: never on argv
         ),
         "api-server": ([airflow, "api-server"], af_env),
         "scheduler": ([airflow, "scheduler", "--skip-serve-logs"], af_env),
@@ -108,14 +114,13 @@ def task_hostname() -> str:
 def _mlflow_auth_config(cfg: StackConfig) -> Path:
     """MLflow's basic-auth config: users in ``<home>/mlflow/basic_auth.db``, no credential."""
     path = cfg.root / "mlflow" / "basic_auth.ini"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+    write_private(
+        path,
         "# Written by airmlops_dev.localstack. The admin is created on the first start from\n"
         "# MLFLOW_AUTH_ADMIN_USERNAME / MLFLOW_AUTH_ADMIN_PASSWORD (secrets.env).\n"
         "[mlflow]\ndefault_permission = READ\n"
         f"database_uri = sqlite:///{cfg.root / 'mlflow' / 'basic_auth.db'}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = false\n",
-        encoding="utf-8",
     )
     return path

@@ -37,8 +37,10 @@ SECRET_KEYS = (
     "AIRFLOW__API_AUTH__JWT_SECRET",
     "AIRFLOW__API__SECRET_KEY",
 )
-# Generated only for a stack with MLflow basic auth (StackConfig.mlflow_auth).
+# Generated for a stack with MLflow basic auth (StackConfig.mlflow_auth, the default).
 MLFLOW_SECRET_KEYS = ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+# The model API's bearer token: its environment, and the model_api_default connection.
+MODEL_API_SECRET_KEYS = ("AIRMLOPS_MODEL_API_TOKEN",)
 EXECUTORS = ("LocalExecutor", "CeleryExecutor")
 WORKER_PREFIX = "celery-worker-"
 # Set in a Celery worker's environment: the hostname its task instances report (see
@@ -101,9 +103,10 @@ class StackConfig:
             them: clients never see this location); default ``<home>/mlflow/artifacts``.
         mlflow_server_env: Environment of the MLflow server only (S3 credentials,
             ``MLFLOW_S3_ENDPOINT_URL``), applied after ``extra_env``.
-        mlflow_auth: Run MLflow's basic-auth app; the admin password is generated into
-            ``secrets.env``, and every process of the stack gets it as
-            MLFLOW_TRACKING_USERNAME/PASSWORD (and the ``mlflow_default`` connection).
+        mlflow_auth: Run MLflow's basic-auth app (default): the admin password is generated
+            into ``secrets.env`` (``MLFLOW_AUTH_ADMIN_PASSWORD``), and every process of the
+            stack gets it as MLFLOW_TRACKING_USERNAME/PASSWORD (and the ``mlflow_default``
+            connection). False runs MLflow without authentication.
     """
 
     project_dir: Path = field(default_factory=settings.project_dir)
@@ -132,7 +135,7 @@ class StackConfig:
     mlflow_backend_store_uri: str | None = None
     mlflow_artifacts_destination: str | None = None
     mlflow_server_env: dict[str, str] = field(default_factory=dict)
-    mlflow_auth: bool = False
+    mlflow_auth: bool = True
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -206,7 +209,7 @@ class StackConfig:
 
     @property
     def secrets_file(self) -> Path:
-        """Generated secrets (mode 0600)."""
+        """Generated secrets, the MLflow admin's password among them (mode 0600)."""
         return self.root / "secrets.env"
 
     @property

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from airmlops_dev.stack_config import ADMIN_USER, MARKER_ENV, StackConfig
-from airmlops_dev.stack_secrets import ensure_secrets, mlflow_credentials
+from airmlops_dev.stack_secrets import ensure_secrets, mlflow_credentials, model_api_token
 
 _NO_PROXY_HOSTS = ("127.0.0.1", "localhost")
 _AIRFLOW_ENV_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")
@@ -138,6 +138,9 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
             "AIRFLOW__API__EXPOSE_CONFIG": "False",
             "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
             "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(mlflow_conn),
+            "AIRFLOW_CONN_MODEL_API_DEFAULT": json.dumps(
+                {"conn_type": "http", "host": cfg.model_api_url, "password": model_api_token(cfg)}
+            ),
             "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(
                 {"conn_type": "slackwebhook", "password": cfg.webhook_url}
             ),

@@ -33,8 +33,8 @@ def _health_urls(cfg: StackConfig) -> dict[str, str]:
     return {
         "receiver": f"{cfg.receiver_url}/health",
         "mlflow": f"{cfg.mlflow_url}/health",
-        # /health is 503 until every model has a champion; the process is up when /metrics is
-        "model-api": f"{cfg.model_api_url}/metrics",
+        # /health is 503 until every model has a champion: the process is up when it answers
+        "model-api": f"{cfg.model_api_url}/health",
         "api-server": af,
         "scheduler": af,
         "dag-processor": af,
@@ -48,7 +48,8 @@ def _health(cfg: StackConfig) -> dict[str, bool]:
     result = {}
     for name in NO_DB:
         got = _http_get(urls[name])
-        result[name] = bool(got and got[0] == 200)
+        up = (200, 503) if name == "model-api" else (200,)
+        result[name] = bool(got and got[0] in up)
     got = _http_get(urls["api-server"])
     body: dict[str, Any] = {}
     if got and got[0] == 200:

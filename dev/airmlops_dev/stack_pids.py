@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from airmlops_dev import process_group
+from airmlops_dev.private_files import PRIVATE_UMASK, private_opener, write_private
 from airmlops_dev.stack_config import MARKER_ENV, StackConfig, StackError
 from airmlops_dev.stack_env import launch_env
 
@@ -92,12 +93,18 @@ def session_members(cfg: StackConfig, sid: int) -> set[int]:
 
 
 def start_component(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str]) -> int:
-    """Launch component ``name`` detached, logging to its log file; write its PID file."""
+    """Launch component ``name`` detached (umask 077), logging to its log file; write its PID
+    file."""
     log_path = cfg.log_file(name)
     pid = process_group.launch(
-        argv, log_path, env=launch_env(cfg, env), cwd=cfg.root, banner=f"starting {name}"
+        argv,
+        log_path,
+        env=launch_env(cfg, env),
+        cwd=cfg.root,
+        banner=f"starting {name}",
+        umask=PRIVATE_UMASK,
     )
-    cfg.pid_file(name).write_text(f"{pid}\n")
+    write_private(cfg.pid_file(name), f"{pid}\n")
     log.info("started %s (pid %d), log %s", name, pid, log_path)
     return pid
 
@@ -105,7 +112,7 @@ def start_component(cfg: StackConfig, name: str, argv: list[str], env: dict[str,
 def run_once(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str]) -> None:
     """Run a setup command to completion, logging to ``<home>/logs/<name>.log``."""
     log_path = cfg.log_file(name)
-    with log_path.open("ab") as logf:
+    with open(log_path, "ab", opener=private_opener) as logf:
         logf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv[1:])}\n".encode())
         logf.flush()
         try:
@@ -118,6 +125,7 @@ def run_once(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str]) 
                 stderr=subprocess.STDOUT,
                 timeout=900,
                 check=False,
+                umask=PRIVATE_UMASK,
             )
             failure = f"exit {result.returncode}" if result.returncode else ""
         except subprocess.TimeoutExpired:

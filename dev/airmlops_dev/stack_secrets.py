@@ -1,4 +1,6 @@
-"""The local stack's secrets: generated once into ``<home>/secrets.env``, never logged."""
+"""The local stack's secrets: generated once into ``<home>/secrets.env`` (mode 0600), never
+logged. The MLflow admin's password is ``MLFLOW_AUTH_ADMIN_PASSWORD`` there; the Airflow
+admin's is in Airflow's own password file (``StackConfig.passwords_file``)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,12 @@ import os
 import secrets
 from pathlib import Path
 
+from airmlops_core.serve.auth import generate_token
+from airmlops_dev.private_files import write_private
 from airmlops_dev.stack_config import (
     ADMIN_USER,
     MLFLOW_SECRET_KEYS,
+    MODEL_API_SECRET_KEYS,
     SECRET_KEYS,
     StackConfig,
     StackError,
@@ -19,26 +24,24 @@ from airmlops_dev.stack_config import (
 
 log = logging.getLogger(__name__)
 
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file readable by the owner only, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+MLFLOW_PASSWORD_KEY = "MLFLOW_AUTH_ADMIN_PASSWORD"
+MLFLOW_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
-def ensure_secrets(cfg: StackConfig, keys: tuple[str, ...] = SECRET_KEYS) -> dict[str, str]:
-    """Read ``<home>/secrets.env``, generating missing ``keys`` once (never logged)."""
+def read_secrets(cfg: StackConfig) -> dict[str, str]:
+    """The values in ``<home>/secrets.env`` as they are (none generated; empty when absent)."""
     values: dict[str, str] = {}
     if cfg.secrets_file.exists():
         for line in cfg.secrets_file.read_text(encoding="utf-8").splitlines():
             key, sep, value = line.partition("=")
             if sep and not key.startswith("#"):
                 values[key.strip()] = value.strip()
+    return values
+
+
+def ensure_secrets(cfg: StackConfig, keys: tuple[str, ...] = SECRET_KEYS) -> dict[str, str]:
+    """Read ``<home>/secrets.env``, generating missing ``keys`` once (never logged)."""
+    values = read_secrets(cfg)
     generators = {
         "AIRFLOW__CORE__FERNET_KEY": lambda: base64.urlsafe_b64encode(
             secrets.token_bytes(32)
@@ -46,8 +49,9 @@ def ensure_secrets(cfg: StackConfig, keys: tuple[str, ...] = SECRET_KEYS) -> dic
         "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_urlsafe(48),
         "AIRFLOW__API__SECRET_KEY": lambda: secrets.token_urlsafe(32),
         # MLflow's password policy: at least 12 characters, letters and digits
-        "MLFLOW_AUTH_ADMIN_PASSWORD": lambda: "Ml1" + secrets.token_urlsafe(24),
+        MLFLOW_PASSWORD_KEY: lambda: "Ml1" + secrets.token_urlsafe(24),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
+        "AIRMLOPS_MODEL_API_TOKEN": generate_token,
     }
     missing = [k for k in keys if not values.get(k)]
     if missing:
@@ -67,7 +71,38 @@ def mlflow_credentials(cfg: StackConfig) -> tuple[str, str] | None:
     """
     if not cfg.mlflow_auth:
         return None
-    return ADMIN_USER, ensure_secrets(cfg, MLFLOW_SECRET_KEYS)["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    return ADMIN_USER, ensure_secrets(cfg, MLFLOW_SECRET_KEYS)[MLFLOW_PASSWORD_KEY]
+
+
+def use_mlflow_credentials(cfg: StackConfig, *, override: bool = True) -> bool:
+    """Give this process's MLflow clients the stack's MLflow credentials.
+
+    MLflow's client reads them from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD only, so
+    they are set in ``os.environ`` (never printed). Nothing is generated: a stack that never
+    started has no password yet.
+
+    Args:
+        cfg: The stack.
+        override: Replace credentials the caller set; when False, credentials already in the
+            environment (either variable) are kept.
+
+    Returns:
+        Whether the credentials were set.
+    """
+    password = read_secrets(cfg).get(MLFLOW_PASSWORD_KEY) if cfg.mlflow_auth else None
+    if not password or (not override and any(os.environ.get(k) for k in MLFLOW_ENV)):
+        return False
+    os.environ[MLFLOW_ENV[0]], os.environ[MLFLOW_ENV[1]] = ADMIN_USER, password
+    return True
+
+
+def model_api_token(cfg: StackConfig) -> str:
+    """The model API's bearer token, generated into ``secrets.env`` on first use.
+
+    The API gets it in its environment, Airflow as the password of ``model_api_default``;
+    the caller must never log it.
+    """
+    return ensure_secrets(cfg, MODEL_API_SECRET_KEYS)["AIRMLOPS_MODEL_API_TOKEN"]
 
 
 def ensure_admin_password(cfg: StackConfig) -> None:

@@ -8,10 +8,11 @@ import logging
 from importlib import metadata
 from pathlib import Path
 
+from airmlops_dev.private_files import make_private_dir, write_private
 from airmlops_dev.stack_config import StackConfig, StackError
 from airmlops_dev.stack_env import airflow_env
 from airmlops_dev.stack_pids import run_once
-from airmlops_dev.stack_secrets import ensure_admin_password, ensure_secrets, write_private
+from airmlops_dev.stack_secrets import ensure_admin_password, ensure_secrets
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,19 @@ def _airflow_version() -> str:
 
 
 def initialize(cfg: StackConfig) -> None:
-    """Create directories and secrets; migrate the DB and load settings when needed."""
+    """Create the home and its directories (mode 0700) and the secrets (mode 0600)."""
     for d in (
+        cfg.root,
         cfg.logs_dir,
         cfg.run_dir,
         cfg.airflow_home,
+        cfg.root / "mlflow",
         cfg.root / "mlflow" / "artifacts",
         cfg.root / "receiver",
         cfg.root / "data",
         cfg.root / "work",
     ):
-        d.mkdir(parents=True, exist_ok=True)
+        make_private_dir(d)
     ensure_secrets(cfg)
     ensure_admin_password(cfg)
     cfg_file = cfg.airflow_home / "airflow.cfg"
@@ -81,7 +84,7 @@ def prepare_airflow_db(cfg: StackConfig, migrate: bool) -> None:
         )
         run_once(cfg, "airflow-db-migrate", [str(cfg.bin_dir / "airflow"), "db", "migrate"], env)
         state = {"airflow_version": version, "db": db_id}
-        state_file.write_text(json.dumps(state))
+        write_private(state_file, json.dumps(state))
         exists = True
     settings_file = cfg.settings_file
     digest = _file_sha256(settings_file) if settings_file else None
@@ -95,7 +98,7 @@ def prepare_airflow_db(cfg: StackConfig, migrate: bool) -> None:
         ]
         run_once(cfg, "settings-loader", argv, env)
         state["settings_sha256"] = digest
-        state_file.write_text(json.dumps(state))
+        write_private(state_file, json.dumps(state))
 
 
 def check_binaries(cfg: StackConfig) -> None:

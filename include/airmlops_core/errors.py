@@ -112,9 +112,28 @@ class NoReference(BadInput, LookupError):
     """The champion's training run has no reference profile (trained before monitoring)."""
 
 
+class CredentialError(BadInput):
+    """A secret the pack needs is missing, unreadable or too weak.
+
+    The message names the environment variable or file, never the value.
+    """
+
+
 class PromotionConflict(PermanentError):
     """The champion moved since the gate compared against it: re-evaluate, never overwrite."""
 
 
 class ModelLoadError(AirmlopsError, RuntimeError):
     """The model version cannot be downloaded or loaded (may be passing: retried)."""
+
+
+class LeaseError(AirmlopsError):
+    """A registry lease (tracking.locks) could not be taken or was lost: retried."""
+
+
+class LeaseBusy(LeaseError, TimeoutError):
+    """Another writer held the lease for longer than this one waits (it is live, not stale)."""
+
+
+class LeaseLost(LeaseError):
+    """The lease ran past its safe window or was broken before the work's last write."""

@@ -55,6 +55,7 @@ from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation
 from airmlops_core.train import flow as train_flow
+from airmlops_core.train.example import synthetic_example
 from airmlops_core.train.flow import run_dir_uri
 from airmlops_core.train.reference import build_profile
 
@@ -146,13 +147,14 @@ def stage_file(spec: ModelSpec, model_file: str | Path, reference: Any, dest: Pa
             f"'{spec.task}' model must give class probabilities (drift of the "
             "predicted probabilities and ROC AUC need them)"
         )
-    sample = training.feature_frame(spec, reference).head(5)
-    signature = _signature(spec, estimator, sample, where)
+    features = training.feature_frame(spec, reference)
+    example = synthetic_example(features)  # never a row of the reference data
+    signature = _signature(spec, estimator, features.head(5) if example is None else example, where)
     mlflow.sklearn.save_model(
         estimator,
         str(dest),
         signature=signature,
-        input_example=sample,
+        input_example=example,
         pip_requirements=train_flow.pip_requirements(),
         serialization_format="skops",
         skops_trusted_types=trusted,
@@ -484,6 +486,7 @@ def onboard(
         spec.name,
         reg.version,
         expected_champion=expected,
+        owner=f"{ctx.dag_id}/{ctx.run_id} (onboarding)",
         tags={
             f"{TAG_PREFIX}promoted_by": f"{ctx.dag_id}/{ctx.run_id}",
             f"{TAG_PREFIX}approved_by": f"no gate ({REASON}: monitoring only)",

@@ -74,7 +74,8 @@ def dag_tags(spec: ModelSpec, pipeline: str) -> list[str]:
 
 def model_dag(spec: ModelSpec, pipeline: str, *, schedule: Any, **kwargs: Any) -> DAG:
     """`<model>__<pipeline>` with what every model DAG shares: start date, no catch-up, one run
-    at a time (one champion move at a time), tags, default args and the deadline alert."""
+    at a time (per DAG: champion moves across DAGs are serialised by the champion lease, see
+    airmlops_core.tracking.locks), tags, default args and the deadline alert."""
     return DAG(
         dag_id=f"{spec.name}__{pipeline}",
         schedule=schedule,
@@ -209,8 +210,9 @@ VALIDATE_DOC = """### Validate `{name}`
 Runs on every new candidate (Asset `model/{name}/candidate`) or by hand. Checks the holdout with
 the expectation suite, applies the metric floors (per segment too), compares the challenger with
 the champion on the same frozen holdout ({metric}, paired bootstrap interval; the lower bound
-must clear {margin}), checks fairness gaps, then moves `champion` (compare-and-set, evidence as
-version tags, emits `model/{name}/champion`) or tags the challenger `rejected`.
+must clear {margin}), checks fairness gaps, then moves `champion` (compare-and-set under the
+model's champion lease, evidence as version tags, emits `model/{name}/champion`) or tags the
+challenger `rejected`.
 """
 
 
@@ -421,9 +423,10 @@ def health_dag(specs: list[ModelSpec]) -> DAG:
 
 HEALTH_DOC = """### Health probe
 Every 5 minutes: MLflow's /health, and each model's golden request against the model API
-(`AIRMLOPS_MODEL_API_URL`). A target that goes down sends one alert; while it stays down,
-nothing more; when it answers again, one "recovered" message. State: Variable
-`airmlops_health_state`. Also reports alerts that could not be delivered since the last probe.
+(URL and bearer token from the connection `model_api_default`: host and password). A target
+that goes down sends one alert; while it stays down, nothing more; when it answers again, one
+"recovered" message. State: Variable `airmlops_health_state`. Also reports alerts that could
+not be delivered since the last probe.
 """
 
 

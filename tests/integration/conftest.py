@@ -1,5 +1,8 @@
 """The integration session's real stack: Airflow (4 components), MLflow and the Slack stand-in.
 
+MLflow runs with basic auth, as in ``make up``: the session's MLflow clients log in as the
+stack's admin through MLFLOW_TRACKING_USERNAME / PASSWORD, set while the stack runs.
+
 One stack per test session, in a temporary home on free ports, started by the same code as
 ``make up`` (airmlops_dev.localstack). It parses the project's dags/ plus a smoke DAG bundle
 written here (``SMOKE_DAG_ID``), and is always stopped at the end, with a check that none of its
@@ -10,6 +13,7 @@ in tests/integration/specs, with schedules removed so that only the tests trigge
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from airmlops_dev.localstack import down, up
 from airmlops_dev.ports import free_ports
 from airmlops_dev.stack_config import StackConfig
 from airmlops_dev.stack_pids import stack_processes
-from airmlops_dev.stack_secrets import credentials
+from airmlops_dev.stack_secrets import MLFLOW_ENV, credentials, use_mlflow_credentials
 from paths import PROJECT_DIR
 
 SMOKE_DAG_ID = "airmlops_smoke"
@@ -141,10 +145,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
         extra_dag_folders=(smoke_dags,),
         extra_env=extra_env,
     )
+    saved = {key: os.environ.get(key) for key in MLFLOW_ENV}
     try:
         up(cfg)
+        # MLflow asks for credentials: the tests' own MLflow clients log in like the pack's
+        # tasks, from MLFLOW_TRACKING_USERNAME / PASSWORD
+        assert use_mlflow_credentials(cfg)
         yield cfg
     finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         down(cfg)
         left = stack_processes(cfg)
         assert not left, f"processes of the stack left after down(): {left}"

@@ -27,9 +27,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from airmlops_core.io import data
+from airmlops_core.serve.auth import bearer
 from airmlops_core.tracking import registry
 from airmlops_dev import demo_data
 from airmlops_dev.airflow_api import AirflowAPIError
+from airmlops_dev.stack_secrets import model_api_token
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +104,9 @@ def test_external_model_onboarded_and_drift_checked(stack, airflow_api, vendor) 
     deadline = time.monotonic() + 180
     served = None
     while served is None and time.monotonic() < deadline:
-        body = requests.get(f"{stack.model_api_url}/health", timeout=10).json()
+        body = requests.get(
+            f"{stack.model_api_url}/status", headers=bearer(model_api_token(stack)), timeout=10
+        ).json()
         served = (body["models"].get(MODEL) or {}).get("served_version")
         time.sleep(2)
     assert served == str(mv.version)

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from airmlops_core.serve.auth import bearer
 from airmlops_dev import localstack, process_group
+from airmlops_dev.stack_secrets import model_api_token
 from airmlops_dev.webhook_receiver import read_messages
 from stack_models import serve_a_champion
 
@@ -33,6 +35,30 @@ def alerts(stack: Any, marker: str) -> list[str]:
         for m in read_messages(stack.messages_file)
         if marker in json.dumps(m["body"])
     ]
+
+
+def serve_a_champion(stack: Any) -> None:
+    """customer_churn has a champion and the API serves it."""
+    import requests
+    from mlflow import MlflowClient
+    from test_validate_dag import register_challenger
+
+    from airmlops_core.tracking import registry
+    from airmlops_dev import demo_data
+
+    demo_data.write_all(stack.home / "data")
+    client = MlflowClient(stack.mlflow_url)
+    if registry.alias_version(client, MODEL, registry.CHAMPION) is None:
+        version = register_challenger(stack, "manual__health_champion", {})
+        client.set_registered_model_alias(MODEL, registry.CHAMPION, version)
+    auth = bearer(model_api_token(stack))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        body = requests.get(f"{stack.model_api_url}/status", headers=auth, timeout=10).json()
+        if body["models"][MODEL]["served_version"]:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the model API does not serve {MODEL}: {body}")
 
 
 def test_outage_alerts_once_and_recovery_once(stack: Any, airflow_api: Any) -> None:

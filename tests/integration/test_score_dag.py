@@ -21,10 +21,12 @@ import pytest
 from mlflow import MlflowClient
 
 from airmlops_core.io import data
+from airmlops_core.serve.auth import bearer
 from airmlops_core.spec import load_spec
 from airmlops_core.tracking import registry
 from airmlops_core.train import estimator as training
 from airmlops_dev import demo_data
+from airmlops_dev.stack_secrets import model_api_token
 from airmlops_dev.webhook_receiver import read_messages
 from stack_models import register_challenger
 
@@ -175,17 +177,21 @@ def test_bad_partition_is_quarantined_others_scored_run_fails(
 def test_model_api_serves_the_champion(champion, stack) -> None:
     import requests
 
+    auth = bearer(model_api_token(stack))
     deadline = time.monotonic() + 60
     while True:
-        health = requests.get(f"{stack.model_api_url}/health", timeout=10).json()
-        served = health["models"][MODEL]["served_version"] if "models" in health else None
+        status = requests.get(f"{stack.model_api_url}/status", headers=auth, timeout=10).json()
+        served = status["models"][MODEL]["served_version"] if "models" in status else None
         if served == champion or time.monotonic() > deadline:
             break
         time.sleep(2)
-    assert served == champion, health
+    assert served == champion, status
     frame = demo_data.churn().drop(columns=["churn"]).head(3)
     body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
-    resp = requests.post(f"{stack.model_api_url}/invocations/{MODEL}", json=body, timeout=30)
+    url = f"{stack.model_api_url}/invocations/{MODEL}"
+    assert requests.post(url, json=body, timeout=30).status_code == 401  # no token
+    assert set(requests.get(f"{stack.model_api_url}/health", timeout=10).json()) == {"status"}
+    resp = requests.post(url, json=body, headers=auth, timeout=30)
     assert resp.status_code == 200, resp.text
     assert resp.headers["X-Model-Version"] == champion
     assert len(resp.json()["predictions"]) == 3

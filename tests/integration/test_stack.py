@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
 from airmlops_dev import localstack
 from airmlops_dev.airflow_api import AirflowAPIError, AirflowClient
-from airmlops_dev.stack_config import COMPONENTS, WEBHOOK_PATH, StackConfig
+from airmlops_dev.stack_config import ADMIN_USER, COMPONENTS, WEBHOOK_PATH, StackConfig
 from airmlops_dev.stack_env import airflow_env
 from airmlops_dev.stack_health import format_status, status
-from airmlops_dev.stack_pids import stack_processes
-from airmlops_dev.stack_secrets import credentials
+from airmlops_dev.stack_pids import read_pid, stack_processes
+from airmlops_dev.stack_secrets import credentials, mlflow_credentials, read_secrets
 from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
 
 SMOKE_DAG_ID = "airmlops_smoke"  # written by conftest.py into an extra DAG bundle
+USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^:/@\s]*:[^@\s/]+@", re.I)
 
 
 def _messages_containing(cfg: StackConfig, text: str, timeout: float = 30) -> list[dict]:
@@ -160,7 +163,7 @@ def test_secrets_are_private_and_never_logged(stack: StackConfig) -> None:
         for line in stack.secrets_file.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     ]
-    assert len(secret_values) == 3
+    assert len(secret_values) == 5  # Airflow's three, the MLflow admin's password and CSRF key
     for log_file in stack.logs_dir.glob("*.log"):
         text = log_file.read_text(errors="replace")
         for secret in [password, *secret_values]:
@@ -184,3 +187,94 @@ def test_smoke_dag_runs_and_reaches_the_receiver(
     found = _messages_containing(stack, f"airmlops smoke test {run_id}")
     assert found, read_messages(stack.messages_file)[-5:]
     assert found[0]["path"] == WEBHOOK_PATH
+
+
+def _generated_secrets(stack: StackConfig) -> list[str]:
+    """Every secret the stack generated: secrets.env and the Airflow admin's password."""
+    values = [*read_secrets(stack).values(), credentials(stack)[1][1]]
+    assert len(values) == 6
+    return values
+
+
+def test_no_secret_on_any_process_command_line(
+    stack: StackConfig, airflow_api: AirflowClient
+) -> None:
+    """/proc/<pid>/cmdline is world-readable: read it for every process of the stack, the
+    components and everything they spawn, sampled while a DAG run's task processes live."""
+    secret_values = _generated_secrets(stack)
+    seen: dict[int, list[str]] = {}
+
+    def sample() -> None:
+        for pid in stack_processes(stack):
+            try:
+                seen.setdefault(pid, psutil.Process(pid).cmdline())
+            except psutil.NoSuchProcess:
+                continue
+
+    airflow_api.wait_for_dag(SMOKE_DAG_ID, timeout=120)
+    run_id = airflow_api.trigger(SMOKE_DAG_ID, conf={"source": "cmdline"})
+    deadline = time.monotonic() + 300
+    while airflow_api.dag_run(SMOKE_DAG_ID, run_id)["state"] in ("queued", "running"):
+        sample()
+        assert time.monotonic() < deadline, "the smoke run did not finish"
+        time.sleep(0.2)
+    sample()
+    assert len(seen) > len(COMPONENTS) + 3, seen  # workers and task processes were sampled
+    for pid, argv in seen.items():
+        line = " ".join(argv)
+        leaked = [i for i, value in enumerate(secret_values) if value in line]
+        assert not leaked, f"pid {pid} ({argv[:2]}) shows secret #{leaked} on its command line"
+        assert not USERINFO.search(line), f"pid {pid} ({argv[:2]}): a URL with a password"
+
+
+def test_mlflow_asks_for_credentials_and_every_component_has_them(stack: StackConfig) -> None:
+    search = f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, timeout=10).status_code == 401
+    assert requests.get(search, timeout=10, auth=(ADMIN_USER, "wrong-pw-1")).status_code == 401
+    creds = mlflow_credentials(stack)
+    assert creds is not None
+    assert requests.get(search, timeout=10, auth=creds).status_code == 200
+    for component in ("model-api", "api-server", "scheduler", "dag-processor", "triggerer"):
+        pid = read_pid(stack.pid_file(component))
+        assert pid
+        env = psutil.Process(pid).environ()
+        assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == creds
+        if component != "model-api":
+            conn = json.loads(env["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+            assert (conn["login"], conn["password"]) == creds
+    # the model API logged in: its registry polls succeed (no champion yet is not a failure)
+    deadline = time.monotonic() + 60
+    while True:
+        body = requests.get(f"{stack.model_api_url}/health", timeout=10).json()
+        polled = [m for m in body["models"].values() if m["last_poll"]]
+        if len(polled) == len(body["models"]) > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(polled) == len(body["models"]) > 0, body
+    assert not [m for m in polled if "registry poll failed" in (m["problem"] or "")], body
+    text = localstack.summary(stack)
+    assert f"MLFLOW_AUTH_ADMIN_PASSWORD in {stack.secrets_file}" in text
+    assert creds[1] not in text
+    # MLflow took its store from MLFLOW_BACKEND_STORE_URI (not the command line)
+    assert (stack.root / "mlflow" / "mlflow.db").is_file()
+    assert not (stack.root / "mlflow.db").exists()
+
+
+def test_the_home_and_everything_the_stack_wrote_is_owner_only(stack: StackConfig) -> None:
+    assert stat.S_IMODE(stack.root.stat().st_mode) == 0o700
+    paths = [stack.root, *stack.root.rglob("*")]
+    for must in (
+        stack.secrets_file,
+        stack.passwords_file,
+        stack.airflow_home / "airflow.db",
+        stack.root / "mlflow" / "mlflow.db",
+        stack.root / "mlflow" / "basic_auth.db",
+        stack.log_file("scheduler"),
+    ):
+        assert must in paths, must
+    loose = [
+        f"{p.relative_to(stack.root)} {oct(stat.S_IMODE(p.lstat().st_mode))}"
+        for p in paths
+        if not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) & 0o077
+    ]
+    assert not loose, f"readable or writable by others: {loose}"

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from airmlops_core.serve.auth import TOKEN_ENV, bearer, generate_token
 from airmlops_dev.ports import free_ports
 
 MODEL = "api_clf"
@@ -55,7 +56,11 @@ class Registry:
 
 
 class Api:
-    """One model API subprocess on a free loopback port."""
+    """One model API subprocess on a free loopback port, with its own token.
+
+    The token reaches the API through its environment, as in the stack; `http` sends it,
+    `anonymous` does not.
+    """
 
     def __init__(
         self,
@@ -65,6 +70,7 @@ class Api:
         *extra: str,
         env: dict[str, str] | None = None,
     ):
+        self.token = generate_token()
         (self.port,) = free_ports(1)
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -90,9 +96,10 @@ class Api:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, TOKEN_ENV: self.token, **(env or {})},
         )
-        self.http = httpx.Client(base_url=self.base, timeout=30)
+        self.http = httpx.Client(base_url=self.base, timeout=30, headers=bearer(self.token))
+        self.anonymous = httpx.Client(base_url=self.base, timeout=30)
 
     def wait(self, check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -106,13 +113,14 @@ class Api:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log_tail()}")
 
-    def health(self) -> tuple[int, dict[str, Any]]:
-        r = self.http.get("/health")
+    def status(self) -> tuple[int, dict[str, Any]]:
+        """(status code, body) of GET /status: every model's served and champion version."""
+        r = self.http.get("/status")
         return r.status_code, r.json()
 
     def wait_served(self, version: str, model: str = MODEL) -> None:
         self.wait(
-            lambda: self.health()[1]["models"][model]["served_version"] == version,
+            lambda: self.status()[1]["models"][model]["served_version"] == version,
             f"{model} v{version} served",
         )
 
@@ -126,6 +134,7 @@ class Api:
 
     def stop(self) -> None:
         self.http.close()
+        self.anonymous.close()
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -134,6 +143,15 @@ class Api:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self._log.close()
+
+
+def asgi_client(app: Any, token: str | None = None) -> httpx.AsyncClient:
+    """An HTTP client of the app in this process (no uvicorn), sending `token` when given."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://api",
+        headers=bearer(token) if token else None,
+    )
 
 
 def records(rows: pd.DataFrame) -> list[dict[str, Any]]:

@@ -1,16 +1,24 @@
-"""The model API's Starlette app: invocations, /health, /metrics and the golden request.
+"""The model API's Starlette app: invocations, /health, /status, /metrics, the golden request.
 
 Starlette + uvicorn is the ASGI stack MLflow's scoring server (FastAPI) already runs on,
 installed with mlflow. Handlers are async; parsing and predict run in a bounded thread pool
 (`threads`), so slow predictions never block /health or /metrics. MLflow's server itself is not
 used because it serves one fixed model: it cannot follow an alias, swap versions, serve several
 models, limit payload size or export Prometheus metrics.
+
+Every route but /health needs the bearer token (auth.BearerAuth, before any body is read).
+An invocation is admitted only while fewer than `threads + max_queue` are in flight (else 429
+with Retry-After), its body must arrive within `read_timeout` seconds (else 408), and an
+unexpected failure answers 500 with a request id only: the traceback goes to the server log
+under that id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,10 +27,12 @@ from typing import NotRequired, TypedDict
 import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from airmlops_core.serve.auth import BearerAuth, Refusal, Tokens
 from airmlops_core.serve.scoring import RequestError, score
 from airmlops_core.serve.server import ModelServer
 
@@ -37,18 +47,24 @@ class ErrorBody(TypedDict):
     error_code: str
     message: str
     model: NotRequired[str]
+    request_id: NotRequired[str]
 
 
-def build_app(server: ModelServer, *, start_poller: bool = True) -> Starlette:
-    """The Starlette app over `server`; its lifespan starts and stops the alias poller."""
+def build_app(server: ModelServer, *, tokens: Tokens, start_poller: bool = True) -> Starlette:
+    """The Starlette app over `server`, behind `tokens`; its lifespan runs the alias poller."""
     limiter = anyio.CapacityLimiter(server.threads)
+    capacity = server.threads + server.max_queue
+    in_flight = 0
     m = server.metrics
 
     def error(exc: RequestError, model: str | None) -> JSONResponse:
         body: ErrorBody = {"error_code": exc.code, "message": exc.message}
         if model:
             body["model"] = model
-        return JSONResponse(body, status_code=exc.status)
+        headers = {"Retry-After": "1"} if exc.status == 429 else {}
+        if exc.status in (408, 413):  # the rest of the body is never read
+            headers["Connection"] = "close"
+        return JSONResponse(body, status_code=exc.status, headers=headers)
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -71,42 +87,84 @@ def build_app(server: ModelServer, *, start_poller: bool = True) -> Starlette:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def receive_body(request: Request) -> bytes:
+        try:
+            with anyio.fail_after(server.read_timeout):
+                return await read_body(request)
+        except TimeoutError:
+            raise RequestError(
+                408,
+                "REQUEST_TIMEOUT",
+                f"the body did not arrive within {server.read_timeout:g} s (--read-timeout)",
+            ) from None
+
+    async def predict(request: Request, name: str | None) -> Response:
+        nonlocal in_flight
+        if in_flight >= capacity:
+            raise RequestError(
+                429,
+                "TOO_MANY_REQUESTS",
+                f"{server.threads} requests are being scored and {server.max_queue} wait "
+                "(--threads, --max-queue): retry later",
+            )
+        in_flight += 1
+        m.in_flight.inc()
+        try:
+            served = server.served_for(name)
+            body = await receive_body(request)
+            run = functools.partial(
+                score,
+                served,
+                body,
+                request.headers.get("content-type"),
+                max_rows=server.max_rows,
+            )
+            answer, rows = await anyio.to_thread.run_sync(run, limiter=limiter)
+        finally:
+            in_flight -= 1
+            m.in_flight.dec()
+        m.rows.labels(model=served.name).inc(rows)
+        return Response(
+            answer,
+            media_type="application/json",
+            headers={"X-Model-Name": served.name, "X-Model-Version": served.version},
+        )
+
     async def invoke(request: Request) -> Response:
         name = request.path_params.get("model")
         label = name if name in server.states else UNKNOWN_MODEL
         if name is None and len(server.states) == 1:
             label = next(iter(server.states))
+        request_id = secrets.token_hex(8)
         start = time.perf_counter()
         try:
-            served = server.served_for(name)
-            body = await read_body(request)
-            answer, rows = await anyio.to_thread.run_sync(
-                score, served, body, request.headers.get("content-type"), limiter=limiter
-            )
-            response: Response = Response(
-                answer,
-                media_type="application/json",
-                headers={"X-Model-Name": served.name, "X-Model-Version": served.version},
-            )
-            m.rows.labels(model=label).inc(rows)
+            response = await predict(request, name)
         except RequestError as exc:
             m.errors.labels(model=label, reason=exc.code.lower()).inc()
-            if exc.status >= 500 or exc.status == 413:
-                log.warning("%s: %s %s", label, exc.status, exc.message)
+            if exc.status >= 500 or exc.status in (408, 413):  # 429s: counted, not logged
+                log.warning("%s: %s %s (request %s)", label, exc.status, exc.message, request_id)
             response = error(exc, name)
-        except Exception as exc:
-            log.exception("%s: internal error", label)
+        except Exception:
+            log.exception("%s: internal error (request %s)", label, request_id)
             m.errors.labels(model=label, reason="internal").inc()
-            response = error(
-                RequestError(500, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"), name
-            )
+            internal: ErrorBody = {
+                "error_code": "INTERNAL_ERROR",
+                "message": "internal error; the server log has the details under the request id",
+                "request_id": request_id,
+            }
+            response = JSONResponse(internal, status_code=500)
+        response.headers["X-Request-ID"] = request_id
         m.latency.labels(model=label).observe(time.perf_counter() - start)
         m.requests.labels(model=label, status=str(response.status_code)).inc()
         return response
 
     async def health(request: Request) -> Response:
         status, body = server.health()
-        return JSONResponse(body, status_code=status)
+        return JSONResponse({"status": body["status"]}, status_code=status)
+
+    async def status(request: Request) -> Response:
+        code, body = server.health()
+        return JSONResponse(body, status_code=code)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
@@ -122,6 +180,9 @@ def build_app(server: ModelServer, *, start_poller: bool = True) -> Starlette:
             media_type="application/json",
             headers={"X-Model-Name": served.name, "X-Model-Version": served.version},
         )
+
+    def refused(reason: Refusal) -> None:
+        m.auth_failures.labels(reason=reason).inc()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -139,7 +200,9 @@ def build_app(server: ModelServer, *, start_poller: bool = True) -> Starlette:
             Route("/models/{model}/invocations", invoke, methods=["POST"]),
             Route("/models/{model}/golden", golden, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/status", status, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ],
+        middleware=[Middleware(BearerAuth, tokens=tokens, on_refused=refused)],
         lifespan=lifespan,
     )

@@ -1,8 +1,9 @@
 """Outage detection for the serving side: probe the model API and MLflow, alert on changes.
 
 `probe` sends each model's golden request (the exact body the API checked the served version
-with) and reads MLflow's /health. `transitions` compares with the previous probe's state so that
-an outage sends one alert, not one per probe, and the recovery sends one "recovered" message.
+with), with the API's bearer token, and reads MLflow's /health. `transitions` compares with the
+previous probe's state so that an outage sends one alert, not one per probe, and the recovery
+sends one "recovered" message.
 The state is a small JSON-able dict the caller stores between probes (an Airflow Variable).
 """
 
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+
+from airmlops_core.serve.auth import bearer
 
 TIMEOUT_S = 10.0
 
@@ -26,8 +29,8 @@ class Check:
     detail: str
 
 
-def _get(url: str) -> requests.Response:
-    return requests.get(url, timeout=TIMEOUT_S)
+def _get(url: str, headers: dict[str, str] | None = None) -> requests.Response:
+    return requests.get(url, headers=headers, timeout=TIMEOUT_S)
 
 
 def probe_mlflow(mlflow_url: str) -> Check:
@@ -39,18 +42,32 @@ def probe_mlflow(mlflow_url: str) -> Check:
     return Check("mlflow", resp.status_code == 200, f"{mlflow_url}/health -> {resp.status_code}")
 
 
-def probe_model(api_url: str, model: str) -> Check:
-    """The API answers the model's golden request with one prediction per row."""
+def probe_model(api_url: str, model: str, token: str | None = None) -> Check:
+    """The API answers the model's golden request with one prediction per row.
+
+    `token` is the API's bearer token; without it (or with a wrong one) the check fails with
+    a detail that says so.
+    """
     base = api_url.rstrip("/")
     target = f"model-api/{model}"
+    headers = bearer(token) if token else {}
     try:
-        golden = _get(f"{base}/models/{model}/golden")
+        golden = _get(f"{base}/models/{model}/golden", headers)
+        if golden.status_code == 401:
+            return Check(
+                target,
+                False,
+                "the API refused the probe's credentials (401): "
+                + ("the token is wrong" if token else "the probe has no API token"),
+            )
         if golden.status_code != 200:
             return Check(
                 target, False, f"no version served ({golden.status_code}): {golden.text[:300]}"
             )
         body = golden.json()
-        resp = requests.post(f"{base}/invocations/{model}", json=body, timeout=TIMEOUT_S)
+        resp = requests.post(
+            f"{base}/invocations/{model}", json=body, headers=headers, timeout=TIMEOUT_S
+        )
     except requests.RequestException as exc:
         return Check(target, False, f"{api_url} unreachable: {type(exc).__name__}")
     except ValueError:
@@ -61,9 +78,11 @@ def probe_model(api_url: str, model: str) -> Check:
     return Check(target, True, f"version {version} answered the golden request")
 
 
-def probe(api_url: str, mlflow_url: str, models: list[str]) -> list[Check]:
-    """Every target's check, MLflow first."""
-    return [probe_mlflow(mlflow_url), *(probe_model(api_url, m) for m in models)]
+def probe(
+    api_url: str, mlflow_url: str, models: list[str], *, token: str | None = None
+) -> list[Check]:
+    """Every target's check, MLflow first; `token` is the model API's bearer token."""
+    return [probe_mlflow(mlflow_url), *(probe_model(api_url, m, token) for m in models)]
 
 
 def transitions(

@@ -68,6 +68,17 @@ class Metrics:
             ["model", "outcome"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            f"{p}auth_failures",
+            "Requests refused with 401, by reason (missing, invalid token)",
+            ["reason"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            f"{p}invocations_in_flight",
+            "Invocations being received, waiting or predicting (429 beyond the limit)",
+            registry=r,
+        )
         self.poll_errors = Counter(
             f"{p}registry_poll_errors",
             "Alias look-ups that failed (registry unreachable or error)",

@@ -1,23 +1,30 @@
 """The model REST API: each model's `champion` from the MLflow registry, over HTTP.
 
-    python -m airmlops_core.serve.model_api --tracking-uri URL [--models a,b | --models-dir DIR]
-        [--host 127.0.0.1] [--port 5001] [--poll-interval 5] [--max-bytes 8388608]
+    AIRMLOPS_MODEL_API_TOKEN=... python -m airmlops_core.serve.model_api --tracking-uri URL
+        [--models a,b | --models-dir DIR] [--host 127.0.0.1] [--port 5001] [--poll-interval 5]
+        [--token-file PATH] [--metrics-token-file PATH] [--max-bytes 8388608]
+        [--max-rows 10000] [--threads 4] [--max-queue 32] [--read-timeout 30]
 
-Endpoints:
+The API token comes from $AIRMLOPS_MODEL_API_TOKEN or a file ($AIRMLOPS_MODEL_API_TOKEN_FILE or
+--token-file), never from the command line; the API refuses to start without one.
+
+Endpoints (all but /health need `Authorization: Bearer <token>`, else 401):
     POST /invocations/<model>, POST /models/<model>/invocations (and POST /invocations when
         exactly one model is served): MLflow's scoring protocol, JSON `dataframe_split`,
         `dataframe_records`, `inputs` or `instances` (or text/csv). Answers MLflow's
         `{"predictions": [...]}`: whatever the model's pyfunc returns (for the pack's
         classifiers predict_proba, one list of class probabilities per row; for regressors one
         number per row). Headers X-Model-Name and X-Model-Version say which version answered.
-    GET /health: 200 when every model has a version served, else 503; JSON per model.
-    GET /metrics: Prometheus text format.
+    GET /health (open): 200 when every model has a version served, else 503; the status only.
+    GET /status: the same status code, with the served and champion version of every model.
+    GET /metrics: Prometheus text format (also takes the scrape-only metrics token).
     GET /models/<model>/golden: the request body the served version was verified with.
 
 This module is the command line; the pieces, and why each is built as it is:
-    scoring (request parsing and scoring, MLflow's own machinery), state (the served model
-    state), poller (follows the alias, verifies and swaps versions), metrics (Prometheus),
-    server (the served models, their poller and metrics), app (the Starlette app).
+    scoring (request parsing, limits and scoring, MLflow's own machinery), state (the served
+    model state), poller (follows the alias, verifies and swaps versions), metrics
+    (Prometheus), server (the served models, their poller and metrics), auth (the bearer
+    tokens), app (the Starlette app).
 """
 
 from __future__ import annotations
@@ -31,9 +38,18 @@ from pathlib import Path
 import uvicorn
 
 from airmlops_core import settings
+from airmlops_core.errors import CredentialError
 from airmlops_core.serve.app import build_app
+from airmlops_core.serve.auth import Tokens
 from airmlops_core.serve.poller import DEFAULT_ALIAS, DEFAULT_POLL_SECONDS
-from airmlops_core.serve.server import DEFAULT_MAX_BYTES, DEFAULT_THREADS, ModelServer
+from airmlops_core.serve.scoring import DEFAULT_MAX_ROWS
+from airmlops_core.serve.server import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_THREADS,
+    ModelServer,
+)
 from airmlops_core.spec import load_specs
 
 log = logging.getLogger(__name__)
@@ -54,11 +70,15 @@ def models_from_dir(models_dir: str | Path) -> list[str]:
 def parse_args(
     argv: list[str] | None = None, env: dict[str, str] | None = None
 ) -> argparse.Namespace:
-    """The CLI; MLFLOW_TRACKING_URI and AIRMLOPS_MODEL_API_PORT are the env fallbacks."""
+    """The CLI; MLFLOW_TRACKING_URI and AIRMLOPS_MODEL_API_PORT are the env fallbacks.
+
+    The tokens are read here (`args.tokens`): a missing or bad one exits with its reason.
+    """
     env = dict(os.environ) if env is None else env
     ap = argparse.ArgumentParser(
         prog="python -m airmlops_core.serve.model_api",
         description="Serve each model's champion over HTTP.",
+        allow_abbrev=False,  # `--token SECRET` must not pass for `--token-file SECRET`
     )
     ap.add_argument("--host", default=DEFAULT_HOST, help="bind address (default 127.0.0.1)")
     ap.add_argument(
@@ -86,21 +106,59 @@ def parse_args(
         help="seconds between alias look-ups",
     )
     ap.add_argument(
+        "--token-file",
+        help="file holding the API token (default $AIRMLOPS_MODEL_API_TOKEN_FILE, else the "
+        "token in $AIRMLOPS_MODEL_API_TOKEN)",
+    )
+    ap.add_argument(
+        "--metrics-token-file",
+        help="file holding a scrape-only token for /metrics (default "
+        "$AIRMLOPS_MODEL_API_METRICS_TOKEN_FILE or $AIRMLOPS_MODEL_API_METRICS_TOKEN; optional)",
+    )
+    ap.add_argument(
         "--max-bytes",
         type=int,
         default=DEFAULT_MAX_BYTES,
         help="largest request body accepted (413 above)",
     )
     ap.add_argument(
+        "--max-rows",
+        type=int,
+        default=DEFAULT_MAX_ROWS,
+        help=f"most rows per request (413 above; default {DEFAULT_MAX_ROWS})",
+    )
+    ap.add_argument(
         "--threads", type=int, default=DEFAULT_THREADS, help="predictions running at once"
+    )
+    ap.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_MAX_QUEUE,
+        help=f"requests waiting for a thread before 429 (default {DEFAULT_MAX_QUEUE})",
+    )
+    ap.add_argument(
+        "--read-timeout",
+        type=float,
+        default=DEFAULT_READ_TIMEOUT,
+        help=f"seconds to receive a request body (408 after; default {DEFAULT_READ_TIMEOUT:g})",
     )
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--access-log", action="store_true", help="log every request")
     args = ap.parse_args(argv)
     if not args.tracking_uri:
         ap.error("no tracking URI: pass --tracking-uri or set MLFLOW_TRACKING_URI")
-    if args.poll_interval <= 0 or args.max_bytes <= 0 or args.threads <= 0:
-        ap.error("--poll-interval, --max-bytes and --threads must be positive")
+    positive = (args.poll_interval, args.max_bytes, args.max_rows, args.threads, args.read_timeout)
+    if min(positive) <= 0 or args.max_queue < 0:
+        ap.error(
+            "--poll-interval, --max-bytes, --max-rows, --threads and --read-timeout must be "
+            "positive, --max-queue zero or more"
+        )
+    try:
+        args.tokens = Tokens.from_env(
+            env, token_file=args.token_file, metrics_token_file=args.metrics_token_file
+        )
+    except CredentialError as exc:
+        ap.error(str(exc))
     return args
 
 
@@ -138,18 +196,23 @@ def main(argv: list[str] | None = None) -> int:
         alias=args.alias,
         poll_interval=args.poll_interval,
         max_bytes=args.max_bytes,
+        max_rows=args.max_rows,
         threads=args.threads,
+        max_queue=args.max_queue,
+        read_timeout=args.read_timeout,
     )
     log.info(
-        "serving %s ('%s' alias, poll every %ss) on http://%s:%d",
+        "serving %s ('%s' alias, poll every %ss) on http://%s:%d; every route but /health "
+        "needs the bearer token%s",
         names,
         args.alias,
         args.poll_interval,
         args.host,
         args.port,
+        " (/metrics also the metrics token)" if args.tokens.metrics else "",
     )
     config = uvicorn.Config(
-        build_app(server),
+        build_app(server, tokens=args.tokens),
         host=args.host,
         port=args.port,
         log_level=args.log_level.lower(),

@@ -7,6 +7,12 @@ pyfunc's signature enforcement in `predict` (missing columns, uncastable types) 
 does. The checks before parsing (JSON, exactly one format key, no rows) exist to give clear 4xx
 messages where MLflow's answer is vague ("unexpected error", or a missing-inputs message for an
 empty payload). Parquet bodies are refused (JSON and CSV only).
+
+Limits, each a 4xx naming it: JSON nested deeper than `MAX_JSON_DEPTH` (measured on the bytes
+before parsing: Python's parser recurses until RecursionError), more rows than the server's
+`max_rows`, and infinite numbers (`Infinity`, `1e999`, a CSV `inf`): no pack model can score
+them. `NaN` is a missing value, as in MLflow's own serving examples (send `null` preferably);
+the signature decides whether a column may be missing (an integer column may not).
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from typing import Any
 from airmlops_core.serve.state import Served
 
 FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
+DEFAULT_MAX_ROWS = 10_000
+MAX_JSON_DEPTH = 32  # MLflow's formats need 4 or 5 levels (tensor inputs a few more)
+_SKELETON_DROP = bytes(b for b in range(256) if b not in b'"[]{}')
+_DEPTH_STEP = bytes(1 if b in b"[{" else 255 if b in b"]}" else 0 for b in range(256))
 
 
 class RequestError(Exception):
@@ -58,6 +68,77 @@ def row_count(data: Any) -> int:
     return len(data) if hasattr(data, "__len__") else 1
 
 
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text, read from its bytes.
+
+    Escaped backslashes and quotes are dropped, then everything but quotes and brackets; the
+    brackets between a pair of quotes are inside a string. Linear in the body's size, and it
+    agrees with the parser on every prefix the parser accepts, so the parser never nests deeper
+    than this says.
+    """
+    import numpy as np
+
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = body.translate(None, _SKELETON_DROP)
+    if b'"' in skeleton:
+        skeleton = b"".join(skeleton.split(b'"')[::2])  # odd parts are inside strings
+    steps = np.frombuffer(skeleton.translate(_DEPTH_STEP), dtype=np.int8)
+    deepest = level = 0
+    for start in range(0, steps.size, 1 << 20):  # bounded memory for the running sum
+        levels = np.cumsum(steps[start : start + (1 << 20)], dtype=np.int64) + level
+        deepest, level = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
+
+
+def payload_rows(fmt: str, value: Any) -> int:
+    """Rows in a parsed JSON payload, before MLflow builds a frame from it."""
+    if fmt == "dataframe_split" and isinstance(value, dict):
+        data = value.get("data")
+        return len(data) if isinstance(data, list) else 0
+    return row_count(value)
+
+
+def check_rows(rows: int, max_rows: int) -> None:
+    """Refuse a request with more than `max_rows` rows (413 TOO_MANY_ROWS)."""
+    if rows > max_rows:
+        raise RequestError(
+            413,
+            "TOO_MANY_ROWS",
+            f"the request has {rows} rows; the limit is {max_rows} rows per request "
+            "(--max-rows): send them in several requests",
+        )
+
+
+def check_finite(data: Any) -> None:
+    """Refuse infinite numbers in a parsed input (a frame, an array or a dict of arrays).
+
+    Raises:
+        RequestError: 400 NON_FINITE_NUMBER naming the column.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):  # float columns only: no other dtype holds inf
+        columns = {str(c): data[c] for c, dtype in data.dtypes.items() if dtype.kind == "f"}
+    elif isinstance(data, dict):
+        columns = {str(k): v for k, v in data.items()}
+    else:
+        columns = {"input": data}
+    for name, values in columns.items():
+        try:
+            arr = np.asarray(values)
+        except (ValueError, TypeError):  # ragged or mixed: no float array to check
+            continue
+        if arr.dtype.kind == "f" and np.isinf(arr).any():
+            raise RequestError(
+                400,
+                "NON_FINITE_NUMBER",
+                f"column '{name}' holds an infinite number: no model here can score it "
+                "(a missing value is null)",
+            )
+
+
 def _empty_payload(fmt: str, value: Any) -> bool:
     if value is None:
         return True
@@ -70,11 +151,18 @@ def _empty_payload(fmt: str, value: Any) -> bool:
     return isinstance(value, list) and not value
 
 
-def parse_request(body: bytes, content_type: str | None, input_schema: Any) -> tuple[Any, Any]:
+def parse_request(
+    body: bytes,
+    content_type: str | None,
+    input_schema: Any,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> tuple[Any, Any]:
     """A request body -> (model input, params), with MLflow's scoring-server parser.
 
     Raises:
-        RequestError: empty, not JSON/CSV, malformed, no or several format keys, no rows.
+        RequestError: empty, not JSON/CSV, malformed, too deep, no or several format keys, no
+            rows, more than `max_rows` rows, an infinite number.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
@@ -97,12 +185,22 @@ def parse_request(body: bytes, content_type: str | None, input_schema: Any) -> t
             raise RequestError(400, "MALFORMED_CSV", short_message(exc.message)) from None
         if len(frame) == 0:
             raise RequestError(400, "EMPTY_PAYLOAD", "CSV body has a header but no rows")
+        check_rows(len(frame), max_rows)
+        check_finite(frame)
         return frame, None
     if mime != "application/json":
         raise RequestError(
             415,
             "UNSUPPORTED_MEDIA_TYPE",
             f"content type '{mime}' is not accepted: send application/json (or text/csv)",
+        )
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise RequestError(
+            400,
+            "JSON_TOO_DEEP",
+            f"JSON nested {depth} levels deep; the limit is {MAX_JSON_DEPTH} "
+            "(the scoring formats need 4 or 5)",
         )
     try:
         payload = json.loads(body)
@@ -133,6 +231,7 @@ def parse_request(body: bytes, content_type: str | None, input_schema: Any) -> t
     fmt = keys[0]
     if _empty_payload(fmt, payload[fmt]):
         raise RequestError(400, "EMPTY_PAYLOAD", f"'{fmt}' holds no rows")
+    check_rows(payload_rows(fmt, payload[fmt]), max_rows)
     try:
         data = scoring_server.infer_and_parse_data({fmt: payload[fmt]}, input_schema)
     except MlflowException as exc:
@@ -146,20 +245,23 @@ def parse_request(body: bytes, content_type: str | None, input_schema: Any) -> t
         ) from None
     if row_count(data) == 0:
         raise RequestError(400, "EMPTY_PAYLOAD", f"'{fmt}' holds no rows")
+    check_finite(data)
     return data, payload.get("params")
 
 
-def score(served: Served, body: bytes, content_type: str | None) -> tuple[str, int]:
+def score(
+    served: Served, body: bytes, content_type: str | None, *, max_rows: int = DEFAULT_MAX_ROWS
+) -> tuple[str, int]:
     """Score one request with one served version -> (JSON answer, rows scored).
 
     Raises:
-        RequestError: the input is refused (parsing, schema enforcement or the model's own
-            checks; 400, as MLflow's scoring server answers).
+        RequestError: the input is refused (parsing, limits, schema enforcement or the model's
+            own checks; 400, as MLflow's scoring server answers; 413 over `max_rows`).
     """
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
 
-    data, params = parse_request(body, content_type, served.input_schema)
+    data, params = parse_request(body, content_type, served.input_schema, max_rows=max_rows)
     try:
         raw = served.model.predict(data, params=params) if params else served.model.predict(data)
     except MlflowException as exc:

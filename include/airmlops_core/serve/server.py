@@ -13,11 +13,13 @@ from typing import Literal, TypedDict
 
 from airmlops_core.serve.metrics import Metrics
 from airmlops_core.serve.poller import DEFAULT_ALIAS, DEFAULT_POLL_SECONDS, AliasPoller
-from airmlops_core.serve.scoring import RequestError
+from airmlops_core.serve.scoring import DEFAULT_MAX_ROWS, RequestError
 from airmlops_core.serve.state import ModelState, Served
 
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 DEFAULT_THREADS = 4
+DEFAULT_MAX_QUEUE = 32
+DEFAULT_READ_TIMEOUT = 30.0
 
 
 class ModelHealth(TypedDict):
@@ -33,7 +35,8 @@ class ModelHealth(TypedDict):
 
 
 class HealthReport(TypedDict):
-    """The /health answer: `ok`, `degraded` (all served, some problem) or `unavailable`."""
+    """The /status answer (/health shows `status` only): `ok`, `degraded` (all served, some
+    problem) or `unavailable`."""
 
     status: Literal["ok", "degraded", "unavailable"]
     alias: str
@@ -45,7 +48,12 @@ def _iso(ts: float | None) -> str | None:
 
 
 class ModelServer:
-    """The served models, their alias poller and their metrics; the HTTP app wraps this."""
+    """The served models, their alias poller and their metrics; the HTTP app wraps this.
+
+    Request limits: `max_bytes` per body, `max_rows` per request, `threads` predictions at
+    once with at most `max_queue` more requests waiting (bodies held in memory are bounded by
+    (threads + max_queue) * max_bytes), `read_timeout` seconds to receive a body.
+    """
 
     def __init__(
         self,
@@ -55,13 +63,19 @@ class ModelServer:
         alias: str = DEFAULT_ALIAS,
         poll_interval: float = DEFAULT_POLL_SECONDS,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        max_rows: int = DEFAULT_MAX_ROWS,
         threads: int = DEFAULT_THREADS,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
         cache_dir: Path | None = None,
     ):
         if not models:
             raise ValueError("no models to serve: pass --models a,b or --models-dir")
         self.max_bytes = max_bytes
+        self.max_rows = max_rows
         self.threads = threads
+        self.max_queue = max_queue
+        self.read_timeout = read_timeout
         self.states = {name: ModelState(name) for name in dict.fromkeys(models)}
         self.metrics = Metrics()
         self.poller = AliasPoller(

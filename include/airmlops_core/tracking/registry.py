@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from airmlops_core.errors import PromotionConflict
+from airmlops_core.tracking import locks
 from airmlops_core.tracking.runs import TAG_PREFIX, _q
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,11 @@ class AliasMove:
         }
 
 
+def champion_lease_key(name: str) -> str:
+    """The lease key every writer of `name`'s `champion` takes (tracking.locks)."""
+    return f"{name}.{CHAMPION}"
+
+
 def move_champion(
     client: MlflowClient,
     name: str,
@@ -150,22 +156,44 @@ def move_champion(
     *,
     expected_champion: str | None,
     tags: dict[str, str] | None = None,
+    owner: str = "",
+    lease_ttl: float = locks.DEFAULT_TTL,
 ) -> AliasMove:
     """Point `champion` at `new_version`, `previous_champion` at the old one (compare-and-set).
 
-    The evidence tags land on the new version first, then `previous_champion` moves (the
-    champion still answers), then `champion`: no intermediate state leaves an alias dangling
-    or lost, and a retry after any failure converges. A retry that finds `champion` already
-    at `new_version` (its own earlier try) completes without moving anything.
+    Every writer of `champion` comes through here, and does the compare and the set inside the
+    model's champion lease (`champion_lease_key`, held in the registry: one writer at a time
+    across DAGs, processes and hosts). The evidence tags land on the new version first, then
+    `previous_champion` moves (the champion still answers), then `champion`: no intermediate
+    state leaves an alias dangling or lost, and a retry after any failure converges. A retry
+    that finds `champion` already at `new_version` (its own earlier try) moves nothing.
+
+    Args:
+        owner: Who moves it (a DAG run, a user), shown on the lease while it is held.
+        lease_ttl: Seconds the lease lasts should this writer die holding it.
 
     Raises:
         PromotionConflict: `champion` points neither at `expected_champion` nor at
-            `new_version`, i.e. someone else promoted in between.
+            `new_version`, i.e. someone else moved it in between.
+        LeaseBusy: Another writer held the lease for longer than the wait (retried).
+        LeaseLost: The lease ran out before the last write; `champion` did not move (retried).
     """
+    with locks.Lease(client, champion_lease_key(name), owner=owner, ttl=lease_ttl) as lease:
+        return _compare_and_set(client, name, str(new_version), expected_champion, tags, lease)
+
+
+def _compare_and_set(
+    client: MlflowClient,
+    name: str,
+    new_version: str,
+    expected_champion: str | None,
+    tags: dict[str, str] | None,
+    lease: locks.Lease,
+) -> AliasMove:
     current = alias_version(client, name, CHAMPION)
-    if current == str(new_version):
+    if current == new_version:
         return AliasMove(
-            name, str(new_version), alias_version(client, name, PREVIOUS_CHAMPION), changed=False
+            name, new_version, alias_version(client, name, PREVIOUS_CHAMPION), changed=False
         )
     if current != (str(expected_champion) if expected_champion is not None else None):
         raise PromotionConflict(
@@ -173,14 +201,16 @@ def move_champion(
             f"against {expected_champion}; re-evaluate"
         )
     for key, value in (tags or {}).items():
-        client.set_model_version_tag(name, str(new_version), key, value)
+        client.set_model_version_tag(name, new_version, key, value)
     if current is not None:
+        lease.check()
         client.set_registered_model_alias(name, PREVIOUS_CHAMPION, current)
-    client.set_registered_model_alias(name, CHAMPION, str(new_version))
+    lease.check()
+    client.set_registered_model_alias(name, CHAMPION, new_version)
     after = alias_version(client, name, CHAMPION)
-    if after != str(new_version):
+    if after != new_version:
         raise PromotionConflict(
             f"{name}: champion is {after} right after moving it to "
-            f"{new_version}: a concurrent promotion interleaved"
+            f"{new_version}: a writer that bypasses the champion lease interleaved"
         )
-    return AliasMove(name, str(new_version), current, changed=True)
+    return AliasMove(name, new_version, current, changed=True)

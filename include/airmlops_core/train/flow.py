@@ -27,6 +27,7 @@ from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation, reference
+from airmlops_core.train.example import synthetic_example
 
 log = logging.getLogger(__name__)
 
@@ -246,13 +247,16 @@ def train_step(
                     for label, n in counts.items()
                 }
             )
-        sample = X.head(5)
+        # the logged example is synthetic (training rows may be personal data); without one,
+        # the signature's types are read from a few training rows, which are not stored
+        example = synthetic_example(X)
+        sample = example if example is not None else X.head(5)
         output = pipeline.predict_proba(sample) if spec.is_classifier else pipeline.predict(sample)
         info = mlflow.sklearn.log_model(
             pipeline,
             name=MODEL_ARTIFACT,
             signature=infer_signature(sample, output),
-            input_example=sample,
+            input_example=example,
             pip_requirements=pip_requirements(spec),
             serialization_format="skops",
             skops_trusted_types=training.trusted_types(pipeline),

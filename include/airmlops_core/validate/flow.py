@@ -286,7 +286,12 @@ def promote_step(
         f"{TAG_PREFIX}data_sha256": gated["data_sha256"],
     }
     move = registry.move_champion(
-        client, spec.name, gated["challenger"], expected_champion=gated["champion"], tags=tags
+        client,
+        spec.name,
+        gated["challenger"],
+        expected_champion=gated["champion"],
+        tags=tags,
+        owner=f"{ctx.dag_id}/{ctx.run_id} (promotion)",
     )
     if "rejected" in client.get_model_version(spec.name, gated["challenger"]).tags:
         client.delete_model_version_tag(spec.name, gated["challenger"], "rejected")
@@ -357,7 +362,14 @@ def rollback_step(
         f"{TAG_PREFIX}rollback_run": f"{ctx.dag_id}/{ctx.run_id}",
         f"{TAG_PREFIX}rollback_from": str(current),
     }
-    move = registry.move_champion(client, spec.name, version, expected_champion=current, tags=tags)
+    move = registry.move_champion(
+        client,
+        spec.name,
+        version,
+        expected_champion=current,
+        tags=tags,
+        owner=f"{ctx.dag_id}/{ctx.run_id} (rollback by {user})",
+    )
     return {
         **move.to_dict(),
         "url": tracking.model_version_url(tracking_uri, spec.name, version),

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from airmlops.hooks.urls import connection_url
+
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
@@ -36,16 +38,7 @@ class MlflowHook(BaseHook):
     @cached_property
     def tracking_uri(self) -> str:
         """The server URL, built from the connection."""
-        conn = self.connection
-        host = (conn.host or "").rstrip("/")
-        if "://" in host:
-            base = host
-        else:
-            scheme = conn.schema or "http"
-            base = f"{scheme}://{host}"
-        if conn.port and f":{conn.port}" not in base.split("://", 1)[1]:
-            base = f"{base}:{conn.port}"
-        return base
+        return connection_url(self.connection)
 
     def configure(self) -> str:
         """Point the MLflow client library of this process at the server; return its URI."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from airflow.sdk import BaseOperator, Variable
 
 from airmlops.hooks.mlflow_hook import MlflowHook
+from airmlops.hooks.model_api_hook import ModelApiHook
 from airmlops.notify import SafeSlackWebhookNotifier
 
 if TYPE_CHECKING:
@@ -32,9 +33,12 @@ class Probed(TypedDict):
 class HealthProbeOperator(BaseOperator):
     """Probe every model's golden request and MLflow; alert on state changes only.
 
-    The last state lives in the Airflow Variable `airmlops_health_state`, so repeated probes of
-    a target that stays down send nothing more. Undelivered alerts recorded since the last
-    probe (airmlops_core.alert_log) are reported in the task's result and log.
+    The model API's URL and token come from the connection `model_api_conn_id` (host and
+    password, see ModelApiHook); `api_url` overrides the URL, and without a host in the
+    connection `AIRMLOPS_MODEL_API_URL` (else 127.0.0.1:5001) is used. The last state lives in
+    the Airflow Variable `airmlops_health_state`, so repeated probes of a target that stays down
+    send nothing more. Undelivered alerts recorded since the last probe
+    (airmlops_core.alert_log) are reported in the task's result and log.
     """
 
     template_fields: Sequence[str] = ("models",)
@@ -44,22 +48,27 @@ class HealthProbeOperator(BaseOperator):
         *,
         models: list[str],
         conn_id: str = "slack_alerts",
+        model_api_conn_id: str = ModelApiHook.default_conn_name,
         api_url: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.models = models
         self.conn_id = conn_id
+        self.model_api_conn_id = model_api_conn_id
         self.api_url = api_url
 
     def execute(self, context: Context) -> Probed:
         from airmlops_core import alert_log
         from airmlops_core.serve import health
 
-        api_url = self.api_url or os.environ.get("AIRMLOPS_MODEL_API_URL", DEFAULT_API_URL)
+        api = ModelApiHook(self.model_api_conn_id)
+        api_url = (
+            self.api_url or api.url or os.environ.get("AIRMLOPS_MODEL_API_URL", DEFAULT_API_URL)
+        )
         mlflow_url = MlflowHook().configure()
         previous = json.loads(Variable.get(STATE_VARIABLE, default="{}"))
-        checks = health.probe(api_url, mlflow_url, list(self.models))
+        checks = health.probe(api_url, mlflow_url, list(self.models), token=api.token)
         state, messages = health.transitions(previous.get("targets", {}), checks)
         for text in messages:
             self.log.warning(text)

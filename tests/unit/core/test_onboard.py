@@ -32,7 +32,7 @@ from airmlops_core.score.model import PyfuncModel, load_local, load_model
 from airmlops_core.score.stream import score_partition
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats.profile import PROFILE_ARTIFACT
-from airmlops_core.tracking import model_safety, registry
+from airmlops_core.tracking import locks, model_safety, registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import estimator as training
 from churn_batches import frame  # the same churn-like batches as the scoring tests
@@ -153,6 +153,22 @@ def test_retried_onboarding_makes_one_version(env) -> None:
     assert cli1["version"] == cli2["version"] != first["version"]
     assert len(versions(env)) == 2
     assert cli1["previous_champion"] == first["version"]
+
+
+def test_onboarding_moves_champion_under_the_champion_lease(
+    env, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a writer died holding the lease: onboarding waits it out and breaks it, never ignores it
+    key = registry.champion_lease_key(env["name"])
+    locks.Lease(env["client"], key, owner="dead writer", ttl=1.5).acquire()
+    with caplog.at_level("WARNING", logger=locks.__name__):
+        out = onboard.onboard(
+            env["spec"], model_file=env["file"], tracking_uri=env["url"], ctx=ctx(env["name"])
+        )
+    assert "breaking the lease" in caplog.text
+    assert "dead writer on " in caplog.text
+    assert out["champion"] == out["version"]
+    assert locks.read_lease(env["client"], key) is None
 
 
 @pytest.mark.parametrize("disguise", ["extension", "content", "joblib"])

@@ -301,6 +301,103 @@ def test_secrets_never_reach_a_command_line(services):
                 assert not leaked, f"{where}: secret {sorted(leaked)} on a command line"
 
 
+# Who holds which secret ---------------------------------------------------------------------
+# Airflow's own secrets (metadata DB, broker, Fernet key, JWT and session secrets) go to every
+# Airflow component, which must agree on them; the pack's secrets only where its code runs.
+AIRFLOW_CORE = {
+    "AIRFLOW_DB_PASSWORD",
+    "REDIS_PASSWORD",
+    "AIRFLOW_FERNET_KEY",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_API_SECRET_KEY",
+}
+CALLBACKS = {"SLACK_WEBHOOK_URL"}  # alert callbacks: dag-processor, triggerer, workers
+TASKS = {"MLFLOW_ADMIN_PASSWORD", "S3_DATA_ACCESS_KEY", "S3_DATA_SECRET_KEY"}  # task code
+S3_KEYS = {
+    f"S3_{who}_{part}_KEY" for who in ("ADMIN", "MLFLOW", "DATA") for part in ("ACCESS", "SECRET")
+}
+SECRETS_BY_SERVICE = {
+    "postgres": {"POSTGRES_PASSWORD"},
+    "postgres-init": {"POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MLFLOW_DB_PASSWORD"},
+    "redis": {"REDIS_PASSWORD"},
+    "objectstore": S3_KEYS,  # the S3 server defines the three identities
+    "create-buckets": {"S3_ADMIN_ACCESS_KEY", "S3_ADMIN_SECRET_KEY"},
+    "mlflow": {
+        "MLFLOW_DB_PASSWORD",
+        "MLFLOW_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SECRET_KEY",
+        "S3_MLFLOW_ACCESS_KEY",
+        "S3_MLFLOW_SECRET_KEY",
+    },
+    "mlflow-init": {"MLFLOW_ADMIN_PASSWORD", "MLFLOW_READER_PASSWORD"},
+    "model-api": {"MLFLOW_READER_PASSWORD"},
+    "airflow-init": AIRFLOW_CORE | {"AIRFLOW_ADMIN_PASSWORD"},
+    "airflow-apiserver": AIRFLOW_CORE,
+    "airflow-scheduler": AIRFLOW_CORE,
+    "airflow-dag-processor": AIRFLOW_CORE | CALLBACKS,
+    "airflow-triggerer": AIRFLOW_CORE | CALLBACKS,
+    "airflow-worker-1": AIRFLOW_CORE | CALLBACKS | TASKS,
+    "airflow-worker-2": AIRFLOW_CORE | CALLBACKS | TASKS,
+}
+
+
+def _secrets_of(service: dict[str, Any]) -> set[str]:
+    """The secrets of .env a service's definition (environment, command, anything) refers to."""
+    secrets_ = _secret_names()
+    return {r["name"] for _, text in _strings(service) for r in _refs(text)} & secrets_
+
+
+def test_each_service_gets_only_the_secrets_it_needs(services):
+    assert set(SECRETS_BY_SERVICE) == set(services), "every service needs an allow-list entry"
+    for name, service in services.items():
+        got = _secrets_of(service)
+        allowed = SECRETS_BY_SERVICE[name]
+        assert not got - allowed, f"{name} gets secrets it does not need: {sorted(got - allowed)}"
+        assert got == allowed, f"{name} lacks {sorted(allowed - got)}: update the allow-list"
+    every = set().union(*SECRETS_BY_SERVICE.values())
+    assert every == _secret_names(), f"secrets no service uses: {_secret_names() - every}"
+
+
+def test_secret_allow_list_check_can_fail():
+    model_api = {"environment": {"MLFLOW_TRACKING_PASSWORD": "${MLFLOW_ADMIN_PASSWORD:?x}"}}
+    assert _secrets_of(model_api) == {"MLFLOW_ADMIN_PASSWORD"}
+    assert _secrets_of({"command": ["run", "--key=${AIRFLOW_FERNET_KEY:?x}"]}) == {
+        "AIRFLOW_FERNET_KEY"
+    }
+    assert _secrets_of({"healthcheck": {"test": "redis-cli -a $$REDIS_PASSWORD"}}) == set()
+
+
+def test_the_model_api_logs_in_to_mlflow_as_the_read_only_user(services):
+    api = _environment(services["model-api"])
+    assert api["MLFLOW_TRACKING_USERNAME"] == "${MLFLOW_READER_USER:-model-api}"
+    assert VAR_REF.fullmatch(api["MLFLOW_TRACKING_PASSWORD"])["name"] == "MLFLOW_READER_PASSWORD"
+    assert compose_env.BY_NAME["MLFLOW_READER_USER"].default != (
+        compose_env.BY_NAME["MLFLOW_ADMIN_USER"].default
+    )
+    not_for_the_api = (
+        "AIRFLOW_CONN_MLFLOW_DEFAULT",
+        "AWS_SECRET_ACCESS_KEY",
+        "AIRFLOW__CORE__FERNET_KEY",
+    )
+    for key in not_for_the_api:
+        assert key not in api, f"model-api holds {key}"
+    # mlflow-init creates the reader (as the admin) before the model API starts
+    init = services["mlflow-init"]
+    init_env = _environment(init)
+    assert init_env["MLFLOW_READER_USER"] == api["MLFLOW_TRACKING_USERNAME"]
+    assert init_env["MLFLOW_READER_PASSWORD"] == api["MLFLOW_TRACKING_PASSWORD"]
+    assert init_env["MLFLOW_TRACKING_USERNAME"] == "${MLFLOW_ADMIN_USER:-admin}"
+    assert _as_list(init["command"]) == ["python", "-m", "airmlops_dev.mlflow_users"]
+    assert init["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert services["model-api"]["depends_on"]["mlflow-init"] == {
+        "condition": "service_completed_successfully"
+    }
+    # a user holds only its grants: no default workspace access, so no creating either
+    assert "--enable-workspaces" in _as_list(services["mlflow"]["command"])
+    ini = (ROOT / "docker" / "mlflow" / "basic_auth.ini").read_text(encoding="utf-8")
+    assert re.search(r"^grant_default_workspace_access = false$", ini, re.M)
+
+
 # Health checks, dependencies, ports -----------------------------------------------------------
 def test_every_service_has_a_healthcheck(services):
     for name, service in services.items():
@@ -369,6 +466,7 @@ EXPECTED_SERVICES = {
     "objectstore",
     "create-buckets",
     "mlflow",
+    "mlflow-init",
     "model-api",
     "airflow-init",
     "airflow-apiserver",
@@ -411,6 +509,19 @@ def test_topology(services):
     assert "--airflow-passwords-file" in script
     assert any(s == "./airflow_settings.yaml" for s, _, _ in _volume_entries(init))
     assert not re.search(r"users create|_AIRFLOW_WWW_USER", script + COMPOSE_FILE.read_text())
+
+
+def test_the_model_api_and_its_probe_share_one_token_by_environment(services):
+    api = _environment(services["model-api"])
+    ref = "${MODEL_API_TOKEN:?run python -m airmlops_dev.compose_env}"
+    assert api["AIRMLOPS_MODEL_API_TOKEN"] == ref
+    assert "MODEL_API_TOKEN" not in " ".join(map(str, _as_list(services["model-api"]["command"])))
+    for name, service in services.items():
+        if name.startswith("airflow-"):
+            conn = _environment(service)["AIRFLOW_CONN_MODEL_API_DEFAULT"]
+            assert f'"password": "{ref}"' in conn, name
+            assert '"host": "http://model-api:5001"' in conn, name
+    assert compose_env.BY_NAME["MODEL_API_TOKEN"].generate is not None
 
 
 def _as_list(value: Any) -> list[Any]:

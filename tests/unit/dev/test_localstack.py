@@ -35,6 +35,7 @@ def test_down_of_a_stack_that_never_started_is_a_no_op(tmp_path: Path) -> None:
     )
     localstack.down(cfg, timeout=1.0)
     assert not any(cfg.run_dir.glob("*.pid"))
+    assert cfg.root.stat().st_mode & 0o777 == 0o700  # even the lock's directory is private
 
 
 def test_up_without_the_binaries_says_where_it_looked(tmp_path: Path) -> None:

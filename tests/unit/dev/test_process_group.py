@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
@@ -87,3 +88,24 @@ def test_log_tail(tmp_path: Path) -> None:
     assert process_group.log_tail(log) == f"(no log at {log})"
     log.write_text("".join(f"line {i}\n" for i in range(100)))
     assert process_group.log_tail(log, lines=2) == "line 98\nline 99"
+
+
+def test_launch_with_a_private_umask_makes_owner_only_files(tmp_path: Path) -> None:
+    """What a stack component creates (databases, task logs) is owner-only, like its log."""
+    old = os.umask(0o022)
+    try:
+        log = tmp_path / "writer.log"
+        made = tmp_path / "made.db"
+        pid = process_group.launch(
+            [sys.executable, "-c", f"open({str(made)!r}, 'w').close(); print('done')"],
+            log,
+            umask=0o077,
+        )
+        assert _wait_for_line(log) == "done"
+        while process_group.alive(pid):
+            time.sleep(0.05)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert os.umask(old) == old  # the caller's own umask is unchanged

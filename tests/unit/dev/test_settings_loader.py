@@ -47,7 +47,9 @@ airflow:
 def test_project_settings_file() -> None:
     settings = load_settings_file(PROJECT_DIR / "airflow_settings.yaml")
     conns = {c.conn_id: c for c in settings.connections}
-    assert set(conns) == {"slack_alerts", "mlflow_default"}
+    assert set(conns) == {"slack_alerts", "mlflow_default", "model_api_default"}
+    api = conns["model_api_default"]
+    assert (api.conn_type, api.host, api.password) == ("http", "http://127.0.0.1:5001", None)
     assert conns["slack_alerts"].conn_type == "slackwebhook"
     assert conns["slack_alerts"].password == "http://127.0.0.1:8099/services/T000/B000/local"
     assert (conns["mlflow_default"].conn_type, conns["mlflow_default"].host) == (

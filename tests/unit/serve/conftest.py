@@ -98,7 +98,7 @@ def api(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """The API serving MODEL only (so plain /invocations works), one per test module."""
     server = Api(registry.url, MODEL, tmp_path_factory.mktemp("api") / "api.log")
     try:
-        server.wait(lambda: server.health()[0] == 200, "the first champion loaded")
+        server.wait(lambda: server.status()[0] == 200, "the first champion loaded")
         yield server
     finally:
         server.stop()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from airmlops_core.serve.auth import bearer
 from airmlops_core.serve.metrics import PREFIX, Metrics
 from airmlops_core.serve.poller import AliasPoller, golden_request
 from airmlops_core.serve.state import ModelState, Served
@@ -192,7 +193,7 @@ def test_follows_the_alias_without_a_failed_request(
     stop = threading.Event()
 
     def hammer() -> None:
-        with httpx.Client(base_url=api.base, timeout=30) as http:
+        with httpx.Client(base_url=api.base, timeout=30, headers=bearer(api.token)) as http:
             while not stop.is_set():
                 r = http.post(f"/invocations/{MODEL}", json={"dataframe_records": records(rows)})
                 seen.append(
@@ -215,14 +216,14 @@ def test_follows_the_alias_without_a_failed_request(
         registry.set_champion("3")  # an artifact that cannot load
         api.wait(
             lambda: (
-                "version 3 failed to load" in (api.health()[1]["models"][MODEL]["problem"] or "")
+                "version 3 failed to load" in (api.status()[1]["models"][MODEL]["problem"] or "")
             ),
             "v3 reported",
         )
         registry.set_champion("4")  # loads, but fails its golden request
         api.wait(
             lambda: (
-                "version 4 failed to load" in (api.health()[1]["models"][MODEL]["problem"] or "")
+                "version 4 failed to load" in (api.status()[1]["models"][MODEL]["problem"] or "")
             ),
             "v4 reported",
         )
@@ -240,7 +241,7 @@ def test_follows_the_alias_without_a_failed_request(
     assert set(versions[first_v2:]) == {"2"}  # one swap, no flapping back
     for _, version, predictions in seen:  # each answer wholly from the version it names
         np.testing.assert_allclose(predictions, want[version], rtol=1e-12, atol=0)
-    status, body = api.health()
+    status, body = api.status()
     m = body["models"][MODEL]
     assert status == 200
     assert body["status"] == "degraded"
@@ -265,7 +266,7 @@ def test_follows_the_alias_without_a_failed_request(
     assert_predictions(
         api.http.post("/invocations", json={"dataframe_records": records(rows)}), want["1"]
     )
-    status, body = api.health()
+    status, body = api.status()
     assert (status, body["status"], body["models"][MODEL]["problem"]) == (200, "ok", None)
 
 
@@ -282,12 +283,12 @@ def test_model_without_champion_answers_503_until_promoted(
     try:
         server.wait(
             lambda: (
-                server.health()[1]["models"][MODEL]["served_version"] is not None
-                and server.health()[1]["models"][GHOST]["last_poll"] is not None
+                server.status()[1]["models"][MODEL]["served_version"] is not None
+                and server.status()[1]["models"][GHOST]["last_poll"] is not None
             ),
             "the first poll",
         )
-        status, body = server.health()
+        status, body = server.status()
         assert (status, body["status"]) == (503, "unavailable")
         ghost = body["models"][GHOST]
         assert (ghost["status"], ghost["served_version"]) == ("unavailable", None)
@@ -305,7 +306,7 @@ def test_model_without_champion_answers_503_until_promoted(
         server.wait_served(mv.version, model=GHOST)
         r = server.http.post(f"/invocations/{GHOST}", json={"dataframe_records": records(rows)})
         assert_predictions(r, expected(registry, "1", rows))
-        assert server.health()[0] == 200
+        assert server.status()[0] == 200
     finally:
         server.stop()
     server.assert_clean_exit()
@@ -324,9 +325,9 @@ def test_unreachable_registry_is_reported_and_the_server_keeps_running(
     )
     try:
         server.wait(
-            lambda: server.health()[1]["models"][MODEL]["last_poll"] is not None, "the first poll"
+            lambda: server.status()[1]["models"][MODEL]["last_poll"] is not None, "the first poll"
         )
-        status, body = server.health()
+        status, body = server.status()
         assert (status, body["status"]) == (503, "unavailable")
         assert "registry poll failed" in body["models"][MODEL]["problem"]
         assert str(dead) in body["models"][MODEL]["problem"]
@@ -335,7 +336,7 @@ def test_unreachable_registry_is_reported_and_the_server_keeps_running(
         assert "registry poll failed" in r.json()["message"]
         metrics = server.http.get("/metrics").text
         assert f'airmlops_model_api_registry_poll_errors_total{{model="{MODEL}"}}' in metrics
-        assert server.health()[0] == 503  # still answering
+        assert server.status()[0] == 503  # still answering
     finally:
         server.stop()
     server.assert_clean_exit()

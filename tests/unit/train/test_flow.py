@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,39 @@ def test_full_path_and_idempotent_retries(churn_spec, env, mlflow_url: str) -> N
     assert run.data.metrics["train.rows"] == refs["train"]["rows"]
     assert run.data.metrics["train.cpu_seconds"] > 0
     assert run.data.metrics["train.peak_rss_mib"] > 50
+
+
+def test_the_logged_example_is_synthetic_not_a_training_row(
+    churn_spec, env, mlflow_url: str, tmp_path: Path
+) -> None:
+    """What MLflow keeps with the version (input and serving example) copies no training row."""
+    from mlflow.models import Model
+
+    c = ctx("manual__example")
+    refs = train_flow.extract_step(churn_spec, c)
+    trained = train_flow.train_step(churn_spec, c, refs, tracking_uri=mlflow_url)
+    local = Path(mlflow.artifacts.download_artifacts(trained["model_uri"], dst_path=str(tmp_path)))
+    meta = Model.load(str(local))
+    example = meta.load_input_example(str(local))
+    X = training.feature_frame(churn_spec, data.read_ref(data.DataRef.from_dict(refs["train"])))
+    assert isinstance(example, pd.DataFrame)
+    assert len(example) == 5
+    assert list(example.columns) == list(X.columns)
+
+    def rows(frame: pd.DataFrame) -> set[tuple]:
+        return {
+            tuple(None if pd.isna(v) else (float(v) if isinstance(v, float) else v) for v in r)
+            for r in frame.itertuples(index=False)
+        }
+
+    assert not rows(example) & rows(X)
+    serving = json.loads(meta.get_serving_input(str(local)))
+    assert serving["dataframe_split"]["data"] == example.values.tolist()
+    # and the golden request the model API builds from it is scored as any request
+    from airmlops_core.serve.scoring import parse_request
+
+    parsed, _ = parse_request(json.dumps(serving).encode(), None, meta.get_input_schema())
+    assert len(mlflow.pyfunc.load_model(str(local)).predict(parsed)) == 5
 
 
 def test_training_data_gate_fails_closed_and_quarantines(
