@@ -58,6 +58,9 @@ def base_env(cfg: StackConfig) -> dict[str, str]:
             "AIRMLOPS_WORK_URI": str(cfg.root / "work"),
             "MLFLOW_TRACKING_URI": cfg.mlflow_url,
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            # MLflow's own loaders refuse pickle/cloudpickle (and skops with the model's own
+            # trust list); the pack loads through its model-safety check (tracking.model_load)
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
             "AIRMLOPS_MODEL_API_URL": cfg.model_api_url,
         }
     )

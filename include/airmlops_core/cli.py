@@ -19,6 +19,7 @@ from airmlops_core.io import data
 from airmlops_core.quality.drafting import profile_to_file
 from airmlops_core.quality.suite import suite_path
 from airmlops_core.spec import load_spec, load_specs, spec_hash
+from airmlops_core.tracking.model_source import REGISTRY_SCHEMES
 from airmlops_core.train.estimator import build_pipeline
 
 
@@ -101,14 +102,19 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     path = args.models_dir / f"{args.model}.yaml"
     spec = load_spec(path)
     try:
+        # paths on the command line are relative to the current directory; both must be
+        # inside the data directory (onboard refuses anything else, named)
+        uri = args.model_uri
+        if uri and not uri.startswith(REGISTRY_SCHEMES) and ":" not in uri:
+            uri = str(Path(uri).expanduser().absolute())
         result = onboard.onboard(
             spec,
-            model_uri=args.model_uri,
-            model_file=args.model_file,
+            model_uri=uri,
+            model_file=args.model_file.expanduser().absolute() if args.model_file else None,
             tracking_uri=args.tracking_uri or default_tracking_uri(),
             spec_sha=spec_hash(path.read_bytes()),
         )
-    except errors.OnboardError as exc:
+    except (errors.OnboardError, errors.UnsafeModel) as exc:
         print(f"{args.model}: not onboarded: {exc}", file=sys.stderr)
         return 2
     print(result["summary"])
@@ -132,9 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("onboard", help="onboard a model built elsewhere (monitoring only)")
     p.add_argument("model", help="a model whose spec has an external: section")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model-file", type=Path, help="a scikit-learn model saved with skops")
     src.add_argument(
-        "--model-uri", help="an MLflow model: runs:/..., models:/..., or a model directory"
+        "--model-file",
+        type=Path,
+        help="a scikit-learn model saved with skops, inside the data directory",
+    )
+    src.add_argument(
+        "--model-uri",
+        help="an MLflow model: runs:/..., models:/..., or a model directory inside the data "
+        "directory",
     )
     p.add_argument("--models-dir", type=Path, default=settings.models_dir())
     p.add_argument(

@@ -100,8 +100,10 @@ class OnboardError(BadInput):
     """
 
 
-class UnsafeModel(OnboardError):
-    """Loading the model would run code from it (a pickle, untrusted types, custom code)."""
+class UnsafeModel(BadInput):
+    """Loading the model would run code from it (a pickle, a type outside the allow-list,
+    custom code): refused before anything is deserialized. The message names the model or
+    version and why (airmlops_core.tracking.model_safety)."""
 
 
 class ChampionNotFound(BadInput, LookupError):

@@ -1,12 +1,14 @@
 """Onboarding of a model built elsewhere, for monitoring only (a spec with `external:`).
 
 `onboard` takes either a scikit-learn model file saved with skops (`model_file`) or an MLflow
-model URI of any flavor (`model_uri`: runs:/, models:/ of another registered model, or a local
-MLflow model directory), and:
+model URI of a flavor the safety check accepts (`model_uri`: runs:/, models:/ of another
+registered model, or an MLflow model directory under the data directory), and:
 
-1. refuses anything that would run code when loaded (airmlops_core.tracking.model_safety):
-   pickle and joblib files, skops files asking for untrusted types, MLflow models whose flavor
-   deserializes with pickle/cloudpickle or imports custom code, any pickle among its files;
+1. refuses anything that would run code when loaded (airmlops_core.tracking.model_safety, the
+   check every load of the pack runs): pickles in any protocol or wrapper, skops files asking
+   for a type outside the pack's exact allow-list, MLflow models whose flavor deserializes
+   with pickle/cloudpickle or imports custom code; and anything from outside the data
+   directory or the registry (`tracking.model_source`: `..`, symlinks, other URI schemes);
 2. stages the model as an MLflow model directory (a skops file becomes an sklearn-flavor model
    with skops serialization, like the pack's own training logs it; a model without a
    signature gets one inferred from the reference data);
@@ -30,27 +32,19 @@ import hashlib
 import logging
 import shutil
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from airmlops_core import errors, settings
-from airmlops_core.errors import OnboardError, UnsafeModel
+from airmlops_core.errors import OnboardError
 from airmlops_core.io import data, scored
 from airmlops_core.io.window import extract
 from airmlops_core.score.model import load_local
 from airmlops_core.spec import ModelSpec
-from airmlops_core.stats.profile import PROFILE_ARTIFACT
-from airmlops_core.tracking import registry
+from airmlops_core.stats import drift
+from airmlops_core.tracking import model_load, model_safety, model_source, registry
 from airmlops_core.tracking import runs as tracking
-from airmlops_core.tracking.model_safety import (
-    CONVERT_HINT,
-    TRUSTED_PREFIXES,
-    check_mlflow_model,
-    refuse_pickle,
-    untrusted_types,
-)
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation
@@ -108,34 +102,12 @@ def _sha256_dir(path: Path) -> str:
 def stage_file(spec: ModelSpec, model_file: str | Path, reference: Any, dest: Path) -> Staged:
     """A skops file as an sklearn-flavor MLflow model (skops serialization) in `dest`."""
     import mlflow.sklearn
-    import skops.io
 
-    path = Path(model_file).expanduser()
+    path = Path(model_file)
     where = str(path)
     if not path.is_file():
         raise OnboardError(f"{where}: no such model file")
-    refuse_pickle(path, where)
-    if not zipfile.is_zipfile(path):
-        raise UnsafeModel(
-            f"{where}: refused, not a skops file (a skops file is a zip archive "
-            f"with schema.json); {CONVERT_HINT}"
-        )
-    untrusted = untrusted_types(path)
-    if untrusted:
-        raise UnsafeModel(
-            f"{where}: refused, the skops file asks to construct types outside "
-            f"the trusted list ({', '.join(p + '*' for p in TRUSTED_PREFIXES)}): "
-            f"{untrusted}. Loading them could execute code"
-        )
-    from skops.io import get_untrusted_types
-
-    trusted = sorted(get_untrusted_types(file=str(path)))
-    try:
-        estimator = skops.io.load(str(path), trusted=trusted)
-    except Exception as exc:  # noqa: BLE001 - a file skops cannot rebuild
-        raise OnboardError(
-            f"{where}: skops could not load it: {type(exc).__name__}: {exc}"
-        ) from exc
+    estimator, trusted = model_load.load_skops(path, where)
     if not hasattr(estimator, "predict"):
         raise OnboardError(f"{where}: {type(estimator).__name__} has no predict method")
     mismatch = training.task_mismatch(spec, estimator)
@@ -197,10 +169,15 @@ def stage_uri(
     from mlflow.models import Model
 
     where = model_uri
-    local = Path(model_uri).expanduser()
-    if local.is_dir():
-        shutil.copytree(local, dest)
-    elif "://" in model_uri or model_uri.startswith(("runs:", "models:")):
+    if not model_source.registry_uri(model_uri):
+        local = model_source.confined_path(model_uri, settings.data_dir(), "model_uri")
+        if not local.is_dir():
+            raise OnboardError(
+                f"{where}: neither an MLflow model directory nor a runs:/ or models:/ URI"
+            )
+        list(model_safety.plain_files(local, where))  # no symlink inside
+        shutil.copytree(local, dest, symlinks=True)
+    else:
         download = dest.parent / "download"
         try:
             got = mlflow.artifacts.download_artifacts(
@@ -210,13 +187,9 @@ def stage_uri(
             raise OnboardError(f"{where}: cannot download the model: {exc}") from exc
         if not Path(got).is_dir():
             raise OnboardError(f"{where}: is a single file, not an MLflow model directory")
-        shutil.copytree(got, dest)
-    else:
-        raise OnboardError(
-            f"{where}: neither an MLflow model directory nor a runs:/ or models:/ URI"
-        )
-    flavors = check_mlflow_model(dest, where)
-    detail = {f"{TAG_PREFIX}flavors": ",".join(flavors)[:5000]}
+        shutil.copytree(got, dest, symlinks=True)
+    checked = model_safety.check_model_dir(dest, where)
+    detail = {f"{TAG_PREFIX}flavors": ",".join(checked.flavors)[:5000]}
     meta = Model.load(str(dest))
     if meta.signature is None:
         from mlflow.models import infer_signature
@@ -377,8 +350,10 @@ def onboard(
     Args:
         spec: a spec with an `external:` section.
         model_uri: an MLflow model: runs:/..., models:/<other>/<version or @alias>, or a
-            local MLflow model directory. Exactly one of model_uri and model_file.
-        model_file: a scikit-learn model saved with skops (.skops).
+            local MLflow model directory under the data directory. Exactly one of model_uri
+            and model_file.
+        model_file: a scikit-learn model saved with skops (.skops), inside the data directory
+            (relative paths are relative to it).
         tracking_uri: the MLflow server.
         ctx: the Airflow task's context (its dag_id/run_id make the idempotency key); None:
             the CLI's, keyed on the model's content.
@@ -388,8 +363,9 @@ def onboard(
         The registered version, now champion, with its metrics and source (`Onboarded`).
 
     Raises:
-        OnboardError: bad input (UnsafeModel: a pickle or code), naming the file or URI;
-            nothing was registered.
+        OnboardError: bad input, naming the file or URI; nothing was registered.
+        UnsafeModel: refused by the model-safety check or the source rules, named; nothing
+            was deserialized or registered.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -403,6 +379,8 @@ def onboard(
     model_file = model_file or None
     if (model_uri is None) == (model_file is None):
         raise OnboardError(f"{spec.name}: give exactly one of model_uri and model_file")
+    if model_file is not None:
+        model_file = model_source.confined_path(model_file, settings.data_dir())
     with tempfile.TemporaryDirectory(prefix="airmlops-onboard-") as scratch_dir:
         tmp = Path(scratch_dir)
         scratch = data.join_uri(str(tmp), "reference.parquet")

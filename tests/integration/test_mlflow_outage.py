@@ -42,6 +42,7 @@ from typing import Any
 import pytest
 
 from fault_proxy import Action, Fault, FaultProxy, KillableMlflowServer
+from score_helpers import mlflow_sklearn_load
 
 pytestmark = pytest.mark.integration
 
@@ -391,7 +392,7 @@ class Campaign:
         if version not in self.loaded:
             mlflow.set_tracking_uri(self.server.url)
             try:
-                model = mlflow.sklearn.load_model(f"models:/{MODEL}@{alias}")
+                model = mlflow_sklearn_load(f"models:/{MODEL}@{alias}")
             finally:
                 mlflow.set_tracking_uri(self.proxy.url)
             self.loaded[version] = model.predict_proba(self.probe)

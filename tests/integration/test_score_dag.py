@@ -28,7 +28,7 @@ from airmlops_core.train import estimator as training
 from airmlops_dev import demo_data
 from airmlops_dev.stack_secrets import model_api_token
 from airmlops_dev.webhook_receiver import read_messages
-from stack_models import register_challenger
+from score_helpers import mlflow_sklearn_load
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ def test_landing_event_scores_every_partition_with_the_champion(
     assert set(scored["model_version"]) == {champion}
     # probabilities equal the champion's own predict_proba, computed here independently
     mlflow.set_tracking_uri(stack.mlflow_url)
-    model = mlflow.sklearn.load_model(f"models:/{MODEL}/{champion}")
+    model = mlflow_sklearn_load(f"models:/{MODEL}/{champion}")
     spec = load_spec(Path(stack.extra_env["AIRMLOPS_MODELS_DIR"]) / f"{MODEL}.yaml")
     expected = model.predict_proba(training.feature_frame(spec, frame))[:, 1]
     got = scored.set_index("customer_id").loc[frame["customer_id"], "proba_1"].to_numpy()

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from airmlops_dev import demo_data
 from airmlops_dev.webhook_receiver import read_messages
+from score_helpers import mlflow_sklearn_load
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +89,7 @@ def test_registered_version_has_alias_tags_and_metrics(train_run: dict, stack: A
     import mlflow
 
     mlflow.set_tracking_uri(stack.mlflow_url)
-    model = mlflow.sklearn.load_model(f"models:/{MODEL}@challenger")
+    model = mlflow_sklearn_load(f"models:/{MODEL}@challenger")
     frame = demo_data.churn().head(20)
     assert model.predict_proba(frame).shape == (20, 2)
 

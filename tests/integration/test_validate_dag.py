@@ -20,7 +20,7 @@ from airmlops_core.io import data
 from airmlops_core.tracking import registry
 from airmlops_dev import demo_data
 from airmlops_dev.webhook_receiver import read_messages
-from stack_models import register_challenger
+from score_helpers import mlflow_sklearn_load
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,7 @@ def test_racing_validations_leave_one_consistent_champion(
     import mlflow
 
     mlflow.set_tracking_uri(stack.mlflow_url)
-    mlflow.sklearn.load_model(f"models:/{MODEL}@champion")  # the artifact loads
+    mlflow_sklearn_load(f"models:/{MODEL}@champion")  # the artifact loads
 
 
 CORRUPTIONS = [

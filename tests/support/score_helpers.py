@@ -53,9 +53,28 @@ def data_table(df: pd.DataFrame) -> Any:
     return pa.Table.from_pandas(df, preserve_index=False)
 
 
+def mlflow_sklearn_load(uri: str) -> Any:
+    """The test's own genuine model loaded with MLflow's sklearn loader, independently of the
+    pack's: the pack turns MLflow's pickle switch off in its process (model_safety), so it is
+    turned back on for this one call."""
+    import os
+
+    from airmlops_core.tracking.model_safety import PICKLE_SWITCH
+
+    before = os.environ.get(PICKLE_SWITCH)
+    os.environ[PICKLE_SWITCH] = "true"
+    try:
+        return mlflow.sklearn.load_model(uri)
+    finally:
+        if before is None:
+            os.environ.pop(PICKLE_SWITCH, None)
+        else:
+            os.environ[PICKLE_SWITCH] = before
+
+
 def expected_proba(registry: dict[str, Any], version: str, df: pd.DataFrame) -> np.ndarray:
     """predict_proba of the registered version, loaded independently of airmlops_core.score."""
-    native = mlflow.sklearn.load_model(f"models:/{MODEL}/{version}")
+    native = mlflow_sklearn_load(f"models:/{MODEL}/{version}")
     return native.predict_proba(training.feature_frame(make_spec(MODEL, 1.0), df))
 
 

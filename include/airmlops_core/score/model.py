@@ -19,8 +19,11 @@ the issue did not reproduce for an all-double signature. The native flavor is ch
 it is at least as fast, keeps int -> double inputs usable, exposes `classes_` (deterministic
 probability column names, the prediction derived from the probabilities without a second
 pass) and lets worker threads call predict_proba with threads pinned to one.
-Models of other flavors (built elsewhere and onboarded, see airmlops_core.onboard) are
-scored through `mlflow.pyfunc` (`PyfuncModel`) behind the same Arrow-level signature checks.
+Every load runs the model-safety check on the downloaded files first (`tracking.model_load`:
+a refused version raises UnsafeModel, which fails the task at once); the sklearn flavor is
+deserialized by skops with the pack's allow-list. Models of other checked flavors (built
+elsewhere and onboarded, see airmlops_core.onboard) are scored through `mlflow.pyfunc`
+(`PyfuncModel`) behind the same Arrow-level signature checks.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import pyarrow as pa
 
 from airmlops_core.errors import ChampionNotFound, ModelLoadError, ScoringError
 from airmlops_core.io.scored import proba_names
-from airmlops_core.tracking import registry
+from airmlops_core.tracking import model_load, registry
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -295,58 +298,38 @@ def _to_numpy(column: pa.Array | pa.ChunkedArray, col: InputColumn, source: str)
 
 
 def load_model(client: MlflowClient, name: str, version: str | int) -> LoadedModel:
-    """Load one registered version with its input signature.
+    """Load one registered version with its input signature, after the model-safety check.
 
     Call it once per task with the version `resolve_champion` gave at the start of the run:
-    an alias that moves mid-run does not change what the run scores with. Models with the
-    sklearn flavor load natively; any other flavor (a model built elsewhere, onboarded with
-    airmlops_core.onboard) through `mlflow.pyfunc` (see `load_local`).
+    an alias that moves mid-run does not change what the run scores with. The downloaded
+    files are checked right before they are loaded (`tracking.model_load`); a version that
+    fails is refused whatever its tags say. Models with the sklearn flavor load natively; any
+    other checked flavor (a model built elsewhere, onboarded with airmlops_core.onboard)
+    through `mlflow.pyfunc` (see `load_local`).
 
     Raises:
         ModelLoadError: the version does not exist, cannot be loaded, or has no usable input
             signature.
+        UnsafeModel: the version failed the model-safety check (named, with why).
     """
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
     version = str(version)
-    try:
-        client.get_model_version(name, version)
-    except MlflowException as exc:
-        raise ModelLoadError(
-            f"model {name} version {version} is not in the registry at "
-            f"{client.tracking_uri}: {exc.message}"
-        ) from exc
-    # resolved through this client: MLflow resolves a models:/ URI against the process-wide
-    # registry URI whatever tracking_uri is passed, which may name another server
-    source = client.get_model_version_download_uri(name, version)
     with tempfile.TemporaryDirectory(prefix="airmlops-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=source, dst_path=tmp, tracking_uri=client.tracking_uri
-        )
+        local = model_load.download_version(client, name, version, Path(tmp))
         return load_local(local, name, version)
 
 
 def load_local(path: str | Path, name: str, version: str) -> LoadedModel:
-    """Load an MLflow model directory: the native sklearn flavor when it has one, else the
-    pyfunc flavor behind `PyfuncModel` (predictions; probabilities when the model gives them).
+    """Check and load an MLflow model directory: the native sklearn flavor when it has one,
+    else the pyfunc flavor behind `PyfuncModel` (predictions; probabilities when the model
+    gives them).
 
     Raises:
-        ModelLoadError: no sklearn or python_function flavor, no usable input signature.
+        UnsafeModel: the model-safety check refused it; nothing was deserialized.
+        ModelLoadError: no usable input signature.
     """
-    import mlflow.sklearn
-    from mlflow.models import Model
-
-    meta = Model.load(str(path))
-    if "sklearn" in meta.flavors:
-        estimator = mlflow.sklearn.load_model(str(path))
-    elif "python_function" in meta.flavors:
-        estimator = PyfuncModel.load(path, meta)
-    else:
-        raise ModelLoadError(
-            f"model {name} version {version} has neither an sklearn nor a "
-            f"python_function flavor (flavors: {sorted(meta.flavors)})"
-        )
+    safe = model_load.load_dir(path, model_load.version_label(name, version))
+    meta = safe.meta
+    estimator = safe.native if safe.native is not None else PyfuncModel.wrap(safe.pyfunc(), meta)
     if meta.signature is None:
         raise ModelLoadError(
             f"model {name} version {version} was logged without a signature; "
@@ -378,11 +361,8 @@ class PyfuncModel:
         self.pyfunc_model = pyfunc_model
 
     @staticmethod
-    def load(path: str | Path, meta: Any) -> PyfuncModel:
-        """Load the pyfunc flavor at `path` (`meta`: its MLflow Model); see the class."""
-        import mlflow.pyfunc
-
-        loaded = mlflow.pyfunc.load_model(str(path))
+    def wrap(loaded: Any, meta: Any) -> PyfuncModel:
+        """Wrap a loaded `mlflow.pyfunc.PyFuncModel` (`meta`: its MLflow Model); see the class."""
         raw = None
         with contextlib.suppress(Exception):
             raw = loaded.get_raw_model()

@@ -1,14 +1,15 @@
 """The registry poller: follows each model's alias (`champion`) and swaps in verified versions.
 
-Models come only from the registry (`models:/<name>/<version>`, downloaded by MLflow and loaded
-with `mlflow.pyfunc.load_model`); a request carries data, never a model. One background thread
+Models come only from the registry (`models:/<name>/<version>`, downloaded by MLflow, checked
+and loaded by `tracking.model_load`: the model-safety check runs on the downloaded files before
+anything is deserialized); a request carries data, never a model. One background thread
 polls the alias every `poll_interval` seconds. A new champion is downloaded, loaded and sent
 its golden request (the serving input example logged with the model, else one row built from
 the signature) through the same scoring path requests take; only when that answered is the
 model published, by replacing one reference. A request reads that reference once, so it is
 scored wholly by the old or wholly by the new version. A version that fails keeps the old one
 served, is reported (log, reload-failure metric, /health `problem`) and is retried with
-backoff.
+backoff; a version the safety check refuses is not retried until the alias moves.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airmlops_core.errors import UnsafeModel
 from airmlops_core.serve.metrics import Metrics, version_number
 from airmlops_core.serve.scoring import RequestError, score, short_message
 from airmlops_core.serve.state import ModelState, Served
+from airmlops_core.tracking import model_load
 
 log = logging.getLogger(__name__)
 
@@ -121,22 +124,15 @@ class AliasPoller:
         Raises:
             Exception: any failure to download, load or answer the golden request.
         """
-        import mlflow
-        from mlflow.models import Model
-
         local = self.cache_dir / name / f"v{version}-{time.monotonic_ns()}"
         local.mkdir(parents=True)
         try:
-            path = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{name}/{version}",
-                    dst_path=str(local),
-                    tracking_uri=self.tracking_uri,
-                    registry_uri=self.tracking_uri,
-                )
-            )
-            model = mlflow.pyfunc.load_model(str(path))
-            golden = golden_request(Model.load(str(path)), path)
+            # resolved through the poller's client, whatever the process-wide registry URI is
+            path = model_load.download_version(self.client, name, version, local)
+            # the model-safety check on the very files about to be loaded
+            safe = model_load.load_dir(path, model_load.version_label(name, version))
+            model = safe.pyfunc()
+            golden = golden_request(safe.meta, path)
             candidate = Served(
                 name=name,
                 version=version,
@@ -206,16 +202,24 @@ class AliasPoller:
                 state.failures = state.failures + 1 if state.failed_version == version else 1
                 state.failed_version = version
                 delay = min(self.poll_interval * 2**state.failures, MAX_RETRY_SECONDS)
-                state.retry_at = time.time() + delay
                 kept = (
                     f"; still serving version {state.served.version}"
                     if state.served
                     else "; nothing served"
                 )
-                state.problem = (
-                    f"version {version} failed to load: {type(exc).__name__}: "
-                    f"{short_message(str(exc), 500)}{kept}; retry in {delay:.0f}s"
-                )
+                if isinstance(exc, UnsafeModel):  # the same files fail the same check
+                    state.retry_at = float("inf")
+                    state.problem = (
+                        f"version {version} refused by the model-safety check: "
+                        f"{short_message(str(exc), 500)}{kept}; not retried until "
+                        f"'{self.alias}' moves"
+                    )
+                else:
+                    state.retry_at = time.time() + delay
+                    state.problem = (
+                        f"version {version} failed to load: {type(exc).__name__}: "
+                        f"{short_message(str(exc), 500)}{kept}; retry in {delay:.0f}s"
+                    )
             log.error("%s: %s", name, state.problem)
             return
         old = state.served

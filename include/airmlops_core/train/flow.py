@@ -22,7 +22,7 @@ from airmlops_core.quality.evidence import quarantine_uri
 from airmlops_core.quality.report import log_check
 from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
-from airmlops_core.tracking import registry, resources
+from airmlops_core.tracking import model_load, registry, resources
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
@@ -307,7 +307,7 @@ def evaluate_step(
 
     mlflow.set_tracking_uri(tracking_uri)
     holdout = data.read_ref(data.DataRef.from_dict(refs["holdout"]), s3_client=s3_client)
-    model = mlflow.sklearn.load_model(trained["model_uri"])
+    model = model_load.load_uri(trained["model_uri"], tracking_uri).native
     metrics = evaluation.evaluate(spec, model, holdout)
     failures = evaluation.floor_failures(spec, metrics)
     with tracking.resume(trained["mlflow_run_id"], tracking_uri):

@@ -12,7 +12,7 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-from airmlops_core.errors import GateError
+from airmlops_core.errors import GateError, UnsafeModel
 from airmlops_core.io import data
 from airmlops_core.io.data import DataRefDict
 from airmlops_core.quality import check, evidence
@@ -21,8 +21,7 @@ from airmlops_core.quality.report import log_check
 from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import comparison, fairness
-from airmlops_core.stats.metrics import encode_labels
-from airmlops_core.tracking import registry
+from airmlops_core.tracking import model_load, registry
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
@@ -169,6 +168,21 @@ def hard_prediction(spec: ModelSpec, model: Any, X: Any) -> np.ndarray:
     return np.asarray(model.predict(X))
 
 
+def _estimator(client: Any, name: str, version: str) -> Any:
+    """The scikit-learn estimator of one version, loaded after the model-safety check.
+
+    Raises:
+        UnsafeModel: refused, or not a scikit-learn model (the gate compares estimators).
+    """
+    safe = model_load.load_version(client, name, version)
+    if safe.native is None:
+        raise UnsafeModel(
+            f"{model_load.version_label(name, version)}: the gate compares scikit-learn "
+            f"models; this one has the flavors {list(safe.checked.flavors)}"
+        )
+    return safe.native
+
+
 def gate_step(
     spec: ModelSpec,
     ctx: RunContext,
@@ -180,11 +194,13 @@ def gate_step(
 ) -> Gated:
     """Floors (overall and per segment), champion vs challenger, fairness: the decision."""
     import mlflow
+    from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
     holdout = data.read_frame(resolved["holdout"]["uri"], s3_client=s3_client)
     X = training.feature_frame(spec, holdout)
-    challenger = mlflow.sklearn.load_model(f"models:/{spec.name}/{resolved['challenger']}")
+    client = MlflowClient(tracking_uri)
+    challenger = _estimator(client, spec.name, resolved["challenger"])
     classes = getattr(challenger, "classes_", None)
     y_raw = holdout[spec.target].to_numpy()
     y = encode_labels(y_raw, classes) if spec.is_classifier else y_raw
@@ -201,7 +217,7 @@ def gate_step(
     champ_reports = None
     champion = None
     if resolved["champion"] and resolved["champion"] != resolved["challenger"]:
-        champion = mlflow.sklearn.load_model(f"models:/{spec.name}/{resolved['champion']}")
+        champion = _estimator(client, spec.name, resolved["champion"])
         comp = comparison.compare(
             y,
             model_output(spec, champion, X),
@@ -346,6 +362,10 @@ def rollback_step(
     if not version or not version.isdigit():
         raise GateError(f"rollback target '{target}' of {spec.name} does not name a version")
     client.get_model_version(spec.name, version)  # raises if the version does not exist
+    try:  # a target the pack would refuse to load never becomes champion
+        model_load.check_version(client, spec.name, version)
+    except UnsafeModel as exc:
+        raise UnsafeModel(f"rollback of {spec.name} to version {version} refused: {exc}") from exc
     if version == current:
         raise GateError(
             f"rollback of {spec.name}: version {version} is already the champion"

@@ -17,9 +17,10 @@ class OnboardModelOperator(ModelOperator):
     """Check a model built elsewhere on the spec's reference data, register it with its origin
     and make it champion (airmlops_core.onboard.onboard); returns the version and its metrics.
 
-    `model_file` is a skops file on the worker (relative paths are under the data directory);
-    `model_uri` an MLflow model URI (runs:/, models:/, or an MLflow model directory). A refused
-    or unusable model fails the task at once, without retries, and registers nothing.
+    `model_file` is a skops file on the worker inside the data directory (relative paths are
+    relative to it); `model_uri` runs:/, models:/, or an MLflow model directory inside the data
+    directory. A refused or unusable model fails the task at once, without retries, and
+    registers nothing.
     """
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "model_uri", "model_file")
@@ -38,13 +39,11 @@ class OnboardModelOperator(ModelOperator):
         self.aws_conn_id = aws_conn_id
 
     def run(self, context: Context) -> Onboarded:
-        from airmlops_core import onboard, settings
-        from airmlops_core.io import data
+        from airmlops_core import onboard
 
         uri = (self.model_uri or "").strip() or None
+        # relative to the data directory; onboard refuses anything outside it (named)
         file = (self.model_file or "").strip() or None
-        if file:
-            file = data.resolve_uri(file, settings.data_dir())
         ref = self.spec.external.reference if self.spec.external else None
         s3_client = sql_engine = None
         if ref is not None and ref.kind == "s3":

@@ -8,6 +8,7 @@ from scikit-learn on the same arrays, the expected profile from drift_flow.build
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import secrets
 from pathlib import Path
@@ -25,15 +26,17 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from airmlops_core import onboard
+import crafted_models as cm
+from airmlops_core import cli, onboard
 from airmlops_core.errors import OnboardError, UnsafeModel
 from airmlops_core.io import data
-from airmlops_core.score.model import PyfuncModel, load_local, load_model
+from airmlops_core.score.model import LoadedModel, PyfuncModel, load_local, load_model
 from airmlops_core.score.stream import score_partition
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats.profile import PROFILE_ARTIFACT
 from airmlops_core.tracking import locks, model_safety, registry
 from airmlops_core.tracking.runs import RunContext
+from airmlops_core.tracking.skops_allowlist import ALLOWED_TYPES
 from airmlops_core.train import estimator as training
 from churn_batches import frame  # the same churn-like batches as the scoring tests
 
@@ -72,8 +75,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_url: str) -> dic
         }
     )
     pipe = vendor_pipeline(frame(3000, seed=1))
-    model_file = tmp_path / "vendor" / "churn.skops"
-    model_file.parent.mkdir(parents=True)
+    model_file = tmp_path / "data" / "vendor" / "churn.skops"  # inside the data directory
     skops.io.dump(pipe, model_file)
     return {
         "spec": spec,
@@ -84,6 +86,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_url: str) -> dic
         "url": mlflow_url,
         "client": MlflowClient(mlflow_url),
         "tmp": tmp_path,
+        "data": tmp_path / "data",
     }
 
 
@@ -174,15 +177,15 @@ def test_onboarding_moves_champion_under_the_champion_lease(
 @pytest.mark.parametrize("disguise", ["extension", "content", "joblib"])
 def test_pickle_files_are_refused_and_nothing_registered(env, disguise: str) -> None:
     if disguise == "extension":
-        path = env["tmp"] / "model.pkl"
+        path = env["data"] / "model.pkl"
         path.write_bytes(pickle.dumps(env["pipe"]))
     elif disguise == "content":  # a pickle renamed to look like a skops file
-        path = env["tmp"] / "model.skops"
+        path = env["data"] / "model.skops"
         path.write_bytes(pickle.dumps(env["pipe"], protocol=4))
     else:
         import joblib
 
-        path = env["tmp"] / "model.joblib"
+        path = env["data"] / "model.joblib"
         joblib.dump(env["pipe"], path)
     with pytest.raises(UnsafeModel) as info:
         onboard.onboard(env["spec"], model_file=path, tracking_uri=env["url"], ctx=ctx(env["name"]))
@@ -194,17 +197,18 @@ def test_pickle_files_are_refused_and_nothing_registered(env, disguise: str) -> 
     assert versions(env) == []
 
 
-def test_skops_file_with_untrusted_type_is_refused(env, tmp_path: Path) -> None:
+def test_skops_file_with_untrusted_type_is_refused(env) -> None:
     from sklearn.preprocessing import FunctionTransformer
 
+    tmp_path = env["data"]
     pipe = Pipeline([("f", FunctionTransformer(func=np.log1p)), ("m", env["pipe"])])
     ok = tmp_path / "ok.skops"
     skops.io.dump(pipe, ok)  # numpy.log1p: trusted prefix
-    assert model_safety.untrusted_types(ok) == []
+    assert set(model_safety.skops_types(ok, str(ok))) <= ALLOWED_TYPES
     bad = Pipeline([("f", FunctionTransformer(func=eval)), ("m", env["pipe"])])
     path = tmp_path / "eval.skops"
     skops.io.dump(bad, path)
-    with pytest.raises(UnsafeModel, match=r"types outside the trusted list .*builtins\.eval"):
+    with pytest.raises(UnsafeModel, match=r"types outside the pack's allow-list.*builtins\.eval"):
         onboard.onboard(env["spec"], model_file=path, tracking_uri=env["url"], ctx=ctx(env["name"]))
     assert versions(env) == []
 
@@ -230,7 +234,7 @@ def _log_other(env: dict[str, Any], name: str, **kwargs: Any) -> str:
 def test_pickled_mlflow_model_is_refused(env, fmt: str) -> None:
     other = f"vendor_{secrets.token_hex(3)}"
     version = _log_other(env, other, serialization_format=fmt)
-    with pytest.raises(UnsafeModel, match=f"sklearn flavor is serialized with {fmt}"):
+    with pytest.raises(UnsafeModel, match=f"sklearn flavor declares serialization_format: {fmt}"):
         onboard.onboard(
             env["spec"],
             model_uri=f"models:/{other}/{version}",
@@ -240,12 +244,12 @@ def test_pickled_mlflow_model_is_refused(env, fmt: str) -> None:
     assert versions(env) == []
 
 
-def test_cloudpickled_python_model_is_refused(env, tmp_path: Path) -> None:
+def test_cloudpickled_python_model_is_refused(env) -> None:
     class Vendor(mlflow.pyfunc.PythonModel):
         def predict(self, context, model_input):  # noqa: ANN001, ANN201
             return model_input["tenure"] * 0.0
 
-    path = tmp_path / "pyfunc_model"
+    path = env["data"] / "pyfunc_model"
     mlflow.pyfunc.save_model(str(path), python_model=Vendor(), pip_requirements=["mlflow"])
     with pytest.raises(UnsafeModel, match="cloudpickled python_model"):
         onboard.onboard(
@@ -301,7 +305,8 @@ def test_missing_reference_column_names_it_and_registers_nothing(env) -> None:
     assert env["client"].get_experiment_by_name(f"airmlops/{env['name']}") is None
 
 
-def test_wrong_task_and_failing_model_are_named(env, tmp_path: Path) -> None:
+def test_wrong_task_and_failing_model_are_named(env) -> None:
+    tmp_path = env["data"]
     regressor = vendor_pipeline(frame(500, seed=2), LinearRegression())
     path = tmp_path / "regressor.skops"
     skops.io.dump(regressor, path)
@@ -394,7 +399,7 @@ def code_model(tmp_path: Path) -> Path:
         {"tenure": [1.0, 30.0], "monthly": [20.0, 90.0], "contract": ["month", "year1"]}
     )
     out = pd.DataFrame({"0": [0.5, 0.5], "1": [0.5, 0.5]})
-    path = tmp_path / "code_model"
+    path = tmp_path / "data" / "code_model"
     mlflow.pyfunc.save_model(
         str(path),
         python_model=str(code),
@@ -405,7 +410,16 @@ def code_model(tmp_path: Path) -> Path:
 
 
 def test_non_sklearn_flavor_is_scored_through_pyfunc(code_model: Path, env) -> None:
-    model = load_local(code_model, "vendor", "1")
+    """`PyfuncModel`, the wrapper a checked non-sklearn flavor (XGBoost JSON, ONNX, ...) is
+    scored through, on a model from code: load_local itself refuses such a model (it runs
+    code), so the pyfunc model is loaded here directly."""
+    from mlflow.models import Model
+
+    with pytest.raises(UnsafeModel, match="runs Python code shipped with the model"):
+        load_local(code_model, "vendor", "1")
+    meta = Model.load(str(code_model))
+    wrapped = PyfuncModel.wrap(mlflow.pyfunc.load_model(str(code_model)), meta)
+    model = LoadedModel.from_estimator("vendor", "1", wrapped, meta.signature)
     assert isinstance(model.estimator, PyfuncModel)
     assert model.classes == (0, 1)  # from the output signature's column names
     batch = env["reference"].head(300)
@@ -441,7 +455,7 @@ def test_cli_onboards_and_refuses(env, tmp_path: Path, capsys: pytest.CaptureFix
         yaml.safe_dump(env["spec"].model_dump(mode="json", by_alias=True, exclude_unset=True))
     )
     args = ["onboard", env["name"], "--models-dir", str(models), "--tracking-uri", env["url"]]
-    pickled = tmp_path / "m.joblib"
+    pickled = env["data"] / "m.joblib"
     pickled.write_bytes(pickle.dumps(env["pipe"]))
     assert cli.main([*args, "--model-file", str(pickled)]) == 2
     assert "not onboarded" in capsys.readouterr().err
@@ -450,3 +464,94 @@ def test_cli_onboards_and_refuses(env, tmp_path: Path, capsys: pytest.CaptureFix
     assert "version 1 onboarded" in capsys.readouterr().out
     [mv] = versions(env)
     assert mv.tags["airmlops.dag_id"] == "airmlops-cli"
+
+
+# --- crafted models through the CLI: refused, named, nothing runs, nothing registered ---------
+
+
+def _cli(env: dict[str, Any], tmp_path: Path) -> list[str]:
+    import yaml
+
+    models = tmp_path / "models"
+    models.mkdir(exist_ok=True)
+    (models / f"{env['name']}.yaml").write_text(
+        yaml.safe_dump(env["spec"].model_dump(mode="json", by_alias=True, exclude_unset=True))
+    )
+    return ["onboard", env["name"], "--models-dir", str(models), "--tracking-uri", env["url"]]
+
+
+FILE_CASES = {
+    "gadget_top": (lambda m: cm.skops_gadget(m, "top"), "numpy.testing._private.utils.runstring"),
+    "gadget_in_pipeline": (
+        lambda m: cm.skops_gadget(m, "pipeline"),
+        "numpy.testing._private.utils.runstring",
+    ),
+    "gadget_in_column_transformer": (
+        lambda m: cm.skops_gadget(m, "column_transformer"),
+        "numpy.testing._private.utils.runstring",
+    ),
+    "exec_gadget": (lambda m: cm.skops_gadget(m, "top", cm.EXEC), "builtins.exec"),
+    "pickle_protocol_0": (lambda m: cm.pickled(m, 0), "pickle stream importing builtins.exec"),
+    "pickle_protocol_1": (lambda m: cm.pickled(m, 1), "pickle stream importing builtins.exec"),
+    "pickle_protocol_2": (lambda m: cm.pickled(m, 2), "pickle stream (protocol 2)"),
+    "pickle_protocol_5": (lambda m: cm.pickled(m, 5), "pickle stream (protocol 5)"),
+    "pickle_in_zip": (lambda m: cm.zipped("data", cm.pickled(m, 2)), "member data is a pickle"),
+    "gzipped_pickle": (lambda m: cm.gzipped(cm.pickled(m, 4)), "gzip-compressed a pickle"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILE_CASES))
+def test_cli_refuses_crafted_model_files_and_nothing_runs(
+    env, tmp_path: Path, capsys: pytest.CaptureFixture, case: str
+) -> None:
+    marker = tmp_path / "payload-ran"
+    make, named = FILE_CASES[case]
+    path = env["data"] / "vendor" / "crafted.skops"
+    path.write_bytes(make(marker))
+    assert cli.main([*_cli(env, tmp_path), "--model-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not onboarded" in err
+    assert "refused" in err
+    assert named in err.replace("__builtin__.", "builtins.")
+    assert not marker.exists()
+    assert versions(env) == []
+
+
+@pytest.mark.parametrize("case", cm.DIR_CASES)
+def test_cli_refuses_crafted_model_directories_and_nothing_runs(
+    env, tmp_path: Path, capsys: pytest.CaptureFixture, case: str
+) -> None:
+    marker = tmp_path / "payload-ran"
+    path = cm.malicious_dir(env["data"] / "vendor" / "model_dir", marker, case)
+    assert cli.main([*_cli(env, tmp_path), "--model-uri", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert cm.DIR_REASONS[case] in err
+    assert not marker.exists()
+    assert versions(env) == []
+
+
+def test_cli_refuses_model_sources_outside_the_data_directory(
+    env, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    outside = tmp_path / "elsewhere" / "churn.skops"
+    outside.parent.mkdir()
+    shutil.copy(env["file"], outside)
+    os.symlink(outside, env["data"] / "vendor" / "link.skops")
+    outside_dir = cm.mlflow_dir(tmp_path / "elsewhere" / "model_dir")
+    cases = {
+        ("--model-file", str(outside)): "outside the data directory",
+        ("--model-file", f"{env['data']}/../elsewhere/churn.skops"): "contains '..'",
+        ("--model-file", str(env["data"] / "vendor" / "link.skops")): "is a symlink",
+        ("--model-uri", str(outside_dir)): "outside the data directory",
+        ("--model-uri", f"file://{outside_dir}"): "scheme 'file:'",
+        ("--model-uri", "s3://bucket/model"): "scheme 's3:'",
+        ("--model-uri", "https://example.invalid/model"): "scheme 'https:'",
+    }
+    for (flag, value), why in cases.items():
+        assert cli.main([*_cli(env, tmp_path), flag, value]) == 2, value
+        assert why in capsys.readouterr().err, value
+    assert versions(env) == []
+    # the same file inside the data directory onboards (the rules refuse the place only)
+    assert cli.main([*_cli(env, tmp_path), "--model-file", str(env["file"])]) == 0

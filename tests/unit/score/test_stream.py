@@ -9,7 +9,6 @@ import signal
 import time
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -18,7 +17,16 @@ from airmlops_core.io import scored as layout
 from airmlops_core.score.model import LoadedModel
 from airmlops_core.train import estimator as training
 from churn_batches import frame
-from score_helpers import DATE, MODEL, data_table, expected_proba, make_spec, score, sha
+from score_helpers import (
+    DATE,
+    MODEL,
+    data_table,
+    expected_proba,
+    make_spec,
+    mlflow_sklearn_load,
+    score,
+    sha,
+)
 
 
 def test_scores_are_correct_complete_and_byte_identical(
@@ -52,7 +60,7 @@ def test_scores_are_correct_complete_and_byte_identical(
     assert scored["customer_id"].tolist() == df["customer_id"].tolist()
     proba = expected_proba(registry, registry["v1"], df)
     np.testing.assert_allclose(scored[["proba_0", "proba_1"]].to_numpy(), proba, rtol=0, atol=1e-12)
-    native = mlflow.sklearn.load_model(f"models:/{MODEL}/{registry['v1']}")
+    native = mlflow_sklearn_load(f"models:/{MODEL}/{registry['v1']}")
     assert (
         scored["prediction"].to_numpy()
         == native.predict(training.feature_frame(make_spec(MODEL, 1.0), df))

@@ -213,10 +213,11 @@ def test_follows_the_alias_without_a_failed_request(
         api.wait_served("2", model=MODEL)
         swap_seconds = time.monotonic() - started
         time.sleep(0.5)
-        registry.set_champion("3")  # an artifact that cannot load
+        registry.set_champion("3")  # an artifact that cannot load: not even a skops file
         api.wait(
             lambda: (
-                "version 3 failed to load" in (api.status()[1]["models"][MODEL]["problem"] or "")
+                "version 3 refused by the model-safety check"
+                in (api.status()[1]["models"][MODEL]["problem"] or "")
             ),
             "v3 reported",
         )
@@ -340,3 +341,42 @@ def test_unreachable_registry_is_reported_and_the_server_keeps_running(
     finally:
         server.stop()
     server.assert_clean_exit()
+
+
+@pytest.mark.parametrize("case", ["runstring_in_pipeline", "no_sklearn_flavor", "python_model"])
+def test_a_crafted_champion_is_refused_and_the_served_version_kept(
+    mlflow_url: str, tmp_path: Path, case: str
+) -> None:
+    """The model API's own load path, in process, against a real registry: a version made
+    champion with MlflowClient directly (forged "passed" tags) is refused by the model-safety
+    check before anything is deserialized; the API keeps serving what it had and does not
+    retry the refused version until the alias moves."""
+    import secrets
+
+    import crafted_models as cm
+
+    marker = tmp_path / "payload-ran"
+    name = f"api_{secrets.token_hex(3)}"
+    good = cm.register_dir(mlflow_url, name, cm.mlflow_dir(tmp_path / "good"))
+    poller = AliasPoller(
+        mlflow_url, {name: ModelState(name)}, Metrics(), cache_dir=tmp_path / "cache"
+    )
+    state = poller.states[name]
+    poller.refresh(name)
+    assert state.served is not None
+    assert state.served.version == good
+    bad = cm.register_dir(mlflow_url, name, cm.malicious_dir(tmp_path / "bad", marker, case))
+    poller.refresh(name)
+    assert state.served.version == good  # still serving the checked version
+    assert state.champion == bad
+    assert state.problem is not None
+    assert f"version {bad} refused by the model-safety check" in state.problem
+    assert cm.DIR_REASONS[case] in state.problem
+    assert f"still serving version {good}" in state.problem
+    attempts = state.failures
+    poller.refresh(name)  # not retried: the same files fail the same check
+    assert state.failures == attempts
+    assert not marker.exists()
+    # the served model still answers through the API's scoring path
+    X = cm.training_frame(3, seed=9)[["tenure", "monthly", "contract"]]
+    assert np.asarray(state.served.model.predict(X)).shape == (3, 2)

@@ -25,6 +25,7 @@ from airmlops_core.train import estimator as training
 from airmlops_core.train import flow as train_flow
 from airmlops_dev import demo_data
 from paths import PROJECT_DIR as PROJECT
+from score_helpers import mlflow_sklearn_load
 
 CHURN_SPEC = PROJECT / "include" / "models" / "customer_churn.yaml"
 
@@ -178,5 +179,5 @@ def test_train_step_logs_class_ratios_and_leaves_the_holdout_alone(
     assert balance["after"] == {"0": int(counts[0]), "1": int(counts[0])}
     # the logged model (skops, imblearn types trusted) loads and scores every holdout row
     holdout = data.read_ref(data.DataRef.from_dict(refs["holdout"]))
-    model = mlflow.sklearn.load_model(trained["model_uri"])
+    model = mlflow_sklearn_load(trained["model_uri"])
     assert len(model.predict(training.feature_frame(spec, holdout))) == len(holdout)

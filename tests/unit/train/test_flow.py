@@ -21,6 +21,7 @@ from airmlops_core.tracking.runs import RunContext, experiment_name, get_or_crea
 from airmlops_core.train import estimator as training
 from airmlops_core.train import flow as train_flow
 from paths import PROJECT_DIR as PROJECT
+from score_helpers import mlflow_sklearn_load
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_full_path_and_idempotent_retries(churn_spec, env, mlflow_url: str) -> N
 
     # metrics equal an independent computation on the same holdout
     holdout = data.read_ref(data.DataRef.from_dict(refs["holdout"]))
-    model = mlflow.sklearn.load_model(retried["model_uri"])
+    model = mlflow_sklearn_load(retried["model_uri"])
     proba = model.predict_proba(training.feature_frame(churn_spec, holdout))[:, 1]
     assert evaluated["metrics"]["roc_auc"] == pytest.approx(
         roc_auc_score(holdout["churn"], proba), abs=1e-12
