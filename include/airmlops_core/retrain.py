@@ -6,8 +6,10 @@ what was scored, the split and everything after it from the train stage.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from airmlops_core import settings
 from airmlops_core.drift import flow as drift_flow
@@ -17,6 +19,53 @@ from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import flow as train_flow
 
 log = logging.getLogger(__name__)
+
+
+class RetrainRecord(TypedDict):
+    """The last successful retrain of a model (Airflow Variable `airmlops_retrain_<model>`)."""
+
+    retrained_at: str
+    run_id: str
+    reason: str
+    version: str
+
+
+def retrain_record(*, now: dt.datetime, run_id: str, reason: str, version: str) -> RetrainRecord:
+    """What the retrain DAG's last task records once the run has registered its version."""
+    return {
+        "retrained_at": now.astimezone(dt.UTC).isoformat(timespec="seconds"),
+        "run_id": run_id,
+        "reason": reason,
+        "version": version,
+    }
+
+
+def cooldown_skip(
+    spec: ModelSpec,
+    previous: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    run_id: str,
+    started_by: str | None,
+) -> str | None:
+    """Why this retrain run is skipped, or None when it may run.
+
+    The cool-down (`retrain.cooldown_hours`) counts from the last *successful* retrain
+    (`retrained_at` of `previous`, a RetrainRecord): a failed or skipped run starts none. It
+    holds back the automatic triggers (drift events, `schedules.retrain`) only: a run a person
+    started (`started_by`) always runs, and so does a re-run of the run that was recorded.
+    """
+    last = previous.get("retrained_at")
+    if started_by or not last or previous.get("run_id") == run_id:
+        return None
+    since = now - dt.datetime.fromisoformat(str(last))
+    if since >= dt.timedelta(hours=spec.retrain.cooldown_hours):
+        return None
+    return (
+        f"{spec.name} was retrained at {last} (run {previous.get('run_id')}, version "
+        f"{previous.get('version')}); retrain.cooldown_hours is "
+        f"{spec.retrain.cooldown_hours:g}: automatic retrains wait, a manual run does not"
+    )
 
 
 def retrain_extract_step(

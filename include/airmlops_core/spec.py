@@ -107,7 +107,9 @@ class Features(StrictModel):
 
 
 class Estimator(StrictModel):
-    """A scikit-learn compatible estimator, by dotted import path, with its params."""
+    """A scikit-learn estimator class (a subclass of sklearn.base.BaseEstimator), by dotted
+    import path, with its params; any other callable is refused before it is called
+    (airmlops_core.train.estimator.estimator_class, `airmlops validate --deep`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -176,7 +178,13 @@ class Schedules(StrictModel):
 
 
 class Promotion(StrictModel):
-    """How the validate gate decides between the champion and a challenger."""
+    """How the validate gate decides between the champion and a challenger.
+
+    With `human_approval`, a challenger the gate passes waits for a reviewer: no answer within
+    `approval_timeout_hours` is a rejection, `reviewers` (Airflow user ids) are the only users
+    who may answer when listed, and the user who trained a version never approves it (see
+    airmlops_core.validate.review).
+    """
 
     metric: str | None = None  # default: metrics.primary
     margin: float = 0.0  # the lower CI bound of the improvement must exceed this
@@ -186,6 +194,32 @@ class Promotion(StrictModel):
     fairness_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
     fairness_max_gap: float | None = Field(default=None, ge=0.0, le=1.0)
     human_approval: bool = False
+    # with human_approval: no answer within this many hours is a rejection (at most 30 days)
+    approval_timeout_hours: float = Field(default=72.0, gt=0.0, le=720.0)
+    # with human_approval: the Airflow user ids who may answer (empty: any user allowed to
+    # answer the task); the trainer of a version is never one of them
+    reviewers: list[str] = Field(default_factory=list)
+
+    @field_validator("reviewers")
+    @classmethod
+    def _reviewers(cls, v: list[str]) -> list[str]:
+        blank = [r for r in v if not r.strip()]
+        if blank:
+            raise ValueError("a reviewer is an Airflow user id: an empty one was given")
+        dup = sorted({r for r in v if v.count(r) > 1})
+        if dup:
+            raise ValueError(f"reviewers lists these users twice: {dup}")
+        return v
+
+    @model_validator(mode="after")
+    def _approval_fields(self) -> Promotion:
+        if not self.human_approval:
+            unused = [
+                f for f in ("approval_timeout_hours", "reviewers") if f in self.model_fields_set
+            ]
+            if unused:
+                raise ValueError(f"{', '.join(unused)} apply with human_approval: true only")
+        return self
 
 
 class ScoringSink(StrictModel):
@@ -242,7 +276,11 @@ class Monitoring(StrictModel):
 
 
 class Retrain(StrictModel):
-    """How `<model>__retrain` rebuilds its training window, and how often it may run."""
+    """How `<model>__retrain` rebuilds its training window, and how often it may run.
+
+    `cooldown_hours` holds back automatic retrains (drift events, `schedules.retrain`) for that
+    long after the last successful one; a manual run is never held back.
+    """
 
     window: Literal["expanding", "sliding"] = "expanding"
     max_rows: int | None = Field(default=None, ge=100)  # sliding: keep the newest rows

@@ -24,6 +24,7 @@ from airmlops.operators.train import (
     EvaluateModelOperator,
     ExtractRetrainingDataOperator,
     ExtractTrainingDataOperator,
+    RecordRetrainOperator,
     RegisterModelOperator,
     TrainModelOperator,
 )
@@ -125,7 +126,7 @@ def train_dag(spec: ModelSpec, *, retrain: bool = False) -> DAG:
         evaluate = EvaluateModelOperator(
             task_id="evaluate", refs=extract.output, trained=train.output, **common
         )
-        RegisterModelOperator(
+        register = RegisterModelOperator(
             task_id="register",
             refs=extract.output,
             trained=train.output,
@@ -134,16 +135,24 @@ def train_dag(spec: ModelSpec, *, retrain: bool = False) -> DAG:
             on_success_callback=[notify.success_notifier(spec.alerts.conn_id)],
             **common,
         )
+        if retrain:  # the cool-down starts once the retrain has succeeded, not before
+            RecordRetrainOperator(
+                task_id="record_retrain",
+                refs=extract.output,
+                registered=register.output,
+                **common,
+            )
     return dag
 
 
 RETRAIN_DOC = """### Retrain `{name}`
 Runs when drift or decay crosses the spec's retrain rule (Asset `model/{name}/drift`), on
-`schedules.retrain`, or by hand; at most once per `retrain.cooldown_hours`. Rebuilds the
-training window (the spec's source plus every scored row whose label has landed; `retrain.window`
-expanding or sliding), then the same path as the train DAG: check, fit `{estimator}`,
-evaluate, register a `challenger` and emit `model/{name}/candidate` for the validate gate. The
-reason it ran is logged on the MLflow run (`airmlops.retrain_reason`).
+`schedules.retrain`, or by hand. Automatic runs wait `retrain.cooldown_hours` after the last
+successful retrain (recorded by `record_retrain`, the last task); a manual run always runs.
+Rebuilds the training window (the spec's source plus every scored row whose label has
+landed; `retrain.window` expanding or sliding), then the same path as the train DAG: check,
+fit `{estimator}`, evaluate, register a `challenger` and emit `model/{name}/candidate` for the
+validate gate. The reason it ran is logged on the MLflow run (`airmlops.retrain_reason`).
 """
 
 
@@ -179,6 +188,9 @@ def validate_dag(spec: ModelSpec) -> DAG:
                 task_id="approve",
                 subject=f"Promote {spec.name}?",
                 gated=gate.output,
+                resolved=resolve.output,
+                timeout_hours=spec.promotion.approval_timeout_hours,
+                reviewers=spec.promotion.reviewers,
                 body="{{ ti.xcom_pull(task_ids='gate')['message'] }}",
                 retries=0,
             )
@@ -212,7 +224,9 @@ the expectation suite, applies the metric floors (per segment too), compares the
 the champion on the same frozen holdout ({metric}, paired bootstrap interval; the lower bound
 must clear {margin}), checks fairness gaps, then moves `champion` (compare-and-set under the
 model's champion lease, evidence as version tags, emits `model/{name}/champion`) or tags the
-challenger `rejected`.
+challenger `rejected`. With `promotion.human_approval`, `approve` waits for a reviewer (Reject
+when nobody answers within `promotion.approval_timeout_hours`; the user who trained the version
+cannot approve it).
 """
 
 

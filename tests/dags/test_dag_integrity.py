@@ -72,7 +72,10 @@ PARSE_SCRIPT = textwrap.dedent("""
         dags[dag_id] = {
             "tags": sorted(dag.tags),
             "tasks": {t.task_id: {"retries": t.retries, "owner": t.owner,
-                                  "on_failure": len(t.on_failure_callback or [])}
+                                  "on_failure": len(t.on_failure_callback or []),
+                                  "upstream": sorted(t.upstream_task_ids),
+                                  "trigger_rule": str(getattr(t.trigger_rule, "value",
+                                                              t.trigger_rule))}
                       for t in dag.tasks},
             "fileloc": dag.fileloc, "doc_md": bool(dag.doc_md),
         }
@@ -145,6 +148,11 @@ def test_train_dag_shape(parsed: dict) -> None:
         "evaluate",
         "register",
     ]
+    retrain = parsed["dags"]["customer_churn__retrain"]["tasks"]
+    assert list(retrain)[-2:] == ["register", "record_retrain"]
+    # the cool-down starts only once the retrain registered its version
+    assert retrain["record_retrain"]["upstream"] == ["extract", "register"]
+    assert retrain["record_retrain"]["trigger_rule"] == "all_success"
     assert list(parsed["dags"]["customer_churn__validate"]["tasks"]) == [
         "resolve",
         "check_holdout",

@@ -114,7 +114,12 @@ def reviewed(churn: dict) -> dict:
         "tags": ["test"],
         "alerts": {},
         "monitoring": {},
-        "promotion": {**churn["promotion"], "human_approval": True},
+        # a short approval timeout, so that a review nobody answers is tested to its end
+        "promotion": {
+            **churn["promotion"],
+            "human_approval": True,
+            "approval_timeout_hours": 0.03,
+        },
         "data_checks": {
             **churn.get("data_checks", {}),
             "suite": "include/expectations/customer_churn.yaml",

@@ -3,7 +3,9 @@
 Order matters and is spelled out: the first training run's candidate is promoted by the
 Asset-triggered validate run; a weaker challenger is rejected; rollback moves the champion; a
 better challenger beats a weak champion; racing validations leave one consistent champion;
-corrupted training batches never get past the data gate.
+corrupted training batches never get past the data gate. Then human review (churn_reviewed):
+the trainer's own Approve is a rejection, a review nobody answers is rejected at its timeout,
+a reviewer's Reject and Approve decide.
 """
 
 from __future__ import annotations
@@ -204,10 +206,11 @@ def test_corrupted_training_batch_never_becomes_champion(
 
 
 REVIEWED = "churn_reviewed"
+APPROVAL_TIMEOUT_HOURS = 0.03  # conftest.reviewed(): 108 s, so that the timeout is tested too
 
 
 def wait_for_task_state(
-    api: Any, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 300
+    api: Any, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 600
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -239,32 +242,88 @@ def wait_until_parked(stack: Any, dag_id: str, run_id: str, task_id: str) -> Non
     raise TimeoutError(f"the scheduler never logged the parked {task_id} of {run_id} ending")
 
 
-def review(stack: Any, api: Any, answer: str) -> tuple[str, dict[str, str]]:
-    """Run the reviewed model's validate DAG and answer its approval task once it is parked."""
+def awaiting_review(stack: Any, api: Any, run_id: str) -> None:
+    """Wait until the run's approval task waits for an answer that is safe to give."""
+    dag_id = f"{REVIEWED}__validate"
+    wait_for_task_state(api, dag_id, run_id, "approve", "awaiting_input")
+    wait_until_parked(stack, dag_id, run_id, "approve")
+
+
+def review(stack: Any, api: Any, answer: str | None) -> tuple[str, str, dict[str, str]]:
+    """Run the reviewed model's validate DAG and answer its approval task (None: never)."""
     dag_id = f"{REVIEWED}__validate"
     api.wait_for_dag(dag_id, timeout=180)
     run_id = api.trigger(dag_id)
-    wait_for_task_state(api, dag_id, run_id, "approve", "awaiting_input")
-    wait_until_parked(stack, dag_id, run_id, "approve")
-    api.respond(dag_id, run_id, "approve", [answer])
-    state = api.wait(dag_id, run_id, timeout=300)
-    return state, {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
+    awaiting_review(stack, api, run_id)
+    if answer is not None:
+        api.respond(dag_id, run_id, "approve", [answer])
+    state = api.wait(dag_id, run_id, timeout=600)
+    return run_id, state, {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
+
+
+def rejected_reasons(client: MlflowClient, version: str) -> list[str]:
+    return json.loads(client.get_model_version(REVIEWED, version).tags["rejected"])
+
+
+def test_the_trainer_cannot_approve_their_own_version(stack, airflow_api) -> None:
+    """Trained through Airflow by this user, then approved by the same user: a rejection."""
+    demo_data.write_all(stack.home / "data")
+    client = MlflowClient(stack.mlflow_url)
+    train, validate_dag = f"{REVIEWED}__train", f"{REVIEWED}__validate"
+    for dag_id in (train, validate_dag):
+        airflow_api.wait_for_dag(dag_id, timeout=180)
+    known = {r["dag_run_id"] for r in airflow_api.dag_runs(validate_dag)}
+    train_run = airflow_api.trigger(train)
+    assert airflow_api.wait(train, train_run, timeout=600) == "success"
+    [registered] = client.search_model_versions(
+        f"name = '{REVIEWED}' and tags.`airmlops.run_id` = '{train_run}'"
+    )
+    version = str(registered.version)
+    user = airflow_api.username
+    assert registered.tags["airmlops.triggered_by"] == user
+    run_id = airflow_api.wait_for_new_run(validate_dag, known)  # the candidate Asset's run
+    awaiting_review(stack, airflow_api, run_id)
+    airflow_api.respond(validate_dag, run_id, "approve", ["Approve"])
+    assert airflow_api.wait(validate_dag, run_id, timeout=600) == "success"
+    tis = {t["task_id"]: t["state"] for t in airflow_api.task_instances(validate_dag, run_id)}
+    assert (tis["approve"], tis["promote"], tis["reject"]) == ("success", "skipped", "success")
+    assert registry.alias_version(client, REVIEWED, registry.CHAMPION) is None
+    reasons = rejected_reasons(client, version)
+    assert (
+        f"self-approval refused: {user} started the training run of this version; "
+        "another reviewer must approve it"
+    ) in reasons, reasons
+
+
+def test_an_unanswered_review_is_rejected_after_the_timeout(stack, airflow_api) -> None:
+    """Nobody answers: Airflow applies the default (Reject) after approval_timeout_hours."""
+    client = MlflowClient(stack.mlflow_url)
+    version = register_challenger(stack, "manual__review_timeout", {}, model=REVIEWED)
+    started = time.monotonic()
+    _, state, tis = review(stack, airflow_api, None)
+    assert state == "success", tis
+    assert (tis["approve"], tis["promote"], tis["reject"]) == ("success", "skipped", "success")
+    assert time.monotonic() - started >= APPROVAL_TIMEOUT_HOURS * 3600
+    assert registry.alias_version(client, REVIEWED, registry.CHAMPION) is None
+    assert (
+        f"no answer within {APPROVAL_TIMEOUT_HOURS:g} h (promotion.approval_timeout_hours): "
+        "rejected by timeout"
+    ) in rejected_reasons(client, version)
 
 
 def test_human_review_rejects_then_approves(stack, airflow_api) -> None:
     demo_data.write_all(stack.home / "data")
     client = MlflowClient(stack.mlflow_url)
     first = register_challenger(stack, "manual__review1", {}, model=REVIEWED)
-    state, tis = review(stack, airflow_api, "Reject")
+    _, state, tis = review(stack, airflow_api, "Reject")
     assert state == "success", tis
     assert (tis["approve"], tis["promote"], tis["reject"]) == ("success", "skipped", "success")
     assert registry.alias_version(client, REVIEWED, registry.CHAMPION) is None
-    reasons = json.loads(client.get_model_version(REVIEWED, first).tags["rejected"])
     user = airflow_api.username
-    assert f"rejected in human review by {user}" in reasons, reasons
+    assert f"rejected in human review by {user}" in rejected_reasons(client, first)
 
     second = register_challenger(stack, "manual__review2", {}, model=REVIEWED)
-    state, tis = review(stack, airflow_api, "Approve")
+    _, state, tis = review(stack, airflow_api, "Approve")
     assert state == "success", tis
     assert (tis["promote"], tis["reject"]) == ("success", "skipped"), tis
     assert registry.alias_version(client, REVIEWED, registry.CHAMPION) == second

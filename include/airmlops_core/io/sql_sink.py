@@ -2,10 +2,12 @@
 
 `scoring.sink: {conn_id, table}` names an Airflow SQL connection and a table. The publish task
 upserts every scored partition of the run in one transaction, keyed on (row key, model_name):
-a re-run or a retry rewrites the same rows (no duplicates), a new run with a new version
-updates them, and readers never see half a run. The table is created on first use with that
-primary key; an existing table must have every output column and a unique key on those two.
-PostgreSQL and SQLite (ON CONFLICT ... DO UPDATE) are supported.
+a re-run or a retry rewrites the same rows (no duplicates), a newer run with a new version
+updates them, and readers never see half a run. The newest logical date wins: a row is only
+replaced by one of the same or a later `logical_date`, so re-running last week's scoring leaves
+this week's scores in place (rows with no stored date count as older). The table is created on
+first use with that primary key; an existing table must have every output column and a unique
+key on those two. PostgreSQL and SQLite (ON CONFLICT ... DO UPDATE ... WHERE) are supported.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from airmlops_core.errors import SinkError
 from airmlops_core.io import data
-from airmlops_core.io.scored import MODEL_NAME
+from airmlops_core.io.scored import LOGICAL_DATE, MODEL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,11 @@ def upsert(
 ) -> int:
     """Upsert the scored rows of `output_uris` into `table_name` in one transaction.
 
+    A stored row is replaced only when the incoming row's logical date is the same or later
+    (or the stored one is empty): an older run's rows are skipped, not written.
+
     Returns:
-        The number of rows written (inserted or updated).
+        The number of rows written (inserted or updated); skipped older rows are not counted.
 
     Raises:
         SinkError: an unsupported database, or a table without the output's columns or without
@@ -93,6 +98,7 @@ def upsert(
     with engine.begin() as conn:
         table = _table(conn, table_name, files[0].schema_arrow, key)
         stmt = insert(table)
+        stored = table.c[LOGICAL_DATE]
         stmt = stmt.on_conflict_do_update(
             index_elements=[key, MODEL_NAME],
             set_={
@@ -100,11 +106,14 @@ def upsert(
                 for c in files[0].schema_arrow.names
                 if c not in (key, MODEL_NAME)
             },
-        )
+            where=sa.or_(stored.is_(None), stmt.excluded[LOGICAL_DATE] >= stored),
+        ).returning(table.c[key])
+        offered = 0
         for uri, pf in zip(output_uris, files, strict=True):
             for batch in pf.iter_batches(batch_size=BATCH_ROWS):
+                offered += batch.num_rows
                 try:
-                    conn.execute(stmt, batch.to_pylist())
+                    written = conn.execute(stmt, batch.to_pylist()).all()
                 except sa.exc.ProgrammingError as exc:
                     raise SinkError(
                         f"sink table {table_name}: cannot upsert {uri}: {exc.orig}"
@@ -116,6 +125,8 @@ def upsert(
                             f"{MODEL_NAME}) for the upsert: {exc.orig}"
                         ) from exc
                     raise
-                rows += batch.num_rows
-    log.info("upserted %d rows into %s", rows, table_name)
+                rows += len(written)
+    log.info(
+        "upserted %d rows into %s; %d kept a newer logical date", rows, table_name, offered - rows
+    )
     return rows

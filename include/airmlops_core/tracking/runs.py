@@ -17,6 +17,7 @@ from airmlops_core import settings
 log = logging.getLogger(__name__)
 
 TAG_PREFIX = "airmlops."
+TRIGGERED_BY = f"{TAG_PREFIX}triggered_by"
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,11 @@ class RunContext:
     task_id: str
     try_number: int = 1
     logical_date: str | None = None
+    triggered_by: str | None = None  # the user who started the DAG run; None: schedule, Asset
 
     def tags(self) -> dict[str, str]:
-        """Tags put on every MLflow run and model version made for this context."""
+        """Tags put on every MLflow run and model version made for this context; a run a user
+        started also carries `airmlops.triggered_by` (the promotion review reads it)."""
         return {
             f"{TAG_PREFIX}model": self.model,
             f"{TAG_PREFIX}dag_id": self.dag_id,
@@ -39,6 +42,7 @@ class RunContext:
             f"{TAG_PREFIX}task_id": self.task_id,
             f"{TAG_PREFIX}try_number": str(self.try_number),
             f"{TAG_PREFIX}code_version": code_version(),
+            **({TRIGGERED_BY: self.triggered_by} if self.triggered_by else {}),
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from typing import Any
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def import_object(dotted: str) -> Any:
-    """Import `package.module.Name` and return Name.
+    """Import `package.module.Name` and return Name (nothing is called).
 
     Raises:
         EstimatorError: the module or attribute does not exist.
@@ -38,6 +39,37 @@ def import_object(dotted: str) -> Any:
         raise EstimatorError(f"estimator.class: module '{module_name}' has no '{attr}'") from None
 
 
+def estimator_class(dotted: str) -> type[BaseEstimator]:
+    """The scikit-learn estimator class at `dotted`, checked before anything is called.
+
+    `estimator.class` names a class to instantiate with `estimator.params`, so any other
+    callable (`subprocess.Popen` with `params: {args: [...]}`, `os.system`, `builtins.eval`, a
+    function, a class that is not an estimator) is refused here, before it can run.
+
+    Raises:
+        EstimatorError: naming the spec field and the dotted path: not importable, or not a
+            subclass of sklearn.base.BaseEstimator.
+    """
+    obj = import_object(dotted)
+    if not inspect.isclass(obj):
+        if inspect.isbuiltin(obj):
+            kind = "a builtin function"
+        elif inspect.isfunction(obj):
+            kind = "a function"
+        else:
+            kind = f"a {type(obj).__name__} object"
+        raise EstimatorError(
+            f"estimator.class: '{dotted}' is {kind}, not a scikit-learn estimator class "
+            "(a subclass of sklearn.base.BaseEstimator); nothing was called"
+        )
+    if not issubclass(obj, BaseEstimator):
+        raise EstimatorError(
+            f"estimator.class: '{dotted}' is a class but not a scikit-learn estimator "
+            "(not a subclass of sklearn.base.BaseEstimator); nothing was instantiated"
+        )
+    return obj
+
+
 def task_mismatch(spec: ModelSpec, estimator: Any) -> str | None:
     """Why `estimator` cannot serve the spec's task (a regressor for a classification task or
     the reverse), or None."""
@@ -50,8 +82,13 @@ def task_mismatch(spec: ModelSpec, estimator: Any) -> str | None:
 
 
 def build_estimator(spec: ModelSpec) -> BaseEstimator:
-    """Instantiate the spec's estimator with its params, seeded when it takes a random_state."""
-    cls = import_object(spec.estimator.class_path)
+    """Instantiate the spec's estimator with its params, seeded when it takes a random_state.
+
+    Raises:
+        EstimatorError: not an estimator class (checked before instantiating), params it
+            rejects, no fit/predict, or the wrong kind for the task.
+    """
+    cls = estimator_class(spec.estimator.class_path)
     params = dict(spec.estimator.params)
     try:
         est = cls(**params)

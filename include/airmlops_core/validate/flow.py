@@ -23,7 +23,7 @@ from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import comparison, fairness
 from airmlops_core.tracking import model_load, registry
 from airmlops_core.tracking import runs as tracking
-from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
+from airmlops_core.tracking.runs import TAG_PREFIX, TRIGGERED_BY, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation
 from airmlops_core.validate import promotion
@@ -40,6 +40,7 @@ class Resolved(TypedDict):
     champion: str | None
     holdout: DataRefDict
     data_sha256: str
+    trained_by: NotRequired[str | None]  # who started the challenger's training run, if a user
 
 
 class Checked(TypedDict):
@@ -109,6 +110,7 @@ def resolve_step(spec: ModelSpec, *, tracking_uri: str) -> Resolved:
         "champion": champion,
         "holdout": {"uri": holdout_uri, "sha256": holdout_sha, "rows": -1, "format": "parquet"},
         "data_sha256": tags.get(f"{TAG_PREFIX}data_sha256", ""),
+        "trained_by": tags.get(TRIGGERED_BY),
     }
 
 

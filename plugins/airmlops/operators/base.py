@@ -63,6 +63,7 @@ class ModelOperator(BaseOperator):
             task_id=ti.task_id,
             try_number=int(ti.try_number or 1),
             logical_date=logical.isoformat() if logical else None,
+            triggered_by=getattr(context.get("dag_run"), "triggering_user_name", None) or None,
         )
 
     def execute(self, context: Context) -> object:

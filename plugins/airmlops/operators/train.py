@@ -10,6 +10,7 @@ from airmlops.operators.base import ModelOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
+    from airmlops_core.retrain import RetrainRecord
     from airmlops_core.train.flow import Evaluated, Registered, Trained, TrainRefs
 
 
@@ -40,7 +41,9 @@ class ExtractTrainingDataOperator(ModelOperator):
 
 
 class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
-    """The window rebuilt with labelled production data; skipped inside the cool-down.
+    """The window rebuilt with labelled production data; an automatic run (drift event or
+    schedule) is skipped inside the cool-down after the last successful retrain, a manual one
+    never is.
 
     Says why it runs: the drift Asset event's reason, else "scheduled" or "manual".
     """
@@ -54,31 +57,73 @@ class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
 
         from airmlops_core import retrain
 
-        key = f"airmlops_retrain_{self.model_name}"
-        now = dt.datetime.now(dt.UTC)
-        previous = json.loads(Variable.get(key, default="{}"))
-        last = previous.get("started_at")
-        cooldown = dt.timedelta(hours=self.spec.retrain.cooldown_hours)
-        retry = previous.get("run_id") == context["ti"].run_id  # this run's own earlier try
-        if last and not retry and now - dt.datetime.fromisoformat(last) < cooldown:
-            raise AirflowSkipException(
-                f"{self.model_name} was retrained at {last}; cool-down "
-                f"{self.spec.retrain.cooldown_hours:g} h"
-            )
+        previous = json.loads(Variable.get(retrain_variable(self.model_name), default="{}"))
+        skip = retrain.cooldown_skip(
+            self.spec,
+            previous,
+            now=dt.datetime.now(dt.UTC),
+            run_id=context["ti"].run_id,
+            started_by=started_by(context),
+        )
+        if skip:
+            raise AirflowSkipException(skip)
         reason = retrain_reason(context)
-        if not retry:
-            Variable.set(
-                key,
-                json.dumps(
-                    {
-                        "started_at": now.isoformat(timespec="seconds"),
-                        "reason": reason,
-                        "run_id": context["ti"].run_id,
-                    }
-                ),
-            )
         self.log.info("retraining %s because: %s", self.model_name, reason)
         return retrain.retrain_extract_step(self.spec, self.run_context(context), reason=reason)
+
+
+class RecordRetrainOperator(ModelOperator):
+    """The retrain DAG's last task: records the successful retrain, which starts the
+    cool-down (Variable `airmlops_retrain_<model>`). A run that fails before it records
+    nothing."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "refs", "registered")
+
+    def __init__(
+        self, *, refs: TrainRefs | XComArg, registered: Registered | XComArg, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        # XComArgs are resolved before run
+        self.refs = cast("TrainRefs", refs)
+        self.registered = cast("Registered", registered)
+
+    def run(self, context: Context) -> RetrainRecord:
+        import datetime as dt
+        import json
+
+        from airflow.sdk import Variable
+
+        from airmlops_core import retrain
+
+        record = retrain.retrain_record(
+            now=dt.datetime.now(dt.UTC),
+            run_id=context["ti"].run_id,
+            reason=str(self.refs.get("reason") or retrain_reason(context)),
+            version=str(self.registered["version"]),
+        )
+        Variable.set(retrain_variable(self.model_name), json.dumps(record))
+        self.log.info("recorded the retrain of %s: %s", self.model_name, record)
+        return record
+
+
+def retrain_variable(model_name: str) -> str:
+    """The Airflow Variable holding a model's last successful retrain (a RetrainRecord)."""
+    return f"airmlops_retrain_{model_name}"
+
+
+def run_type(context: Context) -> str:
+    """The DagRunType value of this run ("manual", "scheduled", "asset_triggered", ...)."""
+    value = getattr(context.get("dag_run"), "run_type", "")
+    return str(getattr(value, "value", value))
+
+
+def started_by(context: Context) -> str | None:
+    """Who started this run by hand (the triggering user, or "manual" for a manual run without
+    one); None for a run the schedule or an Asset event started."""
+    user = getattr(context.get("dag_run"), "triggering_user_name", None)
+    if user:
+        return str(user)
+    return "manual" if run_type(context) == "manual" else None
 
 
 def retrain_reason(context: Context) -> str:
@@ -91,8 +136,10 @@ def retrain_reason(context: Context) -> str:
     ]
     if reasons:
         return "drift: " + "; ".join(reasons)
-    run_type = str(getattr(context.get("dag_run"), "run_type", ""))
-    return "scheduled" if "scheduled" in run_type else "manual"
+    if run_type(context) == "scheduled":
+        return "scheduled"
+    user = started_by(context)
+    return f"manual ({user})" if user and user != "manual" else "manual"
 
 
 class TrainModelOperator(ModelOperator):

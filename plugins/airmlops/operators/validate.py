@@ -170,7 +170,10 @@ class RejectOperator(ModelOperator):
             )
             if not isinstance(approval, dict) or human_approved(approval):
                 raise AirflowSkipException("the gate promoted the challenger")
-            extra = [f"rejected in human review by {reviewer(approval)}"]
+            # why: a reviewer's Reject, no answer in time, or a self-approval refused
+            extra = [
+                str(approval.get("reason") or f"rejected in human review by {reviewer(approval)}")
+            ]
         return validate_flow.reject_step(
             self.spec,
             self.run_context(context),

@@ -216,12 +216,57 @@ def test_spec_hash_tracks_content() -> None:
         ({**GOOD, "promotion": {"n_boot": 10}}, "promotion.n_boot", "greater than or equal to 200"),
         ({**GOOD, "promotion": {"segments": ["y"]}}, "(top level)", "promotion segment"),
         ({**GOOD, "data_checks": {"suit": "x"}}, "data_checks.suit", "unknown field"),
+        (
+            {**GOOD, "promotion": {"human_approval": True, "approval_timeout_hours": 0}},
+            "promotion.approval_timeout_hours",
+            "greater than 0",
+        ),
+        (
+            {**GOOD, "promotion": {"human_approval": True, "approval_timeout_hours": 721}},
+            "promotion.approval_timeout_hours",
+            "less than or equal to 720",
+        ),
+        (
+            {**GOOD, "promotion": {"human_approval": True, "reviewers": ["ann", "ann"]}},
+            "promotion.reviewers",
+            "twice: ['ann']",
+        ),
+        (
+            {**GOOD, "promotion": {"human_approval": True, "reviewers": [" "]}},
+            "promotion.reviewers",
+            "an empty one",
+        ),
+        (
+            {**GOOD, "promotion": {"reviewers": ["ann"], "approval_timeout_hours": 4}},
+            "promotion",
+            "approval_timeout_hours, reviewers apply with human_approval: true only",
+        ),
     ],
 )
 def test_bad_promotion_settings(tmp_path: Path, body: dict, field: str, message: str) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, body))
     assert any(f == field and message in m for f, m in info.value.problems), str(info.value)
+
+
+def test_approval_defaults_and_settings(tmp_path: Path) -> None:
+    plain = load_spec(write(tmp_path, {**GOOD, "promotion": {"human_approval": True}}))
+    assert plain.promotion.approval_timeout_hours == 72.0
+    assert plain.promotion.reviewers == []
+    set_ = load_spec(
+        write(
+            tmp_path,
+            {
+                **GOOD,
+                "promotion": {
+                    "human_approval": True,
+                    "approval_timeout_hours": 0.5,
+                    "reviewers": ["ann", "bo"],
+                },
+            },
+        )
+    )
+    assert (set_.promotion.approval_timeout_hours, set_.promotion.reviewers) == (0.5, ["ann", "bo"])
 
 
 def test_promotion_defaults_and_segment_columns(tmp_path: Path) -> None:

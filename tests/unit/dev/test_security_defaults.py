@@ -2,9 +2,11 @@
 
 The floors clear published advisories: apache-airflow >= 3.3.0 (connection secrets readable by
 read-only users, Slack credential fields returned in plain text, XCom PATCH code execution,
-shell injection through dag_run.conf) and mlflow >= 3.16.1 (earlier releases ship a default
-basic-auth login). Settings are checked in docker-compose.yml and in the local stack's
-environment (airmlops_dev.stack_env.airflow_env).
+shell injection through dag_run.conf), raised to 3.3.1 and starlette >= 1.3.1 for the
+advisories of those releases, and mlflow >= 3.16.1 (earlier releases ship a default basic-auth
+login). `make audit` checks the whole lock against PyPI's advisory data where it answers.
+Settings are checked in docker-compose.yml and in the local stack's environment
+(airmlops_dev.stack_env.airflow_env).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from paths import PROJECT_DIR as ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 FLOORS = {
-    "apache-airflow": Version("3.3.0"),
-    "apache-airflow-core": Version("3.3.0"),
+    "apache-airflow": Version("3.3.1"),
+    "apache-airflow-core": Version("3.3.1"),
     "mlflow": Version("3.16.1"),
     "mlflow-skinny": Version("3.16.1"),
+    "starlette": Version("1.3.1"),
 }
 # Built from parts so this file does not contain what it forbids.
 DEFAULT_LOGINS = ("admin" + ":" + "admin", "admin" + "/" + "admin", "password" + "1234")
@@ -118,7 +121,7 @@ def test_pyproject_forbids_versions_below_the_floors():
 
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     reqs = {Requirement(d).name.lower(): Requirement(d) for d in deps}
-    for name in ("apache-airflow", "mlflow"):
+    for name in ("apache-airflow", "mlflow", "starlette"):
         floor = FLOORS[name]
         below = Version(f"{floor.major}.{floor.minor}.{floor.micro}.dev0")
         assert name in reqs, f"pyproject.toml does not depend on {name}"

@@ -57,12 +57,14 @@ def model(tmp: Path, name: str, version: str, c: float) -> LoadedModel:
     return load_local(path, name, version)
 
 
-def outputs(tmp: Path, loaded: LoadedModel, parts: list[pd.DataFrame]) -> list[str]:
+def outputs(
+    tmp: Path, loaded: LoadedModel, parts: list[pd.DataFrame], date: str = DATE
+) -> list[str]:
     uris = []
     for i, frame in enumerate(parts):
         src = data.write_frame(frame, str(tmp / "in" / f"part-{i}.parquet")).uri
         dst = str(tmp / "out" / loaded.name / loaded.version / f"part-{i}.parquet")
-        score_partition(loaded, src, dst, row_key="customer_id", logical_date=DATE)
+        score_partition(loaded, src, dst, row_key="customer_id", logical_date=date)
         uris.append(dst)
     return uris
 
@@ -135,6 +137,43 @@ def test_rerun_and_new_version_upsert_without_duplicates(engine, tmp_path: Path)
     both = table(engine)
     assert len(both) == 800
     assert both.groupby("model_name").size().to_dict() == {"churn": 500, "upsell": 300}
+
+
+def test_rerunning_an_older_run_leaves_newer_scores_in_place(engine, tmp_path: Path) -> None:
+    """Last week's run re-run after this week's: this week's rows stay; keys only the old run
+    scored are still added; the same week re-run writes the same table again."""
+    this_week = "2024-05-08T00:00:00Z"
+    parts = [batch(200, seed=7)]
+    new = outputs(tmp_path / "new", model(tmp_path, "churn", "2", 0.01), parts, this_week)
+    assert score_sink.upsert(engine, "scores", "customer_id", new) == 200
+    current = table(engine)
+    assert set(current["model_version"]) == {"2"}
+
+    old_parts = [batch(200, seed=7), batch(30, seed=8, start=200)]  # 30 customers not in new
+    old = outputs(tmp_path / "old", model(tmp_path, "churn", "1", 1.0), old_parts, DATE)
+    assert score_sink.upsert(engine, "scores", "customer_id", old) == 30  # only the new keys
+    after = table(engine)
+    assert len(after) == 230
+    pd.testing.assert_frame_equal(after[after["customer_id"] < 200], current)
+    assert set(after.loc[after["customer_id"] >= 200, "model_version"]) == {"1"}
+    stored = pd.to_datetime(after.loc[after["customer_id"] < 200, "logical_date"], utc=True)
+    assert (stored == pd.Timestamp(this_week)).all()
+
+    # the same logical date re-run (a retry, or a fix re-scored for that date) rewrites its rows
+    assert score_sink.upsert(engine, "scores", "customer_id", new) == 200
+    pd.testing.assert_frame_equal(table(engine), after)
+    redo = outputs(tmp_path / "redo", model(tmp_path, "churn", "3", 1.0), parts, this_week)
+    assert score_sink.upsert(engine, "scores", "customer_id", redo) == 200
+    assert set(table(engine).query("customer_id < 200")["model_version"]) == {"3"}
+
+
+def test_a_row_without_a_stored_date_is_replaced(engine, tmp_path: Path) -> None:
+    out = outputs(tmp_path, model(tmp_path, "churn", "1", 1.0), [batch(20, seed=9)])
+    score_sink.upsert(engine, "scores", "customer_id", out)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE scores SET logical_date = NULL, model_version = 'x'"))
+    assert score_sink.upsert(engine, "scores", "customer_id", out) == 20
+    assert set(table(engine)["model_version"]) == {"1"}
 
 
 def test_a_failing_partition_rolls_back_the_whole_run(engine, tmp_path: Path) -> None:
