@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +24,70 @@ DEMO_TAG = "demo"
 DAG_TIMEOUT_S = 180
 RUN_TIMEOUT_S = 900
 SCHEDULED_RUN_GRACE_S = 10
+ALIAS_ORDER = (registry.CHAMPION, registry.CHALLENGER, registry.PREVIOUS_CHAMPION)
+BALANCE_PREFIX = "train_class_"  # train.flow logs train_class_<before|after>.<label> = rows
+
+
+def ordered_aliases(aliases: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A version's aliases, champion first, then challenger, previous_champion, the rest."""
+    rank = {a: i for i, a in enumerate(ALIAS_ORDER)}
+    return tuple(sorted(set(aliases), key=lambda a: (rank.get(a, len(rank)), a)))
+
+
+def class_balance(metrics: dict[str, float]) -> dict[str, dict[str, int]]:
+    """Rows per class of the training fold, `before` and `after` the spec's oversampler, from
+    a training run's `train_class_*` metrics (empty for a regressor)."""
+    balance: dict[str, dict[str, int]] = {}
+    for key, value in metrics.items():
+        if key.startswith(BALANCE_PREFIX) and "." in key:
+            stage, label = key.removeprefix(BALANCE_PREFIX).split(".", 1)
+            balance.setdefault(stage, {})[label] = int(value)
+    return {stage: dict(sorted(counts.items())) for stage, counts in sorted(balance.items())}
+
+
+def balance_line(balance: dict[str, dict[str, int]]) -> str:
+    """`0: 3,880, 1: 1,401 -> rebalanced 0: 3,880, 1: 3,880`, or the counts once."""
+    before, after = balance.get("before", {}), balance.get("after", {})
+
+    def counts(c: dict[str, int]) -> str:
+        total = sum(c.values()) or 1
+        return ", ".join(f"{k}: {n:,} ({100 * n / total:.0f}%)" for k, n in c.items())
+
+    if not after or after == before:
+        return f"{counts(before)} (not rebalanced)"
+    return f"{counts(before)} -> rebalanced {counts(after)}"
 
 
 @dataclass
 class ModelSummary:
-    """What the demo shows for one model: its challenger, champion and the gate's decision."""
+    """What the demo shows for one model: its challenger with every alias it has, the
+    training fold's class balance, the champion and the gate's decision."""
 
     model: str
     runs: int
     version: str | None
-    alias: str
+    aliases: tuple[str, ...]
     metrics: dict[str, float]
     url: str
     champion: str | None = None
     decision: str = ""
     reasons: tuple[str, ...] = ()
     message: str = ""
+    balance: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def line(self) -> str:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.metrics.items()))
-        version = f"v{self.version} @{self.alias}" if self.version else "no version yet"
+        tags = " ".join(f"@{a}" for a in self.aliases)
+        version = f"v{self.version} {tags}".strip() if self.version else "no version yet"
         lines = [
-            f"  {self.model:<16} MLflow runs: {self.runs:<3} {version:<18} {metrics}",
+            f"  {self.model:<16} MLflow runs: {self.runs:<3} {version:<26} {metrics}",
             f"  {'':<16} champion: "
             + (f"v{self.champion}" if self.champion else "none")
             + (f"; gate decision on v{self.version}: {self.decision}" if self.decision else ""),
         ]
         lines += [f"  {'':<18}- {r}" for r in self.reasons]
+        if self.balance.get("before"):
+            lines.append(f"  {'':<16} training classes: {balance_line(self.balance)}")
         if self.message:
             lines.append(f"  {'':<16} Slack message: {self.message}")
         lines.append(f"  {'':<16} {self.url}")
@@ -79,13 +116,18 @@ def summarize(cfg: StackConfig, model: str) -> ModelSummary:
     version = registry.alias_version(client, model, registry.CHALLENGER)
     metrics: dict[str, float] = {}
     decision, reasons = "", ()
+    aliases: tuple[str, ...] = (registry.CHALLENGER,)
+    balance: dict[str, dict[str, int]] = {}
     if version:
-        tags = client.get_model_version(model, version).tags
+        mv = client.get_model_version(model, version)
+        tags, aliases = mv.tags, ordered_aliases(list(mv.aliases or [registry.CHALLENGER]))
         metrics = {
             k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")
         }
         decision = tags.get("gate.decision", "")
         reasons = tuple(json.loads(tags.get("gate.reasons") or "[]"))
+        if mv.run_id:
+            balance = class_balance(client.get_run(mv.run_id).data.metrics)
     url = f"{cfg.mlflow_url}/#/models/{model}" + (f"/versions/{version}" if version else "")
     # the gate's Slack message: its line naming the model version and the decision
     texts = [
@@ -98,13 +140,14 @@ def summarize(cfg: StackConfig, model: str) -> ModelSummary:
         model,
         runs,
         version,
-        registry.CHALLENGER,
+        aliases,
         metrics,
         url,
         champion=registry.alias_version(client, model, registry.CHAMPION),
         decision=decision,
         reasons=reasons,
         message=texts[-1] if texts else "",
+        balance=balance,
     )
 
 

@@ -58,7 +58,13 @@ from airmlops_dev.ports import port_free
 from airmlops_dev.private_files import UnsafePathError, make_private_dir, private_opener
 from airmlops_dev.stack_commands import commands
 from airmlops_dev.stack_config import ADMIN_USER, NO_DB, ComponentStatus, StackConfig, StackError
-from airmlops_dev.stack_health import format_status, status, wait_healthy
+from airmlops_dev.stack_health import (
+    airflow_health,
+    down_lines,
+    format_status,
+    status,
+    wait_healthy,
+)
 from airmlops_dev.stack_pids import (
     is_ours,
     read_pid,
@@ -240,8 +246,13 @@ def main(argv: list[str] | None = None) -> int:
             rows = status(cfg)
             print(format_status(rows))
             print()
+            problems = down_lines(rows, airflow_health(cfg))
+            for line in problems:
+                print(line)
+            if problems:
+                print()
             print(summary(cfg))
-            return 0 if all(r.healthy for r in rows) else 3
+            return 3 if problems else 0
     except (StackError, UnsafePathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,9 @@
-"""The local stack's health: each component as its own endpoint reports it, status, waiting."""
+"""The local stack's health: each component as its own endpoint reports it, status, waiting,
+and what a component being down means (`down_lines`: the scheduler's last heartbeat, ...)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -42,6 +44,19 @@ def _health_urls(cfg: StackConfig) -> dict[str, str]:
     }
 
 
+def airflow_health(cfg: StackConfig) -> dict[str, Any]:
+    """Airflow's /api/v2/monitor/health (metadata DB, scheduler, dag processor and triggerer
+    status with their latest heartbeats); empty when the API server does not answer."""
+    got = _http_get(_health_urls(cfg)["api-server"])
+    if not got or got[0] != 200:
+        return {}
+    try:
+        body = json.loads(got[1])
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def _health(cfg: StackConfig) -> dict[str, bool]:
     """Health of every component as its own endpoint reports it (one request per server)."""
     urls = _health_urls(cfg)
@@ -50,13 +65,7 @@ def _health(cfg: StackConfig) -> dict[str, bool]:
         got = _http_get(urls[name])
         up = (200, 503) if name == "model-api" else (200,)
         result[name] = bool(got and got[0] in up)
-    got = _http_get(urls["api-server"])
-    body: dict[str, Any] = {}
-    if got and got[0] == 200:
-        try:
-            body = json.loads(got[1])
-        except ValueError:
-            body = {}
+    body = airflow_health(cfg)
     result["api-server"] = body.get("metadatabase", {}).get("status") == "healthy"
     for name, key in AIRFLOW_JOBS.items():
         result[name] = (body.get(key) or {}).get("status") == "healthy"
@@ -117,6 +126,80 @@ def format_status(rows: list[ComponentStatus]) -> str:
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in table
     )
+
+
+# What stops working while a component is down.
+CONSEQUENCES = {
+    "receiver": "Slack messages of the stack are not recorded",
+    "mlflow": "no tracking or registry: training, the gate and the model API's polls fail",
+    "model-api": "no model is served",
+    "api-server": "the Airflow UI and REST API do not answer",
+    "scheduler": "nothing is scheduled or run, so no alert can be sent "
+    "(the health probe runs inside Airflow)",
+    "dag-processor": "DAG files and spec changes are not parsed",
+    "triggerer": "deferred tasks and deadline alerts do not resume",
+}
+
+
+def _ago(stamp: str, now: dt.datetime) -> str:
+    try:
+        when = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    seconds = max(0, int((now - when).total_seconds()))
+    minutes, sec = divmod(seconds, 60)
+    return (f"{minutes} min {sec} s" if minutes else f"{sec} s") + f" ago ({stamp})"
+
+
+def _airflow_job(name: str, alive: bool, airflow: dict[str, Any], now: dt.datetime) -> str:
+    """Why an Airflow job (scheduler, dag processor, triggerer) is down, with its heartbeat."""
+    key = AIRFLOW_JOBS[name]
+    job = airflow.get(key) or {}
+    if not airflow:
+        heartbeat = "heartbeat unknown: the Airflow API server does not answer"
+    elif job.get(f"latest_{key}_heartbeat"):
+        heartbeat = "last heartbeat " + _ago(str(job[f"latest_{key}_heartbeat"]), now)
+    else:
+        heartbeat = "no heartbeat recorded"
+    state = (
+        "its process is not running"
+        if not alive
+        else f"Airflow reports it {job.get('status') or 'unknown'}"
+    )
+    return f"{state}; {heartbeat}"
+
+
+def down_lines(
+    rows: list[ComponentStatus], airflow: dict[str, Any], now: dt.datetime | None = None
+) -> list[str]:
+    """One line per component that is down: why, and what stops working meanwhile.
+
+    Args:
+        rows: ``status()``.
+        airflow: Airflow's health answer (``airflow_health``; empty when it did not answer).
+        now: The time heartbeats are aged against (default: now, UTC).
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    if rows and not any(r.alive for r in rows):
+        return ["DOWN: the stack is not running (`make up` starts it)."]
+    lines = []
+    for r in rows:
+        if r.healthy:
+            continue
+        if r.component in AIRFLOW_JOBS:
+            why = _airflow_job(r.component, r.alive, airflow, now)
+        elif not r.alive:
+            why = "its process is not running"
+        elif r.component == "api-server" and airflow:
+            db = (airflow.get("metadatabase") or {}).get("status")
+            why = f"running, but Airflow reports its metadata database {db or 'unknown'}"
+        else:
+            why = f"running, but its health endpoint does not say healthy ({r.url or '-'})"
+        what = CONSEQUENCES.get(r.component, "queued tasks are not run")
+        lines.append(f"DOWN {r.component}: {why}. Meanwhile {what}.")
+    return lines
 
 
 def wait_healthy(cfg: StackConfig, names: list[str], timeout: float) -> None:

@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from airmlops_core import yaml_schema
 from airmlops_core.errors import SpecError
-from airmlops_core.yaml_schema import StrictModel
+from airmlops_core.yaml_schema import StrictModel, in_range, interval, within
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 DOTTED_PATH_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
@@ -24,6 +24,19 @@ CRON_FIELD_RE = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "f1", "accuracy", "log_loss"}
 REGRESSION_METRICS = {"rmse", "mae", "r2"}
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
+# the values each metric can take: (lowest, highest), None for unbounded
+METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {
+    **dict.fromkeys(("roc_auc", "pr_auc", "f1", "accuracy"), (0.0, 1.0)),
+    **dict.fromkeys(("log_loss", "rmse", "mae"), (0.0, None)),
+    "r2": (None, 1.0),
+}
+
+# Numeric settings, by the range they must lie in (the error names field, value and range).
+Share = Annotated[float, in_range(0, 1)]
+OpenShare = Annotated[float, in_range(0, 1, lo_open=True, hi_open=True)]
+NonNegative = Annotated[float, in_range(0)]
+Finite = Annotated[float, in_range()]
+Hours = Annotated[float, in_range(0, 24 * 365)]  # a cool-down; 0: none
 
 
 def check_model_name(v: str) -> str:
@@ -46,6 +59,13 @@ class Window(StrictModel):
     column: str
     start: float | int | str | None = None
     end: float | int | str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        numbers = all(isinstance(v, int | float) for v in (self.start, self.end))
+        if numbers and self.start > self.end:  # type: ignore[operator]
+            raise ValueError(f"start ({self.start}) is after end ({self.end}): no row would match")
+        return self
 
 
 class Source(StrictModel):
@@ -125,8 +145,8 @@ class Estimator(StrictModel):
 
 
 class Split(StrictModel):
-    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
-    seed: int = 42
+    test_size: OpenShare = 0.2
+    seed: Annotated[int, in_range(0, 2**32 - 1)] = 42
     stratify: bool = True
 
 
@@ -142,19 +162,32 @@ class Rebalance(StrictModel):
 
     method: Literal["smote", "smote_nc", "random_over"]
     sampling_strategy: float | Literal["auto", "minority", "not majority"] = "auto"
-    k_neighbors: int = Field(default=5, ge=1, le=100)
+    k_neighbors: Annotated[int, in_range(1, 100)] = 5
 
     @field_validator("sampling_strategy")
     @classmethod
     def _ratio(cls, v: float | str) -> float | str:
-        if isinstance(v, float | int) and not 0.0 < v <= 1.0:
-            raise ValueError("a ratio must be in (0, 1]: minority / majority after resampling")
+        if isinstance(v, float | int) and not within(v, 0, 1, lo_open=True):
+            raise ValueError("a ratio (minority / majority after resampling) must be in (0, 1]")
         return v
 
 
 class Metrics(StrictModel):
     primary: str
     floors: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("floors")
+    @classmethod
+    def _in_metric_range(cls, floors: dict[str, float]) -> dict[str, float]:
+        """A floor outside its metric's range would reject (or pass) every version."""
+        bad = [
+            f"{name} must be {interval(*METRIC_RANGES[name])} (got {value!r})"
+            for name, value in floors.items()
+            if name in METRIC_RANGES and not within(value, *METRIC_RANGES[name])
+        ]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return floors
 
 
 class Schedules(StrictModel):
@@ -187,12 +220,12 @@ class Promotion(StrictModel):
     """
 
     metric: str | None = None  # default: metrics.primary
-    margin: float = 0.0  # the lower CI bound of the improvement must exceed this
-    level: float = Field(default=0.95, gt=0.5, lt=1.0)
-    n_boot: int = Field(default=1000, ge=200, le=20000)
+    margin: Finite = 0.0  # the lower CI bound of the improvement must exceed this
+    level: Annotated[float, in_range(0.5, 1, lo_open=True, hi_open=True)] = 0.95
+    n_boot: Annotated[int, in_range(200, 20000)] = 1000
     segments: list[str] = Field(default_factory=list)  # metric floors hold per segment too
-    fairness_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
-    fairness_max_gap: float | None = Field(default=None, ge=0.0, le=1.0)
+    fairness_tolerance: Share = 0.05
+    fairness_max_gap: Share | None = None
     human_approval: bool = False
     # with human_approval: no answer within this many hours is a rejection (at most 30 days)
     approval_timeout_hours: float = Field(default=72.0, gt=0.0, le=720.0)
@@ -243,7 +276,7 @@ class Scoring(StrictModel):
     output: str | None = None  # default <data>/scored
     query: str | None = None
     conn_id: str | None = None
-    chunk_rows: int = Field(default=131_072, ge=1_000, le=10_000_000)
+    chunk_rows: Annotated[int, in_range(1_000, 10_000_000)] = 131_072
     sink: ScoringSink | None = None
 
     @model_validator(mode="after")
@@ -262,14 +295,14 @@ class Monitoring(StrictModel):
     reaches its minimum; below `min_rows` the verdict is "not enough data".
     """
 
-    fdr: float = Field(default=0.05, gt=0.0, lt=1.0)
-    min_rows: int = Field(default=500, ge=2)
-    min_wasserstein: float = Field(default=0.1, ge=0.0)  # in reference standard deviations
-    min_psi: float = Field(default=0.1, ge=0.0)
-    min_js: float = Field(default=0.07, ge=0.0, le=1.0)
-    window_runs: int = Field(default=3, ge=1, le=100)  # the last N scoring runs
-    max_metric_drop: float = Field(default=0.02, ge=0.0)  # performance decay tolerated
-    cooldown_hours: float = Field(default=24.0, ge=0.0)  # identical alerts suppressed
+    fdr: OpenShare = 0.05
+    min_rows: Annotated[int, in_range(2)] = 500
+    min_wasserstein: NonNegative = 0.1  # in reference standard deviations
+    min_psi: NonNegative = 0.1
+    min_js: Share = 0.07
+    window_runs: Annotated[int, in_range(1, 100)] = 3  # the last N scoring runs
+    max_metric_drop: NonNegative = 0.02  # performance decay tolerated
+    cooldown_hours: Hours = 24.0  # identical alerts suppressed
     retrain_on: list[Literal["drift", "performance"]] = Field(
         default_factory=lambda: ["performance"]  # type: ignore[arg-type]
     )
@@ -283,8 +316,8 @@ class Retrain(StrictModel):
     """
 
     window: Literal["expanding", "sliding"] = "expanding"
-    max_rows: int | None = Field(default=None, ge=100)  # sliding: keep the newest rows
-    cooldown_hours: float = Field(default=24.0, ge=0.0)  # no retrain storms
+    max_rows: Annotated[int, in_range(100)] | None = None  # sliding: keep the newest rows
+    cooldown_hours: Hours = 24.0  # no retrain storms
 
     @model_validator(mode="after")
     def _sliding(self) -> Retrain:
@@ -309,8 +342,8 @@ class Alerts(StrictModel):
 
     channel: str = "#ml-alerts"
     conn_id: str = "slack_alerts"
-    deadlines: dict[DeadlinePipeline, Annotated[float, Field(gt=0, le=7 * 24 * 60)]] = Field(
-        default_factory=dict
+    deadlines: dict[DeadlinePipeline, Annotated[float, in_range(0, 7 * 24 * 60, lo_open=True)]] = (
+        Field(default_factory=dict)
     )
 
 
@@ -418,6 +451,13 @@ class ModelSpec(StrictModel):
                     f"metric '{metric}' does not apply to task '{self.task}'; "
                     f"choose from {sorted(allowed)}"
                 )
+        lo, hi = METRIC_RANGES[self.gate_metric]
+        span = (lo - hi, hi - lo) if lo is not None and hi is not None else (None, None)
+        if not within(self.promotion.margin, *span, lo_open=True, hi_open=True):
+            raise ValueError(
+                f"promotion.margin must be {interval(*span, lo_open=True, hi_open=True)} for "
+                f"{self.gate_metric} (got {self.promotion.margin!r}): no version could clear it"
+            )
         return self
 
     def _check_kind_of_model(self) -> None:

@@ -7,11 +7,12 @@ One wording for every such file: a problem is a (field path, message) pair of a
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from airmlops_core.errors import FileSchemaError
 
@@ -24,6 +25,62 @@ class StrictModel(BaseModel):
     """A section of a reviewed file: unknown fields are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def interval(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> str:
+    """The allowed range as words: `in [0, 1]`, `in (0, 1]`, `> 0`, `>= 1`, `<= 1`."""
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {_num(lo)}"
+    if hi is not None:
+        return f"{'<' if hi_open else '<='} {_num(hi)}"
+    return "a finite number"
+
+
+def within(
+    value: float,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> bool:
+    """Whether `value` is finite and lies in the range."""
+    if not math.isfinite(value):
+        return False
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        return False
+    return hi is None or not (value > hi or (hi_open and value == hi))
+
+
+def in_range(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> AfterValidator:
+    """A range check for `Annotated[float, in_range(0, 1)]` whose error names the range:
+    `monitoring.fdr: must be in (0, 1) (got 1.5)`; infinity and NaN never pass."""
+    allowed = interval(lo, hi, lo_open=lo_open, hi_open=hi_open)
+
+    def check(value: float) -> float:
+        if not within(value, lo, hi, lo_open=lo_open, hi_open=hi_open):
+            raise ValueError(f"must be {allowed}")
+        return value
+
+    return AfterValidator(check)
 
 
 def read_yaml(path: Path, error: type[FileSchemaError]) -> Any:

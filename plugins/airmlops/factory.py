@@ -439,7 +439,10 @@ HEALTH_DOC = """### Health probe
 Every 5 minutes: MLflow's /health, and each model's golden request against the model API
 (URL and bearer token from the connection `model_api_default`: host and password). A target
 that goes down sends one alert; while it stays down, nothing more; when it answers again, one
-"recovered" message. State: Variable `airmlops_health_state`. Also reports alerts that could
+"recovered" message. A model without a champion is not probed (nothing to serve is no outage),
+and one the API has not loaded yet is given five minutes after the API's start (its /status
+`uptime_s`) or the champion's promotion: a stack restart sends nothing. State: Variable
+`airmlops_health_state`. Also reports alerts that could
 not be delivered since the last probe.
 """
 

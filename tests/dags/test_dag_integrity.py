@@ -80,6 +80,16 @@ PARSE_SCRIPT = textwrap.dedent("""
             "fileloc": dag.fileloc, "doc_md": bool(dag.doc_md),
         }
     added = sorted({m.split(".")[0] for m in set(sys.modules) - before})
+    # the timetable the scheduler runs: the DAG as serialized and read back
+    from airflow.serialization.serialized_objects import DagSerialization
+    for dag_id, dag in bag.dags.items():
+        tt = DagSerialization.from_dict(DagSerialization.to_dict(dag)).timetable
+        cron = getattr(tt, "timetable", tt)
+        dags[dag_id]["schedule"] = {
+            "kind": type(tt).__name__, "cron": getattr(cron, "_expression", None),
+            "timezone": str(getattr(cron, "_timezone", "")) or None,
+            "assets": sorted(a.name for a in getattr(tt.asset_condition, "objects", [])),
+        }
     print(json.dumps({"dags": dags, "errors": {k: v for k, v in bag.import_errors.items()},
                       "added": added, "lookups": lookups, "seconds": elapsed}))
 """).replace("{plain!r}", repr(PLAIN_DAG))
@@ -178,3 +188,45 @@ def test_bad_spec_breaks_only_its_own_dags(tmp_path: Path) -> None:
     assert "diamond_price.yaml" in message
     assert "task" in message
     assert "forecasting" in message
+
+
+SCHEDULES = {"train": "0 3 * * 1", "score": "15 * * * *", "drift": "@daily", "retrain": "0 4 1 * *"}
+
+
+def test_spec_schedules_become_the_dags_timetables(tmp_path: Path) -> None:
+    """Each `schedules` cron is the timetable the scheduler runs (the serialized DAG's), in
+    UTC; score, drift and retrain also keep their Asset trigger; no cron: Asset or manual."""
+    models = tmp_path / "models"
+    models.mkdir()
+    churn = yaml.safe_load((PROJECT_DIR / "include" / "models" / "customer_churn.yaml").read_text())
+    suite = str(PROJECT_DIR / "include" / "expectations" / "customer_churn.yaml")
+    scheduled = {**churn, "schedules": SCHEDULES}
+    manual = {**churn, "name": "manual_churn", "data_checks": {"suite": suite}}
+    manual.pop("schedules", None)
+    for spec in (scheduled, manual):
+        (models / f"{spec['name']}.yaml").write_text(yaml.safe_dump(spec))
+    result = parse(PROJECT_DIR / "dags", models)
+    assert result["errors"] == {}
+    got = {dag_id: dag["schedule"] for dag_id, dag in result["dags"].items()}
+    train = got["customer_churn__train"]
+    assert train["kind"] in ("CronTriggerTimetable", "CronDataIntervalTimetable"), train
+    assert (train["cron"], train["timezone"]) == ("0 3 * * 1", "UTC")
+    for pipeline, cron, asset in (
+        ("score", "15 * * * *", "landing"),
+        ("drift", "0 0 * * *", "scored"),  # the preset, as croniter expands it
+        ("retrain", "0 4 1 * *", "drift"),
+    ):
+        assert got[f"customer_churn__{pipeline}"] == {
+            "kind": "AssetOrTimeSchedule",
+            "cron": cron,
+            "timezone": "UTC",
+            "assets": [f"model/customer_churn/{asset}"],
+        }, pipeline
+    assert got["manual_churn__train"]["kind"] == "NullTimetable"
+    for pipeline, asset in (("score", "landing"), ("drift", "scored"), ("retrain", "drift")):
+        assert got[f"manual_churn__{pipeline}"] == {
+            "kind": "AssetTriggeredTimetable",
+            "cron": None,
+            "timezone": None,
+            "assets": [f"model/manual_churn/{asset}"],
+        }, pipeline

@@ -1,5 +1,6 @@
-"""The health probe on the real stack: kill the model API -> one outage alert, however many
-probes; bring it back -> one recovery message."""
+"""The health probe on the real stack: a stack restart and a model without a champion send no
+alert; kill the model API -> one outage alert, however many probes; bring it back -> one
+recovery message."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import yaml
 
 from airmlops_core.serve.auth import bearer
 from airmlops_dev import localstack, process_group
@@ -21,12 +25,19 @@ pytestmark = pytest.mark.integration
 
 DAG_ID = "airmlops_health"
 MODEL = "customer_churn"
+NEWCOMER = "newcomer_churn"  # a spec added to the running stack, never trained
 
 
 def probe(api: Any) -> dict:
+    """One probe run; its result (down, starting, idle, messages)."""
     run_id = api.trigger(DAG_ID)
     assert api.wait(DAG_ID, run_id, timeout=300) == "success"
-    return {"run_id": run_id}
+    return {"run_id": run_id, **api.xcom(DAG_ID, run_id, "probe")}
+
+
+def outage_messages(stack: Any) -> list[str]:
+    """Every message of the probe so far (down or recovered, any target)."""
+    return [t for t in alerts(stack, "") if " is down: " in t or " recovered (down since" in t]
 
 
 def alerts(stack: Any, marker: str) -> list[str]:
@@ -37,34 +48,53 @@ def alerts(stack: Any, marker: str) -> list[str]:
     ]
 
 
-def serve_a_champion(stack: Any) -> None:
-    """customer_churn has a champion and the API serves it."""
-    import requests
-    from mlflow import MlflowClient
-    from test_validate_dag import register_challenger
+def add_newcomer_spec(stack: Any) -> Path:
+    """A new model's spec (customer_churn's data under another name) in the stack's models."""
+    models = Path(stack.extra_env["AIRMLOPS_MODELS_DIR"])
+    churn = yaml.safe_load((models / f"{MODEL}.yaml").read_text())
+    spec = {
+        **{k: v for k, v in churn.items() if k not in ("scoring", "monitoring", "alerts")},
+        "name": NEWCOMER,
+        "tags": ["test"],
+        "data_checks": {"suite": "include/expectations/customer_churn.yaml"},
+    }
+    path = models / f"{NEWCOMER}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
 
-    from airmlops_core.tracking import registry
-    from airmlops_dev import demo_data
 
-    demo_data.write_all(stack.home / "data")
-    client = MlflowClient(stack.mlflow_url)
-    if registry.alias_version(client, MODEL, registry.CHAMPION) is None:
-        version = register_challenger(stack, "manual__health_champion", {})
-        client.set_registered_model_alias(MODEL, registry.CHAMPION, version)
-    auth = bearer(model_api_token(stack))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+def test_a_stack_restart_and_a_model_without_champion_send_no_alert(
+    stack: Any, airflow_api: Any
+) -> None:
+    airflow_api.wait_for_dag(DAG_ID, timeout=180)
+    serve_a_champion(stack)
+    spec = add_newcomer_spec(stack)
+    try:
+        airflow_api.wait_for_dag(f"{NEWCOMER}__train", timeout=180)  # the probe knows it too
+        before = len(outage_messages(stack))
+        result = probe(airflow_api)
+        assert f"model-api/{NEWCOMER}" in result["idle"], result
+        assert f"model-api/{MODEL}" not in result["down"] + result["idle"], result
+        # make down / make up: the API loads its champions again while the probe runs
+        localstack.down(stack)
+        localstack.up(stack)
+        results = [probe(airflow_api) for _ in range(2)]
+        auth = bearer(model_api_token(stack))
         body = requests.get(f"{stack.model_api_url}/status", headers=auth, timeout=10).json()
-        if body["models"][MODEL]["served_version"]:
-            return
-        time.sleep(2)
-    raise TimeoutError(f"the model API does not serve {MODEL}: {body}")
+        assert body["uptime_s"] < 600, body
+        sent = outage_messages(stack)[before:]
+        assert sent == [], sent
+        assert all(f"model-api/{NEWCOMER}" in r["idle"] for r in results), results
+        assert not any(r["down"] for r in results), results
+        print("probes after the restart:", [(r["starting"], r["summary"]) for r in results])
+    finally:
+        spec.unlink(missing_ok=True)
 
 
 def test_outage_alerts_once_and_recovery_once(stack: Any, airflow_api: Any) -> None:
     airflow_api.wait_for_dag(DAG_ID, timeout=180)
     serve_a_champion(stack)
-    probe(airflow_api)  # baseline state (a model without a champion may already be down)
+    probe(airflow_api)  # baseline state
     down_before = len(alerts(stack, "is down"))
     pid = int(stack.pid_file("model-api").read_text())
     os.killpg(pid, signal.SIGKILL)

@@ -13,13 +13,19 @@ import psutil
 import pytest
 import requests
 
+from airmlops_core.serve.auth import bearer
 from airmlops_dev import localstack
 from airmlops_dev.airflow_api import AirflowAPIError, AirflowClient
 from airmlops_dev.stack_config import ADMIN_USER, COMPONENTS, WEBHOOK_PATH, StackConfig
 from airmlops_dev.stack_env import airflow_env
 from airmlops_dev.stack_health import format_status, status
 from airmlops_dev.stack_pids import read_pid, stack_processes
-from airmlops_dev.stack_secrets import credentials, mlflow_credentials, read_secrets
+from airmlops_dev.stack_secrets import (
+    credentials,
+    mlflow_credentials,
+    model_api_token,
+    read_secrets,
+)
 from airmlops_dev.webhook_receiver import read_messages
 
 pytestmark = pytest.mark.integration
@@ -243,9 +249,10 @@ def test_mlflow_asks_for_credentials_and_every_component_has_them(stack: StackCo
             conn = json.loads(env["AIRFLOW_CONN_MLFLOW_DEFAULT"])
             assert (conn["login"], conn["password"]) == creds
     # the model API logged in: its registry polls succeed (no champion yet is not a failure)
+    auth = bearer(model_api_token(stack))
     deadline = time.monotonic() + 60
     while True:
-        body = requests.get(f"{stack.model_api_url}/health", timeout=10).json()
+        body = requests.get(f"{stack.model_api_url}/status", headers=auth, timeout=10).json()
         polled = [m for m in body["models"].values() if m["last_poll"]]
         if len(polled) == len(body["models"]) > 0 or time.monotonic() > deadline:
             break

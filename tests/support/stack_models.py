@@ -14,11 +14,13 @@ from typing import Any
 import requests
 from mlflow import MlflowClient
 
+from airmlops_core.serve.auth import bearer
 from airmlops_core.spec import load_spec
 from airmlops_core.tracking import registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import flow as train_flow
 from airmlops_dev import demo_data
+from airmlops_dev.stack_secrets import model_api_token
 
 MODEL = "customer_churn"
 
@@ -51,9 +53,10 @@ def serve_a_champion(stack: Any) -> None:
     if registry.alias_version(client, MODEL, registry.CHAMPION) is None:
         version = register_challenger(stack, "manual__health_champion", {})
         client.set_registered_model_alias(MODEL, registry.CHAMPION, version)
+    auth = bearer(model_api_token(stack))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        body = requests.get(f"{stack.model_api_url}/health", timeout=10).json()
+        body = requests.get(f"{stack.model_api_url}/status", headers=auth, timeout=10).json()
         if body["models"][MODEL]["served_version"]:
             return
         time.sleep(2)

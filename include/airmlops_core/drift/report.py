@@ -52,6 +52,11 @@ td code{white-space:nowrap}
 .bar.ref{background:#8c959f} .bar.cur{background:#0969da}
 .legend span{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 10px}
 img.plot{max-width:100%;background:#fff;border:1px solid #d0d7de;border-radius:8px;margin:6px 0}
+table.columns{font-size:13px}
+table.columns th,table.columns td{padding:6px 7px}
+table.columns th{letter-spacing:0}
+table.columns td code,table.columns td.name{white-space:normal;overflow-wrap:anywhere}
+table.columns td.split{white-space:normal}
 """
 
 _VERDICTS = {"drift": "DRIFT", "no_drift": "NO DRIFT", "not_enough_data": "NOT ENOUGH DATA"}
@@ -141,16 +146,16 @@ def _table(result: DriftResult) -> str:
     for c in _ordered(result):
         rows.append(
             f"<tr><td><code>{esc(c.column)}</code></td><td>{esc(c.role)}</td>"
-            f"<td>{esc(c.kind)}</td><td>{esc(c.test)}</td>"
-            f'<td class="num">{c.n_ref:,} / {c.n_cur:,}</td>'
+            f'<td>{esc(c.kind)}</td><td class="name">{esc(c.test)}</td>'
+            f'<td class="num split">{c.n_ref:,} / {c.n_cur:,}</td>'
             f'<td class="num">{_fmt(c.statistic)}</td><td class="num">{_p(c.p_value)}</td>'
             f'<td class="num">{_p(c.p_adjusted)}</td><td>{_effects(c)}</td>'
-            f'<td class="num">{_pct(c.missing_ref)} &rarr; {_pct(c.missing_cur)}</td>'
+            f'<td class="num split">{_pct(c.missing_ref)} &rarr; {_pct(c.missing_cur)}</td>'
             f'<td class="num">{_pct(c.unseen_cur)}</td>'
             f'<td><span class="badge {esc(c.status)}">{esc(c.status.replace("_", " "))}'
             f"</span></td></tr>"
         )
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f'<table class="columns">{head}{"".join(rows)}</table>'
 
 
 def _performance(perf: PerformanceDrift) -> str:

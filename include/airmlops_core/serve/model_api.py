@@ -16,7 +16,8 @@ Endpoints (all but /health need `Authorization: Bearer <token>`, else 401):
         classifiers predict_proba, one list of class probabilities per row; for regressors one
         number per row). Headers X-Model-Name and X-Model-Version say which version answered.
     GET /health (open): 200 when every model has a version served, else 503; the status only.
-    GET /status: the same status code, with the served and champion version of every model.
+    GET /status: the same status code, with the served and champion version of every model and
+        `started_at` / `uptime_s` (the health probe's grace period after a restart).
     GET /metrics: Prometheus text format (also takes the scrape-only metrics token).
     GET /models/<model>/golden: the request body the served version was verified with.
 

@@ -7,6 +7,7 @@ processes behind a proxy, each following the alias on its own.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypedDict
@@ -36,10 +37,13 @@ class ModelHealth(TypedDict):
 
 class HealthReport(TypedDict):
     """The /status answer (/health shows `status` only): `ok`, `degraded` (all served, some
-    problem) or `unavailable`."""
+    problem) or `unavailable`; `started_at` and `uptime_s` say how long the API has had to load
+    its champions."""
 
     status: Literal["ok", "degraded", "unavailable"]
     alias: str
+    started_at: str | None
+    uptime_s: float
     models: dict[str, ModelHealth]
 
 
@@ -77,6 +81,7 @@ class ModelServer:
         self.max_queue = max_queue
         self.read_timeout = read_timeout
         self.states = {name: ModelState(name) for name in dict.fromkeys(models)}
+        self.started_at, self._started = time.time(), time.monotonic()
         self.metrics = Metrics()
         self.poller = AliasPoller(
             tracking_uri,
@@ -93,6 +98,7 @@ class ModelServer:
 
     def start(self) -> None:
         """Start the alias poller (its first poll loads every champion)."""
+        self.started_at, self._started = time.time(), time.monotonic()
         self.poller.start()
 
     def stop(self) -> None:
@@ -155,5 +161,7 @@ class ModelServer:
         return (200 if all_served else 503), {
             "status": status,
             "alias": self.poller.alias,
+            "started_at": _iso(self.started_at),
+            "uptime_s": round(time.monotonic() - self._started, 1),
             "models": models,
         }

@@ -25,6 +25,8 @@ class Probed(TypedDict):
     """What a probe found (`HealthProbeOperator`)."""
 
     down: list[str]
+    starting: list[str]
+    idle: list[str]
     messages: list[str]
     undelivered_alerts: int
     summary: str
@@ -35,10 +37,12 @@ class HealthProbeOperator(BaseOperator):
 
     The model API's URL and token come from the connection `model_api_conn_id` (host and
     password, see ModelApiHook); `api_url` overrides the URL, and without a host in the
-    connection `AIRMLOPS_MODEL_API_URL` (else 127.0.0.1:5001) is used. The last state lives in
-    the Airflow Variable `airmlops_health_state`, so repeated probes of a target that stays down
-    send nothing more. Undelivered alerts recorded since the last probe
-    (airmlops_core.alert_log) are reported in the task's result and log.
+    connection `AIRMLOPS_MODEL_API_URL` (else 127.0.0.1:5001) is used. A model without a
+    champion, or one the API has not loaded within `grace_s` seconds (default
+    airmlops_core.serve.health.GRACE_S) of its start or of the champion's promotion, is no
+    outage. The last state lives in the Airflow Variable `airmlops_health_state`, so repeated
+    probes of a target that stays down send nothing more. Undelivered alerts recorded since the
+    last probe (airmlops_core.alert_log) are reported in the task's result and log.
     """
 
     template_fields: Sequence[str] = ("models",)
@@ -50,6 +54,7 @@ class HealthProbeOperator(BaseOperator):
         conn_id: str = "slack_alerts",
         model_api_conn_id: str = ModelApiHook.default_conn_name,
         api_url: str | None = None,
+        grace_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -57,6 +62,7 @@ class HealthProbeOperator(BaseOperator):
         self.conn_id = conn_id
         self.model_api_conn_id = model_api_conn_id
         self.api_url = api_url
+        self.grace_s = grace_s
 
     def execute(self, context: Context) -> Probed:
         from airmlops_core import alert_log
@@ -68,8 +74,18 @@ class HealthProbeOperator(BaseOperator):
         )
         mlflow_url = MlflowHook().configure()
         previous = json.loads(Variable.get(STATE_VARIABLE, default="{}"))
-        checks = health.probe(api_url, mlflow_url, list(self.models), token=api.token)
-        state, messages = health.transitions(previous.get("targets", {}), checks)
+        models = list(self.models)
+        seen = health.probe(api_url, mlflow_url, models, token=api.token)
+        state, messages, checks = health.decide(
+            previous.get("targets", {}),
+            seen,
+            models,
+            dt.datetime.now(dt.UTC),
+            health.GRACE_S if self.grace_s is None else self.grace_s,
+        )
+        for check in checks:
+            if check.status in ("starting", "idle"):
+                self.log.info("%s %s: %s", check.target, check.status, check.detail)
         for text in messages:
             self.log.warning(text)
             SafeSlackWebhookNotifier(slack_webhook_conn_id=self.conn_id, text=text).notify(context)
@@ -87,6 +103,8 @@ class HealthProbeOperator(BaseOperator):
         down = [c.target for c in checks if not c.ok]
         return {
             "down": down,
+            "starting": [c.target for c in checks if c.status == "starting"],
+            "idle": [c.target for c in checks if c.status == "idle"],
             "messages": messages,
             "undelivered_alerts": len(undelivered),
             "summary": "all healthy" if not down else "down: " + ", ".join(down),

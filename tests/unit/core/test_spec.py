@@ -123,7 +123,7 @@ BAD_CASES = [
         "test_size out of range",
         with_("split", {"test_size": 1.5}),
         "split.test_size",
-        "less than 1",
+        "must be in (0, 1) (got 1.5)",
     ),
     ("bad cron", with_("schedules", {"train": "every day"}), "schedules.train", "cron"),
     (
@@ -212,8 +212,8 @@ def test_spec_hash_tracks_content() -> None:
     ("body", "field", "message"),
     [
         ({**GOOD, "promotion": {"metric": "rmse"}}, "(top level)", "does not apply"),
-        ({**GOOD, "promotion": {"level": 1.5}}, "promotion.level", "less than 1"),
-        ({**GOOD, "promotion": {"n_boot": 10}}, "promotion.n_boot", "greater than or equal to 200"),
+        ({**GOOD, "promotion": {"level": 1.5}}, "promotion.level", "must be in (0.5, 1)"),
+        ({**GOOD, "promotion": {"n_boot": 10}}, "promotion.n_boot", "must be in [200, 20000]"),
         ({**GOOD, "promotion": {"segments": ["y"]}}, "(top level)", "promotion segment"),
         ({**GOOD, "data_checks": {"suit": "x"}}, "data_checks.suit", "unknown field"),
         (
@@ -411,3 +411,173 @@ def test_external_spec_lists_every_meaningless_field_at_once(tmp_path: Path) -> 
     for field in ("estimator", "split", "schedules.retrain"):
         assert f"{field} (" in message
     assert "schedules.train" not in message
+
+
+# Every numeric setting and the range it must lie in: (section, field, spec overrides, a value
+# just outside, the words of the range). The message names field, value and range.
+REGRESSION = {"task": "regression", "metrics": {"primary": "rmse"}, "split": {"stratify": False}}
+RANGES = [
+    ("split", "test_size", {}, 1.0, "in (0, 1)"),
+    ("split", "test_size", {}, 0, "in (0, 1)"),
+    ("split", "seed", {}, -1, "in [0, 4294967295]"),
+    ("rebalance", "k_neighbors", {"rebalance": {"method": "smote_nc"}}, 0, "in [1, 100]"),
+    ("rebalance", "k_neighbors", {"rebalance": {"method": "smote_nc"}}, 101, "in [1, 100]"),
+    ("rebalance", "sampling_strategy", {"rebalance": {"method": "smote_nc"}}, 1.5, "in (0, 1]"),
+    ("rebalance", "sampling_strategy", {"rebalance": {"method": "smote_nc"}}, 0.0, "in (0, 1]"),
+    ("promotion", "level", {}, 0.5, "in (0.5, 1)"),
+    ("promotion", "level", {}, 1.0, "in (0.5, 1)"),
+    ("promotion", "n_boot", {}, 199, "in [200, 20000]"),
+    ("promotion", "n_boot", {}, 20001, "in [200, 20000]"),
+    ("promotion", "fairness_tolerance", {}, -0.01, "in [0, 1]"),
+    ("promotion", "fairness_tolerance", {}, 1.01, "in [0, 1]"),
+    ("promotion", "fairness_max_gap", {}, 1.5, "in [0, 1]"),
+    ("promotion", "margin", {}, float("inf"), "a finite number"),
+    ("scoring", "chunk_rows", {}, 999, "in [1000, 10000000]"),
+    ("scoring", "chunk_rows", {}, 10_000_001, "in [1000, 10000000]"),
+    ("monitoring", "fdr", {}, 0.0, "in (0, 1)"),
+    ("monitoring", "fdr", {}, 1.0, "in (0, 1)"),
+    ("monitoring", "min_rows", {}, 1, ">= 2"),
+    ("monitoring", "min_wasserstein", {}, -0.1, ">= 0"),
+    ("monitoring", "min_psi", {}, -0.1, ">= 0"),
+    ("monitoring", "min_js", {}, 1.1, "in [0, 1]"),
+    ("monitoring", "window_runs", {}, 0, "in [1, 100]"),
+    ("monitoring", "window_runs", {}, 101, "in [1, 100]"),
+    ("monitoring", "max_metric_drop", {}, -0.01, ">= 0"),
+    ("monitoring", "max_metric_drop", {}, float("nan"), ">= 0"),
+    ("monitoring", "cooldown_hours", {}, -1, "in [0, 8760]"),
+    ("monitoring", "cooldown_hours", {}, 8761, "in [0, 8760]"),
+    ("retrain", "max_rows", {}, 99, ">= 100"),
+    ("retrain", "cooldown_hours", {}, -0.5, "in [0, 8760]"),
+    ("retrain", "cooldown_hours", {}, float("inf"), "in [0, 8760]"),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "extra", "value", "allowed"),
+    RANGES,
+    ids=[f"{r[0]}.{r[1]}={r[3]}" for r in RANGES],
+)
+def test_numeric_setting_out_of_range_names_field_value_and_range(
+    tmp_path: Path, section: str, field: str, extra: dict, value: float, allowed: str
+) -> None:
+    body = {**GOOD, **extra}
+    body[section] = {**body.get(section, {}), field: value}
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    want = f"must be {allowed} (got {value!r})"
+    assert any(f == f"{section}.{field}" and want in m for f, m in info.value.problems), (
+        info.value.problems
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "extra", "value", "allowed"),
+    RANGES,
+    ids=[f"{r[0]}.{r[1]}={r[3]}" for r in RANGES],
+)
+def test_numeric_setting_at_its_bound_loads(
+    tmp_path: Path, section: str, field: str, extra: dict, value: float, allowed: str
+) -> None:
+    """The check can fail the other way too: the closest allowed value loads."""
+    inside = {
+        "in (0, 1)": 0.5,
+        "in [0, 4294967295]": 0,
+        "in [1, 100]": 1 if value < 1 else 100,
+        "in (0, 1]": 1.0,
+        "in (0.5, 1)": 0.99,
+        "in [200, 20000]": 200 if value < 200 else 20000,
+        "in [0, 1]": 0.0 if value < 0 else 1.0,
+        "a finite number": -0.5,
+        "in [1000, 10000000]": 1000 if value < 1000 else 10_000_000,
+        ">= 2": 2,
+        ">= 0": 0.0,
+        "in [0, 8760]": 0.0 if value < 0 else 8760,
+        ">= 100": 100,
+    }[allowed]
+    body = {**GOOD, **extra}
+    body[section] = {**body.get(section, {}), field: inside}
+    if section == "retrain":
+        body[section] |= {"window": "sliding", "max_rows": 100}
+    spec = load_spec(write(tmp_path, body))
+    assert getattr(getattr(spec, section), field) == inside
+
+
+FLOORS = [
+    ("binary", "roc_auc", 1.75, "in [0, 1]"),
+    ("binary", "roc_auc", -0.1, "in [0, 1]"),
+    ("binary", "pr_auc", 1.01, "in [0, 1]"),
+    ("binary", "accuracy", 2.0, "in [0, 1]"),
+    ("binary", "f1", -0.5, "in [0, 1]"),
+    ("binary", "log_loss", -0.1, ">= 0"),
+    ("regression", "rmse", -1.0, ">= 0"),
+    ("regression", "mae", -0.01, ">= 0"),
+    ("regression", "r2", 1.2, "<= 1"),
+]
+
+
+@pytest.mark.parametrize(("task", "metric", "floor", "allowed"), FLOORS)
+def test_metric_floor_outside_its_metric_range_is_refused(
+    tmp_path: Path, task: str, metric: str, floor: float, allowed: str
+) -> None:
+    body = {**GOOD, **(REGRESSION if task == "regression" else {})}
+    body["metrics"] = {"primary": metric, "floors": {metric: floor}}
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    assert ("metrics.floors", f"{metric} must be {allowed} (got {floor!r})") in (
+        info.value.problems
+    ), info.value.problems
+    body["metrics"]["floors"] = {metric: 0.0 if floor < 0 else (1.0 if metric != "r2" else 0.99)}
+    assert load_spec(write(tmp_path, body)).metrics.floors  # a floor inside the range loads
+
+
+def test_a_floor_of_r2_may_be_negative_and_rmse_unbounded_above(tmp_path: Path) -> None:
+    body = {**GOOD, **REGRESSION}
+    body["metrics"] = {"primary": "r2", "floors": {"r2": -3.0, "rmse": 1e6}}
+    assert load_spec(write(tmp_path, body)).metrics.floors == {"r2": -3.0, "rmse": 1e6}
+
+
+@pytest.mark.parametrize(
+    ("metric", "margin", "ok"),
+    [
+        ("roc_auc", 1.0, False),
+        ("roc_auc", -1.0, False),
+        ("roc_auc", 0.99, True),
+        ("rmse", 50, True),
+    ],
+)
+def test_promotion_margin_within_what_the_gate_metric_can_differ_by(
+    tmp_path: Path, metric: str, margin: float, ok: bool
+) -> None:
+    body = {**GOOD, **(REGRESSION if metric == "rmse" else {})}
+    body["metrics"] = {"primary": metric}
+    body["promotion"] = {"margin": margin}
+    path = write(tmp_path, body)
+    if ok:
+        assert load_spec(path).promotion.margin == margin
+        return
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert any(
+        f"promotion.margin must be in (-1, 1) for {metric} (got {margin!r})" in m
+        for _, m in info.value.problems
+    ), info.value.problems
+
+
+@pytest.mark.parametrize("deadline", [0, -5, 10081])
+def test_deadline_out_of_range_names_the_pipeline(tmp_path: Path, deadline: float) -> None:
+    body = {**GOOD, "alerts": {"deadlines": {"train": deadline}}}
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    assert ("alerts.deadlines.train", f"must be in (0, 10080] (got {deadline!r})") in (
+        info.value.problems
+    )
+
+
+def test_a_numeric_window_must_not_end_before_it_starts(tmp_path: Path) -> None:
+    body = with_("source.window", {"column": "month", "start": 9, "end": 1})
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, body))
+    assert ("source.window", "start (9) is after end (1): no row would match") in (
+        info.value.problems
+    )
+    assert load_spec(write(tmp_path, with_("source.window", {"column": "m", "start": 1, "end": 1})))

@@ -147,3 +147,26 @@ def test_parse_model_and_file_name(tmp_path: Path) -> None:
     yaml_schema.require_file_name(path, "name", "m1", SpecError)
     with pytest.raises(SpecError, match="'m2' must equal the file name 'm1'"):
         yaml_schema.require_file_name(path, "name", "m2", SpecError)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "words", "inside", "outside"),
+    [
+        ((0, 1, False, False), "in [0, 1]", [0, 0.5, 1], [-0.001, 1.001]),
+        ((0, 1, True, True), "in (0, 1)", [0.001, 0.999], [0, 1]),
+        ((0, 1, True, False), "in (0, 1]", [1], [0]),
+        ((0, None, False, False), ">= 0", [0, 1e300], [-1e-9]),
+        ((0, None, True, False), "> 0", [1e-9], [0]),
+        ((None, 1, False, False), "<= 1", [-1e300, 1], [1.5]),
+        ((None, None, False, False), "a finite number", [-5, 0, 5], []),
+    ],
+)
+def test_ranges_say_what_is_allowed_and_refuse_infinity_and_nan(
+    bounds: tuple, words: str, inside: list, outside: list
+) -> None:
+    lo, hi, lo_open, hi_open = bounds
+    assert yaml_schema.interval(lo, hi, lo_open=lo_open, hi_open=hi_open) == words
+    for value in inside:
+        assert yaml_schema.within(value, lo, hi, lo_open=lo_open, hi_open=hi_open), value
+    for value in [*outside, float("inf"), float("-inf"), float("nan")]:
+        assert not yaml_schema.within(value, lo, hi, lo_open=lo_open, hi_open=hi_open), value

@@ -146,3 +146,51 @@ def test_bias_section_lists_each_group_and_the_gap() -> None:
     assert "<td>a</td>" in page
     assert "<td>b</td>" in page
     assert "Bias" not in dr.render_report(calm, title="calm")
+
+
+# the all-columns table's right edge, its status cells' right edge, and the window's width
+TABLE_EDGES = """(() => {
+  const table = document.querySelector("table.columns");
+  const status = [...table.querySelectorAll("tr td:last-child")];
+  return {table: table.getBoundingClientRect().right,
+          status: Math.max(...status.map(td => td.getBoundingClientRect().right)),
+          badges: status.filter(td => td.querySelector(".badge")).length,
+          viewport: document.documentElement.clientWidth,
+          scroll: document.documentElement.scrollWidth};
+})()"""
+
+
+def test_all_columns_table_fits_a_1300px_window(tmp_path: Path) -> None:
+    """Long column and category names, every column of the table: the status stays visible."""
+    rng = np.random.default_rng(6)
+    n = 5000
+    payment = np.array(["Electronic check", "Mailed check", "Bank transfer (automatic)"])
+
+    def frame(shift: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "scheduled_departure_time": rng.normal(1300 + shift, 300, n),
+                "payment_method_electronic_check": rng.choice(payment, n).astype(object),
+                "monthly_charges_in_local_currency": rng.normal(60, 20 + shift / 10, n),
+                "income": rng.lognormal(10, 0.5, n),
+            }
+        )
+
+    prof = d.build_reference(
+        frame(0),
+        numeric=["scheduled_departure_time", "monthly_charges_in_local_currency", "income"],
+        categorical=["payment_method_electronic_check"],
+    )
+    result = d.check_drift(prof, frame(200))
+    page = tmp_path / "drift.html"
+    page.write_text(dr.render_report(result, title="Drift: flight_delay v1"), "utf-8")
+    edges = browser.measure(page, tmp_path, TABLE_EDGES, size=(1300, 900))
+    assert edges["badges"] == 4, edges
+    assert edges["table"] <= edges["viewport"], edges
+    assert edges["status"] <= edges["viewport"], edges
+    assert edges["scroll"] <= edges["viewport"], edges  # nothing to scroll sideways to
+    # the check can fail: without the table's own rules the same page overflows at 1300 px
+    css = re.sub(r"table\.columns[^{]*\{[^}]*\}", "", page.read_text("utf-8"))
+    (tmp_path / "unfitted.html").write_text(css, "utf-8")
+    unfitted = browser.measure(tmp_path / "unfitted.html", tmp_path, TABLE_EDGES, (1300, 900))
+    assert unfitted["status"] > unfitted["viewport"], unfitted

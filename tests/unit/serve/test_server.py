@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,20 @@ def test_health_is_ok_degraded_or_unavailable(tmp_path: Path) -> None:
     server.states["b"].problem = "version 3 failed to load"
     status, body = server.health()
     assert (status, body["status"]) == (200, "degraded")
+
+
+def test_health_says_since_when_the_api_runs(tmp_path: Path) -> None:
+    """The health probe gives a freshly (re)started API time to load its champions."""
+    before = time.time()
+    server = ModelServer(URI, ["a"], cache_dir=tmp_path)
+    time.sleep(0.3)
+    _, body = server.health()
+    assert 0.2 <= body["uptime_s"] < 5
+    started = datetime.fromisoformat(str(body["started_at"])).timestamp()
+    assert before - 1 <= started <= time.time()
+    server.poller.start = lambda: None  # type: ignore[method-assign]  # no registry here
+    server.start()  # the clock restarts with the poller
+    assert server.health()[1]["uptime_s"] < 0.2
 
 
 def test_stop_removes_only_a_cache_it_made(tmp_path: Path) -> None:
