@@ -42,7 +42,7 @@ from airmlops_core.io import data, scored
 from airmlops_core.io.window import extract
 from airmlops_core.score.model import load_local
 from airmlops_core.spec import ModelSpec
-from airmlops_core.stats import drift
+from airmlops_core.stats.profile import PROFILE_ARTIFACT
 from airmlops_core.tracking import model_load, model_safety, model_source, registry
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext

@@ -29,6 +29,7 @@ from airmlops_dev import demo_data
 from airmlops_dev.stack_secrets import model_api_token
 from airmlops_dev.webhook_receiver import read_messages
 from score_helpers import mlflow_sklearn_load
+from stack_models import register_challenger
 
 pytestmark = pytest.mark.integration
 

@@ -23,6 +23,7 @@ from airmlops_core.tracking import registry
 from airmlops_dev import demo_data
 from airmlops_dev.webhook_receiver import read_messages
 from score_helpers import mlflow_sklearn_load
+from stack_models import register_challenger
 
 pytestmark = pytest.mark.integration
 

@@ -21,6 +21,7 @@ from airmlops_core.quality.report import log_check
 from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import comparison, fairness
+from airmlops_core.stats.metrics import encode_labels
 from airmlops_core.tracking import model_load, registry
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, TRIGGERED_BY, RunContext

@@ -97,6 +97,8 @@ def test_the_stack_model_api_takes_its_token_by_environment_and_is_up_before_a_c
     finally:
         process_group.stop_group(pid, timeout=30)
     assert token not in cfg.log_file("model-api").read_text()
+
+
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 
 

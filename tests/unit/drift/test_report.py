@@ -176,12 +176,12 @@ def test_all_columns_table_fits_a_1300px_window(tmp_path: Path) -> None:
             }
         )
 
-    prof = d.build_reference(
+    prof = build_reference(
         frame(0),
         numeric=["scheduled_departure_time", "monthly_charges_in_local_currency", "income"],
         categorical=["payment_method_electronic_check"],
     )
-    result = d.check_drift(prof, frame(200))
+    result = check_drift(prof, frame(200))
     page = tmp_path / "drift.html"
     page.write_text(dr.render_report(result, title="Drift: flight_delay v1"), "utf-8")
     edges = browser.measure(page, tmp_path, TABLE_EDGES, size=(1300, 900))
