@@ -312,7 +312,8 @@ AIRFLOW_CORE = {
     "AIRFLOW_API_SECRET_KEY",
 }
 CALLBACKS = {"SLACK_WEBHOOK_URL"}  # alert callbacks: dag-processor, triggerer, workers
-TASKS = {"MLFLOW_ADMIN_PASSWORD", "S3_DATA_ACCESS_KEY", "S3_DATA_SECRET_KEY"}  # task code
+# task code (the health probe task calls the model API with its token)
+TASKS = {"MLFLOW_ADMIN_PASSWORD", "S3_DATA_ACCESS_KEY", "S3_DATA_SECRET_KEY", "MODEL_API_TOKEN"}
 S3_KEYS = {
     f"S3_{who}_{part}_KEY" for who in ("ADMIN", "MLFLOW", "DATA") for part in ("ACCESS", "SECRET")
 }
@@ -330,7 +331,7 @@ SECRETS_BY_SERVICE = {
         "S3_MLFLOW_SECRET_KEY",
     },
     "mlflow-init": {"MLFLOW_ADMIN_PASSWORD", "MLFLOW_READER_PASSWORD"},
-    "model-api": {"MLFLOW_READER_PASSWORD"},
+    "model-api": {"MLFLOW_READER_PASSWORD", "MODEL_API_TOKEN"},
     "airflow-init": AIRFLOW_CORE | {"AIRFLOW_ADMIN_PASSWORD"},
     "airflow-apiserver": AIRFLOW_CORE,
     "airflow-scheduler": AIRFLOW_CORE,
@@ -516,11 +517,12 @@ def test_the_model_api_and_its_probe_share_one_token_by_environment(services):
     ref = "${MODEL_API_TOKEN:?run python -m airmlops_dev.compose_env}"
     assert api["AIRMLOPS_MODEL_API_TOKEN"] == ref
     assert "MODEL_API_TOKEN" not in " ".join(map(str, _as_list(services["model-api"]["command"])))
-    for name, service in services.items():
-        if name.startswith("airflow-"):
-            conn = _environment(service)["AIRFLOW_CONN_MODEL_API_DEFAULT"]
-            assert f'"password": "{ref}"' in conn, name
-            assert '"host": "http://model-api:5001"' in conn, name
+    workers = [name for name in services if name.startswith("airflow-worker")]
+    assert workers
+    for name in workers:  # task code runs there; other Airflow services hold no token
+        conn = _environment(services[name])["AIRFLOW_CONN_MODEL_API_DEFAULT"]
+        assert f'"password": "{ref}"' in conn, name
+        assert '"host": "http://model-api:5001"' in conn, name
     assert compose_env.BY_NAME["MODEL_API_TOKEN"].generate is not None
 
 

@@ -71,7 +71,8 @@ def test_no_secret_on_any_command_line_of_the_distributed_stack(tmp_path: Path) 
     launches = commands(cfg)
     assert set(launches) == set(cfg.components)
     secret_values = _stack_secrets(cfg)
-    assert len(secret_values) == 6  # 3 Airflow, 2 MLflow, the Airflow admin's password
+    # 3 Airflow, 2 MLflow, the model API's token, the Airflow admin's password
+    assert len(secret_values) == 7
     _assert_no_secret_on_a_command_line(
         launches,
         [*secret_values, AIRFLOW_DB_PASSWORD, MLFLOW_DB_PASSWORD, REDIS_PASSWORD, S3_SECRET],

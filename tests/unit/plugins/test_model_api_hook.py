@@ -74,7 +74,7 @@ def test_the_probe_passes_with_the_connection_password(
     hook = connect(monkeypatch, api_url, TOKEN)
     assert (hook.url, hook.token) == (api_url, TOKEN)
     check = health.probe_model(hook.url or "", "m", hook.token)
-    assert check == health.Check("model-api/m", True, "version 3 answered the golden request")
+    assert check == health.Check("model-api/m", "up", "version 3 answered the golden request")
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from airmlops_core.serve.metrics import PREFIX
 from airmlops_core.serve.scoring import MAX_JSON_DEPTH, json_depth
 from airmlops_core.serve.server import ModelServer
 from airmlops_core.serve.state import Served
+from airmlops_core.tracking import model_load
 from model_api_process import MODEL, Api, Registry, asgi_client, good_request, records
 
 TOKEN = generate_token()
@@ -181,7 +182,8 @@ def pyfunc(tmp_path_factory: pytest.TempPathFactory) -> Any:
         pyfunc_predict_fn="predict_proba",
         pip_requirements=["scikit-learn"],  # inferring them costs seconds
     )
-    return mlflow.pyfunc.load_model(str(path))
+    # loaded as the API loads it (MLflow's own loader refuses skops with the pickle switch off)
+    return model_load.load_dir(path, "test model").pyfunc()
 
 
 def test_nan_is_a_missing_value_where_the_signature_allows_one(tmp_path: Path, pyfunc: Any) -> None:
@@ -325,8 +327,11 @@ def test_limits_and_auth_hold_on_the_real_server(registry: Registry, tmp_path: P
                 "Content-Length: 1000\r\n\r\n{".encode()
             )
             start = time.monotonic()
-            answer = sock.recv(4096).decode()
+            chunks = []  # headers and body may come in separate segments: read to the close
+            while chunk := sock.recv(4096):
+                chunks.append(chunk)
             took = time.monotonic() - start
+            answer = b"".join(chunks).decode()
         assert answer.startswith("HTTP/1.1 408"), answer
         assert "REQUEST_TIMEOUT" in answer
         assert took < 5
