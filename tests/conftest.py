@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & SERVER_FIXTURES or "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+
+
+# Process-wide settings code under test may set (the CLI and the stack's helpers put the local
+# MLflow's credentials into os.environ on purpose): each test gets back what it started with,
+# so no test sees a login an earlier one left behind (a module's or the session's fixtures,
+# set up before this one, keep theirs).
+ISOLATED_ENV = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_URI",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment() -> Iterator[None]:
+    before = {key: os.environ.get(key) for key in ISOLATED_ENV}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture

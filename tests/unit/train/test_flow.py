@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from airmlops_core import errors
 from airmlops_core.io import data
 from airmlops_core.spec import load_spec
-from airmlops_core.tracking import registry
+from airmlops_core.tracking import model_load, registry
 from airmlops_core.tracking.runs import RunContext, experiment_name, get_or_create_run
 from airmlops_core.train import estimator as training
 from airmlops_core.train import flow as train_flow
@@ -139,7 +139,7 @@ def test_the_logged_example_is_synthetic_not_a_training_row(
     from airmlops_core.serve.scoring import parse_request
 
     parsed, _ = parse_request(json.dumps(serving).encode(), None, meta.get_input_schema())
-    assert len(mlflow.pyfunc.load_model(str(local)).predict(parsed)) == 5
+    assert len(model_load.load_dir(local, "the trained model").pyfunc().predict(parsed)) == 5
 
 
 def test_training_data_gate_fails_closed_and_quarantines(

@@ -7,11 +7,13 @@ broken (logged) before the promotion or the rollback moves `champion`.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow import MlflowClient
 
+import crafted_models as cm
 from airmlops_core.errors import PromotionConflict
 from airmlops_core.spec import load_spec
 from airmlops_core.tracking import locks, registry
@@ -21,20 +23,21 @@ from paths import MODELS_DIR
 
 
 @pytest.fixture
-def model(mlflow_url: str) -> dict[str, Any]:
-    """A fresh registered model with two versions (of an empty run) and a spec naming it."""
+def model(mlflow_url: str, tmp_path: Path) -> dict[str, Any]:
+    """A fresh registered model with two genuine versions (rollback checks its target's files)
+    and a spec naming it."""
     client = MlflowClient(mlflow_url)
     name = f"writers_{uuid.uuid4().hex[:8]}"
-    client.create_registered_model(name)
-    run = client.create_run(client.create_experiment(name))
-    source = f"runs:/{run.info.run_id}/model"
-    v1, v2 = (client.create_model_version(name, source, run_id=run.info.run_id) for _ in "ab")
+    v1, v2 = (
+        cm.register_dir(mlflow_url, name, cm.mlflow_dir(tmp_path / part), champion=False)
+        for part in "ab"
+    )
     spec = load_spec(MODELS_DIR / "customer_churn.yaml").model_copy(update={"name": name})
     ctx = RunContext(model=name, dag_id=f"{name}__validate", run_id="manual__1", task_id="t")
     return {
         "client": client,
         "name": name,
-        "v": (str(v1.version), str(v2.version)),
+        "v": (v1, v2),
         "spec": spec,
         "ctx": ctx,
         "url": mlflow_url,
