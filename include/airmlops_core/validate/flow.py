@@ -213,7 +213,8 @@ def overfit_evidence(
             max_gap=spec.promotion.max_overfit_gap,
             note=f"version {resolved['challenger']} has no {TAG_PREFIX}train_uri tag: retrain it",
         )
-    train = data.read_ref(data.DataRef.from_dict(ref), s3_client=s3_client)
+    train_ref = data.DataRef(ref["uri"], ref["sha256"], ref["rows"], ref["format"])
+    train = data.read_ref(train_ref, s3_client=s3_client)  # verifies the hash
     return generalization.overfit_check(spec, model, train, holdout_metrics)
 
 
