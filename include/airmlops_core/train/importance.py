@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 from pathlib import Path
 from typing import Any, TypedDict
@@ -108,7 +109,8 @@ def read_importance(client: Any, run_id: str) -> dict[str, float] | None:
                 tracking_uri=client.tracking_uri,
             )
             table = json.loads(Path(local).read_text())
-        return {str(f["feature"]): float(f["importance_mean"]) for f in table["features"]}
+        means = {str(f["feature"]): float(f["importance_mean"]) for f in table["features"]}
+        return {k: v for k, v in means.items() if math.isfinite(v)}
     except (OSError, ValueError, KeyError, TypeError, mlflow.exceptions.MlflowException) as exc:
         log.info("run %s has no usable %s: %s", run_id, IMPORTANCE_ARTIFACT, exc)
         return None

@@ -3,6 +3,7 @@ an informative column from noise."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,25 @@ def test_chart_is_a_png(classifier, tmp_path: Path) -> None:
     path = importance.plot(table, "toy", tmp_path)
     assert path.name == "permutation_importance.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_read_back_from_a_run_and_none_without_the_table(mlflow_url: str) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_url)
+    exp = client.create_experiment(f"importance-{secrets.token_hex(3)}")
+    with_table, without = (client.create_run(exp).info.run_id for _ in "ab")
+    table = {
+        "metric": "roc_auc",
+        "n_repeats": 5,
+        "features": [
+            {"feature": "tenure", "importance_mean": 0.2, "importance_std": 0.01},
+            {"feature": "noise", "importance_mean": float("nan"), "importance_std": 0.0},
+        ],
+    }
+    mlflow.set_tracking_uri(mlflow_url)
+    with mlflow.start_run(run_id=with_table):
+        mlflow.log_dict(table, importance.IMPORTANCE_ARTIFACT)
+    assert importance.read_importance(client, with_table) == {"tenure": 0.2}  # NaN left out
+    assert importance.read_importance(client, without) is None
