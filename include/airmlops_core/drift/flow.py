@@ -277,8 +277,8 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
             )
     groups = bias(spec, labels)
     over = bias_over_limit(spec, groups)
-    run_of_version = client.get_model_version(spec.name, version).run_id
-    weights = importance.read_importance(client, run_of_version)
+    trained_in = client.get_model_version(spec.name, version).run_id
+    weights = importance.read_importance(client, trained_in) if trained_in else None
     ranked, barely = rank_by_importance(result.drifted, weights)
     run_id = tracking.model_run(client, spec.name, ctx, DRIFT_PURPOSE)
     mlflow.set_tracking_uri(tracking_uri)

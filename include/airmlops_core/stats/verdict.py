@@ -267,7 +267,9 @@ def rank_by_importance(
         return list(drifted), []
     ranked = sorted(drifted, key=lambda c: (c in importance, -importance.get(c, 0.0)))
     top = max(importance.values())
-    barely = [c for c in ranked if c in importance and top > 0 and importance[c] < barely_used * top]
+    barely = [
+        c for c in ranked if c in importance and top > 0 and importance[c] < barely_used * top
+    ]
     return ranked, barely
 
 

@@ -120,7 +120,9 @@ class OverfitCheck:
         return {k: float(v) for k, v in out.items() if math.isfinite(v)}
 
 
-def cross_validate(spec: ModelSpec, train: pd.DataFrame, metric: str, folds: int) -> CrossValidation:
+def cross_validate(
+    spec: ModelSpec, train: pd.DataFrame, metric: str, folds: int
+) -> CrossValidation:
     """Refit the spec's pipeline on k-1 folds of `train` and score `metric` on the k-th.
 
     Folds are shuffled with the spec's split seed and stratified on the target for classifiers.

@@ -53,9 +53,7 @@ def test_gap_is_sign_aware() -> None:
 
 
 def test_a_deep_tree_overfits_and_the_gap_matches_sklearn() -> None:
-    spec = _spec(
-        "binary", "sklearn.tree.DecisionTreeClassifier", "roc_auc", max_overfit_gap=0.05
-    )
+    spec = _spec("binary", "sklearn.tree.DecisionTreeClassifier", "roc_auc", max_overfit_gap=0.05)
     train, holdout = _frame(600, 1), _frame(400, 2)
     model = training.fit(spec, train)
     proba = model.predict_proba(training.feature_frame(spec, holdout))[:, 1]
