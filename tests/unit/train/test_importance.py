@@ -112,7 +112,6 @@ def test_chart_is_a_png(classifier, tmp_path: Path) -> None:
 
 
 def test_read_back_from_a_run_and_none_without_the_table(mlflow_url: str) -> None:
-    import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient(mlflow_url)
@@ -126,8 +125,6 @@ def test_read_back_from_a_run_and_none_without_the_table(mlflow_url: str) -> Non
             {"feature": "noise", "importance_mean": float("nan"), "importance_std": 0.0},
         ],
     }
-    mlflow.set_tracking_uri(mlflow_url)
-    with mlflow.start_run(run_id=with_table):
-        mlflow.log_dict(table, importance.IMPORTANCE_ARTIFACT)
+    client.log_dict(with_table, table, importance.IMPORTANCE_ARTIFACT)
     assert importance.read_importance(client, with_table) == {"tenure": 0.2}  # NaN left out
     assert importance.read_importance(client, without) is None
