@@ -226,6 +226,9 @@ class Promotion(StrictModel):
     segments: list[str] = Field(default_factory=list)  # metric floors hold per segment too
     fairness_tolerance: Share = 0.05
     fairness_max_gap: Share | None = None
+    # reject when the primary metric on the training rows beats the holdout's by more than this
+    max_overfit_gap: NonNegative | None = None
+    cv_folds: Annotated[int, in_range(2, 20)] | None = None  # k-fold estimate, evidence only
     human_approval: bool = False
     # with human_approval: no answer within this many hours is a rejection (at most 30 days)
     approval_timeout_hours: float = Field(default=72.0, gt=0.0, le=720.0)

@@ -21,7 +21,7 @@ import logging
 import math
 import tempfile
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
 
@@ -36,9 +36,10 @@ from airmlops_core.stats import drift, fairness
 from airmlops_core.stats.metrics import encode_labels
 from airmlops_core.stats.performance import performance_drift
 from airmlops_core.stats.profile import PROFILE_ARTIFACT, ReferenceProfile
-from airmlops_core.stats.verdict import DriftConfig, metric_name
+from airmlops_core.stats.verdict import BARELY_USED, DriftConfig, metric_name, rank_by_importance
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
+from airmlops_core.train import importance
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,10 @@ PREDICTION = "prediction"
 class DriftChecked(TypedDict):
     """Drift and decay of the champion on the last scored window (`check_step`).
 
-    `drifted` maps each drifted column to its effect sizes; `performance` is
+    `drifted` maps each drifted column to its effect sizes, the model's output and the most
+    important features first when the version has a permutation importance table
+    (`ranked_by_importance`), else largest effect first; `barely_used` lists drifted features
+    the model barely uses (stats.verdict.rank_by_importance); `performance` is
     `performance.PerformanceDrift.to_dict()` (None without labels); `bias` maps each sensitive
     feature to its metric gaps.
     """
@@ -67,6 +71,8 @@ class DriftChecked(TypedDict):
     labelled_rows: int
     run_url: str
     report: str
+    ranked_by_importance: NotRequired[bool]
+    barely_used: NotRequired[list[str]]
 
 
 def champion_profile(client: Any, spec: ModelSpec, version: str) -> ReferenceProfile:
@@ -271,6 +277,9 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
             )
     groups = bias(spec, labels)
     over = bias_over_limit(spec, groups)
+    trained_in = client.get_model_version(spec.name, version).run_id
+    weights = importance.read_importance(client, trained_in) if trained_in else None
+    ranked, barely = rank_by_importance(result.drifted, weights)
     run_id = tracking.model_run(client, spec.name, ctx, DRIFT_PURPOSE)
     mlflow.set_tracking_uri(tracking_uri)
     with tracking.resume(run_id, tracking_uri), tempfile.TemporaryDirectory() as tmp:
@@ -321,7 +330,9 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
         "version": version,
         "status": result.status,
         "summary": result.summary(),
-        "drifted": {c: _effect(result.column(c)) for c in result.drifted},
+        "drifted": {c: _effect(result.column(c)) for c in ranked},
+        "ranked_by_importance": weights is not None,
+        "barely_used": barely,
         "label_status": label_result.status if label_result else "no_labels",
         "performance": perf.to_dict() if perf else None,
         "degraded": bool(perf and perf.degraded),
@@ -392,6 +403,16 @@ def alert_transition(
         return state, None
     state["alerted_at"] = now.isoformat(timespec="seconds")
     cols = "; ".join(f"{c} ({e})" for c, e in checked["drifted"].items()) or "none"
+    head = "Drifted columns"
+    if checked.get("ranked_by_importance"):
+        head += " (the model's output first, then features by importance to the model)"
+    barely = checked.get("barely_used") or []
+    barely_text = (
+        f"\nBarely used by the model (permutation importance under {BARELY_USED:.0%} of the "
+        f"top feature's): {', '.join(barely)}"
+        if barely
+        else ""
+    )
     perf = checked["performance"]
     perf_text = (
         f"\nPerformance: {perf['metric']} {perf['current']:.4g} vs holdout "
@@ -402,5 +423,6 @@ def alert_transition(
     bias_text = "".join(f"\nBias: {o}" for o in over.values())
     return state, (
         f":warning: drift in v{checked['version']}: {checked['summary']}\n"
-        f"Drifted columns: {cols}{perf_text}{bias_text}\nReport: {checked['report']}"
+        f"{head}: {cols}{barely_text}{perf_text}{bias_text}\n"
+        f"Report: {checked['report']}"
     )

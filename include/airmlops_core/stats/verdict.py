@@ -20,7 +20,18 @@ from typing import Any
 from airmlops_core.jsonsafe import jsonable
 from airmlops_core.stats import distribution
 
-__all__ = ["ColumnDrift", "DriftConfig", "DriftResult", "decide", "metric_name"]
+__all__ = [
+    "BARELY_USED",
+    "ColumnDrift",
+    "DriftConfig",
+    "DriftResult",
+    "decide",
+    "metric_name",
+    "rank_by_importance",
+]
+
+BARELY_USED = 0.01
+"""A feature whose importance is below this share of the top feature's is barely used."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +251,26 @@ class DriftResult:
 def metric_name(name: str) -> str:
     """MLflow metric names allow alphanumerics, _ - . space and /."""
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
+
+
+def rank_by_importance(
+    drifted: list[str], importance: Mapping[str, float] | None, *, barely_used: float = BARELY_USED
+) -> tuple[list[str], list[str]]:
+    """Drifted columns (given largest effect first) in alert order, and those barely used.
+
+    With the model's feature importances: columns without one (the model's output, the label)
+    first, then features by importance, largest first, equal importances in effect order; a
+    feature below `barely_used` times the top feature's importance is barely used. Without
+    importances: the order given, none barely used.
+    """
+    if not importance:
+        return list(drifted), []
+    ranked = sorted(drifted, key=lambda c: (c in importance, -importance.get(c, 0.0)))
+    top = max(importance.values())
+    barely = [
+        c for c in ranked if c in importance and top > 0 and importance[c] < barely_used * top
+    ]
+    return ranked, barely
 
 
 def decide(columns: list[ColumnDrift], cfg: DriftConfig, n_ref: int, n_cur: int) -> DriftResult:

@@ -51,8 +51,11 @@ def regression_metrics(y_true: Any, pred: np.ndarray) -> dict[str, float]:
 
 def evaluate(spec: ModelSpec, model: Any, holdout: pd.DataFrame) -> dict[str, float]:
     """The spec's task metrics of `model` on `holdout`."""
-    X = feature_frame(spec, holdout)
-    y = holdout[spec.target]
+    return evaluate_xy(spec, model, feature_frame(spec, holdout), holdout[spec.target])
+
+
+def evaluate_xy(spec: ModelSpec, model: Any, X: pd.DataFrame, y: Any) -> dict[str, float]:
+    """The spec's task metrics of `model` on input columns `X` (`feature_frame`) and labels `y`."""
     if spec.is_classifier:
         return classification_metrics(y, model.predict_proba(X), np.asarray(model.classes_))
     return regression_metrics(y, model.predict(X))
@@ -89,11 +92,11 @@ def plots(spec: ModelSpec, model: Any, holdout: pd.DataFrame, out_dir: Path) -> 
             fig, ax = plt.subplots(figsize=(5, 4))
             RocCurveDisplay.from_predictions(y == classes[1], proba[:, 1], ax=ax, name=spec.name)
             ax.set_title(f"{spec.name}: ROC on holdout")
-            paths.append(_save(fig, out_dir / "roc_curve.png"))
+            paths.append(save_figure(fig, out_dir / "roc_curve.png"))
         fig, ax = plt.subplots(figsize=(5, 4))
         ConfusionMatrixDisplay.from_predictions(y, classes[np.argmax(proba, axis=1)], ax=ax)
         ax.set_title(f"{spec.name}: confusion matrix")
-        paths.append(_save(fig, out_dir / "confusion_matrix.png"))
+        paths.append(save_figure(fig, out_dir / "confusion_matrix.png"))
     else:
         pred = model.predict(X)
         fig, axes = plt.subplots(1, 2, figsize=(9, 4))
@@ -104,11 +107,12 @@ def plots(spec: ModelSpec, model: Any, holdout: pd.DataFrame, out_dir: Path) -> 
         axes[1].hist(y - pred, bins=50)
         axes[1].set_xlabel("residual")
         fig.suptitle(f"{spec.name}: residuals on holdout")
-        paths.append(_save(fig, out_dir / "residuals.png"))
+        paths.append(save_figure(fig, out_dir / "residuals.png"))
     return paths
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write `fig` as the evaluation plots are written (tight layout, 90 dpi) and close it."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

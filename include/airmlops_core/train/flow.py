@@ -26,7 +26,7 @@ from airmlops_core.tracking import model_load, registry, resources
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
-from airmlops_core.train import evaluation, reference
+from airmlops_core.train import evaluation, importance, reference
 from airmlops_core.train.example import synthetic_example
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,8 @@ def evaluate_step(
     tracking_uri: str,
     s3_client: Any = None,
 ) -> Evaluated:
-    """Score the holdout, log metrics and plots to the training run (build-time validation)."""
+    """Score the holdout, log metrics, plots and the permutation importance table to the
+    training run (build-time validation)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -316,6 +317,10 @@ def evaluate_step(
         with tempfile.TemporaryDirectory() as tmp:
             for path in evaluation.plots(spec, model, holdout, Path(tmp)):
                 mlflow.log_artifact(str(path), artifact_path="plots")
+            table = importance.permutation_table(spec, model, holdout, seed=spec.split.seed)
+            mlflow.log_dict(dict(table), importance.IMPORTANCE_ARTIFACT)
+            chart = importance.plot(table, spec.name, Path(tmp))
+            mlflow.log_artifact(str(chart), artifact_path="plots")
         # the drift reference travels with the version: training data + holdout output
         train = data.read_ref(data.DataRef.from_dict(refs["train"]), s3_client=s3_client)
         reference.log_reference(spec, model, train, holdout)
@@ -347,6 +352,7 @@ def register_step(
         f"{TAG_PREFIX}mlflow_run_id": trained["mlflow_run_id"],
         f"{TAG_PREFIX}data_sha256": refs["extract"]["sha256"],
         f"{TAG_PREFIX}train_sha256": refs["train"]["sha256"],
+        f"{TAG_PREFIX}train_uri": refs["train"]["uri"],
         f"{TAG_PREFIX}holdout_sha256": refs["holdout"]["sha256"],
         f"{TAG_PREFIX}holdout_uri": refs["holdout"]["uri"],
         f"{TAG_PREFIX}spec_sha": spec_sha,

@@ -26,7 +26,7 @@ from airmlops_core.tracking import model_load, registry
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, TRIGGERED_BY, RunContext
 from airmlops_core.train import estimator as training
-from airmlops_core.train import evaluation
+from airmlops_core.train import evaluation, generalization
 from airmlops_core.validate import promotion
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class Resolved(TypedDict):
     champion: str | None
     holdout: DataRefDict
     data_sha256: str
+    train: NotRequired[DataRefDict]  # the frozen training split (older versions lack it)
     trained_by: NotRequired[str | None]  # who started the challenger's training run, if a user
 
 
@@ -106,13 +107,17 @@ def resolve_step(spec: ModelSpec, *, tracking_uri: str) -> Resolved:
     if not holdout_uri or not holdout_sha:
         raise GateError(f"{spec.name} version {challenger} has no frozen holdout tags")
     champion = registry.alias_version(client, spec.name, registry.CHAMPION)
-    return {
+    out: Resolved = {
         "challenger": challenger,
         "champion": champion,
         "holdout": {"uri": holdout_uri, "sha256": holdout_sha, "rows": -1, "format": "parquet"},
         "data_sha256": tags.get(f"{TAG_PREFIX}data_sha256", ""),
         "trained_by": tags.get(TRIGGERED_BY),
     }
+    train_uri, train_sha = tags.get(f"{TAG_PREFIX}train_uri"), tags.get(f"{TAG_PREFIX}train_sha256")
+    if train_uri and train_sha:
+        out["train"] = {"uri": train_uri, "sha256": train_sha, "rows": -1, "format": "parquet"}
+    return out
 
 
 def _validate_run(spec: ModelSpec, ctx: RunContext, tracking_uri: str) -> str:
@@ -186,6 +191,33 @@ def _estimator(client: Any, name: str, version: str) -> Any:
     return safe.native
 
 
+def overfit_evidence(
+    spec: ModelSpec,
+    resolved: Resolved,
+    model: Any,
+    holdout_metrics: dict[str, float],
+    *,
+    s3_client: Any = None,
+) -> generalization.OverfitCheck | None:
+    """The challenger's train-versus-holdout gap on its frozen (hash-verified) training split;
+    without that split, an unknown gap (rejected when a limit is set), or None when unasked."""
+    ref = resolved.get("train")
+    if ref is None:
+        if spec.promotion.max_overfit_gap is None and spec.promotion.cv_folds is None:
+            return None
+        metric = spec.metrics.primary
+        return generalization.OverfitCheck(
+            metric=metric,
+            train=float("nan"),
+            holdout=holdout_metrics[metric],
+            max_gap=spec.promotion.max_overfit_gap,
+            note=f"version {resolved['challenger']} has no {TAG_PREFIX}train_uri tag: retrain it",
+        )
+    train_ref = data.DataRef(ref["uri"], ref["sha256"], ref["rows"], ref["format"])
+    train = data.read_ref(train_ref, s3_client=s3_client)  # verifies the hash
+    return generalization.overfit_check(spec, model, train, holdout_metrics)
+
+
 def gate_step(
     spec: ModelSpec,
     ctx: RunContext,
@@ -195,7 +227,8 @@ def gate_step(
     tracking_uri: str,
     s3_client: Any = None,
 ) -> Gated:
-    """Floors (overall and per segment), champion vs challenger, fairness: the decision."""
+    """Floors (overall and per segment), overfitting, champion vs challenger, fairness: the
+    decision."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -209,6 +242,7 @@ def gate_step(
     y = encode_labels(y_raw, classes) if spec.is_classifier else y_raw
     metrics = evaluation.evaluate(spec, challenger, holdout)
     floors = evaluation.floor_failures(spec, metrics)
+    overfit = overfit_evidence(spec, resolved, challenger, metrics, s3_client=s3_client)
     out_chall = model_output(spec, challenger, X)
     segment_failures: list[str] = []
     for column in spec.promotion.segments:
@@ -258,9 +292,12 @@ def gate_step(
         segment_floor_failures=segment_failures,
         comparison=comp,
         fairness=fair,
+        overfit=overfit,
     )
     with tracking.resume(_validate_run(spec, ctx, tracking_uri), tracking_uri):
         mlflow.log_metrics({f"challenger_{k}": v for k, v in metrics.items()})
+        if overfit is not None:
+            mlflow.log_metrics(overfit.metrics())
         if comp is not None:
             iv = comp.interval
             mlflow.log_metrics(

@@ -16,6 +16,7 @@ from airmlops_core.spec import LOWER_IS_BETTER
 from airmlops_core.stats.comparison import Comparison
 from airmlops_core.stats.fairness import MISSING_GROUP, FairnessResult
 from airmlops_core.stats.metrics import METRIC_FUNCS
+from airmlops_core.train.generalization import OverfitCheck
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Decision:
             "gate.floors": _json_tag(ev.get("floors")),
             "gate.comparison": _json_tag(ev.get("comparison")),
             "gate.fairness": _json_tag(None if fairness is None else fairness["summary"]),
+            "gate.overfit": _json_tag(ev.get("overfit")),
         }
 
     def message(self, model: str, version: str) -> str:
@@ -72,12 +74,14 @@ def decide(
     segment_floor_failures: list[str],
     comparison: Comparison | None,
     fairness: FairnessResult | None,
+    overfit: OverfitCheck | None = None,
 ) -> Decision:
     """Promote the challenger only if every check passes; list every failing check.
 
     Rejects when the holdout's data check failed, any metric floor (overall or per segment) is
-    missed, a champion exists and the challenger is not better by the margin (a tie keeps the
-    champion), or the fairness gate blocks. Without a champion (`comparison` None) the floors,
+    missed, the train-versus-holdout gap exceeds its limit, a champion exists and the
+    challenger is not better by the margin (a tie keeps the champion), or the fairness gate
+    blocks. Without a champion (`comparison` None) the floors,
     the data check and fairness alone decide.
 
     Args:
@@ -87,6 +91,7 @@ def decide(
         segment_floor_failures: Missed per-segment floors (segment_floor_failures).
         comparison: Champion vs challenger, or None when there is no champion.
         fairness: The fairness gate, or None when the model has no sensitive features.
+        overfit: The train-versus-holdout gap (and k-fold estimate), or None when not measured.
 
     Returns:
         The Decision with its reasons and evidence.
@@ -102,6 +107,8 @@ def decide(
         blocking += [f"segment floor: {f}" for f in segment_floor_failures]
     else:
         passing.append("every metric floor is met, overall and per segment")
+    if overfit is not None:
+        (passing if overfit.passed else blocking).append(overfit.reason)
     if comparison is None:
         passing.append("no champion to compare with: the floors decide")
     elif comparison.challenger_better:
@@ -122,6 +129,7 @@ def decide(
         "fairness": None
         if fairness is None
         else {**fairness.to_dict(), "summary": fairness.summary()},
+        "overfit": None if overfit is None else overfit.to_dict(),
     }
     reasons = passing if promote else blocking
     log.info("gate decision: %s (%s)", evidence["decision"], "; ".join(reasons))

@@ -432,6 +432,10 @@ RANGES = [
     ("promotion", "fairness_tolerance", {}, 1.01, "in [0, 1]"),
     ("promotion", "fairness_max_gap", {}, 1.5, "in [0, 1]"),
     ("promotion", "margin", {}, float("inf"), "a finite number"),
+    ("promotion", "max_overfit_gap", {}, -0.01, ">= 0"),
+    ("promotion", "max_overfit_gap", {}, float("nan"), ">= 0"),
+    ("promotion", "cv_folds", {}, 1, "in [2, 20]"),
+    ("promotion", "cv_folds", {}, 21, "in [2, 20]"),
     ("scoring", "chunk_rows", {}, 999, "in [1000, 10000000]"),
     ("scoring", "chunk_rows", {}, 10_000_001, "in [1000, 10000000]"),
     ("monitoring", "fdr", {}, 0.0, "in (0, 1)"),
@@ -493,6 +497,7 @@ def test_numeric_setting_at_its_bound_loads(
         ">= 0": 0.0,
         "in [0, 8760]": 0.0 if value < 0 else 8760,
         ">= 100": 100,
+        "in [2, 20]": 2 if value < 2 else 20,
     }[allowed]
     body = {**GOOD, **extra}
     body[section] = {**body.get(section, {}), field: inside}

@@ -138,6 +138,26 @@ def test_alert_once_suppress_repeats_then_recover() -> None:
     assert kept == bad_state
 
 
+def test_alert_orders_by_importance_and_names_barely_used_columns() -> None:
+    ranked = {
+        **checked(drifted={"tenure": "feature wasserstein 0.2", "noise": "feature psi 0.9"}),
+        "ranked_by_importance": True,
+        "barely_used": ["noise"],
+    }
+    _, msg = drift_flow.alert_transition({}, ranked, cooldown_hours=24, now=T0)
+    assert msg is not None
+    assert (
+        "Drifted columns (the model's output first, then features by importance to the model): "
+        "tenure (feature wasserstein 0.2); noise (feature psi 0.9)\n"
+        "Barely used by the model (permutation importance under 1% of the top feature's): noise"
+    ) in msg
+    # without the importance table: today's text, no barely-used line
+    _, msg = drift_flow.alert_transition({}, checked(), cooldown_hours=24, now=T0)
+    assert msg is not None
+    assert "Drifted columns: tenure (feature wasserstein 0.9)\nReport: http://r" in msg
+    assert "Barely used" not in msg
+
+
 def test_retrain_rule(spec) -> None:
     perf_only = spec  # default retrain_on: performance
     assert not drift_flow.should_retrain(perf_only, checked())

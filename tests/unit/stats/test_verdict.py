@@ -15,7 +15,7 @@ from scipy import stats
 
 from airmlops_core.stats.drift import check_drift
 from airmlops_core.stats.profile import build_reference
-from airmlops_core.stats.verdict import DriftConfig, DriftResult
+from airmlops_core.stats.verdict import DriftConfig, DriftResult, rank_by_importance
 
 
 def _grid(n: int, shift: float = 0.0) -> np.ndarray:
@@ -126,3 +126,24 @@ def test_result_is_json_and_mlflow_ready(mixed_frame) -> None:
     assert set(compact["drifted"]) == {"num", "cat"}
     assert len(json.dumps(compact)) < 2000
     assert res.summary().startswith("drift in 2 of 2 column(s)")
+
+
+def test_drifted_columns_rank_by_importance_then_effect() -> None:
+    effect_order = ["noise", "prediction", "tenure", "contract", "charges"]
+    weights = {"tenure": 0.20, "contract": 0.05, "charges": 0.05, "noise": 0.001}
+    ranked, barely = rank_by_importance(effect_order, weights)
+    # the output (no importance) first; contract and charges tie: their effect order stays
+    assert ranked == ["prediction", "tenure", "contract", "charges", "noise"]
+    assert barely == ["noise"]  # 0.001 < 1% of 0.20; 0.05 is not
+    assert rank_by_importance(effect_order, weights, barely_used=0.3) == (
+        ranked,
+        ["contract", "charges", "noise"],
+    )
+
+
+def test_without_importances_the_effect_order_stays() -> None:
+    effect_order = ["noise", "prediction", "tenure"]
+    assert rank_by_importance(effect_order, None) == (effect_order, [])
+    assert rank_by_importance(effect_order, {}) == (effect_order, [])
+    # a model that uses no feature at all: nothing to compare "barely" with
+    assert rank_by_importance(["a", "b"], {"a": 0.0, "b": -0.01}) == (["a", "b"], [])

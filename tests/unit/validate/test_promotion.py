@@ -11,6 +11,7 @@ from sklearn import metrics as skm
 
 from airmlops_core.stats.comparison import compare
 from airmlops_core.stats.fairness import GroupReport, fairness_gate
+from airmlops_core.train.generalization import CrossValidation, OverfitCheck
 from airmlops_core.validate.promotion import (
     TAG_VALUE_LIMIT,
     Decision,
@@ -132,6 +133,36 @@ def test_fairness_alone_can_block() -> None:
     assert decision.reasons[0].startswith("fairness:")
 
 
+def test_overfit_gap_over_its_limit_blocks_and_is_evidence() -> None:
+    cv = CrossValidation("roc_auc", [0.80, 0.82, 0.78])
+    over = OverfitCheck("roc_auc", train=0.99, holdout=0.80, max_gap=0.05, cv=cv)
+    decision = _decide(overfit=over)
+    assert not decision.promote
+    assert decision.reasons == [
+        "overfit: the train-versus-holdout gap of roc_auc 0.1900 exceeds max_overfit_gap 0.05 "
+        "(train 0.9900, holdout 0.8000); 3-fold CV roc_auc 0.8000 ± 0.0200"
+    ]
+    tag = json.loads(decision.tags()["gate.overfit"])
+    assert tag["gap"] == pytest.approx(0.19)
+    assert tag["max_gap"] == 0.05
+    assert tag["passed"] is False
+    assert tag["cv"]["mean"] == pytest.approx(0.80)
+    assert tag["cv"]["std"] == pytest.approx(np.std([0.80, 0.82, 0.78], ddof=1))
+    within = _decide(overfit=OverfitCheck("roc_auc", train=0.83, holdout=0.80, max_gap=0.05))
+    assert within.promote
+    assert any("0.0300 is within max_overfit_gap 0.05" in r for r in within.reasons)
+
+
+def test_an_unmeasured_overfit_gap_blocks_only_under_a_limit() -> None:
+    unknown = OverfitCheck("rmse", train=float("nan"), holdout=2.0, max_gap=0.5, note="no split")
+    decision = _decide(overfit=unknown)
+    assert not decision.promote
+    assert "unknown (no split; max_overfit_gap 0.5)" in decision.reasons[0]
+    assert json.loads(decision.tags()["gate.overfit"])["gap"] is None  # NaN is no JSON
+    no_limit = OverfitCheck("rmse", train=float("nan"), holdout=2.0, max_gap=None)
+    assert _decide(overfit=no_limit).promote
+
+
 def test_tags_are_short_strings_and_json(models) -> None:
     y, champ, chall = models
     decision = _decide(
@@ -146,6 +177,7 @@ def test_tags_are_short_strings_and_json(models) -> None:
         "gate.floors",
         "gate.comparison",
         "gate.fairness",
+        "gate.overfit",
     }
     assert all(isinstance(v, str) and len(v) <= TAG_VALUE_LIMIT for v in tags.values())
     assert tags["gate.decision"] == "promote"
@@ -153,6 +185,7 @@ def test_tags_are_short_strings_and_json(models) -> None:
     assert json.loads(tags["gate.comparison"])["challenger_better"] is True
     assert json.loads(tags["gate.fairness"])["passed"] is True
     assert json.loads(_decide().tags()["gate.comparison"]) is None  # always set, never stale
+    assert json.loads(_decide().tags()["gate.overfit"]) is None
     assert json.loads(json.dumps(decision.evidence, allow_nan=False))["decision"] == "promote"
 
 
