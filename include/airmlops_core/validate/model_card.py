@@ -175,6 +175,10 @@ def _n(x: float | None) -> str:
     return htmlpage.num(x, dash=DASH)
 
 
+def _count(x: float | None) -> str:
+    return DASH if x is None or x != x else f"{int(x):,}"
+
+
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
@@ -230,6 +234,7 @@ def to_markdown(facts: CardFacts) -> str:
     floors = ev.get("floors") or {}
     if facts.segments:
         out.append("Floors checked per segment of: " + ", ".join(_code(s) for s in facts.segments))
+        out.append("")
         fails = floors.get("segment_failures") or []
         out += [f"- {_md(f)}" for f in fails] or ["- every segment meets every floor"]
     else:
@@ -303,7 +308,7 @@ def _md_drift(facts: CardFacts) -> list[str]:
     if facts.drift_runs:
         out += ["", "Latest drift checks of the model:", ""]
         rows = [
-            [_md(r.started), _md(r.version), _md(r.status), _n(r.rows), _n(r.n_drifted)]
+            [_md(r.started), _md(r.version), _md(r.status), _count(r.rows), _count(r.n_drifted)]
             for r in facts.drift_runs
         ]
         out += _md_table(["checked", "version", "status", "rows", "drifted columns"], rows)
@@ -480,8 +485,8 @@ def _html_drift(facts: CardFacts) -> str:
                 _link(r.url, r.started),
                 esc(r.version),
                 esc(r.status),
-                _n(r.rows),
-                _n(r.n_drifted),
+                _count(r.rows),
+                _count(r.n_drifted),
             ]
             for r in facts.drift_runs
         ]
