@@ -590,7 +590,11 @@ def test_card_section_loads_and_defaults_to_the_spec_owner(tmp_path: Path) -> No
         "card": {"intended_use": " Rank customers ", "limitations": ["Telco only"]},
     }
     card = load_spec(write(tmp_path, body)).card
-    assert (card.intended_use, card.owner, card.limitations) == ("Rank customers", None, ["Telco only"])
+    assert (card.intended_use, card.owner, card.limitations) == (
+        "Rank customers",
+        None,
+        ["Telco only"],
+    )
 
 
 @pytest.mark.parametrize(
