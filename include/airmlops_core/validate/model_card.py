@@ -420,7 +420,7 @@ def _facts(facts: CardFacts) -> str:
         (facts.outcome, "decision"),
         (f"{rows['training']:,}" if rows.get("training") else DASH, "training rows"),
         (f"{rows['holdout']:,}" if rows.get("holdout") else DASH, "holdout rows"),
-        (str(len(facts.drift_runs)), "drift checks"),
+        (str(len(facts.drift_runs)), "recent drift checks of the model"),
     ]
     return (
         '<div class="facts">'
