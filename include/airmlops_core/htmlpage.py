@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import math
+from collections.abc import Mapping
 from typing import Any
 
 BASE_CSS = """
@@ -30,6 +32,40 @@ footer{color:#57606a;font-size:12px;margin-top:28px}
 def esc(value: Any) -> str:
     """`value` as HTML text (quotes escaped too)."""
     return html.escape(str(value), quote=True)
+
+
+def num(x: float | None, *, dash: str = "&ndash;") -> str:
+    """A number in 4 significant digits (3 in scientific notation); `dash` for None/NaN/inf."""
+    if x is None or not math.isfinite(x):
+        return dash
+    return f"{x:.3g}" if x == 0 or abs(x) >= 1000 or abs(x) < 1e-3 else f"{x:.4g}"
+
+
+def group_table(
+    feature: str,
+    by_group: Mapping[str, Mapping[str, float | None]],
+    gaps: Mapping[str, float | None],
+) -> str:
+    """One sensitive feature's groups as a table: rows and each metric per group, then the gap
+    of each metric (max - min over groups; see airmlops_core.stats.fairness.GroupReport)."""
+    metrics = [m for m in next(iter(by_group.values()), {}) if m != "count"]
+    head = (
+        f"<tr><th>{esc(feature)}</th><th>rows</th>"
+        + "".join(f"<th>{esc(m)}</th>" for m in metrics)
+        + "</tr>"
+    )
+    rows = [
+        f'<tr><td>{esc(g)}</td><td class="num">{int(v.get("count") or 0):,}</td>'
+        + "".join(f'<td class="num">{num(v.get(m))}</td>' for m in metrics)
+        + "</tr>"
+        for g, v in by_group.items()
+    ]
+    gap_row = (
+        "<tr><td><b>gap</b></td><td></td>"
+        + "".join(f'<td class="num"><b>{num(gaps.get(m))}</b></td>' for m in metrics)
+        + "</tr>"
+    )
+    return f"<table>{head}{''.join(rows)}{gap_row}</table>"
 
 
 def page(title: str, body: str, *, css: str = "") -> str:

@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from airmlops_core import yaml_schema
 from airmlops_core.errors import SpecError
+from airmlops_core.spec_card import Card
 from airmlops_core.yaml_schema import StrictModel, in_range, interval, within
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -410,6 +411,7 @@ class ModelSpec(StrictModel):
     monitoring: Monitoring = Field(default_factory=Monitoring)
     retrain: Retrain = Field(default_factory=Retrain)
     alerts: Alerts = Field(default_factory=Alerts)
+    card: Card = Field(default_factory=Card)  # intended use, owner, limitations
     tags: list[str] = Field(default_factory=list)
 
     @field_validator("name")

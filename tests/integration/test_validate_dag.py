@@ -37,6 +37,21 @@ def aliases(client: MlflowClient) -> tuple[str | None, str | None, str | None]:
     )
 
 
+def card_markdown(client: MlflowClient, version: str, tmp_path: Any) -> str:
+    """The version's model card (Markdown), found through its `airmlops.model_card` tag."""
+    import mlflow
+
+    uri = client.get_model_version(MODEL, version).tags["airmlops.model_card"]
+    assert uri.startswith("runs:/"), uri
+    assert uri.endswith("/model_card/model_card.html"), uri
+    md = uri.removesuffix(".html") + ".md"
+    local = mlflow.artifacts.download_artifacts(
+        md, dst_path=str(tmp_path), tracking_uri=client.tracking_uri
+    )
+    with open(local, encoding="utf-8") as f:
+        return f.read()
+
+
 def validate(api: Any, model: str = MODEL) -> tuple[str, dict[str, str]]:
     dag_id = f"{model}__validate"
     run_id = api.trigger(dag_id)
@@ -65,7 +80,7 @@ def first_champion(stack: Any, airflow_api: Any) -> dict:
 
 
 def test_first_candidate_is_promoted_by_the_asset_triggered_gate(
-    first_champion, stack, airflow_api
+    first_champion, stack, airflow_api, tmp_path
 ) -> None:
     assert first_champion["state"] == "success"
     tis = {
@@ -82,12 +97,16 @@ def test_first_candidate_is_promoted_by_the_asset_triggered_gate(
     assert tags["gate.decision"] == "promote"
     assert tags["airmlops.approved_by"] == "gate (automatic)"
     assert json.loads(tags["gate.fairness"])  # sensitive features: female, senior_citizen
+    card = card_markdown(client, champion, tmp_path)
+    assert "**Decision: PROMOTED to champion, approved by gate (automatic)**" in card
+    assert "Rank existing telco customers" in card  # the demo spec's card section
+    assert "Challenger by `female`" in card
     text = json.dumps(read_messages(stack.messages_file))
     assert f"{MODEL}__validate" in text
 
 
 def test_weaker_challenger_is_rejected_and_champion_kept(
-    first_champion, stack, airflow_api
+    first_champion, stack, airflow_api, tmp_path
 ) -> None:
     client = MlflowClient(stack.mlflow_url)
     champion_before = aliases(client)[0]
@@ -100,6 +119,8 @@ def test_weaker_challenger_is_rejected_and_champion_kept(
     assert aliases(client)[0] == champion_before
     reasons = json.loads(client.get_model_version(MODEL, weak).tags["rejected"])
     assert any("roc_auc" in r for r in reasons), reasons
+    card = card_markdown(client, weak, tmp_path)
+    assert f"**Decision: REJECTED: version {champion_before} stays champion**" in card
 
 
 def test_rollback_then_better_challenger_promoted(first_champion, stack, airflow_api) -> None:

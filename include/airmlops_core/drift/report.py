@@ -4,7 +4,6 @@ PNG plots of the most drifted columns, from a `verdict.DriftResult`."""
 from __future__ import annotations
 
 import base64
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,10 +61,7 @@ table.columns td.split{white-space:normal}
 _VERDICTS = {"drift": "DRIFT", "no_drift": "NO DRIFT", "not_enough_data": "NOT ENOUGH DATA"}
 
 
-def _fmt(x: float | None) -> str:
-    if x is None or not math.isfinite(x):
-        return "&ndash;"
-    return f"{x:.3g}" if x == 0 or abs(x) >= 1000 or abs(x) < 1e-3 else f"{x:.4g}"
+_fmt = htmlpage.num
 
 
 def _p(x: float | None) -> str:
@@ -168,29 +164,7 @@ def _performance(perf: PerformanceDrift) -> str:
 
 def _bias(reports: Sequence[GroupReport]) -> str:
     """One table per sensitive feature: each group's metrics, then the gaps."""
-    out = []
-    for r in reports:
-        metrics = [m for m in next(iter(r.by_group.values()), {}) if m != "count"]
-        head = (
-            "<tr><th>"
-            + esc(r.feature)
-            + "</th><th>rows</th>"
-            + "".join(f"<th>{esc(m)}</th>" for m in metrics)
-            + "</tr>"
-        )
-        rows = [
-            f'<tr><td>{esc(g)}</td><td class="num">{int(v.get("count", 0)):,}</td>'
-            + "".join(f'<td class="num">{_fmt(v.get(m))}</td>' for m in metrics)
-            + "</tr>"
-            for g, v in r.by_group.items()
-        ]
-        gaps = (
-            "<tr><td><b>gap</b></td><td></td>"
-            + "".join(f'<td class="num"><b>{_fmt(r.gaps.get(m))}</b></td>' for m in metrics)
-            + "</tr>"
-        )
-        out.append(f"<table>{head}{''.join(rows)}{gaps}</table>")
-    return "".join(out)
+    return "".join(htmlpage.group_table(r.feature, r.by_group, r.gaps) for r in reports)
 
 
 def _images(images: Sequence[str | Path]) -> str:

@@ -27,7 +27,7 @@ from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, TRIGGERED_BY, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation, generalization
-from airmlops_core.validate import promotion
+from airmlops_core.validate import card_mlflow, promotion
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +69,21 @@ class Gated(TypedDict):
 
 
 class Promoted(registry.AliasMoveDict):
-    """Where the aliases point after a promotion (`promote_step`)."""
+    """Where the aliases point after a promotion (`promote_step`); the card's URI, if written."""
 
     summary: str
     url: str
+    model_card: NotRequired[str | None]
 
 
 class Rejected(TypedDict):
-    """The rejected challenger and why (`reject_step`)."""
+    """The rejected challenger and why (`reject_step`); the card's URI, if written."""
 
     rejected: str
     reasons: list[str]
     summary: str
     url: str
+    model_card: NotRequired[str | None]
 
 
 class RolledBack(registry.AliasMoveDict):
@@ -308,7 +310,7 @@ def gate_step(
                     "improvement_ci_high": iv.high,
                 }
             )
-        mlflow.log_dict(decision.evidence, "gate/evidence.json")
+        mlflow.log_dict(decision.evidence, card_mlflow.EVIDENCE_ARTIFACT)
         mlflow.set_tags(
             {
                 f"{TAG_PREFIX}challenger_version": resolved["challenger"],
@@ -351,10 +353,20 @@ def promote_step(
     )
     if "rejected" in client.get_model_version(spec.name, gated["challenger"]).tags:
         client.delete_model_version_tag(spec.name, gated["challenger"], "rejected")
+    card = write_model_card(
+        spec,
+        ctx,
+        gated,
+        promoted=True,
+        reasons=gated["reasons"],
+        approved_by=approved_by,
+        tracking_uri=tracking_uri,
+    )
     return {
         **move.to_dict(),
         "summary": gated["message"],
         "url": tracking.model_version_url(tracking_uri, spec.name, gated["challenger"]),
+        "model_card": card,
     }
 
 
@@ -376,6 +388,15 @@ def reject_step(
     client.set_model_version_tag(
         spec.name, gated["challenger"], "rejected", json.dumps(reasons)[:5000]
     )
+    card = write_model_card(
+        spec,
+        ctx,
+        gated,
+        promoted=False,
+        reasons=reasons,
+        approved_by=None,
+        tracking_uri=tracking_uri,
+    )
     return {
         "rejected": gated["challenger"],
         "reasons": reasons,
@@ -383,7 +404,55 @@ def reject_step(
         if not extra_reasons
         else f"{gated['message']}\n" + "; ".join(extra_reasons),
         "url": tracking.model_version_url(tracking_uri, spec.name, gated["challenger"]),
+        "model_card": card,
     }
+
+
+def write_model_card(
+    spec: ModelSpec,
+    ctx: RunContext,
+    gated: Gated,
+    *,
+    promoted: bool,
+    reasons: list[str],
+    approved_by: str | None,
+    tracking_uri: str,
+) -> str | None:
+    """Log the challenger's model card to the validation run and link it from the version.
+
+    Called once the outcome is recorded (alias moved, or `rejected` tagged). The card documents
+    a decision already made, so a failure never raises: it is logged as a warning and recorded
+    on the version (`airmlops.model_card_error`); the aliases and gate tags stay as they are,
+    and a re-run of the task writes the card again.
+
+    Returns:
+        The HTML card's URI, or None when it could not be written.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    version = gated["challenger"]
+    try:
+        run_id = _validate_run(spec, ctx, tracking_uri)
+        facts = card_mlflow.gather(
+            client,
+            spec,
+            version,
+            validate_run_id=run_id,
+            outcome="promoted" if promoted else "rejected",
+            reasons=reasons,
+            metrics=gated["metrics"],
+            champion_before=gated["champion"],
+            approved_by=approved_by,
+            tracking_uri=tracking_uri,
+        )
+        return card_mlflow.log_card(
+            client, facts, validate_run_id=run_id, tracking_uri=tracking_uri
+        )
+    except Exception as exc:  # documentation only: never undo or block the decision
+        log.warning("model card of %s version %s not written: %r", spec.name, version, exc)
+        card_mlflow.record_failure(client, spec.name, version, exc)
+        return None
 
 
 def rollback_step(

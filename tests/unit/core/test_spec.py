@@ -586,3 +586,37 @@ def test_a_numeric_window_must_not_end_before_it_starts(tmp_path: Path) -> None:
         info.value.problems
     )
     assert load_spec(write(tmp_path, with_("source.window", {"column": "m", "start": 1, "end": 1})))
+
+
+def test_card_section_loads_and_defaults_to_the_spec_owner(tmp_path: Path) -> None:
+    assert load_spec(write(tmp_path, GOOD)).card.intended_use is None
+    body = {
+        **GOOD,
+        "card": {"intended_use": " Rank customers ", "limitations": ["Telco only"]},
+    }
+    card = load_spec(write(tmp_path, body)).card
+    assert (card.intended_use, card.owner, card.limitations) == (
+        "Rank customers",
+        None,
+        ["Telco only"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("card", "field", "message"),
+    [
+        ({"intended_use": "   "}, "card.intended_use", "must not be blank"),
+        ({"intended_use": "x" * 2001}, "card.intended_use", "at most 2000 characters"),
+        ({"owner": ""}, "card.owner", "must not be blank"),
+        ({"limitations": ["ok", " "]}, "card.limitations.1", "must not be blank"),
+        ({"limitations": ["x"] * 31}, "card.limitations", "at most 30 items"),
+        ({"limitations": "one string"}, "card.limitations", "valid list"),
+        ({"purpose": "x"}, "card.purpose", "unknown field"),
+    ],
+)
+def test_bad_card_section_names_the_field(
+    tmp_path: Path, card: dict, field: str, message: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, {**GOOD, "card": card}))
+    assert any(f == field and message in m for f, m in info.value.problems), info.value.problems
