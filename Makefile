@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit test-integration install system-deps lock lint audit validate bench clean compose-env
+.PHONY: up down status test test-unit test-fast test-integration install system-deps lock lint actionlint check audit validate bench clean compose-env
 
 # The virtualenv, installed from the committed lock of exact versions.
 $(STAMP): requirements/lock.txt pyproject.toml dev/pyproject.toml
@@ -46,6 +46,10 @@ test: install system-deps  ## the whole suite: DAG integrity, unit, integration 
 test-unit: install system-deps
 	$(PY) -m pytest tests/unit tests/dags
 
+# The tests that start no server (tests/conftest.py marks the others `integration`).
+test-fast: install system-deps  ## DAG integrity and unit tests, no server started
+	$(PY) -m pytest -m "not integration"
+
 test-integration: install
 	$(PY) -m pytest tests/integration
 
@@ -62,6 +66,12 @@ lint: install  ## ruff lint and format check, mypy, the import contracts (import
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+actionlint: install  ## check the GitHub Actions workflows (.github/workflows)
+	$(VENV)/bin/actionlint
+
+# The fast tier, what a pull request runs (.github/workflows/pr.yml): the targets above, in turn.
+check: lint validate actionlint test-fast  ## lint, spec validation, actionlint, DAG and unit tests
 
 bench: install  ## benchmarks (ratios printed)
 	$(PY) benchmarks/parse_time.py

@@ -14,19 +14,35 @@ from pathlib import Path
 from types import ModuleType
 
 from airmlops_core import errors, onboard, settings
-from airmlops_core.errors import EstimatorError
+from airmlops_core.errors import EstimatorError, SpecError
 from airmlops_core.io import data
 from airmlops_core.quality.drafting import profile_to_file
 from airmlops_core.quality.suite import suite_path
-from airmlops_core.spec import load_spec, load_specs, spec_hash
+from airmlops_core.spec import ModelSpec, load_spec, load_specs, spec_hash
 from airmlops_core.tracking.model_source import REGISTRY_SCHEMES
 from airmlops_core.train.estimator import build_pipeline
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate every spec; with --deep also import and build each estimator."""
+    """Validate every spec (or the spec files named); with --deep also build each estimator."""
 
-    specs, errors = load_specs(args.models_dir)
+    specs: dict[str, ModelSpec] = {}
+    errors: dict[str, SpecError] = {}
+    paths: dict[str, Path] = {}
+    if args.specs:
+        where = f"{len(args.specs)} file(s)"
+        for path in args.specs:
+            try:
+                spec = load_spec(path)
+            except SpecError as exc:
+                errors[str(path)] = exc
+                continue
+            specs[spec.name] = spec
+            paths[spec.name] = Path(path)
+    else:
+        specs, errors = load_specs(args.models_dir)
+        where = str(args.models_dir)
+        paths = {name: args.models_dir / f"{name}.yaml" for name in specs}
     for err in errors.values():
         print(err, file=sys.stderr)
     if args.deep:
@@ -36,11 +52,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             try:
                 build_pipeline(s)
             except EstimatorError as exc:
-                print(f"{args.models_dir}/{name}.yaml: {exc}", file=sys.stderr)
+                print(f"{paths[name]}: {exc}", file=sys.stderr)
                 errors[name] = exc  # type: ignore[assignment]
     print(
         f"{len(specs) - sum(n in specs for n in errors)} valid, {len(errors)} invalid "
-        f"spec(s) in {args.models_dir}"
+        f"spec(s) in {where}"
     )
     return 1 if errors else 0
 
@@ -129,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", help="validate model specs without Airflow")
     p.add_argument("--models-dir", type=Path, default=settings.models_dir())
     p.add_argument("--deep", action="store_true", help="also import and build estimators")
+    p.add_argument(
+        "specs", nargs="*", type=Path, help="spec files to check (default: all in --models-dir)"
+    )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("profile-suite", help="draft a model's expectation suite from its data")
     p.add_argument("model")

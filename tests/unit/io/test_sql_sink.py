@@ -25,6 +25,7 @@ from airmlops_core.io import sql_sink as score_sink
 from airmlops_core.score.model import LoadedModel, load_local
 from airmlops_core.score.stream import score_partition
 from airmlops_core.spec import ModelSpec
+from airmlops_core.train.flow import pip_requirements
 from pgserver import PostgresServer
 
 DATE = "2024-05-01T00:00:00Z"
@@ -53,6 +54,7 @@ def model(tmp: Path, name: str, version: str, c: float) -> LoadedModel:
         serialization_format="skops",
         skops_trusted_types=[],
         signature=infer_signature(x, y),
+        pip_requirements=pip_requirements(),  # inferring them runs a subprocess for seconds
     )
     return load_local(path, name, version)
 
@@ -93,7 +95,8 @@ def postgres() -> Iterator[str]:
         yield pg.url("sink", password, "sink")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The PostgreSQL case starts a server (requested at run time, so the conftest hook cannot see it)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "sqlite":
         eng = sa.create_engine(f"sqlite:///{tmp_path / 'scores.db'}")
