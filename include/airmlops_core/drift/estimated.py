@@ -26,7 +26,6 @@ from airmlops_core.stats.estimate import (
     CALIBRATION_ARTIFACT,
     ESTIMATED,
     Calibration,
-    Estimate,
     estimate,
 )
 

@@ -110,7 +110,8 @@ def current_window(
     input features joined with the outputs' predictions. Inputs that moved or changed are
     skipped and counted. The lineage's "runs" gives each scoring run's logical date and rows,
     in the window's row order."""
-    frames, used, skipped, runs = [], [], [], []
+    frames: list[pd.DataFrame] = []
+    used, skipped, runs = [], [], []
     key = spec.row_key or "row_index"
     for manifest in _manifests(spec, window_runs):
         if version is not None and str(manifest["model_version"]) != str(version):

@@ -166,11 +166,11 @@ def _reliability(p: np.ndarray, y: np.ndarray, bins: int) -> tuple[float, list[d
     order = np.argsort(p, kind="stable")
     edges = np.unique(p[order][(len(p) * np.arange(1, bins)) // bins])
     which = np.searchsorted(edges, p, side="left")  # bin i: (edges[i-1], edges[i]]
-    count = np.bincount(which, minlength=len(edges) + 1)
-    mean_p = np.bincount(which, weights=p, minlength=len(count))
-    freq = np.bincount(which, weights=y, minlength=len(count))
-    kept = count > 0
-    count, mean_p, freq = count[kept], mean_p[kept] / count[kept], freq[kept] / count[kept]
+    all_counts = np.bincount(which, minlength=len(edges) + 1)
+    kept = all_counts > 0
+    count = all_counts[kept]
+    mean_p = np.bincount(which, weights=p, minlength=len(kept))[kept] / count
+    freq = np.bincount(which, weights=y, minlength=len(kept))[kept] / count
     ece = float(np.sum(count * np.abs(mean_p - freq)) / len(p))
     rows = [
         {"rows": float(c), "mean_probability": float(m), "frequency": float(f)}

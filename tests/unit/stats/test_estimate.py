@@ -211,10 +211,9 @@ def test_estimate_tracks_realised_metrics_on_a_shifted_churn_batch() -> None:
     likely). Tolerance per metric: 3 sampling sds of the metric (from labels drawn from the
     batch's probabilities, 200 draws) plus the holdout ECE (the calibration error the check
     accepted)."""
-    from airmlops_dev import demo_data
-
     from airmlops_core.spec import ModelSpec
     from airmlops_core.train.estimator import feature_frame, fit
+    from airmlops_dev import demo_data
 
     spec = ModelSpec.model_validate(
         {
@@ -251,10 +250,7 @@ def test_estimate_tracks_realised_metrics_on_a_shifted_churn_batch() -> None:
     assert result.status == "ok", result.summary()
     realised = _realised(batch["churn"].to_numpy(), p)
     simulated = np.array(
-        [
-            list(_realised((rng.random(len(p)) < p).astype(int), p).values())
-            for _ in range(200)
-        ]
+        [list(_realised((rng.random(len(p)) < p).astype(int), p).values()) for _ in range(200)]
     )
     for i, m in enumerate(("accuracy", "roc_auc", "f1")):
         tol = 3 * simulated[:, i].std(ddof=1) + cal.ece
