@@ -14,6 +14,14 @@ NannyML does not install beside pandas 3) on the same probabilities, references 
 holdouts, and prints its estimates beside the pack's.
 
     .venv/bin/python benchmarks/cbpe_replay.py [--nannyml /tmp/nmvenv/bin/python]
+
+Result (2026-12, nannyml 0.13.1): both holdouts calibrated (ECE 0.010, 0.008); mean absolute
+error over the five month batches: accuracy 0.089, ROC AUC 0.061, F1 0.024 (NannyML 0.095,
+0.078, 0.030). October is close (accuracy off by 0.03, ROC AUC by 0.008); December is not
+(accuracy 0.87 estimated, 0.67 realised): its delay rate jumps while the features barely
+tell, a change of P(label | features) no label-free estimate can see. v1's F1 is 0 estimated
+and realised: it predicts no delays in Oct-Dec. NannyML's holdout rows are in-sample (it
+fits its calibrator on the reference), the pack's are not.
 """
 
 from __future__ import annotations
