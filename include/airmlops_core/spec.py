@@ -297,6 +297,11 @@ class Monitoring(StrictModel):
 
     A column drifts when its p-value survives Benjamini-Hochberg at `fdr` AND an effect size
     reaches its minimum; below `min_rows` the verdict is "not enough data".
+
+    Before labels land, classifiers get a confidence-based performance estimate (see
+    airmlops_core.stats.estimate): only when the champion's holdout calibration error is at
+    most `calibration_max_ece`; it alerts below a metric floor or, with `estimated_drop_max`,
+    more than that below the holdout's realised value.
     """
 
     fdr: OpenShare = 0.05
@@ -306,6 +311,8 @@ class Monitoring(StrictModel):
     min_js: Share = 0.07
     window_runs: Annotated[int, in_range(1, 100)] = 3  # the last N scoring runs
     max_metric_drop: NonNegative = 0.02  # performance decay tolerated
+    calibration_max_ece: Annotated[float, in_range(0, 1, lo_open=True)] = 0.05
+    estimated_drop_max: Share | None = None  # None: the estimate alerts on floors only
     cooldown_hours: Hours = 24.0  # identical alerts suppressed
     retrain_on: list[Literal["drift", "performance"]] = Field(
         default_factory=lambda: ["performance"]  # type: ignore[arg-type]

@@ -8,6 +8,8 @@
   feature and prediction drift, and, where labels have landed (joined on the row key and the
   model version, never imputed), label and performance drift. Everything goes to a monitoring
   MLflow run tagged with the model version: metrics, an offline HTML report and PNG plots.
+  For classifiers it also estimates performance before labels (drift.estimated), per scoring
+  run, when the champion's holdout calibration allows.
 - `alert_transition` turns consecutive results into at most one message per run: a new or
   changed drift alerts, the same drift within the cool-down stays quiet, a recovery is
   announced.
@@ -26,6 +28,7 @@ from typing import Any, NotRequired, TypedDict
 import pandas as pd
 
 from airmlops_core import errors, settings
+from airmlops_core.drift import estimated as cbpe
 from airmlops_core.drift import report as drift_report
 from airmlops_core.errors import NoReference
 from airmlops_core.io import data
@@ -55,7 +58,8 @@ class DriftChecked(TypedDict):
     (`ranked_by_importance`), else largest effect first; `barely_used` lists drifted features
     the model barely uses (stats.verdict.rank_by_importance); `performance` is
     `performance.PerformanceDrift.to_dict()` (None without labels); `bias` maps each sensitive
-    feature to its metric gaps.
+    feature to its metric gaps. `estimate` is the newest scoring run's performance estimate
+    (`stats.estimate.Estimate.to_dict()`; None for a regressor or an empty window).
     """
 
     version: str
@@ -67,6 +71,8 @@ class DriftChecked(TypedDict):
     degraded: bool
     bias: dict[str, dict[str, float]]
     bias_over_limit: dict[str, str]
+    estimate: dict[str, Any] | None
+    estimated_decay: bool
     rows: int
     labelled_rows: int
     run_url: str
@@ -108,12 +114,15 @@ def current_window(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Scored rows of the last `window_runs` scoring runs of `version` (None: any version):
     input features joined with the outputs' predictions. Inputs that moved or changed are
-    skipped and counted."""
-    frames, used, skipped = [], [], []
+    skipped and counted. The lineage's "runs" gives each scoring run's logical date and rows,
+    in the window's row order."""
+    frames: list[pd.DataFrame] = []
+    used, skipped, runs = [], [], []
     key = spec.row_key or "row_index"
     for manifest in _manifests(spec, window_runs):
         if version is not None and str(manifest["model_version"]) != str(version):
             continue
+        before = len(frames)
         for part in manifest["partitions"]:
             if part["status"] != "scored":
                 continue
@@ -136,8 +145,11 @@ def current_window(
             ]
             frames.append(features.merge(preds, on=key, how="inner", validate="one_to_one"))
             used.append(part["input_uri"])
+        if len(frames) > before:
+            rows = sum(len(f) for f in frames[before:])
+            runs.append({"logical_date": manifest.get("logical_date"), "rows": rows})
     window = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return window, {"inputs": used, "skipped": skipped, "rows": len(window)}
+    return window, {"inputs": used, "skipped": skipped, "rows": len(window), "runs": runs}
 
 
 def _read_inputs(spec: ModelSpec, ref: data.DataRef) -> pd.DataFrame:
@@ -280,6 +292,14 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
     trained_in = client.get_model_version(spec.name, version).run_id
     weights = importance.read_importance(client, trained_in) if trained_in else None
     ranked, barely = rank_by_importance(result.drifted, weights)
+    estimates = (
+        cbpe.estimate_runs(
+            spec, window, lineage["runs"], cbpe.champion_calibration(client, spec, version)
+        )
+        if spec.is_classifier
+        else []
+    )
+    estimate = estimates[-1]["estimate"] if estimates else None
     run_id = tracking.model_run(client, spec.name, ctx, DRIFT_PURPOSE)
     mlflow.set_tracking_uri(tracking_uri)
     with tracking.resume(run_id, tracking_uri), tempfile.TemporaryDirectory() as tmp:
@@ -297,6 +317,9 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
         )
         if perf is not None and perf.current is not None:
             mlflow.log_metric(f"performance.{perf.metric}", perf.current)
+        cbpe.log_estimates(estimates)
+        if estimate is not None:
+            mlflow.set_tag(f"{TAG_PREFIX}estimate_status", estimate["status"])
         images = drift_report.plots(result, profile, window, Path(tmp)) if len(window) else []
         page = Path(tmp) / "drift_report.html"
         page.write_text(
@@ -319,6 +342,7 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
                 "labels": label_result.to_dict() if label_result else None,
                 "performance": perf.to_dict() if perf else None,
                 "bias": [g.to_dict() for g in groups],
+                "estimates": estimates,
                 "window": lineage,
             },
             "monitoring/drift.json",
@@ -338,6 +362,8 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
         "degraded": bool(perf and perf.degraded),
         "bias": {g.feature: g.gaps for g in groups},
         "bias_over_limit": over,
+        "estimate": estimate,
+        "estimated_decay": bool(estimate and estimate["status"] == "decayed"),
         "rows": len(window),
         "labelled_rows": len(labels),
         "run_url": url,
@@ -380,8 +406,12 @@ def alert_transition(
     if checked["status"] == "not_enough_data" and not checked["degraded"]:
         return dict(previous), None  # no verdict: neither a new alert nor a recovery
     over = checked.get("bias_over_limit") or {}
-    bad = checked["status"] == "drift" or checked["degraded"] or bool(over)
-    fingerprint = json.dumps([sorted(checked["drifted"]), checked["degraded"], sorted(over)])
+    est_decay = bool(checked.get("estimated_decay"))
+    bad = checked["status"] == "drift" or checked["degraded"] or bool(over) or est_decay
+    fingerprint = json.dumps(
+        [sorted(checked["drifted"]), checked["degraded"], sorted(over)]
+        + (["estimated_decay"] if est_decay else [])  # absent: the same as before estimates
+    )
     state = {
         "bad": bad,
         "fingerprint": fingerprint,
@@ -421,8 +451,10 @@ def alert_transition(
         else ""
     )
     bias_text = "".join(f"\nBias: {o}" for o in over.values())
+    est = checked.get("estimate") or {}
+    est_text = "".join(f"\nEstimated (no labels yet): {r}" for r in est.get("reasons", []))
     return state, (
         f":warning: drift in v{checked['version']}: {checked['summary']}\n"
-        f"{head}: {cols}{barely_text}{perf_text}{bias_text}\n"
+        f"{head}: {cols}{barely_text}{perf_text}{bias_text}{est_text if est_decay else ''}\n"
         f"Report: {checked['report']}"
     )

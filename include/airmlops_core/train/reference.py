@@ -2,7 +2,10 @@
 
 Features and label from the training fold, predictions from the holdout output, stored as an
 artifact of the training run (monitoring/drift_reference.zip), so a check never depends on a
-file that may have moved.
+file that may have moved. Classifiers also get their holdout calibration
+(monitoring/calibration.json, `stats.estimate.Calibration`): the drift DAG estimates
+performance before labels only for a version whose holdout says its probabilities are
+frequencies.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import pandas as pd
 from airmlops_core.io import scored
 from airmlops_core.io.scored import PREDICTION
 from airmlops_core.spec import ModelSpec
+from airmlops_core.stats.estimate import CALIBRATION_ARTIFACT, Calibration, calibration
+from airmlops_core.stats.metrics import encode_labels
 from airmlops_core.stats.profile import PROFILE_ARTIFACT, ReferenceProfile, build_reference
 from airmlops_core.train.estimator import feature_frame
 
@@ -61,13 +66,26 @@ def build_profile(
 def log_reference(
     spec: ModelSpec, model: Any, train: pd.DataFrame, holdout: pd.DataFrame
 ) -> ReferenceProfile:
-    """Build the profile and log it to the active MLflow run (artifact PROFILE_ARTIFACT)."""
+    """Build the profile and log it to the active MLflow run (artifact PROFILE_ARTIFACT), with
+    a classifier's holdout calibration (CALIBRATION_ARTIFACT)."""
     import mlflow
 
-    profile = build_profile(
-        spec, train, prediction_frame(spec, model, feature_frame(spec, holdout))
-    )
+    predictions = prediction_frame(spec, model, feature_frame(spec, holdout))
+    profile = build_profile(spec, train, predictions)
     with tempfile.TemporaryDirectory() as tmp:
         path = profile.save(Path(tmp) / PROFILE_ARTIFACT)
         mlflow.log_artifact(str(path), artifact_path="monitoring")
+    if spec.is_classifier:
+        classes = list(model.classes_)
+        proba = predictions[scored.proba_names(classes)].to_numpy()
+        log_calibration(calibration(encode_labels(holdout[spec.target], classes), proba))
     return profile
+
+
+def log_calibration(calib: Calibration) -> None:
+    """Log the holdout calibration to the active MLflow run: monitoring/CALIBRATION_ARTIFACT and
+    the metrics holdout_calibration_ece, holdout_brier."""
+    import mlflow
+
+    mlflow.log_dict(calib.to_dict(), f"monitoring/{CALIBRATION_ARTIFACT}")
+    mlflow.log_metrics({"holdout_calibration_ece": calib.ece, "holdout_brier": calib.brier})
