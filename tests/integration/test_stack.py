@@ -169,7 +169,8 @@ def test_secrets_are_private_and_never_logged(stack: StackConfig) -> None:
         for line in stack.secrets_file.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     ]
-    assert len(secret_values) == 5  # Airflow's three, the MLflow admin's password and CSRF key
+    assert len(secret_values) == 6  # Airflow's three, the MLflow admin's password and CSRF key,
+    # the model API's token
     for log_file in stack.logs_dir.glob("*.log"):
         text = log_file.read_text(errors="replace")
         for secret in [password, *secret_values]:
@@ -198,7 +199,7 @@ def test_smoke_dag_runs_and_reaches_the_receiver(
 def _generated_secrets(stack: StackConfig) -> list[str]:
     """Every secret the stack generated: secrets.env and the Airflow admin's password."""
     values = [*read_secrets(stack).values(), credentials(stack)[1][1]]
-    assert len(values) == 6
+    assert len(values) == 7  # secrets.env (the model API token among them), the admin password
     return values
 
 
