@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import (
@@ -19,6 +20,7 @@ from sklearn.model_selection import (
     StratifiedKFold,
 )
 
+from airmlops_core import cli
 from airmlops_core.errors import EstimatorError
 from airmlops_core.io import data
 from airmlops_core.spec import ModelSpec
@@ -27,6 +29,7 @@ from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import flow as train_flow
 from airmlops_core.train import search
+from paths import PROJECT_DIR
 from score_helpers import mlflow_sklearn_load
 
 SEED = 7
@@ -293,3 +296,18 @@ def test_the_budget_stops_a_slow_search_and_the_best_tried_is_registered(
     assert version.run_id == parent
     assert registry.alias_version(client, spec.name, "challenger") == reg["version"]
     assert json.loads(client.get_run(version.run_id).data.params["best_params"]) == best["params"]
+
+
+def test_validate_deep_names_a_search_key_the_estimator_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = yaml.safe_load((PROJECT_DIR / "include" / "models" / "customer_churn.yaml").read_text())
+    raw["estimator"]["search"] = {"space": {"max_dept": [2, 3]}}  # a typo of max_depth
+    path = tmp_path / "customer_churn.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert cli.main(["validate", str(path)]) == 0  # the schema cannot know the class's params
+    capsys.readouterr()
+    assert cli.main(["validate", "--deep", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: estimator.search.space.max_dept: " in err
+    assert "has no parameter 'max_dept'" in err
