@@ -70,6 +70,15 @@ def pipeline_space(search: Search) -> dict[str, list[Any]]:
     return {f"{STEP}__{k}": list(v) for k, v in search.space.items()}
 
 
+def chosen_params(spec: ModelSpec, model: Any) -> dict[str, Any] | None:
+    """The searched parameters of a fitted pipeline (pipeline names, `model__C`), to refit it
+    the way it was chosen; None when the spec has no search."""
+    if spec.estimator.search is None or not hasattr(model, "get_params"):
+        return None
+    own = model.get_params(deep=True)
+    return {k: own[k] for k in pipeline_space(spec.estimator.search) if k in own}
+
+
 def check_space(spec: ModelSpec, pipeline: Any) -> None:
     """Every name in `search.space` is a parameter of the pipeline's estimator step.
 

@@ -18,6 +18,7 @@ from sklearn.model_selection import (
     HalvingGridSearchCV,
     KFold,
     StratifiedKFold,
+    cross_val_score,
 )
 
 from airmlops_core import cli
@@ -28,7 +29,7 @@ from airmlops_core.tracking import registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import flow as train_flow
-from airmlops_core.train import search
+from airmlops_core.train import generalization, search
 from paths import PROJECT_DIR
 from score_helpers import mlflow_sklearn_load
 
@@ -259,7 +260,7 @@ def test_a_retry_that_evaluated_fewer_candidates_leaves_only_its_own(env, mlflow
 def test_the_budget_stops_a_slow_search_and_the_best_tried_is_registered(
     env, mlflow_url: str
 ) -> None:
-    delay, cv, budget = 0.25, 2, 1.2  # each candidate: two fits of at least 0.25 s each
+    delay, cv, budget = 0.25, 2, 1.6  # each candidate: two fits of at least 0.25 s each
     space = {"C": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]}
     spec = _spec(
         "slow_estimators.SlowClassifier",
@@ -311,3 +312,20 @@ def test_validate_deep_names_a_search_key_the_estimator_lacks(
     err = capsys.readouterr().err
     assert f"{path}: estimator.search.space.max_dept: " in err
     assert "has no parameter 'max_dept'" in err
+
+
+def test_the_gates_k_fold_estimate_refits_the_chosen_params_not_the_specs() -> None:
+    spec = _spec(LOGIT, {"C": [0.0005, 1.0]}, cv=2)
+    spec = spec.model_copy(update={"promotion": spec.promotion.model_copy(update={"cv_folds": 3})})
+    train = _frame(300, 6)
+    chosen = training.fit(spec, train, params={"model__C": 0.0005})  # as if the search chose it
+    assert search.chosen_params(spec, chosen) == {"model__C": 0.0005}
+    check = generalization.overfit_check(spec, chosen, train, {"roc_auc": 0.5})
+    assert check.cv is not None
+    X, y = training.feature_frame(spec, train), train["y"]
+    folds = StratifiedKFold(3, shuffle=True, random_state=SEED)
+    pipeline = training.build_pipeline(spec)
+    want = cross_val_score(pipeline.set_params(model__C=0.0005), X, y, cv=folds, scoring="roc_auc")
+    np.testing.assert_allclose(check.cv.values, want, atol=1e-12)
+    default = cross_val_score(training.build_pipeline(spec), X, y, cv=folds, scoring="roc_auc")
+    assert not np.allclose(default, want)  # the spec's own C would give other numbers
