@@ -240,7 +240,9 @@ def test_candidates_are_child_runs_and_a_retry_duplicates_none(env, mlflow_url: 
     assert model.named_steps["model"].class_weight == best["params"]["class_weight"]
 
 
-def test_a_retry_that_evaluated_fewer_candidates_leaves_only_its_own(env, mlflow_url: str) -> None:
+def test_a_retry_that_evaluated_fewer_candidates_leaves_only_its_own_and_no_twin(
+    env, mlflow_url: str
+) -> None:
     spec = _spec(LOGIT, {"C": [0.01, 0.1, 1.0]}, name="toy_fewer", cv=2)
     c = _ctx(spec.name, "manual__f1")
     refs = train_flow.extract_step(spec, c)
@@ -252,6 +254,8 @@ def test_a_retry_that_evaluated_fewer_candidates_leaves_only_its_own(env, mlflow
     found = search.run_search(spec, data.read_ref(data.DataRef.from_dict(refs["train"])))
     found.candidates = found.candidates[:2]  # as if the budget had run out sooner
     found.best_index = found.candidates[0].index
+    twin_tags = {"mlflow.parentRunId": parent, search.CANDIDATE_TAG: "0"}  # a lost response's twin
+    client.create_run(client.get_run(parent).info.experiment_id, tags=twin_tags)
     search.log_search(client, parent, _ctx(spec.name, "manual__f1", try_number=2), found)
     assert _children(client, parent) == {k: before[k] for k in ("0", "1")}
     assert client.get_run(parent).data.metrics["search_skipped_candidates"] == 1
