@@ -21,6 +21,7 @@ from airmlops_core.quality.suite import suite_path
 from airmlops_core.spec import ModelSpec, load_spec, load_specs, spec_hash
 from airmlops_core.tracking.model_source import REGISTRY_SCHEMES
 from airmlops_core.train.estimator import build_pipeline
+from airmlops_core.train.search import check_space
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -50,7 +51,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if s.is_external:
                 continue  # built elsewhere: no estimator to build
             try:
-                build_pipeline(s)
+                pipeline = build_pipeline(s)
+                if s.estimator.search is not None:
+                    check_space(s, pipeline)
             except EstimatorError as exc:
                 print(f"{paths[name]}: {exc}", file=sys.stderr)
                 errors[name] = exc  # type: ignore[assignment]

@@ -10,15 +10,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from airmlops_core import yaml_schema
 from airmlops_core.errors import SpecError
 from airmlops_core.spec_card import Card
+from airmlops_core.spec_estimator import Estimator
 from airmlops_core.yaml_schema import StrictModel, in_range, interval, within
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-DOTTED_PATH_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 CRON_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
 CRON_FIELD_RE = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 
@@ -125,24 +125,6 @@ class Features(StrictModel):
     def all(self) -> list[str]:
         """Every feature column, numeric first."""
         return [*self.numeric, *self.categorical]
-
-
-class Estimator(StrictModel):
-    """A scikit-learn estimator class (a subclass of sklearn.base.BaseEstimator), by dotted
-    import path, with its params; any other callable is refused before it is called
-    (airmlops_core.train.estimator.estimator_class, `airmlops validate --deep`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    class_path: str = Field(alias="class")
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("class_path")
-    @classmethod
-    def _dotted(cls, v: str) -> str:
-        if not DOTTED_PATH_RE.match(v):
-            raise ValueError(f"'{v}' is not a dotted import path like sklearn.linear_model.Ridge")
-        return v
 
 
 class Split(StrictModel):
@@ -457,7 +439,9 @@ class ModelSpec(StrictModel):
             self._check_rebalance(self.rebalance)
         allowed = REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
         gate_metric = [self.promotion.metric] if self.promotion.metric else []
-        for metric in [self.metrics.primary, *self.metrics.floors, *gate_metric]:
+        search = self.estimator.search if self.estimator else None
+        searched = [search.scoring] if search and search.scoring else []
+        for metric in [self.metrics.primary, *self.metrics.floors, *gate_metric, *searched]:
             if metric not in allowed:
                 raise ValueError(
                     f"metric '{metric}' does not apply to task '{self.task}'; "

@@ -218,9 +218,12 @@ def feature_frame(spec: ModelSpec, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def fit(spec: ModelSpec, train: pd.DataFrame) -> Pipeline:
-    """Fit the spec's pipeline on a training frame (features + target)."""
+def fit(spec: ModelSpec, train: pd.DataFrame, params: dict[str, Any] | None = None) -> Pipeline:
+    """Fit the spec's pipeline on a training frame (features + target); `params` (pipeline
+    names such as `model__C`, e.g. a search's best candidate) override the spec's."""
     pipeline = build_pipeline(spec)
+    if params:
+        pipeline.set_params(**params)
     X = feature_frame(spec, train)
     y = train[spec.target]
     if y.isna().any():

@@ -26,7 +26,7 @@ from airmlops_core.tracking import model_load, registry, resources
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
-from airmlops_core.train import evaluation, importance, reference
+from airmlops_core.train import evaluation, importance, reference, search
 from airmlops_core.train.example import synthetic_example
 
 log = logging.getLogger(__name__)
@@ -213,8 +213,13 @@ def train_step(
     train_ref = data.DataRef.from_dict(refs["train"])
     train = data.read_ref(train_ref, s3_client=s3_client)
     run_id = tracking.model_run(client, spec.name, ctx, TRAIN_PURPOSE)
+    found = None
     with resources.measure() as usage:
-        pipeline = training.fit(spec, train)
+        if spec.estimator.search is not None:  # the best candidate, refitted on all rows
+            found = search.run_search(spec, train)
+            pipeline = found.model
+        else:
+            pipeline = training.fit(spec, train)
     usage.rows = len(train)
     X = training.feature_frame(spec, train)
     with tracking.resume(run_id, tracking_uri):
@@ -237,6 +242,8 @@ def train_step(
             }
         )
         _log_inputs(spec, refs, train)
+        if found is not None:
+            search.log_search(client, run_id, ctx, found)
         if spec.is_classifier:
             balance = training.class_balance(spec, pipeline, train)
             mlflow.log_dict(balance, "class_balance.json")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from airmlops_core.spec import LOWER_IS_BETTER, ModelSpec
 from airmlops_core.train import estimator as training
-from airmlops_core.train import evaluation
+from airmlops_core.train import evaluation, search
 
 
 def overfit_gap(metric: str, train: float, holdout: float) -> float:
@@ -121,9 +121,14 @@ class OverfitCheck:
 
 
 def cross_validate(
-    spec: ModelSpec, train: pd.DataFrame, metric: str, folds: int
+    spec: ModelSpec,
+    train: pd.DataFrame,
+    metric: str,
+    folds: int,
+    params: dict[str, Any] | None = None,
 ) -> CrossValidation:
-    """Refit the spec's pipeline on k-1 folds of `train` and score `metric` on the k-th.
+    """Refit the spec's pipeline (with `params`, e.g. a search's choice) on k-1 folds of
+    `train` and score `metric` on the k-th.
 
     Folds are shuffled with the spec's split seed and stratified on the target for classifiers.
     """
@@ -135,7 +140,7 @@ def cross_validate(
     y = train[spec.target]
     values = []
     for fit_rows, test_rows in splitter.split(train, y):
-        model = training.fit(spec, train.iloc[fit_rows])
+        model = training.fit(spec, train.iloc[fit_rows], params=params)
         values.append(evaluation.evaluate(spec, model, train.iloc[test_rows])[metric])
     return CrossValidation(metric, values)
 
@@ -144,13 +149,15 @@ def overfit_check(
     spec: ModelSpec, model: Any, train: pd.DataFrame, holdout_metrics: dict[str, float]
 ) -> OverfitCheck:
     """The primary metric of `model` on its own training rows against the holdout's, with the
-    k-fold estimate when `promotion.cv_folds` is set."""
+    k-fold estimate when `promotion.cv_folds` is set (refitting the parameters `model` was
+    fitted with when `estimator.search` chose them)."""
     metric = spec.metrics.primary
     folds = spec.promotion.cv_folds
+    params = search.chosen_params(spec, model)
     return OverfitCheck(
         metric=metric,
         train=evaluation.evaluate(spec, model, train)[metric],
         holdout=holdout_metrics[metric],
         max_gap=spec.promotion.max_overfit_gap,
-        cv=cross_validate(spec, train, metric, folds) if folds else None,
+        cv=cross_validate(spec, train, metric, folds, params) if folds else None,
     )

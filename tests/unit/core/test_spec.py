@@ -60,6 +60,22 @@ def test_good_spec_loads(tmp_path: Path) -> None:
     assert spec.source.resolved_format == "parquet"
 
 
+def test_a_search_section_loads_with_its_defaults(tmp_path: Path) -> None:
+    body = with_(
+        "estimator.search", {"space": {"tol": [0.1, 0.01], "class_weight": [None, "balanced"]}}
+    )
+    search = load_spec(write(tmp_path, body)).estimator.search
+    assert search is not None
+    assert (search.method, search.cv, search.budget_seconds, search.scoring) == (
+        "grid",
+        3,
+        None,
+        None,
+    )
+    assert search.candidates == 4
+    assert search.space["class_weight"] == [None, "balanced"]
+
+
 BAD_CASES = [
     ("missing task", with_("task", None), "task", "Field required"),
     ("unknown task", with_("task", "ranking"), "task", "'binary', 'multiclass' or 'regression'"),
@@ -124,6 +140,92 @@ BAD_CASES = [
         with_("split", {"test_size": 1.5}),
         "split.test_size",
         "must be in (0, 1) (got 1.5)",
+    ),
+    (
+        "search without space",
+        with_("estimator.search", {"method": "grid"}),
+        "estimator.search.space",
+        "Field required",
+    ),
+    (
+        "search space empty",
+        with_("estimator.search", {"space": {}}),
+        "estimator.search.space",
+        "at least 1",
+    ),
+    (
+        "search values empty",
+        with_("estimator.search", {"space": {"tol": []}}),
+        "estimator.search.space.tol",
+        "at least 1 item",
+    ),
+    (
+        "search space too large",
+        with_("estimator.search", {"space": {"tol": list(range(15)), "max_iter": list(range(15))}}),
+        "estimator.search.space",
+        "225 candidates (the product of the list lengths); at most 200",
+    ),
+    (
+        "search value twice",
+        with_("estimator.search", {"space": {"tol": [0.1, 0.1]}}),
+        "estimator.search.space",
+        "tol lists these values twice: 0.1",
+    ),
+    (
+        "search key with the pipeline prefix",
+        with_("estimator.search", {"space": {"model__tol": [0.1]}}),
+        "estimator.search.space",
+        "without the pipeline's 'model__' prefix",
+    ),
+    (
+        "search key not a name",
+        with_("estimator.search", {"space": {"max-iter": [1]}}),
+        "estimator.search.space",
+        "['max-iter']",
+    ),
+    (
+        "searched and fixed",
+        with_("estimator.search", {"space": {"C": [0.1, 1.0]}}),
+        "estimator",
+        "search.space and params both set ['C']",
+    ),
+    (
+        "search method unknown",
+        with_("estimator.search", {"method": "random", "space": {"tol": [1]}}),
+        "estimator.search.method",
+        "'grid' or 'halving'",
+    ),
+    (
+        "search cv out of range",
+        with_("estimator.search", {"cv": 1, "space": {"tol": [1]}}),
+        "estimator.search.cv",
+        "must be in [2, 20] (got 1)",
+    ),
+    (
+        "search budget not positive",
+        with_("estimator.search", {"budget_seconds": 0, "space": {"tol": [1]}}),
+        "estimator.search.budget_seconds",
+        "must be in (0, 604800] (got 0)",
+    ),
+    (
+        "search budget with halving",
+        with_(
+            "estimator.search", {"method": "halving", "budget_seconds": 60, "space": {"tol": [1]}}
+        ),
+        "estimator.search",
+        "budget_seconds applies to method 'grid' only",
+    ),
+    (
+        "search scoring for the wrong task",
+        with_("estimator.search", {"scoring": "rmse", "space": {"tol": [1]}}),
+        "(top level)",
+        "metric 'rmse' does not apply to task 'binary'",
+    ),
+    (
+        "search field unknown",
+        with_("estimator.search", {"n_iter": 5, "space": {"tol": [1]}}),
+        "estimator.search.n_iter",
+        "unknown field",
     ),
     ("bad cron", with_("schedules", {"train": "every day"}), "schedules.train", "cron"),
     (
