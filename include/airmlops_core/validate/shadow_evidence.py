@@ -388,9 +388,7 @@ def gather(
 # Waiting, and the end of the wait
 
 
-def start_wait(
-    client: Any, spec: ModelSpec, version: str, done: int, tags: dict[str, str]
-) -> None:
+def start_wait(client: Any, spec: ModelSpec, version: str, done: int, tags: dict[str, str]) -> None:
     """Record the holdout gate's evidence on `version`, how many shadow runs it has, and point
     the alias `shadow` at it (a newer waiting challenger replaces an older one)."""
     for key, value in tags.items():
