@@ -266,4 +266,10 @@ def publish_step(
     }
     if shadowed is not None:
         published["shadow"] = shadowed
+        published["summary"] += (
+            f"\nShadow: version {shadowed['version']} {shadowed['status']} "
+            f"({shadowed['runs']} of {shadowed['needed']} shadow runs"
+            + ("; back to the gate" if shadowed["ready"] else "")
+            + ")"
+        )
     return published
