@@ -119,9 +119,9 @@ def score_step(
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    suite = suite_for(spec).model_copy(update={"extra_columns": "warn"})
     with resources.measure() as usage:
         model = load_model(client, spec.name, resolved["version"])
+        suite = suite_for(spec).model_copy(update={"extra_columns": "warn"})
         name = scored.partition_name(partition)
         if not ctx.logical_date:
             raise ValueError(f"{ctx.dag_id} run {ctx.run_id}: no logical date to stamp rows with")
