@@ -212,6 +212,8 @@ class Promotion(StrictModel):
     # reject when the primary metric on the training rows beats the holdout's by more than this
     max_overfit_gap: NonNegative | None = None
     cv_folds: Annotated[int, in_range(2, 20)] | None = None  # k-fold estimate, evidence only
+    shadow_runs: Annotated[int, in_range(1, 100)] | None = None  # score runs shadowed first
+    shadow_min_agreement: Share | None = None  # reject below this share of equal predictions
     human_approval: bool = False
     # with human_approval: no answer within this many hours is a rejection (at most 30 days)
     approval_timeout_hours: float = Field(default=72.0, gt=0.0, le=720.0)
@@ -232,6 +234,8 @@ class Promotion(StrictModel):
 
     @model_validator(mode="after")
     def _approval_fields(self) -> Promotion:
+        if self.shadow_min_agreement is not None and self.shadow_runs is None:
+            raise ValueError("shadow_min_agreement applies with shadow_runs only")
         if not self.human_approval:
             unused = [
                 f for f in ("approval_timeout_hours", "reviewers") if f in self.model_fields_set

@@ -19,6 +19,7 @@ from airmlops.operators.score import (
     PublishScoresOperator,
     ResolveChampionOperator,
     ScorePartitionOperator,
+    ShadowHandoffOperator,
 )
 from airmlops.operators.train import (
     EvaluateModelOperator,
@@ -226,7 +227,10 @@ must clear {margin}), checks fairness gaps, then moves `champion` (compare-and-s
 model's champion lease, evidence as version tags, emits `model/{name}/champion`) or tags the
 challenger `rejected`. With `promotion.human_approval`, `approve` waits for a reviewer (Reject
 when nobody answers within `promotion.approval_timeout_hours`; the user who trained the version
-cannot approve it).
+cannot approve it). With `promotion.shadow_runs`, a challenger that passes first gets the alias
+`shadow` and waits for that many score runs; the score DAG then emits the candidate again and the
+gate decides with their production evidence (agreement with the champion, prediction drift,
+the paired comparison on labelled rows).
 """
 
 
@@ -297,7 +301,7 @@ def score_dag(spec: ModelSpec) -> DAG:
             pool="ml_scoring",
             **common,
         ).expand(partition=partitions.output)
-        PublishScoresOperator(
+        publish = PublishScoresOperator(
             task_id="publish",
             resolved=resolve.output,
             results=scored.output,
@@ -305,6 +309,13 @@ def score_dag(spec: ModelSpec) -> DAG:
             on_success_callback=[notify.success_notifier(spec.alerts.conn_id)],
             **common,
         )
+        if spec.promotion.shadow_runs:  # a challenger waiting in the shadow goes back to the gate
+            ShadowHandoffOperator(
+                task_id="shadow_handoff",
+                published=publish.output,
+                outlets=[assets.candidate(spec.name)],
+                **common,
+            )
     return dag
 
 
@@ -314,7 +325,10 @@ hand (param `input`). Pins the champion's version, then one mapped task per part
 with the batch expectation suite and streams it through the model into
 `scored/{name}/<date>/<partition>.parquet` (atomic, byte-identical on a re-run), or quarantines
 it. `publish` writes the manifest and the MLflow lineage run, emits `model/{name}/scored`, and
-fails (with an alert) when a partition was quarantined.
+fails (with an alert) when a partition was quarantined. With `promotion.shadow_runs`, a
+challenger waiting at the gate (alias `shadow`) scores every partition too, into
+`scored/_shadow/v<version>/` (never the production files or sink); `shadow_handoff` emits
+`model/{name}/candidate` once it has completed the shadow runs the gate asked for.
 """
 
 

@@ -27,22 +27,22 @@ from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
 
-from airmlops_core import errors, settings
+from airmlops_core import errors
 from airmlops_core.drift import estimated as cbpe
 from airmlops_core.drift import report as drift_report
-from airmlops_core.errors import NoReference
 from airmlops_core.io import data
+from airmlops_core.io.labels import landed_labels
 from airmlops_core.score import flow as score_flow
 from airmlops_core.score.model import resolve_champion
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import drift, fairness
 from airmlops_core.stats.metrics import encode_labels
 from airmlops_core.stats.performance import performance_drift
-from airmlops_core.stats.profile import PROFILE_ARTIFACT, ReferenceProfile
+from airmlops_core.stats.profile import ReferenceProfile
 from airmlops_core.stats.verdict import BARELY_USED, DriftConfig, metric_name, rank_by_importance
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
-from airmlops_core.train import importance
+from airmlops_core.train import importance, reference
 
 log = logging.getLogger(__name__)
 
@@ -82,25 +82,8 @@ class DriftChecked(TypedDict):
 
 
 def champion_profile(client: Any, spec: ModelSpec, version: str) -> ReferenceProfile:
-    """The reference profile logged with `version`'s training run."""
-    import mlflow
-
-    mv = client.get_model_version(spec.name, version)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=mv.run_id,
-                artifact_path=f"monitoring/{PROFILE_ARTIFACT}",
-                dst_path=tmp,
-                tracking_uri=client.tracking_uri,
-            )
-            return ReferenceProfile.load(local)
-    except (OSError, mlflow.exceptions.MlflowException) as exc:
-        raise NoReference(
-            f"{spec.name} version {version} (run {mv.run_id}) has no reference "
-            f"profile monitoring/{PROFILE_ARTIFACT}: retrain it with this "
-            f"pack to monitor it ({exc})"
-        ) from exc
+    """The reference profile logged with `version`'s training run (`reference.version_profile`)."""
+    return reference.version_profile(client, spec, version)
 
 
 def _manifests(spec: ModelSpec, window_runs: int) -> list[dict[str, Any]]:
@@ -170,13 +153,9 @@ def labelled(spec: ModelSpec, window: pd.DataFrame) -> pd.DataFrame:
     rows without a label are left out, never imputed."""
     if window.empty or not spec.row_key:
         return window.iloc[0:0]
-    files = sorted((Path(settings.data_dir()) / "labels" / spec.name).glob("*.parquet"))
-    if not files:
+    labels = landed_labels(spec.name, spec.row_key, spec.target)
+    if labels.empty:
         return window.iloc[0:0]
-    labels = pd.concat(
-        [data.read_frame(str(f), columns=[spec.row_key, spec.target]) for f in files],
-        ignore_index=True,
-    ).drop_duplicates(spec.row_key)
     # a key scored in several runs appears once per run; each row gets the key's label
     return window.merge(labels, on=spec.row_key, how="inner", validate="many_to_one")
 
@@ -236,14 +215,7 @@ def bias_over_limit(spec: ModelSpec, reports: list[Any]) -> dict[str, str]:
 
 
 def config(spec: ModelSpec) -> DriftConfig:
-    m = spec.monitoring
-    return DriftConfig(
-        fdr=m.fdr,
-        min_rows=m.min_rows,
-        min_wasserstein=m.min_wasserstein,
-        min_psi=m.min_psi,
-        min_js=m.min_js,
-    )
+    return reference.drift_config(spec)
 
 
 def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftChecked:

@@ -253,6 +253,15 @@ def _read_bytes(uri: str, s3_client: Any | None) -> bytes:
         raise DataError(f"{uri}: cannot read: {exc}") from exc
 
 
+def read_bytes(uri: str, *, s3_client: Any | None = None) -> bytes:
+    """The whole (small) file at `uri`, local or s3://, as bytes (a manifest, a JSON file).
+
+    Raises:
+        DataError: the file does not exist or cannot be read.
+    """
+    return _read_bytes(uri, s3_client)
+
+
 def parquet_file(uri: str, *, s3_client: Any | None = None) -> Any:
     """A pyarrow ParquetFile to stream record batches from: the local file itself, or an S3
     object read into memory.

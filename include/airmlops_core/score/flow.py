@@ -18,6 +18,7 @@ from airmlops_core.io import data, scored, sql
 from airmlops_core.io import sql_sink as score_sink
 from airmlops_core.quality.evidence import quarantine_uri
 from airmlops_core.quality.suite import suite_for
+from airmlops_core.score import shadow
 from airmlops_core.score.gate import score_or_quarantine, write_manifest
 from airmlops_core.score.model import load_model, resolve_champion
 from airmlops_core.score.partitions import list_partitions
@@ -60,7 +61,11 @@ def resolve_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> Scor
     version = resolve_champion(client, spec.name)
     run_id = _score_run(spec, ctx, client)
     client.log_param(run_id, "model_version", version)
-    return {"version": version, "mlflow_run_id": run_id}
+    out: ScoreResolved = {"version": version, "mlflow_run_id": run_id}
+    shadow_version = shadow.resolve_shadow(client, spec, version)
+    if shadow_version is not None:
+        out["shadow"] = shadow_version
+    return out
 
 
 def partitions_step(
@@ -109,11 +114,14 @@ def score_step(
     tracking_uri: str,
     s3_client: Any = None,
 ) -> PartitionResult:
-    """Gate and score one partition with the pinned version, or quarantine it."""
+    """Gate and score one partition with the pinned version, or quarantine it; then, with a
+    shadow version, score it with that too (`score.shadow`: apart, never failing this)."""
     from mlflow import MlflowClient
 
+    client = MlflowClient(tracking_uri)
     with resources.measure() as usage:
-        model = load_model(MlflowClient(tracking_uri), spec.name, resolved["version"])
+        model = load_model(client, spec.name, resolved["version"])
+        suite = suite_for(spec).model_copy(update={"extra_columns": "warn"})
         name = scored.partition_name(partition)
         if not ctx.logical_date:
             raise ValueError(f"{ctx.dag_id} run {ctx.run_id}: no logical date to stamp rows with")
@@ -122,7 +130,7 @@ def score_step(
             # a batch may carry columns the model does not read: scored, with a warning
             model,
             partition,
-            suite=suite_for(spec).model_copy(update={"extra_columns": "warn"}),
+            suite=suite,
             output_uri=scored.output_uri(output_base(spec), spec.name, when, name),
             quarantine_uri=data.join_uri(quarantine_uri(spec, ctx), name),
             row_key=spec.row_key,
@@ -131,7 +139,22 @@ def score_step(
             chunk_rows=spec.scoring.chunk_rows,
         )
     usage.rows = int(result.get("rows_in") or 0)
-    return {**result, "usage": usage.metrics("")}
+    out: PartitionResult = {**result, "usage": usage.metrics("")}
+    version = resolved.get("shadow")
+    if version:
+        sh = shadow.score_shadow(
+            spec,
+            partition,
+            version,
+            result,
+            client=client,
+            output_base=output_base(spec),
+            suite=suite,
+            s3_client=s3_client,
+        )
+        if sh is not None:
+            out["shadow"] = sh
+    return out
 
 
 def publish_step(
@@ -200,7 +223,20 @@ def publish_step(
             }
         )
     quarantined = [r for r in results if r["status"] == "quarantined"]
+    shadowed = None
+    if resolved.get("shadow"):
+        shadowed = shadow.publish_shadow(
+            spec,
+            resolved["shadow"],
+            results,
+            client=client,
+            run_id=run_id,
+            output_base=output_base(spec),
+            s3_client=s3_client,
+        )
     client.set_terminated(run_id, status="FAILED" if quarantined else "FINISHED")
+    if shadowed is not None and not quarantined:
+        shadowed = shadow.count_runs(spec, ctx, shadowed, client=client)
     exp_id = tracking.experiment_id(client, tracking.experiment_name(spec.name))
     summary = (
         f"*{spec.name}* version {resolved['version']} scored {totals['rows_out']:,} of "
@@ -219,7 +255,7 @@ def publish_step(
             + "; ".join(lines)
             + f". {summary}"
         )
-    return {
+    published: Published = {
         "summary": summary,
         "manifest_uri": manifest["uri"],
         "totals": totals,
@@ -228,3 +264,12 @@ def publish_step(
         "run_url": tracking.run_url(tracking_uri, exp_id, run_id),
         "outputs": [r["output_uri"] for r in results],
     }
+    if shadowed is not None:
+        published["shadow"] = shadowed
+        published["summary"] += (
+            f"\nShadow: version {shadowed['version']} {shadowed['status']} "
+            f"({shadowed['runs']} of {shadowed['needed']} shadow runs"
+            + ("; back to the gate" if shadowed["ready"] else "")
+            + ")"
+        )
+    return published

@@ -10,10 +10,12 @@ from typing import Literal, NotRequired, TypedDict
 
 
 class ScoreResolved(TypedDict):
-    """The champion's version pinned for the run, and the run's MLflow run (`resolve_step`)."""
+    """The champion's version pinned for the run, and the run's MLflow run (`resolve_step`);
+    the waiting challenger scored in its shadow, if any (`score.shadow`)."""
 
     version: str
     mlflow_run_id: str
+    shadow: NotRequired[str]
 
 
 class PartitionCheck(TypedDict):
@@ -54,10 +56,35 @@ class PartitionOutcome(TypedDict):
     quarantined_input: NotRequired[str]
 
 
+class ShadowOutcome(TypedDict):
+    """One partition scored by the shadow version (`shadow.score_shadow`), or why it was not."""
+
+    version: str
+    status: Literal["scored", "failed"]
+    outcome: NotRequired[PartitionOutcome]
+    error: NotRequired[str]
+
+
 class PartitionResult(PartitionOutcome):
-    """A partition's outcome and the task's resource use (`score_step`)."""
+    """A partition's outcome and the task's resource use (`score_step`); with a shadow version,
+    its outcome on the same partition (never part of the production outputs or manifest)."""
 
     usage: dict[str, float]
+    shadow: NotRequired[ShadowOutcome]
+
+
+class ShadowPublished(TypedDict):
+    """The run's shadow scoring (`shadow.publish_shadow`): its manifest, whether every scored
+    partition was shadow-scored, the version's completed shadow runs, and whether this run
+    hands the version back to the gate (`ready`: emit the candidate Asset)."""
+
+    version: str
+    status: Literal["complete", "failed"]
+    manifest_uri: str | None
+    errors: list[str]
+    runs: int
+    needed: int
+    ready: bool
 
 
 class Published(TypedDict):
@@ -70,3 +97,4 @@ class Published(TypedDict):
     version: str
     run_url: str
     outputs: list[str | None]
+    shadow: NotRequired[ShadowPublished]

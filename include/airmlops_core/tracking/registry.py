@@ -19,6 +19,8 @@ IDEMPOTENCY_TAG = f"{TAG_PREFIX}idempotency_key"
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
+SHADOW = "shadow"
+"""A challenger that passed the holdout gate and is scored in the shadow of the champion."""
 
 
 class RegisteredDict(TypedDict):

@@ -16,12 +16,14 @@ from typing import Any
 
 import pandas as pd
 
+from airmlops_core.errors import NoReference
 from airmlops_core.io import scored
 from airmlops_core.io.scored import PREDICTION
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats.estimate import CALIBRATION_ARTIFACT, Calibration, calibration
 from airmlops_core.stats.metrics import encode_labels
 from airmlops_core.stats.profile import PROFILE_ARTIFACT, ReferenceProfile, build_reference
+from airmlops_core.stats.verdict import DriftConfig
 from airmlops_core.train.estimator import feature_frame
 
 
@@ -89,3 +91,42 @@ def log_calibration(calib: Calibration) -> None:
 
     mlflow.log_dict(calib.to_dict(), f"monitoring/{CALIBRATION_ARTIFACT}")
     mlflow.log_metrics({"holdout_calibration_ece": calib.ece, "holdout_brier": calib.brier})
+
+
+def version_profile(client: Any, spec: ModelSpec, version: str) -> ReferenceProfile:
+    """The reference profile logged with `version`'s training run.
+
+    Raises:
+        NoReference: the run has no profile (a version trained before it existed, or built
+            elsewhere).
+    """
+    import mlflow
+
+    mv = client.get_model_version(spec.name, version)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id,
+                artifact_path=f"monitoring/{PROFILE_ARTIFACT}",
+                dst_path=tmp,
+                tracking_uri=client.tracking_uri,
+            )
+            return ReferenceProfile.load(local)
+    except (OSError, mlflow.exceptions.MlflowException) as exc:
+        raise NoReference(
+            f"{spec.name} version {version} (run {mv.run_id}) has no reference "
+            f"profile monitoring/{PROFILE_ARTIFACT}: retrain it with this "
+            f"pack to monitor it ({exc})"
+        ) from exc
+
+
+def drift_config(spec: ModelSpec) -> DriftConfig:
+    """The drift decision rule of the spec's `monitoring` section."""
+    m = spec.monitoring
+    return DriftConfig(
+        fdr=m.fdr,
+        min_rows=m.min_rows,
+        min_wasserstein=m.min_wasserstein,
+        min_psi=m.min_psi,
+        min_js=m.min_js,
+    )

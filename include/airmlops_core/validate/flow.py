@@ -27,7 +27,7 @@ from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, TRIGGERED_BY, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation, generalization
-from airmlops_core.validate import card_mlflow, promotion
+from airmlops_core.validate import card_mlflow, promotion, shadow_evidence
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class Gated(TypedDict):
     champion: str | None
     data_sha256: str
     metrics: dict[str, float]
+    # the challenger passed and waits for promotion.shadow_runs score runs (alias `shadow`)
+    shadow_wait: NotRequired[bool]
 
 
 class Promoted(registry.AliasMoveDict):
@@ -287,6 +289,15 @@ def gate_step(
             tolerance=spec.promotion.fairness_tolerance,
             max_gap=spec.promotion.fairness_max_gap,
         )
+    shadow, waiting = None, None
+    if spec.promotion.shadow_runs and comp is not None:  # no champion: nothing to shadow
+        done = shadow_evidence.completed_runs(client, spec.name, resolved["challenger"])
+        if len(done) >= spec.promotion.shadow_runs:
+            shadow = shadow_evidence.gather(
+                spec, client, resolved["challenger"], classes, done, s3_client=s3_client
+            )
+        else:
+            waiting = len(done)
     decision = promotion.decide(
         data_check_passed=checked["success"],
         data_check_summary=checked["summary"],
@@ -295,7 +306,10 @@ def gate_step(
         comparison=comp,
         fairness=fair,
         overfit=overfit,
+        shadow=shadow,
     )
+    if waiting is not None and decision.promote and spec.promotion.shadow_runs:
+        decision = promotion.wait_for_shadow(decision, waiting, spec.promotion.shadow_runs)
     with tracking.resume(_validate_run(spec, ctx, tracking_uri), tracking_uri):
         mlflow.log_metrics({f"challenger_{k}": v for k, v in metrics.items()})
         if overfit is not None:
@@ -310,15 +324,17 @@ def gate_step(
                     "improvement_ci_high": iv.high,
                 }
             )
+        if shadow is not None:
+            mlflow.log_metrics(shadow.metrics())
         mlflow.log_dict(decision.evidence, card_mlflow.EVIDENCE_ARTIFACT)
         mlflow.set_tags(
             {
                 f"{TAG_PREFIX}challenger_version": resolved["challenger"],
                 f"{TAG_PREFIX}champion_version": str(resolved["champion"]),
-                f"{TAG_PREFIX}decision": "promote" if decision.promote else "reject",
+                f"{TAG_PREFIX}decision": decision.evidence["decision"],
             }
         )
-    return {
+    gated: Gated = {
         "promote": decision.promote,
         "reasons": decision.reasons,
         "tags": decision.tags(),
@@ -328,6 +344,10 @@ def gate_step(
         "data_sha256": resolved["data_sha256"],
         "metrics": metrics,
     }
+    if waiting is not None and decision.evidence["decision"] == "shadow":
+        shadow_evidence.start_wait(client, spec, resolved["challenger"], waiting, decision.tags())
+        gated["shadow_wait"] = True
+    return gated
 
 
 def promote_step(
@@ -353,6 +373,7 @@ def promote_step(
     )
     if "rejected" in client.get_model_version(spec.name, gated["challenger"]).tags:
         client.delete_model_version_tag(spec.name, gated["challenger"], "rejected")
+    shadow_evidence.end_wait(client, spec.name, gated["challenger"])
     card = write_model_card(
         spec,
         ctx,
@@ -388,6 +409,7 @@ def reject_step(
     client.set_model_version_tag(
         spec.name, gated["challenger"], "rejected", json.dumps(reasons)[:5000]
     )
+    shadow_evidence.end_wait(client, spec.name, gated["challenger"])
     card = write_model_card(
         spec,
         ctx,

@@ -17,6 +17,7 @@ from airmlops_core.stats.comparison import Comparison
 from airmlops_core.stats.fairness import MISSING_GROUP, FairnessResult
 from airmlops_core.stats.metrics import METRIC_FUNCS
 from airmlops_core.train.generalization import OverfitCheck
+from airmlops_core.validate.shadow_evidence import ShadowEvidence
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,24 @@ class Decision:
         ev = self.evidence
         fairness = ev.get("fairness")
         return {
-            "gate.decision": "promote" if self.promote else "reject",
+            "gate.decision": str(ev.get("decision", "promote" if self.promote else "reject")),
             "gate.reasons": _json_tag(self.reasons),
             "gate.data_check": _json_tag(ev.get("data_check")),
             "gate.floors": _json_tag(ev.get("floors")),
             "gate.comparison": _json_tag(ev.get("comparison")),
             "gate.fairness": _json_tag(None if fairness is None else fairness["summary"]),
             "gate.overfit": _json_tag(ev.get("overfit")),
+            "gate.shadow": _json_tag(ev.get("shadow")),
         }
 
     def message(self, model: str, version: str) -> str:
         """Slack-ready text (mrkdwn): what was decided for which version, and every reason."""
-        if self.promote:
+        if self.evidence.get("decision") == "shadow":
+            head = (
+                f":hourglass: *{model}* version {version} passed the holdout gate and is "
+                "scored in the shadow of the champion: the champion stays for now"
+            )
+        elif self.promote:
             head = f":white_check_mark: *{model}* version {version} promoted to champion"
             if self.evidence.get("comparison") is None:
                 head += " (no champion before it: the floors decided)"
@@ -75,13 +82,15 @@ def decide(
     comparison: Comparison | None,
     fairness: FairnessResult | None,
     overfit: OverfitCheck | None = None,
+    shadow: ShadowEvidence | None = None,
 ) -> Decision:
     """Promote the challenger only if every check passes; list every failing check.
 
     Rejects when the holdout's data check failed, any metric floor (overall or per segment) is
     missed, the train-versus-holdout gap exceeds its limit, a champion exists and the
     challenger is not better by the margin (a tie keeps the champion), or the fairness gate
-    blocks. Without a champion (`comparison` None) the floors,
+    blocks, or the shadow runs' production evidence blocks (`ShadowEvidence.blocking`).
+    Without a champion (`comparison` None) the floors,
     the data check and fairness alone decide.
 
     Args:
@@ -92,6 +101,7 @@ def decide(
         comparison: Champion vs challenger, or None when there is no champion.
         fairness: The fairness gate, or None when the model has no sensitive features.
         overfit: The train-versus-holdout gap (and k-fold estimate), or None when not measured.
+        shadow: The production evidence of the shadow runs, or None when there were none.
 
     Returns:
         The Decision with its reasons and evidence.
@@ -117,6 +127,8 @@ def decide(
         blocking.append(comparison.reason)
     if fairness is not None:
         (passing if fairness.passed else blocking).extend(fairness.reasons)
+    if shadow is not None:
+        (passing if shadow.passed else blocking).extend(shadow.reasons())
     promote = not blocking
     evidence: dict[str, Any] = {
         "decision": "promote" if promote else "reject",
@@ -130,10 +142,24 @@ def decide(
         if fairness is None
         else {**fairness.to_dict(), "summary": fairness.summary()},
         "overfit": None if overfit is None else overfit.to_dict(),
+        "shadow": None if shadow is None else shadow.to_dict(),
     }
     reasons = passing if promote else blocking
     log.info("gate decision: %s (%s)", evidence["decision"], "; ".join(reasons))
     return Decision(promote=promote, reasons=reasons, evidence=evidence)
+
+
+def wait_for_shadow(decision: Decision, done: int, needed: int) -> Decision:
+    """A passing decision turned into a wait: the challenger shadows `needed` score runs
+    (it has `done`) before the gate decides again with their production evidence."""
+    if not decision.promote:
+        raise ValueError("only a passing challenger waits for shadow runs")
+    wait = (
+        f"waiting for {needed} shadow score run(s) ({done} done): the gate decides again "
+        "with their production evidence"
+    )
+    evidence = {**decision.evidence, "decision": "shadow"}
+    return Decision(promote=False, reasons=[*decision.reasons, wait], evidence=evidence)
 
 
 def segment_floor_failures(

@@ -62,6 +62,8 @@ class PromotionApprovalOperator(ApprovalOperator):
 
         from airmlops_core.validate import review
 
+        if self.gated.get("shadow_wait"):
+            raise AirflowSkipException(f"nothing to approve yet: {self.gated['message']}")
         if not self.gated["promote"]:
             raise AirflowSkipException("the gate rejected the challenger: nothing to approve")
         refused = review.no_reviewer_left(self.reviewers, self.trainer)

@@ -12,7 +12,12 @@ from airmlops.operators.base import ModelOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
-    from airmlops_core.score.results import PartitionResult, Published, ScoreResolved
+    from airmlops_core.score.results import (
+        PartitionResult,
+        Published,
+        ScoreResolved,
+        ShadowPublished,
+    )
 
 
 class ScoringOperator(ModelOperator):
@@ -142,3 +147,31 @@ class PublishScoresOperator(ScoringOperator):
             s3_client=self.s3_client(),
             sql_engine=self.sql_engine(sink.conn_id) if sink else None,
         )
+
+
+class ShadowHandoffOperator(ModelOperator):
+    """Hand a shadowed challenger back to the gate: emits the candidate Asset when this run
+    completed the `promotion.shadow_runs` the gate waits for; skipped otherwise (a skipped
+    task emits no Asset event)."""
+
+    template_fields: Sequence[str] = (*ModelOperator.template_fields, "published")
+
+    def __init__(self, *, published: Published | XComArg, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.published = cast("Published", published)  # an XComArg is resolved before run
+
+    def run(self, context: Context) -> ShadowPublished:
+        shadow = self.published.get("shadow")
+        if shadow is None:
+            raise AirflowSkipException("no challenger is waiting in the shadow")
+        if not shadow["ready"]:
+            raise AirflowSkipException(
+                f"version {shadow['version']}: {shadow['runs']} of {shadow['needed']} shadow "
+                f"run(s) done ({shadow['status']} this run)"
+            )
+        self.log.info(
+            "version %s completed %d shadow run(s): the gate decides again",
+            shadow["version"],
+            shadow["runs"],
+        )
+        return shadow

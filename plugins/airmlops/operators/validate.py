@@ -111,6 +111,8 @@ class PromoteOperator(ModelOperator):
         from airmlops_core.errors import PromotionConflict
         from airmlops_core.validate import flow as validate_flow
 
+        if self.gated.get("shadow_wait"):
+            raise AirflowSkipException(self.gated["message"])
         if not self.gated["promote"]:
             raise AirflowSkipException("the gate rejected the challenger")
         approved_by = AUTO_APPROVER
@@ -142,7 +144,8 @@ class RejectOperator(ModelOperator):
     """Tag the challenger `rejected` with the gate's reasons, or with the reviewer's rejection.
 
     Runs after `promote` (skipped or not), so a challenger the gate passed but a reviewer
-    rejected is tagged too. Skipped when the challenger was promoted. The approval is read by
+    rejected is tagged too. Skipped when the challenger was promoted, or waits for its shadow
+    score runs. The approval is read by
     task id, not passed as an XComArg: an approval task skips its direct downstream tasks on
     Reject, and this one must still run.
     """
@@ -160,6 +163,8 @@ class RejectOperator(ModelOperator):
         from airmlops_core.validate import flow as validate_flow
 
         extra: list[str] = []
+        if self.gated.get("shadow_wait"):
+            raise AirflowSkipException(f"not rejected: {self.gated['message']}")
         if self.gated["promote"]:
             from airmlops.operators.approval import DECISION_KEY
 

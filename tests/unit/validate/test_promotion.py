@@ -178,6 +178,7 @@ def test_tags_are_short_strings_and_json(models) -> None:
         "gate.comparison",
         "gate.fairness",
         "gate.overfit",
+        "gate.shadow",
     }
     assert all(isinstance(v, str) and len(v) <= TAG_VALUE_LIMIT for v in tags.values())
     assert tags["gate.decision"] == "promote"
