@@ -41,10 +41,11 @@ def outage_messages(stack: Any) -> list[str]:
 
 
 def alerts(stack: Any, marker: str) -> list[str]:
+    """Slack-shaped messages containing `marker` (other tests also post bodies that are not)."""
     return [
         m["body"]["text"]
         for m in read_messages(stack.messages_file)
-        if marker in json.dumps(m["body"])
+        if isinstance(m["body"], dict) and "text" in m["body"] and marker in json.dumps(m["body"])
     ]
 
 
