@@ -140,6 +140,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
             assert "reader 'model-api' created" in out
             _as(admin)  # the pack's tasks: train and register a champion
             mlflow.set_tracking_uri(server.url)
+            # an earlier test's active experiment (mlflow keeps its id process-wide) does not
+            # exist on this server
+            mlflow.set_experiment("compose-reader-check")
             model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
             with mlflow.start_run():
                 info = mlflow.sklearn.log_model(
