@@ -19,6 +19,7 @@ import pytest
 import requests
 import yaml
 
+from airmlops_core.tracking import model_load
 from airmlops_dev import mlflow_users
 from mlflow_server import SERVER_ENV, MlflowServer
 from paths import PROJECT_DIR as ROOT
@@ -187,7 +188,8 @@ def test_the_reader_loads_the_champion_like_the_model_api(
         tracking_uri=registry.url,
         registry_uri=registry.url,
     )
-    model = mlflow.pyfunc.load_model(path)
+    # loaded as the model API loads it: the model-safety check, then skops with the pack's list
+    model = model_load.load_dir(path, "the champion").pyfunc()
     assert list(model.predict([[0.0], [3.0]])) == [0, 1]
     assert client.get_run(mv.run_id).info.run_id == mv.run_id  # lineage is readable
 
