@@ -249,21 +249,17 @@ def parse_request(
     return data, payload.get("params")
 
 
-def score(
-    served: Served, body: bytes, content_type: str | None, *, max_rows: int = DEFAULT_MAX_ROWS
-) -> tuple[str, int]:
-    """Score one request with one served version -> (JSON answer, rows scored).
+def predict_parsed(served: Served, data: Any, params: Any) -> Any:
+    """The served version's raw predictions of a parsed input.
 
     Raises:
-        RequestError: the input is refused (parsing, limits, schema enforcement or the model's
-            own checks; 400, as MLflow's scoring server answers; 413 over `max_rows`).
+        RequestError: the model refuses the input (schema enforcement or the model's own
+            checks; 400, as MLflow's scoring server answers).
     """
     from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc import scoring_server
 
-    data, params = parse_request(body, content_type, served.input_schema, max_rows=max_rows)
     try:
-        raw = served.model.predict(data, params=params) if params else served.model.predict(data)
+        return served.model.predict(data, params=params) if params else served.model.predict(data)
     except MlflowException as exc:
         raise RequestError(400, "SCHEMA_MISMATCH", short_message(exc.message)) from None
     except Exception as exc:  # the model rejects the input (MLflow answers 400 too)
@@ -273,6 +269,21 @@ def score(
             "the model could not score this input: "
             f"{type(exc).__name__}: {short_message(str(exc))}",
         ) from None
+
+
+def score(
+    served: Served, body: bytes, content_type: str | None, *, max_rows: int = DEFAULT_MAX_ROWS
+) -> tuple[str, int]:
+    """Score one request with one served version -> (JSON answer, rows scored).
+
+    Raises:
+        RequestError: the input is refused (parsing, limits, schema enforcement or the model's
+            own checks; 400, as MLflow's scoring server answers; 413 over `max_rows`).
+    """
+    from mlflow.pyfunc import scoring_server
+
+    data, params = parse_request(body, content_type, served.input_schema, max_rows=max_rows)
+    raw = predict_parsed(served, data, params)
     out = StringIO()
     scoring_server.predictions_to_json(raw, out)
     return out.getvalue(), row_count(data)

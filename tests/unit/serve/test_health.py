@@ -232,11 +232,11 @@ def test_probing_a_real_api_restart_no_champion_and_kill(
 
     server = Api(registry.url, ",".join(models), tmp_path / "api.log")
     try:
-        server.wait(lambda: server.health()[0] in (200, 503), "the API listening")
+        server.wait(lambda: server.status()[0] in (200, 503), "the API listening")
         # probed at once after its start: loading (or already serving) and no champion
         checks = probe_once(server.base)
         assert [c.status for c in checks[1:]] in (["starting", "idle"], ["up", "idle"]), checks
-        _, body = server.health()
+        _, body = server.status()
         assert body["uptime_s"] < health.GRACE_S
         assert body["started_at"]
         server.wait_served("1")

@@ -1,0 +1,257 @@
+"""Adaptive micro-batching: concurrent requests for one served version, one predict call.
+
+Each request is parsed and checked on its own first (format, limits, finite numbers: a bad
+request is refused before it meets any other), then queued by served version and by the shape
+of its frame (column names and dtypes; a request with `params` is never merged). One batch per
+queue predicts at a time, in the server's thread pool; the requests that arrive meanwhile form
+the next batch (BentoML's adaptive batching), so a lone request waits for nothing. When other
+invocations are already in flight (being received or parsed) the batch also waits up to
+`wait_s` for them to join (Triton's `max_queue_delay`), and stops gathering at `max_rows`.
+
+Answers equal one-by-one predictions bit for bit. Two things could break that, and both are
+handled: a failure of the merged call (one request's values fail the schema or the model) sends
+every request of the batch through predict on its own, so errors stay per request; and BLAS
+computes a row's dot product with a kernel that depends on the row's position in a block of
+rows (OpenBLAS's gemv treats the last `n % 4` rows apart), so every predict call of a batchable
+version is padded to a multiple of `ALIGN` rows (the last row repeated, its answers dropped).
+Whether that makes a version's answers row-stable is checked when it is loaded
+(`row_stable`, on its golden rows at several batch sizes); a version that fails the check is
+served unbatched (`Served.batchable` False).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from io import StringIO
+from typing import Any
+
+import anyio
+
+from airmlops_core.serve.scoring import RequestError, predict_parsed, row_count
+from airmlops_core.serve.state import Served
+
+log = logging.getLogger(__name__)
+
+ALIGN = 8
+STABLE_SIZES = (1, 2, 3, 5, 9, 16, 33, 64, 257)
+DEFAULT_BATCH_WAIT_MS = 2.0
+DEFAULT_MAX_BATCH_ROWS = 256
+
+
+def stack_key(data: Any, params: Any) -> tuple[Any, ...] | None:
+    """What must match for two parsed inputs to share a frame; None: never merged."""
+    import pandas as pd
+
+    if params or not isinstance(data, pd.DataFrame):
+        return None
+    return tuple(data.columns), tuple(str(t) for t in data.dtypes)
+
+
+def padded_predict(served: Served, frame: Any) -> Any:
+    """Predict `frame` padded to a multiple of ALIGN rows; the answers of its own rows.
+
+    Raises:
+        RequestError: the model refused the input (as `scoring.predict_parsed`).
+    """
+    n = len(frame)
+    pad = (-n) % ALIGN
+    if pad:
+        frame = frame.iloc[list(range(n)) + [n - 1] * pad].reset_index(drop=True)
+    raw = predict_parsed(served, frame, None)
+    parts = split(raw, [n, pad]) if pad else [raw]
+    if parts is None:
+        raise RequestError(400, "PREDICT_FAILED", "the model answered a different row count")
+    return parts[0]
+
+
+def split(raw: Any, counts: list[int]) -> list[Any] | None:
+    """The answers of consecutive inputs of `counts` rows; None when `raw` is not one per row."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(raw, np.ndarray | pd.DataFrame | pd.Series | list):
+        return None
+    if len(raw) != sum(counts):
+        return None
+    parts, start = [], 0
+    for n in counts:
+        part = raw[start : start + n]
+        if isinstance(raw, pd.DataFrame | pd.Series):
+            part = raw.iloc[start : start + n].reset_index(drop=True)
+        parts.append(part)
+        start += n
+    return parts
+
+
+def row_stable(served: Served, frame: Any) -> bool:
+    """Whether each row of `frame` gets the same answer alone and amid others, bit for bit.
+
+    Tried at STABLE_SIZES rows (the rows of `frame` repeated), each padded as the batcher pads.
+    """
+    import numpy as np
+    import pandas as pd
+
+    try:
+        alone = [np.asarray(padded_predict(served, frame.iloc[[i]])) for i in range(len(frame))]
+        for size in STABLE_SIZES:
+            idx = [i % len(frame) for i in range(size)]
+            merged = np.asarray(padded_predict(served, frame.iloc[idx].reset_index(drop=True)))
+            for row, i in enumerate(idx):
+                if not np.array_equal(merged[row : row + 1], alone[i], equal_nan=True):
+                    return False
+    except (RequestError, ValueError, TypeError, IndexError):
+        return False
+    return isinstance(frame, pd.DataFrame)
+
+
+def to_json(raw: Any) -> str:
+    """MLflow's scoring-server answer for one request's predictions."""
+    from mlflow.pyfunc import scoring_server
+
+    out = StringIO()
+    scoring_server.predictions_to_json(raw, out)
+    return out.getvalue()
+
+
+@dataclass
+class Job:
+    """One parsed request waiting for its answer."""
+
+    served: Served
+    data: Any
+    params: Any
+    rows: int
+    future: asyncio.Future[tuple[str, int]] = field(repr=False)
+
+
+def predict_one(job: Job) -> tuple[str, int]:
+    """One request through predict on its own (padded as in a batch, when it could be in one)."""
+    if job.served.batchable and stack_key(job.data, job.params) is not None:
+        raw = padded_predict(job.served, job.data)
+    else:
+        raw = predict_parsed(job.served, job.data, job.params)
+    return to_json(raw), job.rows
+
+
+def predict_batch(jobs: list[Job]) -> list[tuple[str, int] | RequestError]:
+    """The answers of `jobs` (one served version, one frame shape): merged, else one by one."""
+    if len(jobs) > 1:
+        import pandas as pd
+
+        counts = [job.rows for job in jobs]
+        parts = None
+        try:
+            merged = pd.concat([job.data for job in jobs], ignore_index=True)
+            parts = split(padded_predict(jobs[0].served, merged), counts)
+        except Exception:  # some request's values: each one alone says whose
+            log.debug("merged predict of %d requests failed; one by one", len(jobs))
+        if parts is not None:
+            return [(to_json(part), n) for part, n in zip(parts, counts, strict=True)]
+    results: list[tuple[str, int] | RequestError] = []
+    for job in jobs:
+        try:
+            results.append(predict_one(job))
+        except RequestError as exc:
+            results.append(exc)
+    return results
+
+
+class Batcher:
+    """Queues parsed requests by served version and frame shape; one predict call per batch.
+
+    Lives in the event loop it is made in (one per worker process). `waiting()` counts the
+    invocations in flight that have not reached the batcher (being received or parsed): while
+    there are any, a batch waits up to `wait_s` for them.
+    """
+
+    def __init__(
+        self,
+        limiter: anyio.CapacityLimiter,
+        *,
+        wait_s: float = DEFAULT_BATCH_WAIT_MS / 1000,
+        max_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        waiting: Callable[[], int] = lambda: 0,
+        observe: Callable[[int, int], None] = lambda requests, rows: None,
+    ):
+        self.limiter = limiter
+        self.wait_s = wait_s
+        self.max_rows = max_rows
+        self.waiting = waiting
+        self.observe = observe
+        self.submitted = 0  # requests handed to the batcher and not answered yet
+        self._queues: dict[tuple[Any, ...], list[Job]] = {}
+        self.loop = asyncio.get_running_loop()
+        self._arrived = asyncio.Event()
+
+    async def predict(self, served: Served, data: Any, params: Any) -> tuple[str, int]:
+        """The JSON answer and row count of one parsed request.
+
+        Raises:
+            RequestError: the model refused this request's input.
+        """
+        loop = asyncio.get_running_loop()
+        job = Job(served, data, params, row_count(data), loop.create_future())
+        shape = stack_key(data, params) if served.batchable else None
+        self.submitted += 1
+        try:
+            if shape is None:  # alone, as before batching
+                self.observe(1, job.rows)
+                return await anyio.to_thread.run_sync(predict_one, job, limiter=self.limiter)
+            key = (id(served), shape)
+            queue = self._queues.get(key)
+            if queue is None:
+                self._queues[key] = [job]
+                asyncio.create_task(self._drain(key))  # noqa: RUF006 -- it ends with its queue
+            else:
+                queue.append(job)
+            self._arrived.set()
+            return await job.future
+        finally:
+            self.submitted -= 1
+
+    async def _gather(self, queue: list[Job]) -> None:
+        """Wait up to wait_s for the invocations still being received or parsed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        while sum(j.rows for j in queue) < self.max_rows and self.waiting() > 0:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    async def _drain(self, key: tuple[Any, ...]) -> None:
+        queue = self._queues[key]
+        batch: list[Job] = []
+        try:
+            while queue:
+                await self._gather(queue)
+                batch, rows = [], 0
+                while queue and (not batch or rows + queue[0].rows <= self.max_rows):
+                    rows += queue[0].rows
+                    batch.append(queue.pop(0))
+                self.observe(len(batch), rows)
+                try:
+                    results: list[Any] = await anyio.to_thread.run_sync(
+                        predict_batch, batch, limiter=self.limiter
+                    )
+                except Exception as exc:  # a bug: every caller of the batch hears it
+                    results = [exc] * len(batch)
+                for job, result in zip(batch, results, strict=True):
+                    if job.future.done():  # the caller went away
+                        continue
+                    if isinstance(result, BaseException):
+                        job.future.set_exception(result)
+                    else:
+                        job.future.set_result(result)
+        finally:
+            del self._queues[key]
+            for job in batch + queue:  # only unanswered on cancellation
+                if not job.future.done():
+                    job.future.cancel()
