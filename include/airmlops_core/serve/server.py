@@ -43,6 +43,7 @@ class ModelHealth(TypedDict):
     loaded_at: str | None
     last_poll: str | None
     problem: str | None
+    batched: bool  # requests merged into one predict call (the version is row-stable)
 
 
 class HealthReport(TypedDict):
@@ -174,6 +175,7 @@ class ModelServer:
                 "loaded_at": _iso(served.loaded_at) if served else None,
                 "last_poll": _iso(last_poll),
                 "problem": problem,
+                "batched": bool(served and served.batchable),
             }
         all_served = all(m["served_version"] for m in models.values())
         clean = all_served and all(m["problem"] is None for m in models.values())
