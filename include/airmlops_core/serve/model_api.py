@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_batch_rows": args.max_batch_rows,
         "token_file": args.token_file,
         "metrics_token_file": args.metrics_token_file,
-        "state_dir": None,
+        "run_dir": None,
         "log_level": args.log_level,
     }
     workers.run(

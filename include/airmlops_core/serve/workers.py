@@ -14,9 +14,10 @@ loads its models itself (a few seconds, and one copy of each model per worker).
 
 The parent hands the workers their settings in $AIRMLOPS_MODEL_API_WORKER_CONFIG (JSON, no
 secret: each worker reads the tokens again from the same environment variables or files), and
-makes two directories that live as long as it does: $PROMETHEUS_MULTIPROC_DIR for the metrics
-of every worker (metrics.py), and the worker status files (state.write_status) that let one
-/status show every worker.
+makes one run directory that lives as long as it does: $PROMETHEUS_MULTIPROC_DIR for the
+metrics of every worker (metrics.py), the worker status files (state.write_status) that let
+one /status show every worker, and each worker's model downloads (removed with the run
+directory, also those of a worker that crashed).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class ServerConfig(TypedDict):
     max_batch_rows: int
     token_file: str | None
     metrics_token_file: str | None
-    state_dir: str | None
+    run_dir: str | None  # with several workers: metrics/, workers/ (status), cache/<pid>/
     log_level: str
 
 
@@ -71,7 +72,13 @@ def default_workers() -> int:
 
 
 def build_server(config: ServerConfig) -> ModelServer:
-    """One worker's ModelServer."""
+    """One worker's ModelServer (its downloads and status file in the run dir, if any)."""
+    cache_dir = state_dir = None
+    if config["run_dir"]:
+        run_dir = Path(config["run_dir"])
+        state_dir = run_dir / "workers"
+        cache_dir = run_dir / "cache" / str(os.getpid())  # the parent removes a crashed one's
+        cache_dir.mkdir(parents=True, exist_ok=True)
     return ModelServer(
         config["tracking_uri"],
         config["models"],
@@ -84,7 +91,8 @@ def build_server(config: ServerConfig) -> ModelServer:
         read_timeout=config["read_timeout"],
         batch_wait_ms=config["batch_wait_ms"],
         max_batch_rows=config["max_batch_rows"],
-        state_dir=Path(config["state_dir"]) if config["state_dir"] else None,
+        cache_dir=cache_dir,
+        state_dir=state_dir,
     )
 
 
@@ -130,6 +138,6 @@ def run(
         state_dir.mkdir()
         # read by the spawned workers' prometheus_client when it is imported
         os.environ[MULTIPROC_ENV] = str(metrics_dir)
-        os.environ[CONFIG_ENV] = json.dumps({**config, "state_dir": str(state_dir)})
+        os.environ[CONFIG_ENV] = json.dumps({**config, "run_dir": tmp})
         log.info("starting %d worker processes", workers)
         uvicorn.run(FACTORY, factory=True, workers=workers, **options)  # type: ignore[arg-type]

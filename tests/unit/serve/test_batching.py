@@ -94,7 +94,8 @@ def test_concurrent_requests_merge_and_a_bad_one_fails_alone(tmp_path: Path) -> 
     assert max(model.calls) > batching.ALIGN
     assert all(n % batching.ALIGN == 0 for n in model.calls)
     batches = server.metrics.registry.get_sample_value(f"{PREFIX}batch_requests_count")
-    assert batches is not None and batches < 13
+    assert batches is not None
+    assert batches < 13
 
 
 def test_max_batch_rows_splits_batches(tmp_path: Path) -> None:
