@@ -2,10 +2,10 @@
 
 Starlette + uvicorn is the ASGI stack MLflow's scoring server (FastAPI) already runs on,
 installed with mlflow. Handlers are async; predict runs in a bounded thread pool (`threads`),
-so slow predictions never block /health or /metrics, and so does parsing of bodies above
-INLINE_PARSE_BYTES (a small body is parsed in the event loop: a thread hop costs more). Each
-request is parsed and checked on its own, then concurrent requests for the same version are
-merged into one predict call (batching.Batcher). MLflow's server itself is not
+so slow predictions never block /health or /metrics, and so does reading a body above
+INLINE_PARSE_BYTES (a small body's JSON is read in the event loop: a thread hop costs more).
+Each request is read and checked on its own, then concurrent requests for the same version
+are merged into one frame and one predict call (batching.Batcher). MLflow's server itself is not
 used because it serves one fixed model: it cannot follow an alias, swap versions, serve several
 models, limit payload size or export Prometheus metrics.
 
@@ -38,7 +38,7 @@ from starlette.routing import Route
 from airmlops_core.serve import metrics as prom
 from airmlops_core.serve.auth import BearerAuth, Refusal, Tokens
 from airmlops_core.serve.batching import Batcher
-from airmlops_core.serve.scoring import RequestError, parse_request
+from airmlops_core.serve.scoring import RequestError, read_payload
 from airmlops_core.serve.server import ModelServer
 
 log = logging.getLogger(__name__)
@@ -119,18 +119,18 @@ def build_app(server: ModelServer, *, tokens: Tokens, start_poller: bool = True)
         try:
             served = server.served_for(name)
             body = await receive_body(request)
-            parse = functools.partial(
-                parse_request,
+            read = functools.partial(
+                read_payload,
                 body,
                 request.headers.get("content-type"),
                 served.input_schema,
                 max_rows=server.max_rows,
             )
             if len(body) <= INLINE_PARSE_BYTES:
-                data, params = parse()
+                payload = read()
             else:
-                data, params = await anyio.to_thread.run_sync(parse, limiter=limiter)
-            answer, rows = await get_batcher().predict(served, data, params)
+                payload = await anyio.to_thread.run_sync(read, limiter=limiter)
+            answer, rows = await get_batcher().predict(served, payload)
         finally:
             in_flight -= 1
             m.in_flight.dec()

@@ -1,22 +1,27 @@
 """Adaptive micro-batching: concurrent requests for one served version, one predict call.
 
-Each request is parsed and checked on its own first (format, limits, finite numbers: a bad
-request is refused before it meets any other), then queued by served version and by the shape
-of its frame (column names and dtypes; a request with `params` is never merged). One batch per
-queue predicts at a time, in the server's thread pool; the requests that arrive meanwhile form
-the next batch (BentoML's adaptive batching), so a lone request waits for nothing. When other
-invocations are already in flight (being received or parsed) the batch also waits up to
-`wait_s` for them to join (Triton's `max_queue_delay`), and stops gathering at `max_rows`.
+Each request's body is read and checked on its own first (JSON, depth, format key, row limit:
+a bad request is refused before it meets any other), then queued by served version and by its
+columns (`merge_key`: `dataframe_split` or `dataframe_records` with the same columns, every row
+complete; a request with `params`, or in another format, is never merged). A batch's payloads
+are joined and MLflow builds one frame from them (building a frame costs about what a predict
+costs, so this is merged too); the frame is checked (finite numbers) and predicted once. One
+batch per queue predicts at a time, in the server's thread pool; the requests that arrive
+meanwhile form the next batch (BentoML's adaptive batching), so a lone request waits for
+nothing. When other invocations are already in flight (being received or read) the batch also
+waits up to `wait_s` for them to join (Triton's `max_queue_delay`), and stops gathering at
+`max_rows`.
 
 Answers equal one-by-one predictions bit for bit. Two things could break that, and both are
-handled: a failure of the merged call (one request's values fail the schema or the model) sends
-every request of the batch through predict on its own, so errors stay per request; and BLAS
-computes a row's dot product with a kernel that depends on the row's position in a block of
-rows (OpenBLAS's gemv treats the last `n % 4` rows apart), so every predict call of a batchable
+handled: a failure of the merged frame or call (one request's values fail the parser, the
+schema or the model) sends every request of the batch through the whole path on its own, so
+errors stay per request and each gets the answer it would get alone; and BLAS computes a
+row's dot product with a kernel that depends on the row's position in a block of rows
+(OpenBLAS's gemv treats the last `n % 4` rows apart), so every predict call of a batchable
 version is padded to a multiple of `ALIGN` rows (the last row repeated, its answers dropped).
-Whether that makes a version's answers row-stable is checked when it is loaded
-(`row_stable`, on its golden rows at several batch sizes); a version that fails the check is
-served unbatched (`Served.batchable` False).
+Whether that makes a version's answers row-stable is checked when it is loaded (`row_stable`,
+on its golden rows at several batch sizes); a version that fails the check is served
+unbatched (`Served.batchable` False).
 """
 
 from __future__ import annotations
@@ -30,7 +35,13 @@ from typing import Any
 
 import anyio
 
-from airmlops_core.serve.scoring import RequestError, predict_parsed, row_count
+from airmlops_core.serve.scoring import (
+    Payload,
+    RequestError,
+    predict_parsed,
+    row_count,
+    to_model_input,
+)
 from airmlops_core.serve.state import Served
 
 log = logging.getLogger(__name__)
@@ -38,7 +49,52 @@ log = logging.getLogger(__name__)
 ALIGN = 8
 STABLE_SIZES = (1, 2, 3, 5, 9, 16, 33, 64, 257)
 DEFAULT_BATCH_WAIT_MS = 2.0
-DEFAULT_MAX_BATCH_ROWS = 256
+DEFAULT_MAX_BATCH_ROWS = 1024
+
+
+def merge_key(payload: Payload) -> tuple[Any, ...] | None:
+    """What must match for two payloads to be joined into one frame; None: never joined.
+
+    Every row must be complete (a split row as long as the columns, a record with the same keys
+    in the same order): joined, a short row would be filled where alone it fails.
+    """
+    value = payload.value
+    if payload.params is not None:
+        return None
+    if (
+        payload.fmt == "dataframe_split"
+        and isinstance(value, dict)
+        and set(value)
+        == {
+            "columns",
+            "data",
+        }
+    ):
+        columns = value["columns"]
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            return None
+        width = len(columns)
+        if all(isinstance(row, list) and len(row) == width for row in value["data"]):
+            return ("split", tuple(columns))
+        return None
+    if payload.fmt == "dataframe_records" and isinstance(value, list) and value:
+        first = value[0]
+        if not isinstance(first, dict):
+            return None
+        keys = tuple(first)
+        if all(isinstance(r, dict) and tuple(r) == keys for r in value):
+            return ("records", keys)
+    return None
+
+
+def join(payloads: list[Payload]) -> Payload:
+    """Payloads of one merge key as one."""
+    first = payloads[0]
+    rows = sum(p.rows for p in payloads)
+    if first.fmt == "dataframe_split":
+        data = [row for p in payloads for row in p.value["data"]]
+        return Payload(first.fmt, {"columns": first.value["columns"], "data": data}, None, rows)
+    return Payload(first.fmt, [r for p in payloads for r in p.value], None, rows)
 
 
 def stack_key(data: Any, params: Any) -> tuple[Any, ...] | None:
@@ -118,34 +174,38 @@ def to_json(raw: Any) -> str:
 
 @dataclass
 class Job:
-    """One parsed request waiting for its answer."""
+    """One checked request waiting for its answer."""
 
     served: Served
-    data: Any
-    params: Any
-    rows: int
+    payload: Payload
     future: asyncio.Future[tuple[str, int]] = field(repr=False)
 
 
 def predict_one(job: Job) -> tuple[str, int]:
-    """One request through predict on its own (padded as in a batch, when it could be in one)."""
-    if job.served.batchable and stack_key(job.data, job.params) is not None:
-        raw = padded_predict(job.served, job.data)
+    """One request through the whole path on its own (padded as in a batch when it could be).
+
+    Raises:
+        RequestError: the parser, the schema or the model refused it.
+    """
+    served = job.served
+    data, params = to_model_input(job.payload, served.input_schema)
+    if served.batchable and stack_key(data, params) is not None:
+        raw = padded_predict(served, data)
     else:
-        raw = predict_parsed(job.served, job.data, job.params)
-    return to_json(raw), job.rows
+        raw = predict_parsed(served, data, params)
+    return to_json(raw), row_count(data)
 
 
 def predict_batch(jobs: list[Job]) -> list[tuple[str, int] | RequestError]:
-    """The answers of `jobs` (one served version, one frame shape): merged, else one by one."""
+    """The answers of `jobs` (one served version, one merge key): joined, else one by one."""
     if len(jobs) > 1:
-        import pandas as pd
-
-        counts = [job.rows for job in jobs]
+        served = jobs[0].served
+        counts = [job.payload.rows for job in jobs]
         parts = None
         try:
-            merged = pd.concat([job.data for job in jobs], ignore_index=True)
-            parts = split(padded_predict(jobs[0].served, merged), counts)
+            data, _ = to_model_input(join([job.payload for job in jobs]), served.input_schema)
+            if stack_key(data, None) is not None and row_count(data) == sum(counts):
+                parts = split(padded_predict(served, data), counts)
         except Exception:  # some request's values: each one alone says whose
             log.debug("merged predict of %d requests failed; one by one", len(jobs))
         if parts is not None:
@@ -186,19 +246,19 @@ class Batcher:
         self.loop = asyncio.get_running_loop()
         self._arrived = asyncio.Event()
 
-    async def predict(self, served: Served, data: Any, params: Any) -> tuple[str, int]:
-        """The JSON answer and row count of one parsed request.
+    async def predict(self, served: Served, payload: Payload) -> tuple[str, int]:
+        """The JSON answer and row count of one checked request.
 
         Raises:
-            RequestError: the model refused this request's input.
+            RequestError: the parser, the schema or the model refused this request.
         """
         loop = asyncio.get_running_loop()
-        job = Job(served, data, params, row_count(data), loop.create_future())
-        shape = stack_key(data, params) if served.batchable else None
+        job = Job(served, payload, loop.create_future())
+        shape = merge_key(payload) if served.batchable else None
         self.submitted += 1
         try:
             if shape is None:  # alone, as before batching
-                self.observe(1, job.rows)
+                self.observe(1, payload.rows)
                 return await anyio.to_thread.run_sync(predict_one, job, limiter=self.limiter)
             key = (id(served), shape)
             queue = self._queues.get(key)
@@ -216,7 +276,7 @@ class Batcher:
         """Wait up to wait_s for the invocations still being received or parsed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_s
-        while sum(j.rows for j in queue) < self.max_rows and self.waiting() > 0:
+        while sum(j.payload.rows for j in queue) < self.max_rows and self.waiting() > 0:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -233,8 +293,8 @@ class Batcher:
             while queue:
                 await self._gather(queue)
                 batch, rows = [], 0
-                while queue and (not batch or rows + queue[0].rows <= self.max_rows):
-                    rows += queue[0].rows
+                while queue and (not batch or rows + queue[0].payload.rows <= self.max_rows):
+                    rows += queue[0].payload.rows
                     batch.append(queue.pop(0))
                 self.observe(len(batch), rows)
                 try:

@@ -134,7 +134,8 @@ def test_row_stable_refuses_a_model_whose_answer_depends_on_the_batch(tmp_path: 
 def test_merged_answers_equal_single_request_answers_bit_for_bit(
     registry: Registry, tmp_path: Path
 ) -> None:
-    """The real model of the registry: 48 requests with different rows, merged vs alone."""
+    """The real model of the registry: 48 requests with different rows (both JSON formats),
+    merged vs alone."""
     registry.set_champion("1")
     api = Api(
         registry.url, MODEL, tmp_path / "api.log", "--batch-wait-ms", "50", "--max-queue", "64"
@@ -143,7 +144,13 @@ def test_merged_answers_equal_single_request_answers_bit_for_bit(
         api.wait_served("1")
         assert api.status()[1]["models"][MODEL]["batched"] is True
         data = frame(7, 48 * 3)[FEATURES]
-        bodies = [{"dataframe_records": records(data.iloc[3 * i : 3 * i + 3])} for i in range(48)]
+        bodies: list[dict[str, Any]] = []
+        for i in range(48):
+            part = data.iloc[3 * i : 3 * i + 3]
+            split = {"columns": FEATURES, "data": [list(r) for r in part.itertuples(index=False)]}
+            bodies.append(
+                {"dataframe_split": split} if i % 2 else {"dataframe_records": records(part)}
+            )
         alone = [api.http.post(f"/invocations/{MODEL}", json=b) for b in bodies]
         before = batch_count(api)
         barrier = threading.Barrier(48)
