@@ -223,9 +223,9 @@ def test_probing_a_real_api_restart_no_champion_and_kill(
     state: dict[str, Any] = {}
     sent: list[str] = []
 
-    def probe_once(base: str, retry_s: tuple[float, ...] = (1.0, 2.0, 4.0)) -> list[Check]:
+    def probe_once(api: Api, retry_s: tuple[float, ...] = (1.0, 2.0, 4.0)) -> list[Check]:
         nonlocal state
-        obs = health.probe(base, registry.url, models, retry_s=retry_s)
+        obs = health.probe(api.base, registry.url, models, token=api.token, retry_s=retry_s)
         state, messages, checks = health.decide(state, obs, models, dt.datetime.now(dt.UTC))
         sent.extend(messages)
         return checks
@@ -234,19 +234,19 @@ def test_probing_a_real_api_restart_no_champion_and_kill(
     try:
         server.wait(lambda: server.status()[0] in (200, 503), "the API listening")
         # probed at once after its start: loading (or already serving) and no champion
-        checks = probe_once(server.base)
+        checks = probe_once(server)
         assert [c.status for c in checks[1:]] in (["starting", "idle"], ["up", "idle"]), checks
         _, body = server.status()
         assert body["uptime_s"] < health.GRACE_S
         assert body["started_at"]
         server.wait_served("1")
-        checks = probe_once(server.base)
+        checks = probe_once(server)
         assert [c.status for c in checks] == ["up", "up", "idle"], checks
         assert sent == []
         os.killpg(server.proc.pid, signal.SIGKILL)
         server.proc.wait(timeout=30)
         for _ in range(2):
-            checks = probe_once(server.base, retry_s=())
+            checks = probe_once(server, retry_s=())
         assert [c.status for c in checks] == ["up", "down", "idle"], checks
         assert sent == [f":red_circle: *model-api/{MODEL}* is down: {checks[1].detail}"]
         assert "unreachable" in sent[0]
@@ -255,8 +255,8 @@ def test_probing_a_real_api_restart_no_champion_and_kill(
     again = Api(registry.url, ",".join(models), tmp_path / "api2.log")
     try:
         again.wait_served("1")
-        probe_once(again.base)
-        probe_once(again.base)
+        probe_once(again)
+        probe_once(again)
     finally:
         again.stop()
     assert len(sent) == 2, sent
