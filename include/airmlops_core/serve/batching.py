@@ -18,15 +18,17 @@ schema or the model) sends every request of the batch through the whole path on 
 errors stay per request and each gets the answer it would get alone; and BLAS computes a
 row's dot product with a kernel that depends on the row's position in a block of rows
 (OpenBLAS's gemv treats the last `n % 4` rows apart), so every predict call of a batchable
-version is padded to a multiple of `ALIGN` rows (the last row repeated, its answers dropped).
-Whether that makes a version's answers row-stable is checked when it is loaded (`row_stable`,
-on its golden rows at several batch sizes); a version that fails the check is served
-unbatched (`Served.batchable` False).
+version is padded to a multiple of `ALIGN` rows (the last row repeated, its answers dropped;
+in the JSON rows before the frame is built, `pad_payload`, else on the frame). Whether that
+makes a version's answers row-stable is checked when it is loaded (`row_stable`, on its golden
+rows at several batch sizes); a version that fails the check is served unbatched
+(`Served.batchable` False).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -181,14 +183,52 @@ class Job:
     future: asyncio.Future[tuple[str, int]] = field(repr=False)
 
 
+def pad_payload(payload: Payload) -> tuple[Payload, int]:
+    """A joinable payload padded to a multiple of ALIGN rows (its last row repeated), and the
+    rows added. Padding the rows before MLflow builds the frame costs nothing extra."""
+    pad = (-payload.rows) % ALIGN
+    if not pad:
+        return payload, 0
+    value = payload.value
+    if payload.fmt == "dataframe_split":
+        data = value["data"] + [value["data"][-1]] * pad
+        padded = Payload(payload.fmt, {"columns": value["columns"], "data": data}, None, 0)
+    else:
+        padded = Payload(payload.fmt, value + [value[-1]] * pad, None, 0)
+    return dataclasses.replace(padded, rows=payload.rows + pad), pad
+
+
+def predict_joined(served: Served, payloads: list[Payload]) -> list[Any] | None:
+    """The answers of joinable payloads (one merge key) from one padded frame and one predict;
+    None when the answer is not one per row.
+
+    Raises:
+        RequestError: the parser, the schema or the model refused the frame.
+    """
+    counts = [p.rows for p in payloads]
+    padded, pad = pad_payload(join(payloads) if len(payloads) > 1 else payloads[0])
+    data, _ = to_model_input(padded, served.input_schema)
+    if stack_key(data, None) is None or row_count(data) != padded.rows:
+        return None
+    parts = split(predict_parsed(served, data, None), [*counts, pad] if pad else counts)
+    return parts[: len(counts)] if parts is not None else None
+
+
 def predict_one(job: Job) -> tuple[str, int]:
-    """One request through the whole path on its own (padded as in a batch when it could be).
+    """One request on its own, as it would be answered in a batch when it could be in one.
 
     Raises:
         RequestError: the parser, the schema or the model refused it.
     """
-    served = job.served
-    data, params = to_model_input(job.payload, served.input_schema)
+    served, payload = job.served, job.payload
+    if served.batchable and merge_key(payload) is not None:
+        try:
+            parts = predict_joined(served, [payload])
+        except RequestError:
+            parts = None  # the unpadded path below says what is wrong, as it would alone
+        if parts is not None:
+            return to_json(parts[0]), payload.rows
+    data, params = to_model_input(payload, served.input_schema)
     if served.batchable and stack_key(data, params) is not None:
         raw = padded_predict(served, data)
     else:
@@ -199,17 +239,14 @@ def predict_one(job: Job) -> tuple[str, int]:
 def predict_batch(jobs: list[Job]) -> list[tuple[str, int] | RequestError]:
     """The answers of `jobs` (one served version, one merge key): joined, else one by one."""
     if len(jobs) > 1:
-        served = jobs[0].served
-        counts = [job.payload.rows for job in jobs]
         parts = None
         try:
-            data, _ = to_model_input(join([job.payload for job in jobs]), served.input_schema)
-            if stack_key(data, None) is not None and row_count(data) == sum(counts):
-                parts = split(padded_predict(served, data), counts)
+            parts = predict_joined(jobs[0].served, [job.payload for job in jobs])
         except Exception:  # some request's values: each one alone says whose
             log.debug("merged predict of %d requests failed; one by one", len(jobs))
         if parts is not None:
-            return [(to_json(part), n) for part, n in zip(parts, counts, strict=True)]
+            pairs = zip(parts, jobs, strict=True)
+            return [(to_json(part), job.payload.rows) for part, job in pairs]
     results: list[tuple[str, int] | RequestError] = []
     for job in jobs:
         try:
