@@ -12,10 +12,7 @@ decides the alert.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any, TypedDict
 
 import pandas as pd
@@ -28,6 +25,7 @@ from airmlops_core.stats.estimate import (
     Calibration,
     estimate,
 )
+from airmlops_core.tracking.runs import read_run_json
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +47,8 @@ def champion_calibration(client: Any, spec: ModelSpec, version: str) -> Calibrat
 
     mv = client.get_model_version(spec.name, version)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=mv.run_id,
-                artifact_path=f"monitoring/{CALIBRATION_ARTIFACT}",
-                dst_path=tmp,
-                tracking_uri=client.tracking_uri,
-            )
-            return Calibration.from_dict(json.loads(Path(local).read_text()))
+        raw = read_run_json(client, mv.run_id, f"monitoring/{CALIBRATION_ARTIFACT}")
+        return Calibration.from_dict(raw)
     except (OSError, ValueError, KeyError, mlflow.exceptions.MlflowException) as exc:
         log.warning("%s v%s: no holdout calibration, no estimate (%s)", spec.name, version, exc)
         return None

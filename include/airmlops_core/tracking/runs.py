@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
@@ -152,6 +155,13 @@ def _runs_with_key(client: MlflowClient, exp_id: str, ctx: RunContext, purpose: 
 def _q(value: str) -> str:
     """Escape a value for an MLflow filter string literal."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def read_run_json(client: MlflowClient, run_id: str, path: str) -> Any:
+    """A run's JSON artifact at `path`, downloaded and parsed (raises when it is missing)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, path, tmp)
+        return json.loads(Path(local).read_text("utf-8"))
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:

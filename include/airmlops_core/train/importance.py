@@ -8,16 +8,15 @@ worse, so higher is more important for every metric. The table is logged with ea
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import tempfile
 from pathlib import Path
 from typing import Any, TypedDict
 
 import pandas as pd
 
 from airmlops_core.spec import LOWER_IS_BETTER, ModelSpec
+from airmlops_core.tracking.runs import read_run_json
 from airmlops_core.train import evaluation
 from airmlops_core.train.estimator import feature_frame
 
@@ -101,14 +100,7 @@ def read_importance(client: Any, run_id: str) -> dict[str, float] | None:
     import mlflow
 
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id,
-                artifact_path=IMPORTANCE_ARTIFACT,
-                dst_path=tmp,
-                tracking_uri=client.tracking_uri,
-            )
-            table = json.loads(Path(local).read_text())
+        table = read_run_json(client, run_id, IMPORTANCE_ARTIFACT)
         means = {str(f["feature"]): float(f["importance_mean"]) for f in table["features"]}
         return {k: v for k, v in means.items() if math.isfinite(v)}
     except (OSError, ValueError, KeyError, TypeError, mlflow.exceptions.MlflowException) as exc:

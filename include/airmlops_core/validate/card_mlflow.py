@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from airmlops_core.spec import ModelSpec
@@ -36,9 +34,7 @@ def read_json_artifact(client: Any, run_id: str, path: str) -> Any | None:
     parent = path.rsplit("/", 1)[0] if "/" in path else None
     if path not in {f.path for f in client.list_artifacts(run_id, parent)}:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(run_id, path, tmp)
-        return json.loads(Path(local).read_text("utf-8"))
+    return tracking.read_run_json(client, run_id, path)
 
 
 def source_lines(spec: ModelSpec) -> list[str]:
