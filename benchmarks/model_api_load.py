@@ -1,17 +1,20 @@
-"""Model API under load: requests/s and p50/p99 latency at a few concurrency levels.
+"""Model API under load, against `mlflow models serve` on the same model in the same run.
 
-Starts its own MLflow server and the model API (airmlops_core.serve.model_api, with a fresh
-bearer token in its environment) on loopback, registers the customer_churn demo pipeline
-(logged as the train path logs it) as `champion`, then for
-each payload size (rows per request) and concurrency level runs a closed-loop load generator
-(one thread per simulated client, keep-alive HTTP/1.1 with the standard library's
-http.client) for a fixed time. The baseline, measured in the same run, is the same registry
-version loaded in this process and called with pyfunc `predict` on a ready DataFrame (the
-model's own cost, no HTTP, no JSON). The load generator shares the machine's cores with the
-API, as a local client would.
+Starts its own MLflow server, registers the customer_churn demo pipeline (logged as the train
+path logs it) as `champion`, then starts two servers of that version on loopback: the pack's
+API (airmlops_core.serve.model_api, with a fresh bearer token; --workers, --batch-wait-ms as
+given) and MLflow's own (`mlflow models serve -m models:/<m>@champion --env-manager local
+-w 2`, no auth). For each payload size (rows per request) and concurrency level it runs a
+closed-loop load generator (one thread per simulated client, keep-alive HTTP/1.1 with the
+standard library's http.client) for a fixed time against each server in turn, and prints both
+side by side with the pack / MLflow ratios. The in-process baseline is the same version called
+with pyfunc `predict` on a ready DataFrame (the model's own cost, no HTTP, no JSON). The load
+generator shares the machine's cores with the servers, as a local client would; the load
+average is printed at start and end (other work on the machine moves absolute figures; the
+ratios are measured in the same minutes).
 
-    .venv/bin/python benchmarks/model_api_load.py [--duration 10] [--concurrency 1 4 16]
-        [--rows 1 100] [--threads 4]
+    .venv/bin/python benchmarks/model_api_load.py [--duration 8] [--concurrency 1 16]
+        [--rows 1 100] [--workers N] [--threads 4] [--batch-wait-ms 2] [--mlflow-workers 2]
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def in_process(model: Any, frame: Any, seconds: float) -> list[float]:
 
 
 def load(
-    port: int, body: bytes, clients: int, seconds: float, token: str
+    port: int, path: str, body: bytes, clients: int, seconds: float, token: str | None
 ) -> tuple[list[float], int, float]:
     """Closed-loop load: `clients` threads each send one request after another.
 
@@ -114,7 +117,7 @@ def load(
     errors = [0] * clients
     start = threading.Barrier(clients + 1)
     stop = threading.Event()
-    headers = {"Content-Type": "application/json", **bearer(token)}
+    headers = {"Content-Type": "application/json", **(bearer(token) if token else {})}
 
     def client(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -122,7 +125,7 @@ def load(
         while not stop.is_set():
             t0 = time.perf_counter()
             try:
-                conn.request("POST", f"/invocations/{MODEL}", body=body, headers=headers)
+                conn.request("POST", path, body=body, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
                 ok = resp.status == 200
@@ -149,12 +152,51 @@ def load(
     return [x for lat in latencies for x in lat], sum(errors), elapsed
 
 
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError as exc:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{what} did not serve:\n{tail}") from exc
+            time.sleep(0.5)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def measure(
+    port: int, path: str, body: bytes, clients: int, seconds: float, token: str | None
+) -> dict[str, float]:
+    lat, errors, elapsed = load(port, path, body, clients, seconds, token)
+    return {
+        "rps": len(lat) / elapsed,
+        "p50": percentile(lat, 50) * 1000 if lat else float("nan"),
+        "p99": percentile(lat, 99) * 1000 if lat else float("nan"),
+        "errors": errors,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--rows", type=int, nargs="+", default=[1, 100])
+    ap.add_argument("--workers", type=int, default=None, help="the API's workers (its default)")
     ap.add_argument("--threads", type=int, default=4, help="the API's predict threads")
+    ap.add_argument("--batch-wait-ms", type=float, default=None, help="the API's (its default)")
+    ap.add_argument("--mlflow-workers", type=int, default=2, help="mlflow models serve -w")
     args = ap.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -164,50 +206,78 @@ def main() -> int:
     from mlflow_server import mlflow_server
 
     token = generate_token()
+    load_start = os.getloadavg()
 
     with tempfile.TemporaryDirectory() as tmp, mlflow_server(Path(tmp) / "mlflow") as url:
         _, X = register_champion(url)
-        (port,) = free_ports(1)
-        log = (Path(tmp) / "api.log").open("wb")
-        api = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "airmlops_core.serve.model_api",
-                "--tracking-uri",
-                url,
-                "--models",
-                MODEL,
-                "--port",
-                str(port),
-                "--threads",
-                str(args.threads),
-                "--poll-interval",
-                "60",
-                "--log-level",
-                "warning",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, TOKEN_ENV: token},
-        )
+        port, mlflow_port = free_ports(2)
+        api_log, mlflow_log = Path(tmp) / "api.log", Path(tmp) / "mlflow-serve.log"
+        extra = [] if args.workers is None else ["--workers", str(args.workers)]
+        if args.batch_wait_ms is not None:
+            extra += ["--batch-wait-ms", str(args.batch_wait_ms)]
+        with api_log.open("wb") as out:
+            api = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "airmlops_core.serve.model_api",
+                    "--tracking-uri",
+                    url,
+                    "--models",
+                    MODEL,
+                    "--port",
+                    str(port),
+                    "--threads",
+                    str(args.threads),
+                    "--poll-interval",
+                    "60",
+                    "--log-level",
+                    "warning",
+                    *extra,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, TOKEN_ENV: token},
+            )
+        with mlflow_log.open("wb") as out:
+            reference = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    f"models:/{MODEL}@champion",
+                    "--env-manager",
+                    "local",
+                    "-w",
+                    str(args.mlflow_workers),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(mlflow_port),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={  # it starts `uvicorn` from PATH: this interpreter's
+                    **os.environ,
+                    "MLFLOW_TRACKING_URI": url,
+                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                },
+            )
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-                    break
-                except OSError as exc:
-                    if api.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"model API did not serve; see {log.name}") from exc
-                    time.sleep(0.5)
+            wait_ready(f"http://127.0.0.1:{port}/health", api, api_log, "model API")
+            wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", reference, mlflow_log, "mlflow")
             model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
             base: dict[int, float] = {}
             print(
                 f"model: customer_churn demo pipeline (LogisticRegression), {X.shape[1]} "
-                f"features; API --threads {args.threads}; {os.cpu_count()} CPUs shared by "
-                f"API and load generator; load average {os.getloadavg()[0]:.1f} at start"
+                f"features; pack API --workers {args.workers or 'default'} --threads "
+                f"{args.threads} --batch-wait-ms {args.batch_wait_ms or 'default'}; "
+                f"mlflow models serve -w {args.mlflow_workers}; {os.cpu_count()} CPUs shared "
+                f"by both servers and the load generator; load average (1, 5, 15 min) "
+                f"{' '.join(f'{x:.1f}' for x in load_start)} at start"
             )
             print("baseline, in-process pyfunc predict on a ready DataFrame (1 caller):")
             for rows in args.rows:
@@ -220,31 +290,34 @@ def main() -> int:
                     f"{1 / base[rows]:8.0f} calls/s"
                 )
             print(
-                f"\n{'rows':>4} {'clients':>7} {'requests':>8} {'req/s':>8} {'rows/s':>9} "
-                f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'p50 / base':>10} "
-                f"{'req/s / base':>12}"
+                f"\n{'rows':>4} {'clients':>7} | {'pack req/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
+                f"{'err':>4} | {'mlflow req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} | "
+                f"{'req/s ratio':>11} {'p99 ratio':>9}"
             )
+            targets = [
+                (port, f"/invocations/{MODEL}", token),
+                (mlflow_port, "/invocations", None),
+            ]
             for rows in args.rows:
                 body = payload(X, rows)
-                load(port, body, 2, 1.0, token)  # warm-up
+                for p, path, tok in targets:
+                    load(p, path, body, 2, 1.0, tok)  # warm-up
                 for clients in args.concurrency:
-                    lat, errors, elapsed = load(port, body, clients, args.duration, token)
-                    rps = len(lat) / elapsed
-                    p50 = percentile(lat, 50) if lat else float("nan")
-                    p99 = percentile(lat, 99) if lat else float("nan")
-                    print(
-                        f"{rows:>4} {clients:>7} {len(lat):>8} {rps:>8.0f} {rps * rows:>9.0f} "
-                        f"{p50 * 1000:>8.2f} {p99 * 1000:>8.2f} {errors:>6} "
-                        f"{p50 / base[rows]:>9.1f}x {rps * base[rows]:>11.2f}x"
+                    ours, theirs = (
+                        measure(p, path, body, clients, args.duration, tok)
+                        for p, path, tok in targets
                     )
+                    print(
+                        f"{rows:>4} {clients:>7} | {ours['rps']:>10.0f} {ours['p50']:>7.1f} "
+                        f"{ours['p99']:>7.1f} {ours['errors']:>4.0f} | {theirs['rps']:>12.0f} "
+                        f"{theirs['p50']:>7.1f} {theirs['p99']:>7.1f} {theirs['errors']:>4.0f} | "
+                        f"{ours['rps'] / theirs['rps']:>10.2f}x "
+                        f"{ours['p99'] / theirs['p99']:>8.2f}x"
+                    )
+            print("load average at end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
         finally:
-            os.killpg(api.pid, signal.SIGTERM)
-            try:
-                api.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(api.pid, signal.SIGKILL)
-                api.wait(timeout=10)
-            log.close()
+            stop(api)
+            stop(reference)
     return 0
 
 

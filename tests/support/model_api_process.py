@@ -59,7 +59,8 @@ class Api:
     """One model API subprocess on a free loopback port, with its own token.
 
     The token reaches the API through its environment, as in the stack; `http` sends it,
-    `anonymous` does not.
+    `anonymous` does not. One worker process unless `extra` says `--workers`: the tests that
+    watch one version replace another read one worker's /status.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class Api:
             str(POLL),
             "--max-bytes",
             str(MAX_BYTES),
+            *([] if "--workers" in extra else ["--workers", "1"]),
             *extra,
         ]
         self.proc = subprocess.Popen(
@@ -118,11 +120,21 @@ class Api:
         r = self.http.get("/status")
         return r.status_code, r.json()
 
-    def wait_served(self, version: str, model: str = MODEL) -> None:
-        self.wait(
-            lambda: self.status()[1]["models"][model]["served_version"] == version,
-            f"{model} v{version} served",
-        )
+    def served_versions(self, model: str = MODEL) -> list[str | None]:
+        """The version of `model` each worker serves (one entry with one worker)."""
+        body = self.status()[1]
+        if "workers" not in body:
+            return [body["models"][model]["served_version"]]
+        return [w["models"][model]["served_version"] for w in body["workers"].values()]
+
+    def wait_served(self, version: str, model: str = MODEL, workers: int = 1) -> None:
+        """Until `workers` workers all serve `version`."""
+
+        def served() -> bool:
+            versions = self.served_versions(model)
+            return len(versions) == workers and set(versions) == {version}
+
+        self.wait(served, f"{model} v{version} served by {workers} worker(s)")
 
     def assert_clean_exit(self) -> None:
         """SIGTERM ran uvicorn's graceful shutdown (it re-raises the signal once done)."""

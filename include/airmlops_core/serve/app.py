@@ -1,8 +1,11 @@
 """The model API's Starlette app: invocations, /health, /status, /metrics, the golden request.
 
 Starlette + uvicorn is the ASGI stack MLflow's scoring server (FastAPI) already runs on,
-installed with mlflow. Handlers are async; parsing and predict run in a bounded thread pool
-(`threads`), so slow predictions never block /health or /metrics. MLflow's server itself is not
+installed with mlflow. Handlers are async; predict runs in a bounded thread pool (`threads`),
+so slow predictions never block /health or /metrics, and so does reading a body above
+INLINE_PARSE_BYTES (a small body's JSON is read in the event loop: a thread hop costs more).
+Each request is read and checked on its own, then concurrent requests for the same version
+are merged into one frame and one predict call (batching.Batcher). MLflow's server itself is not
 used because it serves one fixed model: it cannot follow an alias, swap versions, serve several
 models, limit payload size or export Prometheus metrics.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -25,20 +29,22 @@ from contextlib import asynccontextmanager
 from typing import NotRequired, TypedDict
 
 import anyio
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from airmlops_core.serve import metrics as prom
 from airmlops_core.serve.auth import BearerAuth, Refusal, Tokens
-from airmlops_core.serve.scoring import RequestError, score
+from airmlops_core.serve.batching import Batcher
+from airmlops_core.serve.scoring import RequestError, read_payload
 from airmlops_core.serve.server import ModelServer
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_MODEL = "_unknown"
+INLINE_PARSE_BYTES = 16 * 1024
 
 
 class ErrorBody(TypedDict):
@@ -56,6 +62,7 @@ def build_app(server: ModelServer, *, tokens: Tokens, start_poller: bool = True)
     capacity = server.threads + server.max_queue
     in_flight = 0
     m = server.metrics
+    batcher: Batcher | None = None  # made on first use: it belongs to the event loop
 
     def error(exc: RequestError, model: str | None) -> JSONResponse:
         body: ErrorBody = {"error_code": exc.code, "message": exc.message}
@@ -112,14 +119,18 @@ def build_app(server: ModelServer, *, tokens: Tokens, start_poller: bool = True)
         try:
             served = server.served_for(name)
             body = await receive_body(request)
-            run = functools.partial(
-                score,
-                served,
+            read = functools.partial(
+                read_payload,
                 body,
                 request.headers.get("content-type"),
+                served.input_schema,
                 max_rows=server.max_rows,
             )
-            answer, rows = await anyio.to_thread.run_sync(run, limiter=limiter)
+            if len(body) <= INLINE_PARSE_BYTES:
+                payload = read()
+            else:
+                payload = await anyio.to_thread.run_sync(read, limiter=limiter)
+            answer, rows = await get_batcher().predict(served, payload)
         finally:
             in_flight -= 1
             m.in_flight.dec()
@@ -158,6 +169,21 @@ def build_app(server: ModelServer, *, tokens: Tokens, start_poller: bool = True)
         m.requests.labels(model=label, status=str(response.status_code)).inc()
         return response
 
+    def get_batcher() -> Batcher:
+        nonlocal batcher
+        if batcher is None or batcher.loop is not asyncio.get_running_loop():
+            batcher = Batcher(
+                limiter,
+                wait_s=server.batch_wait_s,
+                max_rows=server.max_batch_rows,
+                waiting=lambda: in_flight - batcher_submitted(),
+                observe=lambda requests, rows: m.batch_requests.observe(requests),
+            )
+        return batcher
+
+    def batcher_submitted() -> int:
+        return batcher.submitted if batcher is not None else 0
+
     async def health(request: Request) -> Response:
         status, body = server.health()
         return JSONResponse({"status": body["status"]}, status_code=status)
@@ -167,7 +193,8 @@ def build_app(server: ModelServer, *, tokens: Tokens, start_poller: bool = True)
         return JSONResponse(body, status_code=code)
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+        text, media_type = prom.exposition(m.registry)
+        return Response(text, media_type=media_type)
 
     async def golden(request: Request) -> Response:
         name = request.path_params["model"]
@@ -186,12 +213,14 @@ def build_app(server: ModelServer, *, tokens: Tokens, start_poller: bool = True)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        prom.mark_dead_workers()
         if start_poller:
             server.start()
         try:
             yield
         finally:
             await asyncio.to_thread(server.stop)
+            prom.mark_dead(os.getpid())
 
     return Starlette(
         routes=[

@@ -4,6 +4,7 @@
         [--models a,b | --models-dir DIR] [--host 127.0.0.1] [--port 5001] [--poll-interval 5]
         [--token-file PATH] [--metrics-token-file PATH] [--max-bytes 8388608]
         [--max-rows 10000] [--threads 4] [--max-queue 32] [--read-timeout 30]
+        [--workers N] [--batch-wait-ms 2] [--max-batch-rows 256]
 
 The API token comes from $AIRMLOPS_MODEL_API_TOKEN or a file ($AIRMLOPS_MODEL_API_TOKEN_FILE or
 --token-file), never from the command line; the API refuses to start without one.
@@ -21,11 +22,17 @@ Endpoints (all but /health need `Authorization: Bearer <token>`, else 401):
     GET /metrics: Prometheus text format (also takes the scrape-only metrics token).
     GET /models/<model>/golden: the request body the served version was verified with.
 
+`--workers N` processes (default one per core) each follow the alias and serve on their own
+(workers.py); /status is the answering worker's, with every worker's served versions under
+`workers`; /metrics adds up all workers. Concurrent requests for one version are merged into
+one predict call (batching.py: `--batch-wait-ms`, `--max-batch-rows`), with answers equal to
+one-by-one predictions; every request limit holds per request.
+
 This module is the command line; the pieces, and why each is built as it is:
     scoring (request parsing, limits and scoring, MLflow's own machinery), state (the served
     model state), poller (follows the alias, verifies and swaps versions), metrics
     (Prometheus), server (the served models, their poller and metrics), auth (the bearer
-    tokens), app (the Starlette app).
+    tokens), batching (merging requests), app (the Starlette app), workers (processes).
 """
 
 from __future__ import annotations
@@ -36,12 +43,11 @@ import os
 import sys
 from pathlib import Path
 
-import uvicorn
-
 from airmlops_core import settings
 from airmlops_core.errors import CredentialError
-from airmlops_core.serve.app import build_app
+from airmlops_core.serve import workers
 from airmlops_core.serve.auth import Tokens
+from airmlops_core.serve.batching import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_ROWS
 from airmlops_core.serve.poller import DEFAULT_ALIAS, DEFAULT_POLL_SECONDS
 from airmlops_core.serve.scoring import DEFAULT_MAX_ROWS
 from airmlops_core.serve.server import (
@@ -49,7 +55,6 @@ from airmlops_core.serve.server import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_THREADS,
-    ModelServer,
 )
 from airmlops_core.spec import load_specs
 
@@ -143,16 +148,43 @@ def parse_args(
         default=DEFAULT_READ_TIMEOUT,
         help=f"seconds to receive a request body (408 after; default {DEFAULT_READ_TIMEOUT:g})",
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=workers.default_workers(),
+        help="worker processes, each following the alias on its own (default: one per core)",
+    )
+    ap.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=DEFAULT_BATCH_WAIT_MS,
+        help="how long a batch waits for requests already in flight to join it "
+        f"(0: no wait; default {DEFAULT_BATCH_WAIT_MS:g})",
+    )
+    ap.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=DEFAULT_MAX_BATCH_ROWS,
+        help=f"most rows merged into one predict call (default {DEFAULT_MAX_BATCH_ROWS})",
+    )
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--access-log", action="store_true", help="log every request")
     args = ap.parse_args(argv)
     if not args.tracking_uri:
         ap.error("no tracking URI: pass --tracking-uri or set MLFLOW_TRACKING_URI")
-    positive = (args.poll_interval, args.max_bytes, args.max_rows, args.threads, args.read_timeout)
-    if min(positive) <= 0 or args.max_queue < 0:
+    positive = (
+        args.poll_interval,
+        args.max_bytes,
+        args.max_rows,
+        args.threads,
+        args.read_timeout,
+        args.workers,
+        args.max_batch_rows,
+    )
+    if min(positive) <= 0 or args.max_queue < 0 or args.batch_wait_ms < 0:
         ap.error(
-            "--poll-interval, --max-bytes, --max-rows, --threads and --read-timeout must be "
-            "positive, --max-queue zero or more"
+            "--poll-interval, --max-bytes, --max-rows, --threads, --read-timeout, --workers and "
+            "--max-batch-rows must be positive, --max-queue and --batch-wait-ms zero or more"
         )
     try:
         args.tokens = Tokens.from_env(
@@ -191,36 +223,42 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ["_MLFLOW_IS_IN_SERVING_ENVIRONMENT"] = "true"  # as MLflow's scoring server sets
     names = model_names(args)
-    server = ModelServer(
-        args.tracking_uri,
-        names,
-        alias=args.alias,
-        poll_interval=args.poll_interval,
-        max_bytes=args.max_bytes,
-        max_rows=args.max_rows,
-        threads=args.threads,
-        max_queue=args.max_queue,
-        read_timeout=args.read_timeout,
-    )
     log.info(
-        "serving %s ('%s' alias, poll every %ss) on http://%s:%d; every route but /health "
-        "needs the bearer token%s",
+        "serving %s ('%s' alias, poll every %ss) on http://%s:%d with %d worker(s); every "
+        "route but /health needs the bearer token%s",
         names,
         args.alias,
         args.poll_interval,
         args.host,
         args.port,
+        args.workers,
         " (/metrics also the metrics token)" if args.tokens.metrics else "",
     )
-    config = uvicorn.Config(
-        build_app(server, tokens=args.tokens),
+    config: workers.ServerConfig = {
+        "tracking_uri": args.tracking_uri,
+        "models": names,
+        "alias": args.alias,
+        "poll_interval": args.poll_interval,
+        "max_bytes": args.max_bytes,
+        "max_rows": args.max_rows,
+        "threads": args.threads,
+        "max_queue": args.max_queue,
+        "read_timeout": args.read_timeout,
+        "batch_wait_ms": args.batch_wait_ms,
+        "max_batch_rows": args.max_batch_rows,
+        "token_file": args.token_file,
+        "metrics_token_file": args.metrics_token_file,
+        "run_dir": None,
+        "log_level": args.log_level,
+    }
+    workers.run(
+        config,
+        args.tokens,
         host=args.host,
         port=args.port,
-        log_level=args.log_level.lower(),
+        workers=args.workers,
         access_log=args.access_log,
-        timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
     return 0
 
 

@@ -5,27 +5,32 @@ and loaded by `tracking.model_load`: the model-safety check runs on the download
 anything is deserialized); a request carries data, never a model. One background thread
 polls the alias every `poll_interval` seconds. A new champion is downloaded, loaded and sent
 its golden request (the serving input example logged with the model, else one row built from
-the signature) through the same scoring path requests take; only when that answered is the
-model published, by replacing one reference. A request reads that reference once, so it is
-scored wholly by the old or wholly by the new version. A version that fails keeps the old one
-served, is reported (log, reload-failure metric, /health `problem`) and is retried with
-backoff; a version the safety check refuses is not retried until the alias moves.
+the signature) through the same scoring path requests take, and its answers are checked to be
+row-stable when requests are merged (batching.row_stable: else it is served unbatched); only
+when that answered is the model published, by replacing one reference. A request reads that
+reference once, so it is scored wholly by the old or wholly by the new version. A version
+that fails keeps the old one served, is reported (log, reload-failure metric, /health
+`problem`) and is retried with backoff; a version the safety check refuses is not retried
+until the alias moves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from airmlops_core.errors import UnsafeModel
+from airmlops_core.serve import batching
 from airmlops_core.serve.metrics import Metrics, version_number
-from airmlops_core.serve.scoring import RequestError, score, short_message
+from airmlops_core.serve.scoring import RequestError, parse_request, score, short_message
 from airmlops_core.serve.state import ModelState, Served
 from airmlops_core.tracking import model_load
 
@@ -79,7 +84,9 @@ class AliasPoller:
         alias: str = DEFAULT_ALIAS,
         poll_interval: float = DEFAULT_POLL_SECONDS,
         cache_dir: Path | None = None,
+        after_poll: Callable[[], None] | None = None,
     ):
+        self.after_poll = after_poll
         self.tracking_uri = tracking_uri
         self.states = states
         self.metrics = metrics
@@ -150,7 +157,17 @@ class AliasPoller:
             predictions = json.loads(answer).get("predictions")
             if predictions is None or len(predictions) != rows or rows == 0:
                 raise RuntimeError(f"golden request answered {rows} row(s) with {answer[:200]!r}")
-            return candidate
+            golden_rows, _ = parse_request(golden.encode(), None, candidate.input_schema)
+            batchable = batching.row_stable(candidate, golden_rows)
+            log.info(
+                "%s: version %s %s",
+                name,
+                version,
+                "batched"
+                if batchable
+                else "served unbatched: its answers change with the batch size",
+            )
+            return dataclasses.replace(candidate, batchable=batchable)
         except BaseException:
             shutil.rmtree(local, ignore_errors=True)
             raise
@@ -247,6 +264,11 @@ class AliasPoller:
                 self.refresh(name)
             except Exception:  # never let one model's bug stop the poller
                 log.exception("%s: alias refresh crashed", name)
+        if self.after_poll is not None:
+            try:
+                self.after_poll()
+            except Exception:
+                log.exception("after-poll hook failed")
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from io import StringIO
 from typing import Any
 
@@ -151,18 +152,32 @@ def _empty_payload(fmt: str, value: Any) -> bool:
     return isinstance(value, list) and not value
 
 
-def parse_request(
+@dataclass(frozen=True)
+class Payload:
+    """A request body read and checked, before MLflow builds the model input from it.
+
+    `fmt` is the format key (or "csv": `value` is then the frame already built), `value` what
+    it holds, `rows` its row count (within the limit).
+    """
+
+    fmt: str
+    value: Any
+    params: Any
+    rows: int
+
+
+def read_payload(
     body: bytes,
     content_type: str | None,
     input_schema: Any,
     *,
     max_rows: int = DEFAULT_MAX_ROWS,
-) -> tuple[Any, Any]:
-    """A request body -> (model input, params), with MLflow's scoring-server parser.
+) -> Payload:
+    """The checks on one request body that need no frame: format, depth, key, rows.
 
     Raises:
         RequestError: empty, not JSON/CSV, malformed, too deep, no or several format keys, no
-            rows, more than `max_rows` rows, an infinite number.
+            rows, more than `max_rows` rows (and for CSV, what `to_model_input` refuses).
     """
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
@@ -187,7 +202,7 @@ def parse_request(
             raise RequestError(400, "EMPTY_PAYLOAD", "CSV body has a header but no rows")
         check_rows(len(frame), max_rows)
         check_finite(frame)
-        return frame, None
+        return Payload("csv", frame, None, len(frame))
     if mime != "application/json":
         raise RequestError(
             415,
@@ -231,9 +246,25 @@ def parse_request(
     fmt = keys[0]
     if _empty_payload(fmt, payload[fmt]):
         raise RequestError(400, "EMPTY_PAYLOAD", f"'{fmt}' holds no rows")
-    check_rows(payload_rows(fmt, payload[fmt]), max_rows)
+    rows = payload_rows(fmt, payload[fmt])
+    check_rows(rows, max_rows)
+    return Payload(fmt, payload[fmt], payload.get("params"), rows)
+
+
+def to_model_input(payload: Payload, input_schema: Any) -> tuple[Any, Any]:
+    """A checked payload -> (model input, params), with MLflow's scoring-server parser.
+
+    Raises:
+        RequestError: MLflow cannot read it, no rows, an infinite number.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    if payload.fmt == "csv":
+        return payload.value, None
+    fmt = payload.fmt
     try:
-        data = scoring_server.infer_and_parse_data({fmt: payload[fmt]}, input_schema)
+        data = scoring_server.infer_and_parse_data({fmt: payload.value}, input_schema)
     except MlflowException as exc:
         code = "SCHEMA_MISMATCH" if "signature" in exc.message else "BAD_REQUEST"
         raise RequestError(
@@ -246,7 +277,46 @@ def parse_request(
     if row_count(data) == 0:
         raise RequestError(400, "EMPTY_PAYLOAD", f"'{fmt}' holds no rows")
     check_finite(data)
-    return data, payload.get("params")
+    return data, payload.params
+
+
+def parse_request(
+    body: bytes,
+    content_type: str | None,
+    input_schema: Any,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> tuple[Any, Any]:
+    """A request body -> (model input, params): `read_payload`, then `to_model_input`.
+
+    Raises:
+        RequestError: empty, not JSON/CSV, malformed, too deep, no or several format keys, no
+            rows, more than `max_rows` rows, an infinite number.
+    """
+    payload = read_payload(body, content_type, input_schema, max_rows=max_rows)
+    return to_model_input(payload, input_schema)
+
+
+def predict_parsed(served: Served, data: Any, params: Any) -> Any:
+    """The served version's raw predictions of a parsed input.
+
+    Raises:
+        RequestError: the model refuses the input (schema enforcement or the model's own
+            checks; 400, as MLflow's scoring server answers).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return served.model.predict(data, params=params) if params else served.model.predict(data)
+    except MlflowException as exc:
+        raise RequestError(400, "SCHEMA_MISMATCH", short_message(exc.message)) from None
+    except Exception as exc:  # the model rejects the input (MLflow answers 400 too)
+        raise RequestError(
+            400,
+            "PREDICT_FAILED",
+            "the model could not score this input: "
+            f"{type(exc).__name__}: {short_message(str(exc))}",
+        ) from None
 
 
 def score(
@@ -258,21 +328,10 @@ def score(
         RequestError: the input is refused (parsing, limits, schema enforcement or the model's
             own checks; 400, as MLflow's scoring server answers; 413 over `max_rows`).
     """
-    from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
 
     data, params = parse_request(body, content_type, served.input_schema, max_rows=max_rows)
-    try:
-        raw = served.model.predict(data, params=params) if params else served.model.predict(data)
-    except MlflowException as exc:
-        raise RequestError(400, "SCHEMA_MISMATCH", short_message(exc.message)) from None
-    except Exception as exc:  # the model rejects the input (MLflow answers 400 too)
-        raise RequestError(
-            400,
-            "PREDICT_FAILED",
-            "the model could not score this input: "
-            f"{type(exc).__name__}: {short_message(str(exc))}",
-        ) from None
+    raw = predict_parsed(served, data, params)
     out = StringIO()
     scoring_server.predictions_to_json(raw, out)
     return out.getvalue(), row_count(data)

@@ -1,21 +1,31 @@
 """The model server: the served models, their alias poller and their metrics, without HTTP.
 
 A model without a served version (no champion yet, or none that loaded) answers 503.
-One process: the poller, the served models and the metrics live in it. Scale out with more
-processes behind a proxy, each following the alias on its own.
+One process: the poller, the served models and the metrics live in it. With `--workers N`
+each worker process has its own ModelServer (poller, served models), and writes its status to
+`state_dir` (state.write_status) so that any worker's /status lists every worker's.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
+from airmlops_core.serve.batching import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_ROWS
 from airmlops_core.serve.metrics import Metrics
 from airmlops_core.serve.poller import DEFAULT_ALIAS, DEFAULT_POLL_SECONDS, AliasPoller
 from airmlops_core.serve.scoring import DEFAULT_MAX_ROWS, RequestError
-from airmlops_core.serve.state import ModelState, Served
+from airmlops_core.serve.state import (
+    ModelState,
+    Served,
+    WorkerModel,
+    WorkerStatus,
+    read_statuses,
+    write_status,
+)
 
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 DEFAULT_THREADS = 4
@@ -33,18 +43,22 @@ class ModelHealth(TypedDict):
     loaded_at: str | None
     last_poll: str | None
     problem: str | None
+    batched: bool  # requests merged into one predict call (the version is row-stable)
 
 
 class HealthReport(TypedDict):
     """The /status answer (/health shows `status` only): `ok`, `degraded` (all served, some
     problem) or `unavailable`; `started_at` and `uptime_s` say how long the API has had to load
-    its champions."""
+    its champions. All of it is the answering worker's (`worker`: its pid); with several
+    workers, `workers` has each live worker's last written status (state.WorkerStatus)."""
 
     status: Literal["ok", "degraded", "unavailable"]
     alias: str
     started_at: str | None
     uptime_s: float
     models: dict[str, ModelHealth]
+    worker: int
+    workers: NotRequired[dict[str, WorkerStatus]]
 
 
 def _iso(ts: float | None) -> str | None:
@@ -56,7 +70,9 @@ class ModelServer:
 
     Request limits: `max_bytes` per body, `max_rows` per request, `threads` predictions at
     once with at most `max_queue` more requests waiting (bodies held in memory are bounded by
-    (threads + max_queue) * max_bytes), `read_timeout` seconds to receive a body.
+    (threads + max_queue) * max_bytes), `read_timeout` seconds to receive a body. Batching:
+    requests merged for up to `batch_wait_ms` while others are in flight, at most
+    `max_batch_rows` rows per predict call (batching.Batcher).
     """
 
     def __init__(
@@ -71,7 +87,10 @@ class ModelServer:
         threads: int = DEFAULT_THREADS,
         max_queue: int = DEFAULT_MAX_QUEUE,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
         cache_dir: Path | None = None,
+        state_dir: Path | None = None,
     ):
         if not models:
             raise ValueError("no models to serve: pass --models a,b or --models-dir")
@@ -80,6 +99,9 @@ class ModelServer:
         self.threads = threads
         self.max_queue = max_queue
         self.read_timeout = read_timeout
+        self.batch_wait_s = batch_wait_ms / 1000
+        self.max_batch_rows = max_batch_rows
+        self.state_dir = state_dir
         self.states = {name: ModelState(name) for name in dict.fromkeys(models)}
         self.started_at, self._started = time.time(), time.monotonic()
         self.metrics = Metrics()
@@ -90,6 +112,7 @@ class ModelServer:
             alias=alias,
             poll_interval=poll_interval,
             cache_dir=cache_dir,
+            after_poll=self.publish_status,
         )
         for name in self.states:
             self.metrics.loaded.labels(model=name).set(0)
@@ -135,8 +158,8 @@ class ModelServer:
             )
         return served
 
-    def health(self) -> tuple[int, HealthReport]:
-        """(HTTP status, body): 200 when every model has a served version."""
+    def health(self, *, all_workers: bool = True) -> tuple[int, HealthReport]:
+        """(HTTP status, body): 200 when every model has a served version (in this worker)."""
         models: dict[str, ModelHealth] = {}
         for name, state in self.states.items():
             served = state.served
@@ -152,16 +175,39 @@ class ModelServer:
                 "loaded_at": _iso(served.loaded_at) if served else None,
                 "last_poll": _iso(last_poll),
                 "problem": problem,
+                "batched": bool(served and served.batchable),
             }
         all_served = all(m["served_version"] for m in models.values())
         clean = all_served and all(m["problem"] is None for m in models.values())
         status: Literal["ok", "degraded", "unavailable"] = (
             "ok" if clean else "degraded" if all_served else "unavailable"
         )
-        return (200 if all_served else 503), {
+        report: HealthReport = {
             "status": status,
             "alias": self.poller.alias,
             "started_at": _iso(self.started_at),
             "uptime_s": round(time.monotonic() - self._started, 1),
             "models": models,
+            "worker": os.getpid(),
         }
+        if self.state_dir is not None and all_workers:
+            self._write_status(report)
+            report["workers"] = read_statuses(self.state_dir)
+        return (200 if all_served else 503), report
+
+    def publish_status(self) -> None:
+        """Write this worker's status file (after every poll), when there are several."""
+        if self.state_dir is not None:
+            self._write_status(self.health(all_workers=False)[1])
+
+    def _write_status(self, report: HealthReport) -> None:
+        assert self.state_dir is not None
+        models: dict[str, WorkerModel] = {
+            name: {
+                "served_version": m["served_version"],
+                "champion_version": m["champion_version"],
+                "problem": m["problem"],
+            }
+            for name, m in report["models"].items()
+        }
+        write_status(self.state_dir, report["status"], models)

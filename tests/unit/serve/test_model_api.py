@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airmlops_core.serve import model_api
+from airmlops_core.serve import model_api, workers
 from airmlops_core.serve.auth import TOKEN_ENV, generate_token
 
 TOKEN = {TOKEN_ENV: generate_token()}
@@ -25,9 +25,18 @@ def test_cli_defaults_and_env_fallbacks() -> None:
     )
     assert (args.port, args.tracking_uri, args.poll_interval) == (7000, "http://x", 5.0)
     assert (args.max_rows, args.max_queue, args.read_timeout) == (10_000, 32, 30.0)
+    assert args.workers == workers.default_workers()
+    assert (args.batch_wait_ms, args.max_batch_rows) == (2.0, 1024)
     with pytest.raises(SystemExit):
         model_api.parse_args(["--models", "a"], env=TOKEN)  # no tracking URI anywhere
-    for bad in (["--max-rows", "0"], ["--max-queue", "-1"], ["--read-timeout", "0"]):
+    for bad in (
+        ["--max-rows", "0"],
+        ["--max-queue", "-1"],
+        ["--read-timeout", "0"],
+        ["--workers", "0"],
+        ["--batch-wait-ms", "-1"],
+        ["--max-batch-rows", "0"],
+    ):
         with pytest.raises(SystemExit):
             model_api.parse_args(["--tracking-uri", "http://x", *bad], env=TOKEN)
 

@@ -68,6 +68,7 @@ def test_health_is_ok_degraded_or_unavailable(tmp_path: Path) -> None:
         "loaded_at": None,
         "last_poll": None,
         "problem": "loading: first registry poll not finished",
+        "batched": False,
     }
     for name in ("a", "b"):
         server.states[name].served = served(name, "2")
@@ -83,6 +84,7 @@ def test_health_is_ok_degraded_or_unavailable(tmp_path: Path) -> None:
         "loaded_at": "2023-11-14T22:13:20+00:00",
         "last_poll": "2023-11-14T22:14:20+00:00",
         "problem": None,
+        "batched": False,
     }
     server.states["b"].problem = "version 3 failed to load"
     status, body = server.health()
