@@ -28,6 +28,12 @@ Run it in the Airflow environment (AIRFLOW_HOME and the DB settings of the targe
 
     python -m airmlops_dev.settings_loader airflow_settings.yaml
 
+or, where the metadata database is out of reach (managed Airflow), through the REST API's bulk
+endpoints, with the API user's credentials in the environment (AIRFLOW_API_USER and
+AIRFLOW_API_PASSWORD, never on the command line)::
+
+    python -m airmlops_dev.settings_loader airflow_settings.yaml --api-url https://airflow.example
+
 Parsing needs no Airflow; ``apply_settings`` imports Airflow's ORM models when called.
 """
 
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,6 +352,19 @@ def apply_settings(settings: Settings) -> dict[str, int]:
     }
 
 
+def _apply_rest(settings: Settings, api_url: str) -> dict[str, int]:
+    from airmlops_dev.airflow_api import AirflowAPIError, AirflowClient
+    from airmlops_dev.settings_rest import apply_settings_rest
+
+    user, password = os.environ.get("AIRFLOW_API_USER"), os.environ.get("AIRFLOW_API_PASSWORD")
+    if not user or not password:
+        raise SettingsError("--api-url needs AIRFLOW_API_USER and AIRFLOW_API_PASSWORD set")
+    try:
+        return apply_settings_rest(settings, AirflowClient(api_url, user, password))
+    except AirflowAPIError as exc:  # the log-in itself failed
+        raise SettingsError(f"cannot log in to {api_url} (HTTP {exc.status})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m airmlops_dev.settings_loader <file>``."""
     parser = argparse.ArgumentParser(
@@ -354,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", type=Path)
     parser.add_argument(
         "--check", action="store_true", help="only validate the file; do not touch Airflow"
+    )
+    parser.add_argument(
+        "--api-url",
+        help="write through this Airflow's REST API (credentials from AIRFLOW_API_USER and "
+        "AIRFLOW_API_PASSWORD) instead of its metadata database",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -371,7 +396,11 @@ def main(argv: list[str] | None = None) -> int:
             len(settings.variables),
         )
         return 0
-    counts = apply_settings(settings)
+    try:
+        counts = _apply_rest(settings, args.api_url) if args.api_url else apply_settings(settings)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     log.info("loaded %s: %s", args.file, counts)
     return 0
 

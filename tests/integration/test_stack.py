@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 import subprocess
@@ -148,6 +149,55 @@ def test_settings_loader_upserts(
     assert json.loads(conn["extra"]) == {"timeout": 3}
     conns = airflow_api.get("/api/v2/connections", params={"limit": 100})["connections"]
     assert [c["connection_id"] for c in conns].count("airmlops_test_conn") == 1
+
+
+def test_settings_loader_writes_through_the_rest_api(
+    stack: StackConfig, airflow_api: AirflowClient, tmp_path: Path
+) -> None:
+    """The managed-Airflow path: bulk REST endpoints, credentials from the environment."""
+    settings = tmp_path / "settings.yaml"
+    _, (user, password) = credentials(stack)
+    # No Airflow configuration at all: the metadata database is out of reach, as on managed Airflow.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    base["AIRFLOW_HOME"] = str(tmp_path / "no_airflow_home")
+
+    def load(slots: int, value: str, api_password: str = password) -> subprocess.CompletedProcess:
+        settings.write_text(
+            "airflow:\n"
+            "  pools:\n"
+            f"    - {{pool_name: airmlops_rest_pool, pool_slot: {slots}, pool_description: r}}\n"
+            "  variables:\n"
+            f"    - {{variable_name: airmlops_rest_var, variable_value: {value}}}\n"
+            "  connections:\n"
+            "    - {conn_id: airmlops_rest_conn, conn_type: http, conn_host: example.net,\n"
+            f"       conn_password: s3cret-{value}, conn_extra: {{timeout: {slots}}}}}\n"
+        )
+        env = {**base, "AIRFLOW_API_USER": user, "AIRFLOW_API_PASSWORD": api_password}
+        command = [str(stack.bin_dir / "python"), "-m", "airmlops_dev.settings_loader"]
+        return subprocess.run(
+            [*command, str(settings), "--api-url", stack.airflow_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    for slots, value in ((1, "first"), (4, "second")):
+        result = load(slots, value)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "s3cret" not in result.stdout + result.stderr
+    pools = airflow_api.get("/api/v2/pools")["pools"]
+    assert [p["slots"] for p in pools if p["name"] == "airmlops_rest_pool"] == [4]
+    assert airflow_api.get("/api/v2/variables/airmlops_rest_var")["value"] == "second"
+    conn = airflow_api.get("/api/v2/connections/airmlops_rest_conn")
+    assert (conn["host"], json.loads(conn["extra"])) == ("example.net", {"timeout": 4})
+
+    refused = load(9, "third", api_password="wrong-password")
+    assert refused.returncode == 1
+    assert "cannot log in" in refused.stderr
+    assert "s3cret" not in refused.stderr
+    assert airflow_api.get("/api/v2/variables/airmlops_rest_var")["value"] == "second"
 
 
 def test_api_requires_authentication(stack: StackConfig) -> None:
