@@ -359,10 +359,12 @@ def _apply_rest(settings: Settings, api_url: str) -> dict[str, int]:
     user, password = os.environ.get("AIRFLOW_API_USER"), os.environ.get("AIRFLOW_API_PASSWORD")
     if not user or not password:
         raise SettingsError("--api-url needs AIRFLOW_API_USER and AIRFLOW_API_PASSWORD set")
+    client = AirflowClient(api_url, user, password)
     try:
-        return apply_settings_rest(settings, AirflowClient(api_url, user, password))
-    except AirflowAPIError as exc:  # the log-in itself failed
-        raise SettingsError(f"cannot log in to {api_url} (HTTP {exc.status})") from None
+        client.token()
+    except AirflowAPIError as exc:
+        raise SettingsError(f"cannot log in to {api_url} as {user} (HTTP {exc.status})") from None
+    return apply_settings_rest(settings, client)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,4 +408,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Through the package module, so that settings_rest raises the same SettingsError class.
+    from airmlops_dev.settings_loader import main as package_main
+
+    raise SystemExit(package_main())
