@@ -182,9 +182,7 @@ VARIABLES: tuple[Variable, ...] = (
         _token(32),
     ),
     # Prometheus and Grafana -------------------------------------------------------------------
-    Variable(
-        "PROMETHEUS_PORT", "host port of Prometheus (bound to 127.0.0.1)", default="9090"
-    ),
+    Variable("PROMETHEUS_PORT", "host port of Prometheus (bound to 127.0.0.1)", default="9090"),
     Variable("GRAFANA_PORT", "host port of Grafana (bound to 127.0.0.1)", default="3000"),
     Variable("GRAFANA_ADMIN_USER", "Grafana admin (created on first start)", default="admin"),
     _secret("GRAFANA_ADMIN_PASSWORD", "its password", _token(24)),

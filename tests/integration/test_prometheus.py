@@ -61,9 +61,7 @@ def fast_rules() -> str:
 
 
 def rule_exprs(text: str) -> dict[str, str]:
-    return {
-        r["alert"]: r["expr"] for g in yaml.safe_load(text)["groups"] for r in g["rules"]
-    }
+    return {r["alert"]: r["expr"] for g in yaml.safe_load(text)["groups"] for r in g["rules"]}
 
 
 def dashboard_exprs() -> list[str]:
@@ -202,16 +200,14 @@ def test_prometheus_scrapes_the_model_api_and_fires_model_api_down_when_it_dies(
             "the scheduler-heartbeat alert (no Airflow here)",
         )
         assert "ModelApiDown" not in prom.values(firing, "alertname")
-        health = {
-            r["name"]: r["health"] for g in prom.api("rules")["groups"] for r in g["rules"]
-        }
+        health = {r["name"]: r["health"] for g in prom.api("rules")["groups"] for r in g["rules"]}
         assert health == dict.fromkeys(rule_exprs(rules), "ok")
 
         # kill the API: ModelApiDown goes pending, then fires for its instance
         os.killpg(api.proc.pid, signal.SIGKILL)
         api.proc.wait(timeout=30)
         down = prom.wait_for(
-            lambda: prom.query(f'ALERTS{{alertname="ModelApiDown", alertstate="firing"}}'),
+            lambda: prom.query('ALERTS{alertname="ModelApiDown", alertstate="firing"}'),
             "ModelApiDown firing",
         )
         assert [a["metric"]["instance"] for a in down] == [target]

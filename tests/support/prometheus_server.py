@@ -42,7 +42,7 @@ def tool(name: str) -> str:
     found = found or shutil.which(name) or shutil.which(name, path="/usr/bin")
     if found:
         return found
-    reason = f"{name} not installed (Debian: apt-get install prometheus; `make system-deps` does it)"
+    reason = f"{name} not installed (apt-get install prometheus; `make system-deps` does it)"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}: CI must run the Prometheus tests")
     pytest.skip(reason)
