@@ -32,18 +32,33 @@ from serverprocess import ServerProcess
 HOST = "127.0.0.1"
 
 
-def tool(name: str) -> str:
-    """Path of `prometheus` or `promtool` ($AIRMLOPS_PROMETHEUS_DIR, else PATH, else /usr/bin).
-
-    Skips the calling test when it is missing, except on CI (`CI=true`): there it fails.
-    """
+def find_tool(name: str) -> str | None:
+    """Path of `prometheus` or `promtool` ($AIRMLOPS_PROMETHEUS_DIR, else PATH, else /usr/bin)."""
     folder = os.environ.get("AIRMLOPS_PROMETHEUS_DIR")
     found = shutil.which(name, path=folder) if folder else None
-    found = found or shutil.which(name) or shutil.which(name, path="/usr/bin")
+    return found or shutil.which(name) or shutil.which(name, path="/usr/bin")
+
+
+def on_ci() -> bool:
+    """Whether this runs on CI (`CI=true`, as GitHub Actions sets it)."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def missing_tools() -> str | None:
+    """Why the Prometheus tests cannot run here, or None."""
+    absent = [name for name in ("prometheus", "promtool") if find_tool(name) is None]
+    if not absent:
+        return None
+    return f"{' and '.join(absent)} not installed (apt-get install prometheus; `make system-deps`)"
+
+
+def tool(name: str) -> str:
+    """Path of `prometheus` or `promtool`; when missing, skip the test, or fail it on CI."""
+    found = find_tool(name)
     if found:
         return found
-    reason = f"{name} not installed (apt-get install prometheus; `make system-deps` does it)"
-    if os.environ.get("CI", "").lower() == "true":
+    reason = missing_tools() or name
+    if on_ci():
         pytest.fail(f"{reason}: CI must run the Prometheus tests")
     pytest.skip(reason)
 
