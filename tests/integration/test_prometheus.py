@@ -10,6 +10,7 @@ is killed. promtool checks the shipped config and rules and runs their known-ans
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -206,7 +207,7 @@ def test_prometheus_scrapes_the_model_api_and_fires_model_api_down_when_it_dies(
         for title, expr in queries:
             prom.query(expr)  # raises on a PromQL error
             if title in TRAFFIC_PANELS:
-                prom.wait_for(lambda expr=expr: prom.query(expr), f"{title}: data for {expr}")
+                prom.wait_for(functools.partial(prom.query, expr), f"{title}: data for {expr}")
 
         # the rules run: no API alert while it answers; the heartbeat rule fires (no Airflow)
         firing = 'ALERTS{alertstate="firing"}'
