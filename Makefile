@@ -20,9 +20,11 @@ $(STAMP): requirements/lock.txt pyproject.toml dev/pyproject.toml
 install: $(STAMP)
 
 # OS packages the tests need (Debian/Ubuntu): Chromium renders the HTML reports headless;
-# Redis and PostgreSQL (server) run the distributed-stack test (tests/integration/test_distributed.py).
+# Redis and PostgreSQL (server) run the distributed-stack test (tests/integration/test_distributed.py);
+# Prometheus (with promtool) the monitoring test (tests/integration/test_prometheus.py), which starts
+# its own server on a free port (the package's systemd service, where systemd runs, is not used).
 # Machine images often ship the PostgreSQL server binaries without the `postgresql` package.
-SYSTEM_PACKAGES := chromium redis-server $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql)
+SYSTEM_PACKAGES := chromium redis-server prometheus $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql)
 system-deps:  ## install missing OS packages the tests use (apt-get; root or sudo)
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

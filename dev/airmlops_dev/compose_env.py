@@ -176,6 +176,16 @@ VARIABLES: tuple[Variable, ...] = (
         "bearer token of the model API (every route but /health; Airflow's model_api_default)",
         _token(32),
     ),
+    _secret(
+        "MODEL_API_METRICS_TOKEN",
+        "scrape-only token of the model API's /metrics (Prometheus holds it; it cannot score)",
+        _token(32),
+    ),
+    # Prometheus and Grafana -------------------------------------------------------------------
+    Variable("PROMETHEUS_PORT", "host port of Prometheus (bound to 127.0.0.1)", default="9090"),
+    Variable("GRAFANA_PORT", "host port of Grafana (bound to 127.0.0.1)", default="3000"),
+    Variable("GRAFANA_ADMIN_USER", "Grafana admin (created on first start)", default="admin"),
+    _secret("GRAFANA_ADMIN_PASSWORD", "its password", _token(24)),
     Variable(
         "SLACK_WEBHOOK_URL",
         "Slack incoming webhook for alerts (empty: alerts are logged as failed deliveries)",

@@ -208,6 +208,8 @@ def test_named_volumes_are_declared_and_used(compose, services):
         ("objectstore", "/data"),
         ("mlflow", "/var/lib/mlflow-auth"),
         ("airflow-apiserver", "/opt/airflow/logs"),
+        ("prometheus", "/prometheus"),
+        ("grafana", "/var/lib/grafana"),
     ):
         targets = {t for s, t, _ in _volume_entries(services[service]) if not _is_bind(s)}
         assert target in targets, f"{service}: {target} is not on a named volume"
@@ -331,7 +333,7 @@ SECRETS_BY_SERVICE = {
         "S3_MLFLOW_SECRET_KEY",
     },
     "mlflow-init": {"MLFLOW_ADMIN_PASSWORD", "MLFLOW_READER_PASSWORD"},
-    "model-api": {"MLFLOW_READER_PASSWORD", "MODEL_API_TOKEN"},
+    "model-api": {"MLFLOW_READER_PASSWORD", "MODEL_API_TOKEN", "MODEL_API_METRICS_TOKEN"},
     "airflow-init": AIRFLOW_CORE | {"AIRFLOW_ADMIN_PASSWORD"},
     "airflow-apiserver": AIRFLOW_CORE,
     "airflow-scheduler": AIRFLOW_CORE,
@@ -339,6 +341,8 @@ SECRETS_BY_SERVICE = {
     "airflow-triggerer": AIRFLOW_CORE | CALLBACKS,
     "airflow-worker-1": AIRFLOW_CORE | CALLBACKS | TASKS,
     "airflow-worker-2": AIRFLOW_CORE | CALLBACKS | TASKS,
+    "prometheus": {"MODEL_API_METRICS_TOKEN"},  # scrapes /metrics, cannot score
+    "grafana": {"GRAFANA_ADMIN_PASSWORD"},
 }
 
 
@@ -454,7 +458,7 @@ def test_published_ports_bind_localhost_only(services):
                 assert port.get("host_ip") == "127.0.0.1", f"{name}: port {port} not on 127.0.0.1"
             else:
                 assert str(port).startswith("127.0.0.1:"), f"{name}: port {port} not on 127.0.0.1"
-    assert published == 4  # Airflow, MLflow, model API, S3; never PostgreSQL or Redis
+    assert published == 6  # Airflow, MLflow, model API, S3, Prometheus, Grafana; no DB or Redis
     for internal in ("postgres", "redis"):
         assert not services[internal].get("ports"), f"{internal} must not be published"
 
@@ -476,6 +480,8 @@ EXPECTED_SERVICES = {
     "airflow-triggerer",
     "airflow-worker-1",
     "airflow-worker-2",
+    "prometheus",
+    "grafana",
 }
 
 
