@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from airmlops_core import errors, onboard, settings
+from airmlops_core import dag_files, errors, onboard, settings
 from airmlops_core.errors import EstimatorError, SpecError
 from airmlops_core.io import data
 from airmlops_core.quality.drafting import profile_to_file
@@ -141,6 +141,20 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_install_dags(args: argparse.Namespace) -> int:
+    """Copy the pack's DAG entry files into an Airflow DAG folder."""
+    try:
+        written = dag_files.install(args.dag_folder, overwrite=args.overwrite)
+    except dag_files.DagFileConflict as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    if not written:
+        print(f"{args.dag_folder}: the pack's DAG files are already there, unchanged")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(prog="airmlops", description=__doc__)
@@ -152,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         "specs", nargs="*", type=Path, help="spec files to check (default: all in --models-dir)"
     )
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("install-dags", help="copy the pack's DAG files into a DAG folder")
+    p.add_argument("dag_folder", type=Path, help="the Airflow DAG folder ([core] dags_folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace differing files")
+    p.set_defaults(func=cmd_install_dags)
     p = sub.add_parser("profile-suite", help="draft a model's expectation suite from its data")
     p.add_argument("model")
     p.add_argument("--models-dir", type=Path, default=settings.models_dir())
