@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from airmlops_core import dag_files, errors, onboard, settings
+from airmlops_core import dag_files, errors, settings
 from airmlops_core.errors import EstimatorError, SpecError
 from airmlops_core.io import data
-from airmlops_core.quality.drafting import profile_to_file
 from airmlops_core.quality.suite import suite_path
 from airmlops_core.spec import ModelSpec, load_spec, load_specs, spec_hash
 from airmlops_core.tracking.model_source import REGISTRY_SCHEMES
-from airmlops_core.train.estimator import build_pipeline
-from airmlops_core.train.search import check_space
+
+# The commands that train, profile or onboard import their modules (pandas, scikit-learn,
+# MLflow) when they run, so `airmlops install-dags` and `--help` start in a blink.
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -47,6 +47,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for err in errors.values():
         print(err, file=sys.stderr)
     if args.deep:
+        from airmlops_core.train.estimator import build_pipeline
+        from airmlops_core.train.search import check_space
+
         for name, s in list(specs.items()):
             if s.is_external:
                 continue  # built elsewhere: no estimator to build
@@ -76,6 +79,8 @@ def cmd_profile_suite(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from airmlops_core.quality.drafting import profile_to_file
+
     window = source.window
     out = args.out or suite_path(spec.name)
     profile_to_file(
@@ -117,6 +122,8 @@ def default_tracking_uri() -> str:
 
 def cmd_onboard(args: argparse.Namespace) -> int:
     """Onboard a model built elsewhere (spec with `external:`) and make it champion."""
+
+    from airmlops_core import onboard
 
     path = args.models_dir / f"{args.model}.yaml"
     spec = load_spec(path)
