@@ -46,7 +46,12 @@ CHECK_SCRIPT = textwrap.dedent("""
     bag = DagBag(dag_folder=sys.argv[1])
     seconds = time.perf_counter() - start
     from airmlops_core import settings
+    from airflow.providers_manager import ProvidersManager
+    manager = ProvidersManager()
+    hook = manager.hooks.get("mlflow")
     print(json.dumps({
+        "mlflow_hook": hook and [hook.hook_class_name, hook.package_name, hook.hook_name],
+        "notifications": [getattr(n, "notification_class_name", n) for n in manager.notification],
         "dags": sorted(bag.dags),
         "errors": {str(k): v for k, v in bag.import_errors.items()},
         "pools": sorted({t.pool for d in bag.dags.values() for t in d.tasks}),
@@ -200,6 +205,12 @@ def test_the_pack_is_listed_as_a_provider(installed: dict) -> None:
     assert "airmlops" in listed, sorted(listed)
     project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text(encoding="utf-8"))
     assert listed["airmlops"]["version"] == project["project"]["version"]
+
+
+def test_the_mlflow_connection_type_and_the_notifier_are_registered(installed: dict) -> None:
+    check = installed["check"]
+    assert check["mlflow_hook"] == ["airmlops.hooks.mlflow_hook.MlflowHook", "airmlops", "MLflow"]
+    assert "airmlops.notify.SafeSlackWebhookNotifier" in check["notifications"]
 
 
 def test_without_settings_the_shipped_specs_and_suites_are_used(installed: dict) -> None:
