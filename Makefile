@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit test-fast test-integration install system-deps lock lint actionlint check audit validate bench clean compose-env
+.PHONY: up down status test test-unit test-fast test-integration install system-deps lock lint actionlint check audit validate bench clean compose-env dist
 
 # The virtualenv, installed from the committed lock of exact versions.
 $(STAMP): requirements/lock.txt pyproject.toml dev/pyproject.toml
@@ -84,6 +84,10 @@ bench: install  ## benchmarks (ratios printed)
 
 compose-env: install  ## secrets for docker-compose.yml into .env (mode 0600); rotation: docs/deployment.md
 	$(PY) -m airmlops_dev.compose_env --output .env
+
+# The distribution a team installs into its own Airflow (docs/settings.md): wheel and sdist.
+dist: install  ## build dist/airmlops-<version>-py3-none-any.whl and the sdist
+	$(UV) build --out-dir dist .
 
 # Refresh the lock: exact versions of everything, resolved for Python 3.11.
 lock: install

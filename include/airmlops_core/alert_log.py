@@ -19,8 +19,7 @@ from airmlops_core import settings
 
 def path() -> Path:
     """AIRMLOPS_ALERT_LOG, or <local dir>/alerts/undelivered.jsonl."""
-    env = os.environ.get("AIRMLOPS_ALERT_LOG")
-    return Path(env) if env else settings.local_dir() / "alerts" / "undelivered.jsonl"
+    return settings.alert_log()
 
 
 def record_undelivered(

@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from airmlops_core import errors, onboard, settings
+from airmlops_core import dag_files, errors, settings
 from airmlops_core.errors import EstimatorError, SpecError
 from airmlops_core.io import data
-from airmlops_core.quality.drafting import profile_to_file
 from airmlops_core.quality.suite import suite_path
 from airmlops_core.spec import ModelSpec, load_spec, load_specs, spec_hash
 from airmlops_core.tracking.model_source import REGISTRY_SCHEMES
-from airmlops_core.train.estimator import build_pipeline
-from airmlops_core.train.search import check_space
+
+# The commands that train, profile or onboard import their modules (pandas, scikit-learn,
+# MLflow) when they run, so `airmlops install-dags` and `--help` start in a blink.
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -47,6 +47,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for err in errors.values():
         print(err, file=sys.stderr)
     if args.deep:
+        from airmlops_core.train.estimator import build_pipeline
+        from airmlops_core.train.search import check_space
+
         for name, s in list(specs.items()):
             if s.is_external:
                 continue  # built elsewhere: no estimator to build
@@ -76,6 +79,8 @@ def cmd_profile_suite(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from airmlops_core.quality.drafting import profile_to_file
+
     window = source.window
     out = args.out or suite_path(spec.name)
     profile_to_file(
@@ -118,6 +123,8 @@ def default_tracking_uri() -> str:
 def cmd_onboard(args: argparse.Namespace) -> int:
     """Onboard a model built elsewhere (spec with `external:`) and make it champion."""
 
+    from airmlops_core import onboard
+
     path = args.models_dir / f"{args.model}.yaml"
     spec = load_spec(path)
     try:
@@ -141,6 +148,20 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_install_dags(args: argparse.Namespace) -> int:
+    """Copy the pack's DAG entry files into an Airflow DAG folder."""
+    try:
+        written = dag_files.install(args.dag_folder, overwrite=args.overwrite)
+    except dag_files.DagFileConflict as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    if not written:
+        print(f"{args.dag_folder}: the pack's DAG files are already there, unchanged")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(prog="airmlops", description=__doc__)
@@ -152,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         "specs", nargs="*", type=Path, help="spec files to check (default: all in --models-dir)"
     )
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("install-dags", help="copy the pack's DAG files into a DAG folder")
+    p.add_argument("dag_folder", type=Path, help="the Airflow DAG folder ([core] dags_folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace differing files")
+    p.set_defaults(func=cmd_install_dags)
     p = sub.add_parser("profile-suite", help="draft a model's expectation suite from its data")
     p.add_argument("model")
     p.add_argument("--models-dir", type=Path, default=settings.models_dir())

@@ -203,8 +203,8 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def suite_path(model: str, expectations_dir: Path | None = None) -> Path:
-    """Where a model's suite lives: <project>/include/expectations/<model>.yaml by default."""
-    base = expectations_dir or settings.project_dir() / "include" / "expectations"
+    """Where a model's suite lives: <expectations dir>/<model>.yaml by default."""
+    base = expectations_dir or settings.expectations_dir()
     return Path(base) / f"{model}.yaml"
 
 
@@ -212,7 +212,7 @@ def suite_for(spec: ModelSpec) -> Suite:
     """The model's suite (spec.data_checks.suite or include/expectations/<m>.yaml), narrowed
     to the columns the spec reads."""
     path = (
-        settings.project_dir() / spec.data_checks.suite
+        settings.resolve_path(spec.data_checks.suite)
         if spec.data_checks.suite
         else suite_path(spec.name)
     )

@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from airmlops_core import settings
 from airmlops_core.errors import DataError, ScoringError
 from airmlops_core.io import data
 from airmlops_core.io.scored import (
@@ -127,9 +128,9 @@ def _output_schema(model: LoadedModel, key: pa.Field) -> pa.Schema:
 def default_workers() -> int:
     """Prediction threads per task: $AIRMLOPS_SCORING_THREADS, else the CPUs this process may
     use. Set the variable to cores / concurrent tasks when several tasks share a machine."""
-    env = os.environ.get("AIRMLOPS_SCORING_THREADS", "").strip()
-    if env:
-        return max(1, int(env))
+    threads = settings.current().scoring_threads
+    if threads is not None:
+        return max(1, threads)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from airmlops_core import settings
 from airmlops_core.errors import CredentialError
 
 log = logging.getLogger(__name__)
@@ -68,23 +70,35 @@ def _checked(token: str, where: str) -> str:
 
 
 def read_token(
-    env: Mapping[str, str], value_env: str, file_env: str, file: str | None = None
+    value: SecretStr | None,
+    file: str | Path | None,
+    value_env: str,
+    file_env: str,
+    *,
+    flag: bool = False,
 ) -> str | None:
-    """A token from `file` (a CLI flag), else the file `$file_env` names, else `$value_env`.
+    """A token from `file` (a CLI flag or the file `$file_env` names), else `value`.
+
+    Args:
+        value: The token from `$value_env` (settings object), if any.
+        file: The file holding the token, if any.
+        value_env: The variable `value` came from (named in errors).
+        file_env: The variable `file` came from unless `flag` (named in errors).
+        flag: `file` came from a command-line flag.
 
     Returns:
-        The token, or None when none of the three is set.
+        The token, or None when neither is set.
 
     Raises:
         CredentialError: the file cannot be read, or the token is short or not printable ASCII
             (the message names the variable or file, never the value).
     """
-    path = file or env.get(file_env)
-    if path:
-        where = f"token file {path}" + ("" if file else f" (${file_env})")
+    if file:
+        path = Path(file)
+        where = f"token file {path}" + ("" if flag else f" (${file_env})")
         try:
-            text = Path(path).read_text(encoding="utf-8")
-            mode = Path(path).stat().st_mode
+            text = path.read_text(encoding="utf-8")
+            mode = path.stat().st_mode
         except OSError as exc:
             raise CredentialError(f"{where}: cannot read it: {exc.strerror}") from None
         except UnicodeDecodeError:
@@ -93,8 +107,8 @@ def read_token(
             shown = stat.S_IMODE(mode)
             log.warning("%s can be read by other users (mode %o): chmod 600 it", where, shown)
         return _checked(text.strip(), where)
-    value = env.get(value_env)
-    return _checked(value.strip(), f"${value_env}") if value else None
+    secret = value.get_secret_value() if value is not None else ""
+    return _checked(secret.strip(), f"${value_env}") if secret else None
 
 
 def _digest(token: str) -> bytes:
@@ -116,18 +130,31 @@ class Tokens:
         token_file: str | None = None,
         metrics_token_file: str | None = None,
     ) -> Tokens:
-        """Read both tokens (see `read_token`); the API token is required.
+        """Read both tokens from `env` (see `read_token`); the API token is required.
 
         Raises:
             CredentialError: no API token anywhere, a bad token, or both tokens equal.
         """
-        api = read_token(env, TOKEN_ENV, TOKEN_FILE_ENV, token_file)
+        cfg = settings.current(env)
+        api = read_token(
+            cfg.model_api_token,
+            token_file or cfg.model_api_token_file,
+            TOKEN_ENV,
+            TOKEN_FILE_ENV,
+            flag=bool(token_file),
+        )
         if api is None:
             raise CredentialError(
                 f"no API token: set ${TOKEN_ENV}, or ${TOKEN_FILE_ENV} or --token-file to a "
                 f"file holding it ({GENERATE_HINT})"
             )
-        metrics = read_token(env, METRICS_TOKEN_ENV, METRICS_TOKEN_FILE_ENV, metrics_token_file)
+        metrics = read_token(
+            cfg.model_api_metrics_token,
+            metrics_token_file or cfg.model_api_metrics_token_file,
+            METRICS_TOKEN_ENV,
+            METRICS_TOKEN_FILE_ENV,
+            flag=bool(metrics_token_file),
+        )
         if metrics is not None and hmac.compare_digest(_digest(metrics), _digest(api)):
             raise CredentialError(
                 f"the metrics token equals the API token: give ${METRICS_TOKEN_ENV} its own "

@@ -90,7 +90,7 @@ def parse_args(
     ap.add_argument(
         "--port",
         type=int,
-        default=int(env.get(PORT_ENV) or DEFAULT_PORT),
+        default=settings.current(env).model_api_port or DEFAULT_PORT,
         help=f"port (default ${PORT_ENV} or {DEFAULT_PORT})",
     )
     ap.add_argument(

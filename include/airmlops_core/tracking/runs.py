@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -52,13 +51,13 @@ class RunContext:
 @functools.cache
 def code_version() -> str:
     """AIRMLOPS_CODE_VERSION, else the git commit of the project, else the package version."""
-    env = os.environ.get("AIRMLOPS_CODE_VERSION")
+    env = settings.current().code_version
     if env:
         return env
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=settings.project_dir(),
+            cwd=settings.project_dir(),  # FileNotFoundError (an OSError) when installed
             capture_output=True,
             text=True,
             timeout=5,

@@ -24,7 +24,9 @@ class MlflowHook(BaseHook):
 
     conn_name_attr = "mlflow_conn_id"
     default_conn_name = "mlflow_default"
-    conn_type = "http"
+    # the type the provider info registers (connection form "MLflow"); the hook reads any
+    # connection by id, so connections of type http keep working
+    conn_type = "mlflow"
     hook_name = "MLflow"
 
     def __init__(self, mlflow_conn_id: str = default_conn_name, **kwargs: Any) -> None:

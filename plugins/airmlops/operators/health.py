@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -65,13 +64,11 @@ class HealthProbeOperator(BaseOperator):
         self.grace_s = grace_s
 
     def execute(self, context: Context) -> Probed:
-        from airmlops_core import alert_log
+        from airmlops_core import alert_log, settings
         from airmlops_core.serve import health
 
         api = ModelApiHook(self.model_api_conn_id)
-        api_url = (
-            self.api_url or api.url or os.environ.get("AIRMLOPS_MODEL_API_URL", DEFAULT_API_URL)
-        )
+        api_url = self.api_url or api.url or settings.current().model_api_url or DEFAULT_API_URL
         mlflow_url = MlflowHook().configure()
         previous = json.loads(Variable.get(STATE_VARIABLE, default="{}"))
         models = list(self.models)

