@@ -12,6 +12,8 @@ import pytest
 
 from airmlops_core.drift import flow as drift_flow
 from airmlops_core.io import data
+from airmlops_core.io.labels import read_labels
+from airmlops_core.io.store import Store
 from airmlops_core.spec import load_spec
 from paths import PROJECT_DIR as PROJECT
 
@@ -78,11 +80,12 @@ def test_window_joins_inputs_and_outputs_of_the_champion_only(spec, tmp_path, mo
     labels = churn.iloc[100:150][["customer_id", "churn"]]
     data.write_frame(labels, str(tmp_path / "labels" / spec.name / "a.parquet"))
     full = churn.iloc[100:300].drop(columns=["churn"]).assign(proba_1=0.5)
-    joined = drift_flow.labelled(spec, full)
+    landed = read_labels(spec, Store()).frame
+    joined = drift_flow.labelled(spec, full, landed)
     assert len(joined) == 50
     assert list(joined["churn"]) == list(labels["churn"])
     # a key scored in two runs is in the window twice: each row gets its label
-    twice = drift_flow.labelled(spec, pd.concat([full, full], ignore_index=True))
+    twice = drift_flow.labelled(spec, pd.concat([full, full], ignore_index=True), landed)
     assert len(twice) == 100
     assert list(twice["churn"]) == list(labels["churn"]) * 2
 
@@ -92,6 +95,8 @@ def checked(status: str = "drift", drifted: dict | None = None, degraded: bool =
         "status": status,
         "drifted": {"tenure": "feature wasserstein 0.9"} if drifted is None else drifted,
         "degraded": degraded,
+        "label_status": "no_labels",
+        "label_drifted": {},
         "version": "4",
         "summary": "s",
         "performance": None,
