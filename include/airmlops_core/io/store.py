@@ -69,9 +69,13 @@ class Store:
         if self.s3 is None:
             return None
         import boto3
+        from botocore.config import Config
 
+        # a custom endpoint (MinIO, SeaweedFS, ...) is addressed path-style, as pyarrow does
+        style = "path" if self.s3.endpoint_url else "auto"
         return boto3.client(
             "s3",
+            config=Config(s3={"addressing_style": style}),
             endpoint_url=self.s3.endpoint_url,
             region_name=self.s3.region or DEFAULT_REGION,
             aws_access_key_id=self.s3.access_key,
