@@ -34,14 +34,22 @@ class RetrainSignalled(TypedDict):
 
 
 class DriftCheckOperator(ModelOperator):
-    """Feature, prediction, label and performance drift of the champion, logged to MLflow."""
+    """Feature, prediction, label and performance drift of the champion, logged to MLflow;
+    scored runs and labels are read through the data layer (local or S3)."""
 
     def run(self, context: Context) -> DriftChecked:
         from airmlops_core.drift import flow as drift_flow
 
-        return drift_flow.check_step(
-            self.spec, self.run_context(context), tracking_uri=self.tracking_uri()
+        checked = drift_flow.check_step(
+            self.spec,
+            self.run_context(context),
+            tracking_uri=self.tracking_uri(),
+            store=self.data_store(),
+            sql_engine=self.labels_engine(),
         )
+        for note in checked.get("notes", []):
+            self.log.warning("%s", note)
+        return checked
 
 
 class DriftAlertOperator(ModelOperator):

@@ -726,3 +726,37 @@ def test_bad_card_section_names_the_field(
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, {**GOOD, "card": card}))
     assert any(f == field and message in m for f, m in info.value.problems), info.value.problems
+
+
+def test_alerts_channel_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """`alerts.channel` was never read (the webhook fixes the channel): a spec that still sets
+    it is told so, instead of believing its alerts go there."""
+    path = write(tmp_path, {**GOOD, "alerts": {"channel": "#ml-alerts", "conn_id": "slack"}})
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert any(
+        f == "alerts" and "webhook of connection 'conn_id' fixes the channel" in m
+        for f, m in info.value.problems
+    ), str(info.value)
+    assert load_spec(write(tmp_path, {**GOOD, "alerts": {"conn_id": "slack"}})).alerts.conn_id == (
+        "slack"
+    )
+
+
+def test_retrain_on_accepts_label_drift_and_nothing_unknown(tmp_path: Path) -> None:
+    ok = load_spec(write(tmp_path, with_("monitoring", {"retrain_on": ["label_drift", "drift"]})))
+    assert ok.monitoring.retrain_on == ["label_drift", "drift"]
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, with_("monitoring", {"retrain_on": ["labels"]})))
+    assert any(f.startswith("monitoring.retrain_on") for f, _ in info.value.problems)
+
+
+def test_labels_section_loads_and_names_bad_fields(tmp_path: Path) -> None:
+    sql = {"kind": "sql", "conn_id": "warehouse", "query": "select id, y from outcomes"}
+    assert load_spec(write(tmp_path, {**GOOD, "labels": sql})).labels.query == sql["query"]
+    assert load_spec(write(tmp_path, GOOD)).labels.kind == "file"  # default: <data>/labels/<m>/
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, {**GOOD, "labels": {"kind": "s3", "uri": "labels/"}}))
+    assert any(
+        f == "labels" and "kind 's3' needs an s3:// uri" in m for f, m in info.value.problems
+    ), str(info.value)
