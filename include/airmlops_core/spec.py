@@ -278,6 +278,25 @@ class Scoring(StrictModel):
         return self
 
 
+class LiveRecording(StrictModel):
+    """Recording of the model API's traffic for the online drift window (serve.recording).
+
+    A share `sample_rate` of requests is recorded (inputs, outputs, model version, time, the
+    row key when the request has one) as small Parquet files under
+    <AIRMLOPS_WORK_URI>/live/<model>/; each API worker flushes every `flush_rows` rows or
+    `flush_seconds` seconds and at shutdown, and drops (and counts) records beyond
+    `queue_rows` waiting. Files older than `retention_days` are removed. The online drift
+    check reads the last `window_hours` of records of the champion version.
+    """
+
+    sample_rate: Share = 0.1
+    retention_days: Annotated[int, in_range(1, 3650)] = 30
+    window_hours: Annotated[float, in_range(0, 24 * 365, lo_open=True)] = 24.0
+    flush_rows: Annotated[int, in_range(1, 1_000_000)] = 1000
+    flush_seconds: Annotated[float, in_range(0, 3600, lo_open=True)] = 30.0
+    queue_rows: Annotated[int, in_range(1, 10_000_000)] = 100_000
+
+
 class Monitoring(StrictModel):
     """Drift checks of the champion on scored data (see airmlops_core.stats.drift).
 
@@ -303,6 +322,26 @@ class Monitoring(StrictModel):
     retrain_on: list[Literal["drift", "label_drift", "performance"]] = Field(
         default_factory=lambda: ["performance"]  # type: ignore[arg-type]
     )
+    live: LiveRecording | None = None  # None: the model API records no traffic
+    sources: list[Literal["batch", "online"]] = Field(
+        default_factory=lambda: ["batch"]  # type: ignore[arg-type]
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _some_sources(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"must name batch and/or online, each once (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _online_needs_live(self) -> Monitoring:
+        if "online" in self.sources and self.live is None:
+            raise ValueError(
+                "sources includes online: set live (e.g. live: {sample_rate: 0.1}) so the "
+                "model API records traffic"
+            )
+        return self
 
 
 class Labels(StrictModel):

@@ -760,3 +760,31 @@ def test_labels_section_loads_and_names_bad_fields(tmp_path: Path) -> None:
     assert any(
         f == "labels" and "kind 's3' needs an s3:// uri" in m for f, m in info.value.problems
     ), str(info.value)
+
+
+def test_live_recording_and_sources_load_with_range_checks(tmp_path: Path) -> None:
+    """`monitoring.live` sets the model API's recording; `monitoring.sources` picks the drift
+    windows (batch by default); online without live, or a rate outside [0, 1], is refused."""
+    assert load_spec(write(tmp_path, GOOD)).monitoring.sources == ["batch"]
+    assert load_spec(write(tmp_path, GOOD)).monitoring.live is None
+    body = {"live": {"sample_rate": 0.25, "retention_days": 7}, "sources": ["batch", "online"]}
+    ok = load_spec(write(tmp_path, with_("monitoring", body))).monitoring
+    assert ok.live is not None
+    assert (ok.live.sample_rate, ok.live.retention_days, ok.sources) == (
+        0.25,
+        7,
+        ["batch", "online"],
+    )
+    bad = [
+        ({"live": {"sample_rate": 1.5}}, "monitoring.live.sample_rate", "[0, 1]"),
+        ({"live": {"retention_days": 0}}, "monitoring.live.retention_days", "[1, 3650]"),
+        ({"sources": ["online"]}, "monitoring", "set live"),
+        ({"sources": []}, "monitoring.sources", "each once"),
+        ({"sources": ["stream"]}, "monitoring.sources", ""),
+    ]
+    for monitoring, field, words in bad:
+        with pytest.raises(SpecError) as info:
+            load_spec(write(tmp_path, with_("monitoring", monitoring)))
+        assert any(f.startswith(field) and words in m for f, m in info.value.problems), str(
+            info.value
+        )
