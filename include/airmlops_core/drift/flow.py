@@ -3,9 +3,11 @@
 - At training, `log_reference` stores a compact profile of the training data (features,
   label) and of the model's holdout output (predictions) as an artifact of the training run,
   so a check never depends on a file that may have moved.
-- `check_step` reads the champion's profile, rebuilds the current window from the last scoring
-  manifests (features from the hash-verified inputs, predictions from the outputs), checks
-  feature and prediction drift, and, where labels have landed (joined on the row key and the
+- `check_step` reads the champion's profile, rebuilds the current window of one source (batch:
+  from the last scoring manifests, features from the hash-verified inputs, predictions from
+  the outputs; online: the model API's live-traffic records of the last
+  `monitoring.live.window_hours`, io.live), checks feature and prediction drift, and, where
+  labels have landed on a batch window (joined on the row key and the
   model version, never imputed), label and performance drift. Everything goes to a monitoring
   MLflow run tagged with the model version: metrics, an offline HTML report and PNG plots.
   For classifiers it also estimates performance before labels (drift.estimated), per scoring
@@ -30,7 +32,7 @@ import pandas as pd
 from airmlops_core import errors
 from airmlops_core.drift import estimated as cbpe
 from airmlops_core.drift import report as drift_report
-from airmlops_core.io import data, scored
+from airmlops_core.io import data, live, scored
 from airmlops_core.io.labels import read_labels
 from airmlops_core.io.store import Store
 from airmlops_core.score import flow as score_flow
@@ -48,6 +50,7 @@ from airmlops_core.train import importance, reference
 log = logging.getLogger(__name__)
 
 DRIFT_PURPOSE = "drift"
+SOURCES = ("batch", "online")
 PREDICTION = "prediction"
 
 
@@ -79,6 +82,7 @@ class DriftChecked(TypedDict):
     labelled_rows: int
     run_url: str
     report: str
+    source: NotRequired[str]  # batch or online
     ranked_by_importance: NotRequired[bool]
     barely_used: NotRequired[list[str]]
     notes: NotRequired[list[str]]
@@ -149,6 +153,28 @@ def current_window(
         raise errors.DataError(f"{base}: scoring runs with incompatible columns: {exc}") from exc
     window = table.to_pandas() if table is not None else pd.DataFrame()
     lineage["rows"] = len(window)
+    return window, lineage
+
+
+def online_window(
+    spec: ModelSpec, version: str, store: Store, *, now: dt.datetime
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The model API's recorded requests of `version` in the last `monitoring.live.window_hours`
+    up to `now` (io.live), after removing the records past `retention_days`. The lineage lists
+    the files read; "note" says when there were none (and where it looked)."""
+    cfg = spec.monitoring.live
+    if cfg is None:
+        raise ValueError(f"{spec.name}: monitoring.sources has online without monitoring.live")
+    base = live.live_base(spec.name)
+    live.prune(store, base, cfg.retention_days, now)
+    since = now - dt.timedelta(hours=cfg.window_hours)
+    window, files = live.read_window(store, base, version=version, since=since, until=now)
+    lineage: dict[str, Any] = {"inputs": files, "skipped": [], "runs": [], "rows": len(window)}
+    if window.empty:
+        lineage["note"] = (
+            f"{base}: no live records of v{version} since {since.isoformat(timespec='seconds')}"
+        )
+        log.warning("%s", lineage["note"])
     return window, lineage
 
 
@@ -270,13 +296,20 @@ def check_step(
     tracking_uri: str,
     store: Store | None = None,
     sql_engine: Any = None,
+    source: str = "batch",
+    now: dt.datetime | None = None,
 ) -> DriftChecked:
     """Feature, prediction, label and performance drift of the champion; logged to MLflow.
 
     Args:
         store: reaches the scored outputs, inputs and label files (local or S3).
         sql_engine: an engine of `labels.conn_id`, for labels from an SQL query.
+        source: "batch" (the last scoring runs) or "online" (the model API's recorded
+            traffic; feature and prediction drift only: labels join scored batches).
+        now: the end of the online window (default: the time of the check).
     """
+    if source not in SOURCES:
+        raise ValueError(f"drift source {source!r}: expected one of {SOURCES}")
     import mlflow
     from mlflow import MlflowClient
 
@@ -284,14 +317,18 @@ def check_step(
     client = MlflowClient(tracking_uri)
     version = resolve_champion(client, spec.name)
     profile = champion_profile(client, spec, version)
-    window, lineage = current_window(spec, version, spec.monitoring.window_runs, store)
+    if source == "online":
+        now = now or dt.datetime.now(dt.UTC)
+        window, lineage = online_window(spec, version, store, now=now)
+    else:
+        window, lineage = current_window(spec, version, spec.monitoring.window_runs, store)
     notes = [lineage["note"]] if "note" in lineage else []
     cfg = config(spec)
     result = drift.check_drift(
         profile, window if not window.empty else profile.empty_frame(), config=cfg
     )
     labels = window.iloc[0:0]
-    if spec.row_key and not window.empty:
+    if source == "batch" and spec.row_key and not window.empty:
         landed = read_labels(spec, store, sql_engine=sql_engine)
         notes += [landed.note] if landed.note else []
         labels = labelled(spec, window, landed.frame)
@@ -331,15 +368,20 @@ def check_step(
         cbpe.estimate_runs(
             spec, window, lineage["runs"], cbpe.champion_calibration(client, spec, version)
         )
-        if spec.is_classifier
+        if spec.is_classifier and source == "batch"
         else []
     )
     estimate = estimates[-1]["estimate"] if estimates else None
-    run_id = tracking.model_run(client, spec.name, ctx, DRIFT_PURPOSE)
+    purpose = DRIFT_PURPOSE if source == "batch" else f"{DRIFT_PURPOSE}_{source}"
+    run_id = tracking.model_run(client, spec.name, ctx, purpose)
     mlflow.set_tracking_uri(tracking_uri)
     with tracking.resume(run_id, tracking_uri), tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags(
-            {f"{TAG_PREFIX}model_version": version, f"{TAG_PREFIX}drift_status": result.status}
+            {
+                f"{TAG_PREFIX}model_version": version,
+                f"{TAG_PREFIX}drift_status": result.status,
+                f"{TAG_PREFIX}drift_source": source,
+            }
         )
         mlflow.log_metrics(
             {
@@ -360,9 +402,14 @@ def check_step(
         page.write_text(
             drift_report.render_report(
                 result,
-                title=f"Drift: {spec.name} v{version}",
-                subtitle=f"{len(window):,} scored rows from {len(lineage['inputs'])} partition(s); "
-                f"{len(labels):,} labelled",
+                title=f"Drift ({source}): {spec.name} v{version}",
+                subtitle=(
+                    f"{len(window):,} scored rows from {len(lineage['inputs'])} partition(s); "
+                    f"{len(labels):,} labelled"
+                    if source == "batch"
+                    else f"{len(window):,} recorded requests' rows from "
+                    f"{len(lineage['inputs'])} live-record file(s)"
+                ),
                 performance=perf,
                 images=images,
                 bias=groups,
@@ -387,6 +434,7 @@ def check_step(
     url = tracking.run_url(tracking_uri, exp_id, run_id)
     return {
         "version": version,
+        "source": source,
         "status": result.status,
         "summary": result.summary(),
         "drifted": {c: _effect(result.column(c)) for c in ranked},
@@ -417,6 +465,11 @@ def _effect(col: Any) -> str:
     effects = d.get("effects") or {}
     shown = ", ".join(f"{k} {v:.3g}" for k, v in effects.items() if isinstance(v, int | float))
     return f"{d.get('role', '')} {shown}".strip()
+
+
+def state_key(model: str, source: str) -> str:
+    """Where a source's alert state is kept (batch: the key used before sources existed)."""
+    return f"airmlops_drift_{model}" if source == "batch" else f"airmlops_drift_{model}__{source}"
 
 
 def should_retrain(spec: ModelSpec, checked: DriftChecked) -> bool:
@@ -467,10 +520,11 @@ def alert_transition(
         "alerted_at": previous.get("alerted_at"),
         "version": checked["version"],
     }
+    said = f"{checked['source']}: " if checked.get("source") else ""
     if not bad:
         if previous.get("bad"):
             return state, (
-                f":large_green_circle: drift of v{checked['version']} recovered: "
+                f":large_green_circle: {said}drift of v{checked['version']} recovered: "
                 f"{checked['summary']}"
             )
         return state, None
@@ -510,7 +564,7 @@ def alert_transition(
     est_text = "".join(f"\nEstimated (no labels yet): {r}" for r in est.get("reasons", []))
     est_text = est_text if est_decay else ""
     return state, (
-        f":warning: drift in v{checked['version']}: {checked['summary']}\n"
+        f":warning: {said}drift in v{checked['version']}: {checked['summary']}\n"
         f"{head}: {cols}{barely_text}{label_text}{perf_text}{bias_text}{est_text}\n"
         f"Report: {checked['report']}"
     )
