@@ -6,6 +6,7 @@ from __future__ import annotations
 from airmlops_core import settings
 from airmlops_core.io import data
 from airmlops_core.io.labels import labels_uri
+from airmlops_core.io.live import live_base
 from airmlops_core.quality.evidence import quarantine_base
 from airmlops_core.score.flow import input_uri, output_base
 from airmlops_core.spec import ModelSpec
@@ -23,6 +24,8 @@ def state_uris(spec: ModelSpec) -> dict[str, str]:
     }
     if spec.labels.kind != "sql":
         out["labels"] = labels_uri(spec)
+    if spec.monitoring.live is not None:
+        out["live records"] = live_base(spec.name)
     return out
 
 

@@ -76,7 +76,10 @@ def test_shifted_requests_through_the_api_give_one_online_alert_naming_the_colum
         env={"AIRMLOPS_MODELS_DIR": str(tmp_path / "models"), "AIRMLOPS_WORK_URI": str(work)},
     )
     try:
-        api.wait_served(str(reg["version"]), model=NAME)
+        version = str(reg["version"])
+        api.wait(  # loading and checking a version takes minutes on a loaded machine
+            lambda: api.served_versions(NAME) == [version], f"{NAME} v{version}", timeout=900
+        )
         rows = churn.drop(columns=["churn"]).sample(800, random_state=3).reset_index(drop=True)
         rows["tenure"] = rows["tenure"] + 40  # strongly shifted, as a broken upstream would
         rows["monthly_charges"] = rows["monthly_charges"] * 2.5

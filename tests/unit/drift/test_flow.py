@@ -15,6 +15,7 @@ from airmlops_core.drift import flow as drift_flow
 from airmlops_core.io import data
 from airmlops_core.io.labels import read_labels
 from airmlops_core.io.store import Store
+from airmlops_core.spec import LiveRecording as Live
 from airmlops_core.spec import load_spec
 from paths import PROJECT_DIR as PROJECT
 
@@ -426,3 +427,59 @@ def test_window_without_a_row_key_joins_on_the_row_index(spec, tmp_path, monkeyp
     assert list(window["row_index"]) == list(range(250))
     np.testing.assert_allclose(window["proba_1"].to_numpy(), proba)
     assert list(window["tenure"]) == list(churn["tenure"])
+
+
+def test_an_alert_names_its_source_and_each_source_keeps_its_own_state() -> None:
+    online = {**checked(drifted={"a": "feature psi 2", "b": "feature psi 3"}), "source": "online"}
+    state, msg = drift_flow.alert_transition({}, online, cooldown_hours=24, now=T0)
+    assert msg is not None
+    assert msg.startswith(":warning: online: drift in v4")
+    assert "a (feature psi 2); b (feature psi 3)" in msg
+    calm = {**checked("no_drift", {}), "source": "online"}
+    _, msg = drift_flow.alert_transition(state, calm, cooldown_hours=24, now=T0)
+    assert msg is not None
+    assert msg.startswith(":large_green_circle: online: drift of v4 recovered")
+    assert drift_flow.state_key("m", "batch") == "airmlops_drift_m"  # as before sources
+    assert drift_flow.state_key("m", "online") == "airmlops_drift_m__online"
+
+
+def test_online_window_reads_the_champions_recent_records_and_prunes_old_ones(
+    spec, tmp_path, monkeypatch
+):
+    from airmlops_core.io import live
+
+    monkeypatch.setenv("AIRMLOPS_WORK_URI", str(tmp_path / "work"))
+    spec = spec.model_copy(
+        update={
+            "monitoring": spec.monitoring.model_copy(
+                update={"live": Live(window_hours=24, retention_days=10)}
+            )
+        }
+    )
+    base = live.live_base(spec.name)
+    now = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
+
+    def records(at: dt.datetime, version: str, n: int, seq: int) -> str:
+        rows = pd.DataFrame(
+            {
+                "recorded_at": pd.Series([at] * n).astype("datetime64[us, UTC]"),
+                "model_version": [version] * n,
+                "tenure": np.arange(n, dtype=float),
+            }
+        )
+        uri = live.file_uri(base, at.date(), "w1", seq)
+        data.write_frame(rows, uri)
+        return uri
+
+    recent = records(now - dt.timedelta(hours=2), "4", 30, 1)
+    records(now - dt.timedelta(hours=3), "3", 7, 2)  # another version
+    records(now - dt.timedelta(hours=30), "4", 5, 3)  # before the window
+    old = records(now - dt.timedelta(days=12), "4", 5, 4)  # past retention
+    window, lineage = drift_flow.online_window(spec, "4", Store(), now=now)
+    assert len(window) == 30
+    assert recent in lineage["inputs"]
+    assert not Path(old).exists()
+    assert "note" not in lineage
+    empty, lineage = drift_flow.online_window(spec, "9", Store(), now=now)
+    assert empty.empty
+    assert "no live records of v9" in lineage["note"]
