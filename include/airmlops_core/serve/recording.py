@@ -256,60 +256,77 @@ class Recorder:
         return written
 
     def _write(self, cfg: RecordingSettings, items: list[_Item]) -> str | None:
+        """One Parquet file of `items` (built column by column in Arrow: no frame per
+        request), published atomically; None when none of them could be recorded."""
         import io
 
-        import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        frames = [f for f in (self.rows(cfg, item) for item in items) if f is not None]
-        if not frames:
+        groups: dict[str, list[tuple[_Item, dict[str, list[Any]], list[Any]]]] = {}
+        for item in items:
+            cols = input_columns(item.payload)
+            answer = json.loads(item.answer)
+            preds = answer.get("predictions") if isinstance(answer, dict) else answer
+            if (
+                cols is None
+                or not isinstance(preds, list)
+                or len(preds) != item.rows
+                or any(len(v) != item.rows for v in cols.values())
+            ):
+                self._dropped(cfg["model"], item.rows, "unsupported")
+                continue
+            groups.setdefault(item.served.version, []).append((item, cols, preds))
+        if not groups:
             return None
-        frame = pd.concat(frames, ignore_index=True)
+        tables = [self._table(cfg, group) for group in groups.values()]
+        table = (
+            pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        )
         sink = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+        pq.write_table(table, sink)
         self.seq += 1
         last = dt.datetime.fromtimestamp(items[-1].at, dt.UTC).date()
         uri = live.file_uri(cfg["base"], last, self.worker, self.seq)
         return self.store.write_bytes(uri, sink.getvalue())
 
-    def rows(self, cfg: RecordingSettings, item: _Item) -> Any:
-        """One recorded request as rows (None: its format has no table to record)."""
+    def _table(
+        self, cfg: RecordingSettings, group: list[tuple[_Item, dict[str, list[Any]], list[Any]]]
+    ) -> Any:
+        """The rows of one served version's requests: time, version, inputs, outputs."""
         import numpy as np
-        import pandas as pd
+        import pyarrow as pa
 
-        inputs = input_frame(item.payload)
-        if inputs is None or len(inputs) != item.rows:
-            self._dropped(cfg["model"], item.rows, "unsupported")
-            return None
-        kept = inputs[[c for c in cfg["columns"] if c in inputs.columns]].reset_index(drop=True)
-        predictions = json.loads(item.answer)
-        predictions = predictions.get("predictions", predictions)
-        outputs = np.asarray(predictions) if isinstance(predictions, list) else None
-        if outputs is None or outputs.shape[0] != len(kept) or outputs.dtype == object:
-            out = pd.DataFrame(predictions) if isinstance(predictions, list) else None
-            if out is None or len(out) != len(kept):
-                self._dropped(cfg["model"], item.rows, "unsupported")
-                return None
-        elif outputs.ndim == 1:
-            out = pd.DataFrame({PREDICTION: outputs})
+        served = group[0][0].served
+        counts = [item.rows for item, _, _ in group]
+        micros = np.repeat([int(item.at * 1_000_000) for item, _, _ in group], counts)
+        out: dict[str, Any] = {
+            live.RECORDED_AT: pa.array(micros, type=pa.timestamp("us", tz="UTC")),
+            live.MODEL_VERSION: pa.array([served.version] * int(sum(counts)), type=pa.string()),
+        }
+        for name in cfg["columns"]:
+            if any(name in cols for _, cols, _ in group):
+                values: list[Any] = []
+                for item, cols, _ in group:
+                    values.extend(cols.get(name) or [None] * item.rows)
+                out[name] = _arrow(values)
+        preds = [p for _, _, ps in group for p in ps]
+        arr = np.asarray(preds) if preds and not isinstance(preds[0], dict) else None
+        if arr is None or arr.dtype == object or arr.ndim > 2:
+            for key in dict.fromkeys(k for p in preds if isinstance(p, dict) for k in p):
+                out[str(key)] = _arrow([p.get(key) if isinstance(p, dict) else None for p in preds])
+            if arr is not None and arr.ndim == 1:
+                out[PREDICTION] = _arrow(preds)
+        elif arr.ndim == 1:
+            out[PREDICTION] = pa.array(arr)
         else:
-            classes = self.classes(item.served)
-            if classes is not None and len(classes) == outputs.shape[1]:
-                out = pd.DataFrame(outputs, columns=proba_names(classes))
-                out.insert(0, PREDICTION, np.asarray(classes)[outputs.argmax(axis=1)])
+            classes = self.classes(served)
+            if classes is not None and len(classes) == arr.shape[1]:
+                out[PREDICTION] = pa.array(np.asarray(classes)[arr.argmax(axis=1)])
+                out.update({n: pa.array(arr[:, i]) for i, n in enumerate(proba_names(classes))})
             else:
-                out = pd.DataFrame(
-                    outputs, columns=[f"output_{i}" for i in range(outputs.shape[1])]
-                )
-        at = pd.Timestamp(item.at, unit="s", tz="UTC").as_unit("us")
-        head = pd.DataFrame(
-            {
-                live.RECORDED_AT: [at] * len(kept),
-                live.MODEL_VERSION: [item.served.version] * len(kept),
-            }
-        )
-        return pd.concat([head, kept, out.reset_index(drop=True)], axis=1)
+                out.update({f"output_{i}": pa.array(arr[:, i]) for i in range(arr.shape[1])})
+        return pa.table(out)
 
     def classes(self, served: Served) -> list[Any] | None:
         """The class labels of a classifier's probability columns (None: unknown)."""
@@ -327,20 +344,31 @@ class Recorder:
         return self._classes[key]
 
 
-def input_frame(payload: Payload) -> Any:
-    """The request's input rows as a pandas frame (None when they are not a table)."""
-    import pandas as pd
-
+def input_columns(payload: Payload) -> dict[str, list[Any]] | None:
+    """The request's input rows by column (None when they are not a table)."""
     value = payload.value
-    try:
-        if payload.fmt == "csv":
-            return value
-        if payload.fmt == "dataframe_split" and isinstance(value, dict):
-            return pd.DataFrame(value.get("data"), columns=value.get("columns"))
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            return pd.DataFrame(value)
-        if isinstance(value, dict):
-            return pd.DataFrame(value)
-    except (ValueError, TypeError):
-        return None
+    if payload.fmt == "csv":
+        return {str(c): value[c].tolist() for c in value.columns}
+    if payload.fmt == "dataframe_split" and isinstance(value, dict):
+        names, data = value.get("columns"), value.get("data")
+        if not isinstance(names, list) or not isinstance(data, list) or not data:
+            return None
+        if not all(isinstance(row, list) and len(row) == len(names) for row in data):
+            return None
+        return {str(n): list(col) for n, col in zip(names, zip(*data, strict=True), strict=True)}
+    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        keys = dict.fromkeys(k for r in value for k in r)
+        return {str(k): [r.get(k) for r in value] for k in keys}
+    if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+        return {str(k): list(v) for k, v in value.items()}
     return None
+
+
+def _arrow(values: list[Any]) -> Any:
+    """An Arrow array of JSON values; mixed types become strings."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
