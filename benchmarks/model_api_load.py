@@ -13,8 +13,15 @@ generator shares the machine's cores with the servers, as a local client would; 
 average is printed at start and end (other work on the machine moves absolute figures; the
 ratios are measured in the same minutes).
 
+Live-traffic recording: a second pack API of the same version records its requests
+(`monitoring.live`, `--record-rate` of them, default all, into a temporary work dir) while the
+first runs with `--no-record`; both are measured in turn (`--repeats` rounds, the order
+alternating) and the recording-on / recording-off ratio of requests per second is printed
+(median over rounds). `--no-mlflow` skips MLflow's server.
+
     .venv/bin/python benchmarks/model_api_load.py [--duration 8] [--concurrency 1 16]
         [--rows 1 100] [--workers N] [--threads 4] [--batch-wait-ms 2] [--mlflow-workers 2]
+        [--record-rate 1.0] [--repeats 2] [--no-mlflow]
 """
 
 from __future__ import annotations
@@ -188,6 +195,84 @@ def measure(
     }
 
 
+def start_api(
+    url: str, port: int, token: str, args: argparse.Namespace, log: Path, *extra: str, **env: str
+) -> subprocess.Popen[bytes]:
+    """The pack's API on `port` serving MODEL's champion."""
+    more = [] if args.workers is None else ["--workers", str(args.workers)]
+    if args.batch_wait_ms is not None:
+        more += ["--batch-wait-ms", str(args.batch_wait_ms)]
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "airmlops_core.serve.model_api",
+                "--tracking-uri",
+                url,
+                "--models",
+                MODEL,
+                "--port",
+                str(port),
+                "--threads",
+                str(args.threads),
+                "--poll-interval",
+                "60",
+                "--log-level",
+                "warning",
+                *more,
+                *extra,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, TOKEN_ENV: token, **env},
+        )
+
+
+def recording_spec(folder: Path, rate: float) -> Path:
+    """A spec for MODEL (the churn demo's) that records `rate` of the requests."""
+    import yaml
+
+    body = yaml.safe_load((PROJECT / "include" / "models" / "customer_churn.yaml").read_text())
+    body["name"] = MODEL
+    body["monitoring"] = {"live": {"sample_rate": rate, "flush_rows": 1000, "flush_seconds": 5}}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{MODEL}.yaml").write_text(yaml.safe_dump(body))
+    return folder
+
+
+def compare_recording(ports: tuple[int, int], token: str, X: Any, args: argparse.Namespace) -> None:
+    """Requests per second with recording off and on, in alternating rounds; the ratio."""
+    path = f"/invocations/{MODEL}"
+    print(
+        f"\nlive-traffic recording (sample rate {args.record_rate:g}): same version, two APIs, "
+        f"{args.repeats} rounds alternating which goes first"
+    )
+    print(
+        f"{'rows':>4} {'clients':>7} | {'off req/s':>9} {'on req/s':>9} | "
+        f"{'on/off ratio (median; each round)':>34}"
+    )
+    for rows in args.rows:
+        body = payload(X, rows)
+        for p in ports:
+            load(p, path, body, 2, 1.0, token)  # warm-up
+        for clients in args.concurrency:
+            off, on = [], []
+            for round_ in range(args.repeats):
+                order = ports if round_ % 2 == 0 else ports[::-1]
+                got = {p: measure(p, path, body, clients, args.duration, token) for p in order}
+                off.append(got[ports[0]]["rps"])
+                on.append(got[ports[1]]["rps"])
+            ratios = [b / a for a, b in zip(off, on, strict=True)]
+            print(
+                f"{rows:>4} {clients:>7} | {statistics.median(off):>9.0f} "
+                f"{statistics.median(on):>9.0f} | {statistics.median(ratios):>10.3f}x  ("
+                + ", ".join(f"{r:.3f}" for r in ratios)
+                + ")"
+            )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
@@ -197,6 +282,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=4, help="the API's predict threads")
     ap.add_argument("--batch-wait-ms", type=float, default=None, help="the API's (its default)")
     ap.add_argument("--mlflow-workers", type=int, default=2, help="mlflow models serve -w")
+    ap.add_argument("--record-rate", type=float, default=1.0, help="recording API's sample rate")
+    ap.add_argument("--repeats", type=int, default=2, help="rounds of the recording comparison")
+    ap.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
     args = ap.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -210,65 +298,55 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp, mlflow_server(Path(tmp) / "mlflow") as url:
         _, X = register_champion(url)
-        port, mlflow_port = free_ports(2)
+        port, mlflow_port, rec_port = free_ports(3)
         api_log, mlflow_log = Path(tmp) / "api.log", Path(tmp) / "mlflow-serve.log"
-        extra = [] if args.workers is None else ["--workers", str(args.workers)]
-        if args.batch_wait_ms is not None:
-            extra += ["--batch-wait-ms", str(args.batch_wait_ms)]
-        with api_log.open("wb") as out:
-            api = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "airmlops_core.serve.model_api",
-                    "--tracking-uri",
-                    url,
-                    "--models",
-                    MODEL,
-                    "--port",
-                    str(port),
-                    "--threads",
-                    str(args.threads),
-                    "--poll-interval",
-                    "60",
-                    "--log-level",
-                    "warning",
-                    *extra,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, TOKEN_ENV: token},
-            )
+        rec_log = Path(tmp) / "api-recording.log"
+        api = start_api(url, port, token, args, api_log, "--no-record")
+        recording = start_api(
+            url,
+            rec_port,
+            token,
+            args,
+            rec_log,
+            AIRMLOPS_MODELS_DIR=str(recording_spec(Path(tmp) / "specs", args.record_rate)),
+            AIRMLOPS_WORK_URI=str(Path(tmp) / "work"),
+        )
+        reference: subprocess.Popen[bytes] | None = None
         with mlflow_log.open("wb") as out:
-            reference = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "mlflow"),
-                    "models",
-                    "serve",
-                    "-m",
-                    f"models:/{MODEL}@champion",
-                    "--env-manager",
-                    "local",
-                    "-w",
-                    str(args.mlflow_workers),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(mlflow_port),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={  # it starts `uvicorn` from PATH: this interpreter's
-                    **os.environ,
-                    "MLFLOW_TRACKING_URI": url,
-                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                },
+            reference = (
+                None
+                if args.no_mlflow
+                else subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "mlflow"),
+                        "models",
+                        "serve",
+                        "-m",
+                        f"models:/{MODEL}@champion",
+                        "--env-manager",
+                        "local",
+                        "-w",
+                        str(args.mlflow_workers),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(mlflow_port),
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env={  # it starts `uvicorn` from PATH: this interpreter's
+                        **os.environ,
+                        "MLFLOW_TRACKING_URI": url,
+                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                    },
+                )
             )
         try:
             wait_ready(f"http://127.0.0.1:{port}/health", api, api_log, "model API")
-            wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", reference, mlflow_log, "mlflow")
+            wait_ready(f"http://127.0.0.1:{rec_port}/health", recording, rec_log, "recording API")
+            if reference is not None:
+                wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", reference, mlflow_log, "mlflow")
             model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
             base: dict[int, float] = {}
             print(
@@ -289,6 +367,12 @@ def main() -> int:
                     f"  {rows:>4} rows: p50 {base[rows] * 1000:7.3f} ms, "
                     f"{1 / base[rows]:8.0f} calls/s"
                 )
+            compare_recording((port, rec_port), token, X, args)
+            files = list((Path(tmp) / "work").rglob("*.parquet"))
+            print(f"  (the recording API wrote {len(files)} record files)")
+            if reference is None:
+                print("load average at end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+                return 0
             print(
                 f"\n{'rows':>4} {'clients':>7} | {'pack req/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
                 f"{'err':>4} | {'mlflow req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} | "
@@ -317,7 +401,9 @@ def main() -> int:
             print("load average at end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
         finally:
             stop(api)
-            stop(reference)
+            stop(recording)
+            if reference is not None:
+                stop(reference)
     return 0
 
 

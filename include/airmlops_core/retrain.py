@@ -14,6 +14,8 @@ from typing import Any, TypedDict
 from airmlops_core import settings
 from airmlops_core.drift import flow as drift_flow
 from airmlops_core.io import data
+from airmlops_core.io.labels import read_labels
+from airmlops_core.io.store import Store
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import flow as train_flow
@@ -76,6 +78,8 @@ def retrain_extract_step(
     work_uri: str | None = None,
     s3_client: Any = None,
     sql_engine: Any = None,
+    store: Store | None = None,
+    labels_engine: Any = None,
 ) -> train_flow.TrainRefs:
     """The training window rebuilt with the latest labelled production data.
 
@@ -83,6 +87,8 @@ def retrain_extract_step(
     hash-verified scoring inputs, labels joined on the row key); a row key seen again keeps its
     latest labelled row. `retrain.window: sliding` keeps the newest `retrain.max_rows` rows,
     `expanding` keeps them all. Returns extract_step's refs plus the row counts and `reason`.
+    `store` reaches the scored runs and label files, `labels_engine` the labels query
+    (`labels.kind: sql`).
     """
     import pandas as pd
 
@@ -93,8 +99,10 @@ def retrain_extract_step(
     )
     frame = data.read_ref(data.DataRef.from_dict(base["extract"]), s3_client=s3_client)
     frame = frame[[c for c in spec.columns if c in frame.columns]]
-    window, _ = drift_flow.current_window(spec, version=None, window_runs=10_000)
-    new = drift_flow.labelled(spec, window)
+    store = store or Store()
+    window, _ = drift_flow.current_window(spec, version=None, window_runs=10_000, store=store)
+    landed = read_labels(spec, store, sql_engine=labels_engine) if spec.row_key else None
+    new = drift_flow.labelled(spec, window, landed.frame if landed else window.iloc[0:0])
     new = new[[c for c in frame.columns if c in new.columns]]
     combined = pd.concat([frame, new], ignore_index=True)
     if spec.row_key:

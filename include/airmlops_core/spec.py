@@ -278,6 +278,25 @@ class Scoring(StrictModel):
         return self
 
 
+class LiveRecording(StrictModel):
+    """Recording of the model API's traffic for the online drift window (serve.recording).
+
+    A share `sample_rate` of requests is recorded (inputs, outputs, model version, time, the
+    row key when the request has one) as small Parquet files under
+    <AIRMLOPS_WORK_URI>/live/<model>/; each API worker flushes every `flush_rows` rows or
+    `flush_seconds` seconds and at shutdown, and drops (and counts) records beyond
+    `queue_rows` waiting. Files older than `retention_days` are removed. The online drift
+    check reads the last `window_hours` of records of the champion version.
+    """
+
+    sample_rate: Share = 0.1
+    retention_days: Annotated[int, in_range(1, 3650)] = 30
+    window_hours: Annotated[float, in_range(0, 24 * 365, lo_open=True)] = 24.0
+    flush_rows: Annotated[int, in_range(1, 1_000_000)] = 1000
+    flush_seconds: Annotated[float, in_range(0, 3600, lo_open=True)] = 30.0
+    queue_rows: Annotated[int, in_range(1, 10_000_000)] = 100_000
+
+
 class Monitoring(StrictModel):
     """Drift checks of the champion on scored data (see airmlops_core.stats.drift).
 
@@ -300,9 +319,59 @@ class Monitoring(StrictModel):
     calibration_max_ece: Annotated[float, in_range(0, 1, lo_open=True)] = 0.05
     estimated_drop_max: Share | None = None  # None: the estimate alerts on floors only
     cooldown_hours: Hours = 24.0  # identical alerts suppressed
-    retrain_on: list[Literal["drift", "performance"]] = Field(
+    retrain_on: list[Literal["drift", "label_drift", "performance"]] = Field(
         default_factory=lambda: ["performance"]  # type: ignore[arg-type]
     )
+    live: LiveRecording | None = None  # None: the model API records no traffic
+    sources: list[Literal["batch", "online"]] = Field(
+        default_factory=lambda: ["batch"]  # type: ignore[arg-type]
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _some_sources(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"must name batch and/or online, each once (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _online_needs_live(self) -> Monitoring:
+        if "online" in self.sources and self.live is None:
+            raise ValueError(
+                "sources includes online: set live (e.g. live: {sample_rate: 0.1}) so the "
+                "model API records traffic"
+            )
+        return self
+
+
+class Labels(StrictModel):
+    """Where labels that land after scoring are read (joined to scored rows on the row key).
+
+    kind=file: `uri` is a .parquet/.csv file or a directory of them, absolute or relative to
+    the data directory (default labels/<model>/). kind=s3: `uri` is an s3:// file or prefix,
+    read with the AWS connection `conn_id`. kind=sql: `query` returns the row key and target
+    columns, run on the Airflow SQL connection `conn_id`.
+    """
+
+    kind: Literal["file", "s3", "sql"] = "file"
+    uri: str | None = None
+    query: str | None = None
+    conn_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Labels:
+        if self.kind == "sql":
+            if not (self.query and self.query.strip() and self.conn_id):
+                raise ValueError("kind 'sql' needs 'query' and 'conn_id'")
+            if self.uri:
+                raise ValueError("kind 'sql' reads 'query', not 'uri'")
+        elif self.query:
+            raise ValueError(f"kind '{self.kind}' reads 'uri'; 'query' needs kind 'sql'")
+        if self.kind == "s3" and not (self.uri or "").startswith("s3://"):
+            raise ValueError(f"kind 's3' needs an s3:// uri, got {self.uri!r}")
+        if self.kind == "file" and (self.uri or "").startswith("s3://"):
+            raise ValueError(f"an s3:// uri needs kind 's3', got kind 'file' ({self.uri})")
+        return self
 
 
 class Retrain(StrictModel):
@@ -335,9 +404,23 @@ DeadlinePipeline = Literal["train", "validate", "score", "drift", "retrain"]
 
 class Alerts(StrictModel):
     """Where alerts go, and run deadlines: minutes after a run is queued by which it must have
-    finished (per pipeline, e.g. {train: 90}); a late run sends one alert."""
+    finished (per pipeline, e.g. {train: 90}); a late run sends one alert.
 
-    channel: str = "#ml-alerts"
+    `conn_id` is a Slack incoming-webhook connection; the webhook fixes the channel (Slack
+    ignores a channel sent with the message), so one channel is one connection. There is no
+    `channel` field.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_channel(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "channel" in raw:
+            raise ValueError(
+                "'channel' is not read: the Slack webhook of connection 'conn_id' fixes the "
+                "channel; remove 'channel' and use one connection per channel"
+            )
+        return raw
+
     conn_id: str = "slack_alerts"
     deadlines: dict[DeadlinePipeline, Annotated[float, in_range(0, 7 * 24 * 60, lo_open=True)]] = (
         Field(default_factory=dict)
@@ -403,6 +486,7 @@ class ModelSpec(StrictModel):
     scoring: Scoring = Field(default_factory=Scoring)
     monitoring: Monitoring = Field(default_factory=Monitoring)
     retrain: Retrain = Field(default_factory=Retrain)
+    labels: Labels = Field(default_factory=Labels)
     alerts: Alerts = Field(default_factory=Alerts)
     card: Card = Field(default_factory=Card)  # intended use, owner, limitations
     tags: list[str] = Field(default_factory=list)
@@ -435,6 +519,8 @@ class ModelSpec(StrictModel):
             raise ValueError(f"row_key '{self.row_key}' must not be a feature or the target")
         if self.sensitive_features and self.target in self.sensitive_features:
             raise ValueError(f"target '{self.target}' cannot be a sensitive feature")
+        if "labels" in self.model_fields_set and not self.row_key:
+            raise ValueError("labels are joined to scored rows on the row key: set row_key")
         if self.scoring.sink and not self.row_key:
             raise ValueError("scoring.sink upserts on (row key, model_name): set row_key")
         if self.target in self.promotion.segments:

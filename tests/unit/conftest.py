@@ -38,6 +38,20 @@ def s3(s3_server: SeaweedS3) -> S3Bucket:
     return S3Bucket(client=client, bucket=bucket, endpoint_url=s3_server.endpoint_url)
 
 
+@pytest.fixture(scope="session")
+def s3_store(s3_server: SeaweedS3) -> Any:
+    """The data layer (airmlops_core.io.store) reaching the session's S3 server."""
+    from airmlops_core.io.store import S3Settings, Store
+
+    return Store(
+        S3Settings(
+            endpoint_url=s3_server.endpoint_url,
+            access_key=s3_server.access_key,
+            secret_key=s3_server.secret_key,
+        )
+    )
+
+
 @pytest.fixture
 def s3_prefix(s3: S3Bucket, request: pytest.FixtureRequest) -> str:
     """s3://<bucket>/<unique prefix>/ for one test, so tests never see each other's keys."""

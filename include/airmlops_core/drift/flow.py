@@ -3,9 +3,11 @@
 - At training, `log_reference` stores a compact profile of the training data (features,
   label) and of the model's holdout output (predictions) as an artifact of the training run,
   so a check never depends on a file that may have moved.
-- `check_step` reads the champion's profile, rebuilds the current window from the last scoring
-  manifests (features from the hash-verified inputs, predictions from the outputs), checks
-  feature and prediction drift, and, where labels have landed (joined on the row key and the
+- `check_step` reads the champion's profile, rebuilds the current window of one source (batch:
+  from the last scoring manifests, features from the hash-verified inputs, predictions from
+  the outputs; online: the model API's live-traffic records of the last
+  `monitoring.live.window_hours`, io.live), checks feature and prediction drift, and, where
+  labels have landed on a batch window (joined on the row key and the
   model version, never imputed), label and performance drift. Everything goes to a monitoring
   MLflow run tagged with the model version: metrics, an offline HTML report and PNG plots.
   For classifiers it also estimates performance before labels (drift.estimated), per scoring
@@ -30,8 +32,9 @@ import pandas as pd
 from airmlops_core import errors
 from airmlops_core.drift import estimated as cbpe
 from airmlops_core.drift import report as drift_report
-from airmlops_core.io import data
-from airmlops_core.io.labels import landed_labels
+from airmlops_core.io import data, live, scored
+from airmlops_core.io.labels import read_labels
+from airmlops_core.io.store import Store
 from airmlops_core.score import flow as score_flow
 from airmlops_core.score.model import resolve_champion
 from airmlops_core.spec import ModelSpec
@@ -47,6 +50,7 @@ from airmlops_core.train import importance, reference
 log = logging.getLogger(__name__)
 
 DRIFT_PURPOSE = "drift"
+SOURCES = ("batch", "online")
 PREDICTION = "prediction"
 
 
@@ -67,6 +71,7 @@ class DriftChecked(TypedDict):
     summary: str
     drifted: dict[str, str]
     label_status: str
+    label_drifted: dict[str, str]
     performance: dict[str, Any] | None
     degraded: bool
     bias: dict[str, dict[str, float]]
@@ -77,8 +82,10 @@ class DriftChecked(TypedDict):
     labelled_rows: int
     run_url: str
     report: str
+    source: NotRequired[str]  # batch or online
     ranked_by_importance: NotRequired[bool]
     barely_used: NotRequired[list[str]]
+    notes: NotRequired[list[str]]
 
 
 def champion_profile(client: Any, spec: ModelSpec, version: str) -> ReferenceProfile:
@@ -86,75 +93,139 @@ def champion_profile(client: Any, spec: ModelSpec, version: str) -> ReferencePro
     return reference.version_profile(client, spec, version)
 
 
-def _manifests(spec: ModelSpec, window_runs: int) -> list[dict[str, Any]]:
-    base = Path(score_flow.output_base(spec)) / spec.name
-    found = sorted(base.glob("*/_manifest.json"))[-window_runs:]
-    return [json.loads(p.read_text()) for p in found]
+def run_manifests(spec: ModelSpec, store: Store, window_runs: int) -> tuple[list[Any], str]:
+    """The last `window_runs` scoring manifests of the model (oldest first), read through the
+    data layer from <scoring output>/<model>/<run>/_manifest.json, and the prefix searched.
+
+    Raises:
+        DataError: the output location cannot be listed (e.g. the bucket does not exist) or a
+            manifest is unreadable; the message names the URI.
+    """
+    base = data.join_uri(score_flow.output_base(spec), spec.name)
+    root = base.rstrip("/") + "/"
+    found = [
+        u
+        for u in store.list_files(base, suffix="/" + scored.MANIFEST_NAME)
+        if u[len(root) :].count("/") == 1  # <run>/_manifest.json: one run folder deep
+    ]
+    return [store.read_json(u) for u in found[-window_runs:]], base
 
 
 def current_window(
-    spec: ModelSpec, version: str | None, window_runs: int
+    spec: ModelSpec, version: str | None, window_runs: int, store: Store | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Scored rows of the last `window_runs` scoring runs of `version` (None: any version):
-    input features joined with the outputs' predictions. Inputs that moved or changed are
-    skipped and counted. The lineage's "runs" gives each scoring run's logical date and rows,
-    in the window's row order."""
-    frames: list[pd.DataFrame] = []
+    input features joined with the outputs' predictions, streamed through the data layer
+    (only the needed columns of each file, joined in Arrow, one pandas frame at the end).
+    Inputs that moved or changed are skipped and counted. The lineage's "runs" gives each
+    scoring run's logical date and rows, in the window's row order; "note" says when no
+    scoring run was found at all (and where it looked)."""
+    import pyarrow as pa
+
+    store = store or Store()
+    tables: list[Any] = []
     used, skipped, runs = [], [], []
-    key = spec.row_key or "row_index"
-    for manifest in _manifests(spec, window_runs):
+    manifests, base = run_manifests(spec, store, window_runs)
+    for manifest in manifests:
         if version is not None and str(manifest["model_version"]) != str(version):
             continue
-        before = len(frames)
+        rows = 0
         for part in manifest["partitions"]:
             if part["status"] != "scored":
                 continue
             try:
-                ref = data.DataRef(
-                    part["input_uri"],
-                    part["input_sha256"],
-                    -1,
-                    "csv" if part["input_uri"].endswith(".csv") else "parquet",
-                )
-                features = _read_inputs(spec, ref)
-                out = data.read_frame(part["output_uri"])
+                table = partition_window(spec, store, part)
             except errors.DataError as exc:
                 skipped.append(f"{part['partition']}: {exc}")
                 continue
-            if not spec.row_key:
-                features = features.reset_index(names=key)
-            preds = out[
-                [key, *[c for c in out.columns if c == PREDICTION or c.startswith("proba_")]]
-            ]
-            frames.append(features.merge(preds, on=key, how="inner", validate="one_to_one"))
+            tables.append(table)
+            rows += table.num_rows
             used.append(part["input_uri"])
-        if len(frames) > before:
-            rows = sum(len(f) for f in frames[before:])
+        if rows:
             runs.append({"logical_date": manifest.get("logical_date"), "rows": rows})
-    window = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return window, {"inputs": used, "skipped": skipped, "rows": len(window), "runs": runs}
+    lineage: dict[str, Any] = {"inputs": used, "skipped": skipped, "runs": runs}
+    if not manifests:
+        lineage["note"] = f"{base}: no scoring manifests (*/{scored.MANIFEST_NAME}) found"
+        log.warning("%s", lineage["note"])
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive") if tables else None
+    except pa.ArrowException as exc:
+        raise errors.DataError(f"{base}: scoring runs with incompatible columns: {exc}") from exc
+    window = table.to_pandas() if table is not None else pd.DataFrame()
+    lineage["rows"] = len(window)
+    return window, lineage
 
 
-def _read_inputs(spec: ModelSpec, ref: data.DataRef) -> pd.DataFrame:
-    """The input's row key and features, plus the sensitive and segment columns when the batch
-    has them (retraining needs them for the gate's fairness and segment checks)."""
+def online_window(
+    spec: ModelSpec, version: str, store: Store, *, now: dt.datetime
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The model API's recorded requests of `version` in the last `monitoring.live.window_hours`
+    up to `now` (io.live), after removing the records past `retention_days`. The lineage lists
+    the files read; "note" says when there were none (and where it looked)."""
+    cfg = spec.monitoring.live
+    if cfg is None:
+        raise ValueError(f"{spec.name}: monitoring.sources has online without monitoring.live")
+    base = live.live_base(spec.name)
+    live.prune(store, base, cfg.retention_days, now)
+    since = now - dt.timedelta(hours=cfg.window_hours)
+    window, files = live.read_window(store, base, version=version, since=since, until=now)
+    lineage: dict[str, Any] = {"inputs": files, "skipped": [], "runs": [], "rows": len(window)}
+    if window.empty:
+        lineage["note"] = (
+            f"{base}: no live records of v{version} since {since.isoformat(timespec='seconds')}"
+        )
+        log.warning("%s", lineage["note"])
+    return window, lineage
+
+
+def partition_window(spec: ModelSpec, store: Store, part: dict[str, Any]) -> Any:
+    """One scored partition's window rows as a pyarrow Table: the input's row key, features
+    (plus sensitive and segment columns when the batch has them) joined one-to-one with the
+    output's prediction and probabilities, in the input's row order.
+
+    Raises:
+        DataError: the input changed since it was scored (sha256), a file is unreadable, a
+            column is missing or the row key is not unique; naming the file.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    uri, out_uri = part["input_uri"], part["output_uri"]
+    found = store.sha256(uri)
+    if found != part["input_sha256"]:
+        raise errors.DataError(
+            f"{uri}: content changed since it was scored "
+            f"(expected sha256 {part['input_sha256']}, found {found})"
+        )
+    key = spec.row_key or scored.ROW_INDEX
     base = ([spec.row_key] if spec.row_key else []) + spec.features.all
     extras = [c for c in spec.columns if c not in base and c != spec.target]
-    if extras:
-        try:
-            return data.read_ref(ref, columns=base + extras)
-        except errors.DataError:
-            pass  # a batch without them: features only
-    return data.read_ref(ref, columns=base)
+    inputs = store.dataset([uri])
+    wanted = base + extras if set(extras) <= set(inputs.schema.names) else base
+    features = store.read_table([uri], wanted)
+    positions = pa.array(np.arange(features.num_rows, dtype=np.int64))
+    if not spec.row_key:
+        features = features.add_column(0, key, positions)
+    features = features.append_column("__pos", positions)
+    out_cols = store.dataset([out_uri]).schema.names
+    preds = store.read_table(
+        [out_uri], [key, *[c for c in out_cols if c == PREDICTION or c.startswith("proba_")]]
+    )
+    for name, table in ((uri, features), (out_uri, preds)):
+        if pc.count_distinct(table[key]).as_py() != table.num_rows:
+            raise errors.DataError(f"{name}: row key '{key}' is not unique")
+    try:
+        joined = features.join(preds, keys=key, join_type="inner")
+    except pa.ArrowException as exc:
+        raise errors.DataError(f"{uri} and {out_uri}: cannot join on '{key}': {exc}") from exc
+    return joined.sort_by("__pos").drop_columns(["__pos"])
 
 
-def labelled(spec: ModelSpec, window: pd.DataFrame) -> pd.DataFrame:
-    """Window rows whose labels have landed (<data>/labels/<model>/*), joined on the row key;
+def labelled(spec: ModelSpec, window: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Window rows whose labels have landed (`io.labels.read_labels`), joined on the row key;
     rows without a label are left out, never imputed."""
-    if window.empty or not spec.row_key:
-        return window.iloc[0:0]
-    labels = landed_labels(spec.name, spec.row_key, spec.target)
-    if labels.empty:
+    if window.empty or not spec.row_key or labels.empty:
         return window.iloc[0:0]
     # a key scored in several runs appears once per run; each row gets the key's label
     return window.merge(labels, on=spec.row_key, how="inner", validate="many_to_one")
@@ -218,20 +289,49 @@ def config(spec: ModelSpec) -> DriftConfig:
     return reference.drift_config(spec)
 
 
-def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftChecked:
-    """Feature, prediction, label and performance drift of the champion; logged to MLflow."""
+def check_step(
+    spec: ModelSpec,
+    ctx: RunContext,
+    *,
+    tracking_uri: str,
+    store: Store | None = None,
+    sql_engine: Any = None,
+    source: str = "batch",
+    now: dt.datetime | None = None,
+) -> DriftChecked:
+    """Feature, prediction, label and performance drift of the champion; logged to MLflow.
+
+    Args:
+        store: reaches the scored outputs, inputs and label files (local or S3).
+        sql_engine: an engine of `labels.conn_id`, for labels from an SQL query.
+        source: "batch" (the last scoring runs) or "online" (the model API's recorded
+            traffic; feature and prediction drift only: labels join scored batches).
+        now: the end of the online window (default: the time of the check).
+    """
+    if source not in SOURCES:
+        raise ValueError(f"drift source {source!r}: expected one of {SOURCES}")
     import mlflow
     from mlflow import MlflowClient
 
+    store = store or Store()
     client = MlflowClient(tracking_uri)
     version = resolve_champion(client, spec.name)
     profile = champion_profile(client, spec, version)
-    window, lineage = current_window(spec, version, spec.monitoring.window_runs)
+    if source == "online":
+        now = now or dt.datetime.now(dt.UTC)
+        window, lineage = online_window(spec, version, store, now=now)
+    else:
+        window, lineage = current_window(spec, version, spec.monitoring.window_runs, store)
+    notes = [lineage["note"]] if "note" in lineage else []
     cfg = config(spec)
     result = drift.check_drift(
         profile, window if not window.empty else profile.empty_frame(), config=cfg
     )
-    labels = labelled(spec, window)
+    labels = window.iloc[0:0]
+    if source == "batch" and spec.row_key and not window.empty:
+        landed = read_labels(spec, store, sql_engine=sql_engine)
+        notes += [landed.note] if landed.note else []
+        labels = labelled(spec, window, landed.frame)
     label_result, perf = None, None
     if len(labels):
         target = labels[spec.target].astype("str") if spec.is_classifier else labels[spec.target]
@@ -268,15 +368,20 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
         cbpe.estimate_runs(
             spec, window, lineage["runs"], cbpe.champion_calibration(client, spec, version)
         )
-        if spec.is_classifier
+        if spec.is_classifier and source == "batch"
         else []
     )
     estimate = estimates[-1]["estimate"] if estimates else None
-    run_id = tracking.model_run(client, spec.name, ctx, DRIFT_PURPOSE)
+    purpose = DRIFT_PURPOSE if source == "batch" else f"{DRIFT_PURPOSE}_{source}"
+    run_id = tracking.model_run(client, spec.name, ctx, purpose)
     mlflow.set_tracking_uri(tracking_uri)
     with tracking.resume(run_id, tracking_uri), tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags(
-            {f"{TAG_PREFIX}model_version": version, f"{TAG_PREFIX}drift_status": result.status}
+            {
+                f"{TAG_PREFIX}model_version": version,
+                f"{TAG_PREFIX}drift_status": result.status,
+                f"{TAG_PREFIX}drift_source": source,
+            }
         )
         mlflow.log_metrics(
             {
@@ -297,9 +402,14 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
         page.write_text(
             drift_report.render_report(
                 result,
-                title=f"Drift: {spec.name} v{version}",
-                subtitle=f"{len(window):,} scored rows from {len(lineage['inputs'])} partition(s); "
-                f"{len(labels):,} labelled",
+                title=f"Drift ({source}): {spec.name} v{version}",
+                subtitle=(
+                    f"{len(window):,} scored rows from {len(lineage['inputs'])} partition(s); "
+                    f"{len(labels):,} labelled"
+                    if source == "batch"
+                    else f"{len(window):,} recorded requests' rows from "
+                    f"{len(lineage['inputs'])} live-record file(s)"
+                ),
                 performance=perf,
                 images=images,
                 bias=groups,
@@ -324,12 +434,18 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
     url = tracking.run_url(tracking_uri, exp_id, run_id)
     return {
         "version": version,
+        "source": source,
         "status": result.status,
         "summary": result.summary(),
         "drifted": {c: _effect(result.column(c)) for c in ranked},
         "ranked_by_importance": weights is not None,
         "barely_used": barely,
         "label_status": label_result.status if label_result else "no_labels",
+        "label_drifted": (
+            {c: _effect(label_result.column(c)) for c in label_result.drifted}
+            if label_result
+            else {}
+        ),
         "performance": perf.to_dict() if perf else None,
         "degraded": bool(perf and perf.degraded),
         "bias": {g.feature: g.gaps for g in groups},
@@ -340,6 +456,7 @@ def check_step(spec: ModelSpec, ctx: RunContext, *, tracking_uri: str) -> DriftC
         "labelled_rows": len(labels),
         "run_url": url,
         "report": f"{url}/artifacts/monitoring/drift_report.html",
+        "notes": notes,
     }
 
 
@@ -350,8 +467,13 @@ def _effect(col: Any) -> str:
     return f"{d.get('role', '')} {shown}".strip()
 
 
+def state_key(model: str, source: str) -> str:
+    """Where a source's alert state is kept (batch: the key used before sources existed)."""
+    return f"airmlops_drift_{model}" if source == "batch" else f"airmlops_drift_{model}__{source}"
+
+
 def should_retrain(spec: ModelSpec, checked: DriftChecked) -> bool:
-    """The spec's retrain rule: feature/prediction drift or performance decay."""
+    """The spec's retrain rule: feature/prediction drift, label drift or performance decay."""
     return retrain_reason(spec, checked) is not None
 
 
@@ -363,6 +485,9 @@ def retrain_reason(spec: ModelSpec, checked: DriftChecked) -> str | None:
         why.append(f"performance decay: {perf.get('reason', 'below the holdout metric')}")
     if checked["status"] == "drift" and "drift" in rule:
         why.append("drifted " + ", ".join(checked["drifted"]))
+    label_drifted = checked.get("label_drifted") or {}
+    if checked["label_status"] == "drift" and "label_drift" in rule:
+        why.append("label drift: " + "; ".join(f"{c} ({e})" for c, e in label_drifted.items()))
     return f"v{checked['version']} " + "; ".join(why) if why else None
 
 
@@ -375,14 +500,19 @@ def alert_transition(
 ) -> tuple[dict[str, Any], str | None]:
     """(new state, message or None): one message per run at most, repeats suppressed."""
     now = now or dt.datetime.now(dt.UTC)
-    if checked["status"] == "not_enough_data" and not checked["degraded"]:
+    label_drift = checked["label_status"] == "drift"
+    label_cols = checked.get("label_drifted") or {}
+    if checked["status"] == "not_enough_data" and not (checked["degraded"] or label_drift):
         return dict(previous), None  # no verdict: neither a new alert nor a recovery
     over = checked.get("bias_over_limit") or {}
     est_decay = bool(checked.get("estimated_decay"))
-    bad = checked["status"] == "drift" or checked["degraded"] or bool(over) or est_decay
+    bad = any(
+        (checked["status"] == "drift", checked["degraded"], bool(over), est_decay, label_drift)
+    )
     fingerprint = json.dumps(
         [sorted(checked["drifted"]), checked["degraded"], sorted(over)]
         + (["estimated_decay"] if est_decay else [])  # absent: the same as before estimates
+        + ([["label_drift", sorted(label_cols)]] if label_drift else [])
     )
     state = {
         "bad": bad,
@@ -390,10 +520,11 @@ def alert_transition(
         "alerted_at": previous.get("alerted_at"),
         "version": checked["version"],
     }
+    said = f"{checked['source']}: " if checked.get("source") else ""
     if not bad:
         if previous.get("bad"):
             return state, (
-                f":large_green_circle: drift of v{checked['version']} recovered: "
+                f":large_green_circle: {said}drift of v{checked['version']} recovered: "
                 f"{checked['summary']}"
             )
         return state, None
@@ -423,10 +554,17 @@ def alert_transition(
         else ""
     )
     bias_text = "".join(f"\nBias: {o}" for o in over.values())
+    label_text = (
+        "\nLabel drift (landed labels vs training): "
+        + ("; ".join(f"{c} ({e})" for c, e in label_cols.items()) or "the label")
+        if label_drift
+        else ""
+    )
     est = checked.get("estimate") or {}
     est_text = "".join(f"\nEstimated (no labels yet): {r}" for r in est.get("reasons", []))
+    est_text = est_text if est_decay else ""
     return state, (
-        f":warning: drift in v{checked['version']}: {checked['summary']}\n"
-        f"{head}: {cols}{barely_text}{perf_text}{bias_text}{est_text if est_decay else ''}\n"
+        f":warning: {said}drift in v{checked['version']}: {checked['summary']}\n"
+        f"{head}: {cols}{barely_text}{label_text}{perf_text}{bias_text}{est_text}\n"
         f"Report: {checked['report']}"
     )

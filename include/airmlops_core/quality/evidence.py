@@ -45,11 +45,16 @@ class Quarantined(TypedDict):
     report: str
 
 
+def quarantine_base(spec: ModelSpec) -> str:
+    """Where the model's failing batches are kept aside: `data_checks.quarantine_uri`, else
+    <local>/quarantine/<model>."""
+    return spec.data_checks.quarantine_uri or str(settings.local_dir() / "quarantine" / spec.name)
+
+
 def quarantine_uri(spec: ModelSpec, ctx: RunIds) -> str:
     """Where a failing batch of this run is kept aside."""
-    base = spec.data_checks.quarantine_uri or str(settings.local_dir() / "quarantine" / spec.name)
     safe = data.safe_segment(ctx.run_id)
-    return data.join_uri(base, ctx.dag_id, safe)
+    return data.join_uri(quarantine_base(spec), ctx.dag_id, safe)
 
 
 def write_text(

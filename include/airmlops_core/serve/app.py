@@ -131,6 +131,8 @@ def build_app(server: ModelServer, *, tokens: Tokens, start_poller: bool = True)
             else:
                 payload = await anyio.to_thread.run_sync(read, limiter=limiter)
             answer, rows = await get_batcher().predict(served, payload)
+            if server.recorder is not None:
+                server.recorder.offer(served, payload, answer, rows)
         finally:
             in_flight -= 1
             m.in_flight.dec()

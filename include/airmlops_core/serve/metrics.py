@@ -153,6 +153,19 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.recorded_rows = Counter(
+            f"{p}recorded_rows",
+            "Live-traffic rows written to record files (monitoring.live)",
+            ["model"],
+            registry=r,
+        )
+        self.dropped_rows = Counter(
+            f"{p}recording_dropped_rows",
+            "Sampled live-traffic rows not recorded, by reason (queue_full, write_failed, "
+            "unsupported)",
+            ["model", "reason"],
+            registry=r,
+        )
         self.poll_errors = Counter(
             f"{p}registry_poll_errors",
             "Alias look-ups that failed (registry unreachable or error)",

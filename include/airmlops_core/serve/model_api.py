@@ -4,7 +4,7 @@
         [--models a,b | --models-dir DIR] [--host 127.0.0.1] [--port 5001] [--poll-interval 5]
         [--token-file PATH] [--metrics-token-file PATH] [--max-bytes 8388608]
         [--max-rows 10000] [--threads 4] [--max-queue 32] [--read-timeout 30]
-        [--workers N] [--batch-wait-ms 2] [--max-batch-rows 256]
+        [--workers N] [--batch-wait-ms 2] [--max-batch-rows 256] [--no-record]
 
 The API token comes from $AIRMLOPS_MODEL_API_TOKEN or a file ($AIRMLOPS_MODEL_API_TOKEN_FILE or
 --token-file), never from the command line; the API refuses to start without one.
@@ -21,6 +21,11 @@ Endpoints (all but /health need `Authorization: Bearer <token>`, else 401):
         `started_at` / `uptime_s` (the health probe's grace period after a restart).
     GET /metrics: Prometheus text format (also takes the scrape-only metrics token).
     GET /models/<model>/golden: the request body the served version was verified with.
+
+Live traffic: a model whose spec sets `monitoring.live` (looked up in `--models-dir`, else
+$AIRMLOPS_MODELS_DIR or the pack's) has a sample of its requests recorded under
+$AIRMLOPS_WORK_URI/live/<model>/ for the online drift check (recording.py); `--no-record`
+turns that off.
 
 `--workers N` processes (default one per core) each follow the alias and serve on their own
 (workers.py); /status is the answering worker's, with every worker's served versions under
@@ -49,6 +54,7 @@ from airmlops_core.serve import workers
 from airmlops_core.serve.auth import Tokens
 from airmlops_core.serve.batching import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_ROWS
 from airmlops_core.serve.poller import DEFAULT_ALIAS, DEFAULT_POLL_SECONDS
+from airmlops_core.serve.recording import RecordingSettings, settings_from_spec
 from airmlops_core.serve.scoring import DEFAULT_MAX_ROWS
 from airmlops_core.serve.server import (
     DEFAULT_MAX_BYTES,
@@ -167,6 +173,11 @@ def parse_args(
         default=DEFAULT_MAX_BATCH_ROWS,
         help=f"most rows merged into one predict call (default {DEFAULT_MAX_BATCH_ROWS})",
     )
+    ap.add_argument(
+        "--no-record",
+        action="store_true",
+        help="record no live traffic, whatever the specs' monitoring.live says",
+    )
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--access-log", action="store_true", help="log every request")
     args = ap.parse_args(argv)
@@ -210,6 +221,15 @@ def model_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def recording_settings(names: list[str], args: argparse.Namespace) -> dict[str, RecordingSettings]:
+    """The live-traffic recording of each served model whose spec asks for it."""
+    if args.no_record:
+        return {}
+    specs, _ = load_specs(args.models_dir or settings.models_dir())
+    found = {name: settings_from_spec(specs[name]) for name in names if name in specs}
+    return {name: cfg for name, cfg in found.items() if cfg is not None}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the CLI, then run the API until SIGINT/SIGTERM."""
     args = parse_args(argv)
@@ -223,6 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ["_MLFLOW_IS_IN_SERVING_ENVIRONMENT"] = "true"  # as MLflow's scoring server sets
     names = model_names(args)
+    recording = recording_settings(names, args)
+    for name, cfg in recording.items():
+        log.info(
+            "recording %.0f%% of %s's requests under %s",
+            100 * cfg["sample_rate"],
+            name,
+            cfg["base"],
+        )
     log.info(
         "serving %s ('%s' alias, poll every %ss) on http://%s:%d with %d worker(s); every "
         "route but /health needs the bearer token%s",
@@ -248,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_batch_rows": args.max_batch_rows,
         "token_file": args.token_file,
         "metrics_token_file": args.metrics_token_file,
+        "recording": recording,
         "run_dir": None,
         "log_level": args.log_level,
     }

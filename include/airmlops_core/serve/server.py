@@ -17,6 +17,7 @@ from typing import Literal, NotRequired, TypedDict
 from airmlops_core.serve.batching import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_ROWS
 from airmlops_core.serve.metrics import Metrics
 from airmlops_core.serve.poller import DEFAULT_ALIAS, DEFAULT_POLL_SECONDS, AliasPoller
+from airmlops_core.serve.recording import RecordingSettings, recorder_for
 from airmlops_core.serve.scoring import DEFAULT_MAX_ROWS, RequestError
 from airmlops_core.serve.state import (
     ModelState,
@@ -72,7 +73,8 @@ class ModelServer:
     once with at most `max_queue` more requests waiting (bodies held in memory are bounded by
     (threads + max_queue) * max_bytes), `read_timeout` seconds to receive a body. Batching:
     requests merged for up to `batch_wait_ms` while others are in flight, at most
-    `max_batch_rows` rows per predict call (batching.Batcher).
+    `max_batch_rows` rows per predict call (batching.Batcher). Recording: a sample of the
+    requests of the models in `recording` is kept as live-traffic records (recording.Recorder).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class ModelServer:
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
         cache_dir: Path | None = None,
         state_dir: Path | None = None,
+        recording: dict[str, RecordingSettings] | None = None,
     ):
         if not models:
             raise ValueError("no models to serve: pass --models a,b or --models-dir")
@@ -105,6 +108,7 @@ class ModelServer:
         self.states = {name: ModelState(name) for name in dict.fromkeys(models)}
         self.started_at, self._started = time.time(), time.monotonic()
         self.metrics = Metrics()
+        self.recorder = recorder_for(recording or {}, self.metrics)
         self.poller = AliasPoller(
             tracking_uri,
             self.states,
@@ -123,10 +127,15 @@ class ModelServer:
         """Start the alias poller (its first poll loads every champion)."""
         self.started_at, self._started = time.time(), time.monotonic()
         self.poller.start()
+        if self.recorder is not None:
+            self.recorder.start()
 
     def stop(self) -> None:
-        """Stop the alias poller and remove its download cache when it made it."""
+        """Stop the alias poller (removing its download cache when it made it) and flush the
+        live-traffic records."""
         self.poller.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
 
     def served_for(self, name: str | None) -> Served:
         """The version that answers a request for `name` (None: the only model).

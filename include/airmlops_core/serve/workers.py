@@ -36,6 +36,7 @@ from starlette.applications import Starlette
 from airmlops_core.serve.app import build_app
 from airmlops_core.serve.auth import Tokens
 from airmlops_core.serve.metrics import MULTIPROC_ENV
+from airmlops_core.serve.recording import RecordingSettings
 from airmlops_core.serve.server import ModelServer
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class ServerConfig(TypedDict):
     max_batch_rows: int
     token_file: str | None
     metrics_token_file: str | None
+    recording: dict[str, RecordingSettings]  # models whose traffic is recorded
     run_dir: str | None  # with several workers: metrics/, workers/ (status), cache/<pid>/
     log_level: str
 
@@ -98,6 +100,7 @@ def build_server(config: ServerConfig) -> ModelServer:
         max_batch_rows=config["max_batch_rows"],
         cache_dir=cache_dir,
         state_dir=state_dir,
+        recording=config.get("recording") or {},
     )
 
 

@@ -15,6 +15,8 @@ import numpy as np
 from airmlops_core.errors import GateError, UnsafeModel
 from airmlops_core.io import data
 from airmlops_core.io.data import DataRefDict
+from airmlops_core.io.labels import read_labels
+from airmlops_core.io.store import Store
 from airmlops_core.quality import check, evidence
 from airmlops_core.quality.evidence import Quarantined, quarantine_uri
 from airmlops_core.quality.report import log_check
@@ -230,9 +232,12 @@ def gate_step(
     *,
     tracking_uri: str,
     s3_client: Any = None,
+    store: Store | None = None,
+    sql_engine: Any = None,
 ) -> Gated:
     """Floors (overall and per segment), overfitting, champion vs challenger, fairness: the
-    decision."""
+    decision. `store` and `sql_engine` reach the landed labels the shadow evidence compares
+    on (`io.labels.read_labels`)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -293,8 +298,19 @@ def gate_step(
     if spec.promotion.shadow_runs and comp is not None:  # no champion: nothing to shadow
         done = shadow_evidence.completed_runs(client, spec.name, resolved["challenger"])
         if len(done) >= spec.promotion.shadow_runs:
+            labels = (
+                read_labels(spec, store or Store(), sql_engine=sql_engine).frame
+                if spec.row_key
+                else None
+            )
             shadow = shadow_evidence.gather(
-                spec, client, resolved["challenger"], classes, done, s3_client=s3_client
+                spec,
+                client,
+                resolved["challenger"],
+                classes,
+                done,
+                s3_client=s3_client,
+                labels=labels,
             )
         else:
             waiting = len(done)

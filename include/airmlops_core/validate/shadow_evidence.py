@@ -31,7 +31,6 @@ import numpy as np
 
 from airmlops_core.errors import DataError, NoReference
 from airmlops_core.io import data
-from airmlops_core.io.labels import landed_labels
 from airmlops_core.io.scored import PREDICTION, PROBA_PREFIX, ROW_INDEX, proba_names
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import comparison, drift
@@ -136,13 +135,17 @@ def metric_output(spec: ModelSpec, frame: pd.DataFrame, classes: list[Any]) -> n
 
 
 def production_comparison(
-    spec: ModelSpec, classes: list[Any], champion: pd.DataFrame, challenger: pd.DataFrame
+    spec: ModelSpec,
+    classes: list[Any],
+    champion: pd.DataFrame,
+    challenger: pd.DataFrame,
+    labels: pd.DataFrame,
 ) -> tuple[Comparison | None, int]:
     """The paired comparison (stats.comparison.compare, the gate's settings) on the shadowed
-    rows whose labels have landed, and how many there were (None below MIN_LABELLED_ROWS)."""
-    if not spec.row_key:
+    rows whose labels have landed (`labels`: row key and target, `io.labels.read_labels`), and
+    how many there were (None below MIN_LABELLED_ROWS)."""
+    if not spec.row_key or labels.empty:
         return None, 0
-    labels = landed_labels(spec.name, spec.row_key, spec.target)
     keyed = champion[[spec.row_key]].reset_index(names="_pos")
     rows = keyed.merge(labels, on=spec.row_key, how="inner").sort_values("_pos")
     if len(rows) < MIN_LABELLED_ROWS:
@@ -344,8 +347,10 @@ def gather(
     runs: list[ShadowRun],
     *,
     s3_client: Any = None,
+    labels: pd.DataFrame | None = None,
 ) -> ShadowEvidence:
-    """Every figure of the shadow runs of `version` (`classes`: the challenger's classes_)."""
+    """Every figure of the shadow runs of `version` (`classes`: the challenger's classes_;
+    `labels`: the landed labels, `io.labels.read_labels`; None: none)."""
     champion, challenger, notes = paired_outputs(spec, runs, s3_client=s3_client)
     rows = len(challenger)
     agree = mad = None
@@ -366,7 +371,8 @@ def gather(
             notes.append(f"prediction drift not measured: {exc}")
         try:
             known = [] if classes is None else list(classes)
-            comp, labelled = production_comparison(spec, known, champion, challenger)
+            if labels is not None:
+                comp, labelled = production_comparison(spec, known, champion, challenger, labels)
         except (KeyError, ValueError) as exc:
             notes.append(f"paired comparison on production rows not made: {exc}")
     ev = ShadowEvidence(

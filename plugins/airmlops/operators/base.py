@@ -14,6 +14,7 @@ from airmlops.hooks.mlflow_hook import MlflowHook
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airmlops_core.io.store import Store
     from airmlops_core.spec import ModelSpec
     from airmlops_core.tracking.runs import RunContext
 
@@ -79,3 +80,36 @@ class ModelOperator(BaseOperator):
     def run(self, context: Context) -> object:
         """Do the work and return its XCom value; subclasses implement this."""
         raise NotImplementedError
+
+    def data_store(self) -> Store:
+        """The data layer for this model's shared state (airmlops_core.io.store): with S3
+        settings from the model's AWS connection (`locations.aws_conn_id`) when any of its
+        state is on S3, else local only. Credentials stay in the connection; the store's repr
+        never shows them."""
+        from airmlops_core import locations
+        from airmlops_core.io.store import S3Settings, Store
+
+        if not locations.uses_s3(self.spec):
+            return Store()
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        hook = S3Hook(aws_conn_id=locations.aws_conn_id(self.spec))
+        creds = hook.get_credentials()
+        return Store(
+            S3Settings(
+                endpoint_url=hook.conn_config.endpoint_url,
+                region=hook.conn_config.region_name,
+                access_key=creds.access_key,
+                secret_key=creds.secret_key,
+                session_token=creds.token,
+            )
+        )
+
+    def labels_engine(self) -> Any:
+        """A SQLAlchemy engine of `labels.conn_id` for labels from a query (None otherwise)."""
+        labels = self.spec.labels
+        if labels.kind != "sql" or not labels.conn_id:
+            return None
+        from airflow.sdk import BaseHook
+
+        return BaseHook.get_connection(labels.conn_id).get_hook().get_sqlalchemy_engine()

@@ -1,4 +1,6 @@
-"""Operators of the drift path: check -> alert (at most one message) -> signal retraining."""
+"""Operators of the drift path: check -> alert (at most one message per source) -> signal
+retraining. Each source of `monitoring.sources` (batch: the last scoring runs; online: the
+model API's recorded traffic) is checked on its own and alerts on its own, naming itself."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
 
     from airmlops_core.drift.flow import DriftChecked
 
+DriftChecks = dict[str, "DriftChecked"]  # by source: batch, online
+
 
 class DriftAlerted(TypedDict):
     """Whether the alert task sent a message, and which (`DriftAlertOperator`)."""
@@ -34,45 +38,63 @@ class RetrainSignalled(TypedDict):
 
 
 class DriftCheckOperator(ModelOperator):
-    """Feature, prediction, label and performance drift of the champion, logged to MLflow."""
+    """Feature, prediction, label and performance drift of the champion on each source of
+    `monitoring.sources`, logged to MLflow; scored runs, labels and live records are read
+    through the data layer (local or S3)."""
 
-    def run(self, context: Context) -> DriftChecked:
+    def run(self, context: Context) -> DriftChecks:
         from airmlops_core.drift import flow as drift_flow
 
-        return drift_flow.check_step(
-            self.spec, self.run_context(context), tracking_uri=self.tracking_uri()
-        )
+        store = self.data_store()
+        out: DriftChecks = {}
+        for source in self.spec.monitoring.sources:
+            checked = drift_flow.check_step(
+                self.spec,
+                self.run_context(context),
+                tracking_uri=self.tracking_uri(),
+                store=store,
+                sql_engine=self.labels_engine() if source == "batch" else None,
+                source=source,
+            )
+            for note in checked.get("notes", []):
+                self.log.warning("%s: %s", source, note)
+            out[source] = checked
+        return out
 
 
 class DriftAlertOperator(ModelOperator):
-    """One Slack message per model per run at most: new drift, or recovery. Repeats of the same
-    drift are suppressed for the spec's cool-down (state: Variable airmlops_drift_<model>)."""
+    """One Slack message per model, source and run at most: new drift, or recovery, naming the
+    source. Repeats of the same drift are suppressed for the spec's cool-down (state: Variable
+    airmlops_drift_<model>, airmlops_drift_<model>__online)."""
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "checked")
 
-    def __init__(self, *, checked: DriftChecked | XComArg, **kwargs: Any) -> None:
+    def __init__(self, *, checked: DriftChecks | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.checked = cast("DriftChecked", checked)  # an XComArg is resolved before run
+        self.checked = cast("DriftChecks", checked)  # an XComArg is resolved before run
 
     def run(self, context: Context) -> DriftAlerted:
         from airmlops_core.drift import flow as drift_flow
 
-        key = f"airmlops_drift_{self.model_name}"
-        previous = json.loads(Variable.get(key, default="{}"))
-        state, message = drift_flow.alert_transition(
-            previous, self.checked, cooldown_hours=self.spec.monitoring.cooldown_hours
-        )
-        if message:
-            text = f"*{self.model_name}__drift*: {message}"
-            self.log.warning(text)
-            SafeSlackWebhookNotifier(
-                slack_webhook_conn_id=self.spec.alerts.conn_id, text=text
-            ).notify(context)
-        Variable.set(key, json.dumps(state))
+        sent = []
+        for source, checked in self.checked.items():
+            key = drift_flow.state_key(self.model_name, source)
+            previous = json.loads(Variable.get(key, default="{}"))
+            state, message = drift_flow.alert_transition(
+                previous, checked, cooldown_hours=self.spec.monitoring.cooldown_hours
+            )
+            if message:
+                text = f"*{self.model_name}__drift*: {message}"
+                self.log.warning(text)
+                SafeSlackWebhookNotifier(
+                    slack_webhook_conn_id=self.spec.alerts.conn_id, text=text
+                ).notify(context)
+                sent.append(message)
+            Variable.set(key, json.dumps(state))
         return {
-            "sent": message is not None,
-            "message": message or "",
-            "summary": self.checked["summary"],
+            "sent": bool(sent),
+            "message": "\n\n".join(sent),
+            "summary": "; ".join(f"{s}: {c['summary']}" for s, c in self.checked.items()),
         }
 
 
@@ -81,16 +103,22 @@ class SignalRetrainOperator(ModelOperator):
 
     template_fields: Sequence[str] = (*ModelOperator.template_fields, "checked")
 
-    def __init__(self, *, checked: DriftChecked | XComArg, **kwargs: Any) -> None:
+    def __init__(self, *, checked: DriftChecks | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.checked = cast("DriftChecked", checked)  # an XComArg is resolved before run
+        self.checked = cast("DriftChecks", checked)  # an XComArg is resolved before run
 
     def run(self, context: Context) -> RetrainSignalled:
         from airmlops import assets
         from airmlops_core.drift import flow as drift_flow
 
-        reason = drift_flow.retrain_reason(self.spec, self.checked)
-        if reason is None:
+        reasons, drifted = [], {}
+        for source, checked in self.checked.items():
+            why = drift_flow.retrain_reason(self.spec, checked)
+            if why is not None:  # the batch reason as before; another source names itself
+                reasons.append(why if source == "batch" else f"{source}: {why}")
+                drifted.update({f"{source}: {c}": e for c, e in checked["drifted"].items()})
+        if not reasons:
             raise AirflowSkipException(f"retrain rule {self.spec.monitoring.retrain_on} not met")
+        reason = " | ".join(reasons)
         context["outlet_events"][assets.drifted(self.model_name)].extra = {"reason": reason}
-        return {"reason": reason, "drifted": self.checked["drifted"]}
+        return {"reason": reason, "drifted": drifted}

@@ -69,7 +69,15 @@ class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
             raise AirflowSkipException(skip)
         reason = retrain_reason(context)
         self.log.info("retraining %s because: %s", self.model_name, reason)
-        return retrain.retrain_extract_step(self.spec, self.run_context(context), reason=reason)
+        store = self.data_store()
+        return retrain.retrain_extract_step(
+            self.spec,
+            self.run_context(context),
+            reason=reason,
+            s3_client=store.s3_client,
+            store=store,
+            labels_engine=self.labels_engine(),
+        )
 
 
 class RecordRetrainOperator(ModelOperator):

@@ -77,12 +77,16 @@ class GateOperator(ModelOperator):
     def run(self, context: Context) -> Gated:
         from airmlops_core.validate import flow as validate_flow
 
+        store = self.data_store()
         return validate_flow.gate_step(
             self.spec,
             self.run_context(context),
             self.resolved,
             self.checked,
             tracking_uri=self.tracking_uri(),
+            s3_client=store.s3_client,
+            store=store,
+            sql_engine=self.labels_engine(),
         )
 
 

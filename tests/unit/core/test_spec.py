@@ -726,3 +726,65 @@ def test_bad_card_section_names_the_field(
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, {**GOOD, "card": card}))
     assert any(f == field and message in m for f, m in info.value.problems), info.value.problems
+
+
+def test_alerts_channel_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """`alerts.channel` was never read (the webhook fixes the channel): a spec that still sets
+    it is told so, instead of believing its alerts go there."""
+    path = write(tmp_path, {**GOOD, "alerts": {"channel": "#ml-alerts", "conn_id": "slack"}})
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert any(
+        f == "alerts" and "webhook of connection 'conn_id' fixes the channel" in m
+        for f, m in info.value.problems
+    ), str(info.value)
+    assert load_spec(write(tmp_path, {**GOOD, "alerts": {"conn_id": "slack"}})).alerts.conn_id == (
+        "slack"
+    )
+
+
+def test_retrain_on_accepts_label_drift_and_nothing_unknown(tmp_path: Path) -> None:
+    ok = load_spec(write(tmp_path, with_("monitoring", {"retrain_on": ["label_drift", "drift"]})))
+    assert ok.monitoring.retrain_on == ["label_drift", "drift"]
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, with_("monitoring", {"retrain_on": ["labels"]})))
+    assert any(f.startswith("monitoring.retrain_on") for f, _ in info.value.problems)
+
+
+def test_labels_section_loads_and_names_bad_fields(tmp_path: Path) -> None:
+    sql = {"kind": "sql", "conn_id": "warehouse", "query": "select id, y from outcomes"}
+    assert load_spec(write(tmp_path, {**GOOD, "labels": sql})).labels.query == sql["query"]
+    assert load_spec(write(tmp_path, GOOD)).labels.kind == "file"  # default: <data>/labels/<m>/
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, {**GOOD, "labels": {"kind": "s3", "uri": "labels/"}}))
+    assert any(
+        f == "labels" and "kind 's3' needs an s3:// uri" in m for f, m in info.value.problems
+    ), str(info.value)
+
+
+def test_live_recording_and_sources_load_with_range_checks(tmp_path: Path) -> None:
+    """`monitoring.live` sets the model API's recording; `monitoring.sources` picks the drift
+    windows (batch by default); online without live, or a rate outside [0, 1], is refused."""
+    assert load_spec(write(tmp_path, GOOD)).monitoring.sources == ["batch"]
+    assert load_spec(write(tmp_path, GOOD)).monitoring.live is None
+    body = {"live": {"sample_rate": 0.25, "retention_days": 7}, "sources": ["batch", "online"]}
+    ok = load_spec(write(tmp_path, with_("monitoring", body))).monitoring
+    assert ok.live is not None
+    assert (ok.live.sample_rate, ok.live.retention_days, ok.sources) == (
+        0.25,
+        7,
+        ["batch", "online"],
+    )
+    bad = [
+        ({"live": {"sample_rate": 1.5}}, "monitoring.live.sample_rate", "[0, 1]"),
+        ({"live": {"retention_days": 0}}, "monitoring.live.retention_days", "[1, 3650]"),
+        ({"sources": ["online"]}, "monitoring", "set live"),
+        ({"sources": []}, "monitoring.sources", "each once"),
+        ({"sources": ["stream"]}, "monitoring.sources", ""),
+    ]
+    for monitoring, field, words in bad:
+        with pytest.raises(SpecError) as info:
+            load_spec(write(tmp_path, with_("monitoring", monitoring)))
+        assert any(f.startswith(field) and words in m for f, m in info.value.problems), str(
+            info.value
+        )

@@ -70,9 +70,8 @@ def test_the_production_comparison_is_stats_comparison_on_the_labelled_rows(
     # labels landed for every other row, out of order, plus rows never scored
     lab = pd.DataFrame({"id": ids[::2], "y": y[::2]}).sample(frac=1, random_state=1)
     lab = pd.concat([lab, pd.DataFrame({"id": [1, 2], "y": [0, 1]})])
-    data.write_frame(lab, str(tmp_path / "labels" / "m" / "l.parquet"))
     spec = _spec()
-    comp, labelled = ev.production_comparison(spec, [0, 1], out(p_champ), out(p_chall))
+    comp, labelled = ev.production_comparison(spec, [0, 1], out(p_champ), out(p_chall), lab)
     rows = np.arange(0, n, 2)
     direct = comparison.compare(
         y[rows],
@@ -95,10 +94,8 @@ def test_too_few_labelled_rows_make_no_comparison(
 ) -> None:
     monkeypatch.setenv("AIRMLOPS_DATA_DIR", str(tmp_path))
     frame = pd.DataFrame({"id": [1, 2, 3], "prediction": [0, 1, 1], "proba_1": [0.1, 0.8, 0.9]})
-    data.write_frame(
-        pd.DataFrame({"id": [1, 2], "y": [0, 1]}), str(tmp_path / "labels/m/a.parquet")
-    )
-    assert ev.production_comparison(_spec(), [0, 1], frame, frame) == (None, 2)
+    labels = pd.DataFrame({"id": [1, 2], "y": [0, 1]})
+    assert ev.production_comparison(_spec(), [0, 1], frame, frame, labels) == (None, 2)
 
 
 def _evidence(**kw: object) -> ev.ShadowEvidence:
