@@ -14,6 +14,7 @@ from airmlops.hooks.mlflow_hook import MlflowHook
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airmlops.lineage import TaskLineage
     from airmlops_core.spec import ModelSpec
     from airmlops_core.tracking.runs import RunContext
 
@@ -72,10 +73,28 @@ class ModelOperator(BaseOperator):
         from airmlops_core.errors import PermanentError
 
         try:
-            return self.run(context)
+            self.result = self.run(context)  # kept for the OpenLineage hook below
         except PermanentError as exc:
             raise AirflowFailException(str(exc)) from exc
+        return self.result
 
     def run(self, context: Context) -> object:
         """Do the work and return its XCom value; subclasses implement this."""
         raise NotImplementedError
+
+    def lineage(self, result: Any) -> TaskLineage | None:
+        """What this task read and wrote, from its XCom value `result` (None: nothing to say).
+
+        Subclasses that touch data or model versions override this (airmlops.lineage names).
+        """
+        return None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The OpenLineage provider's hook after success: the datasets of `lineage()`."""
+        result = getattr(self, "result", None)
+        found = self.lineage(result) if result is not None else None
+        return found.operator_lineage() if found is not None else None
+
+    def mlflow_namespace_uri(self) -> str:
+        """The MLflow server's URL (no credentials), for model version datasets."""
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id).tracking_uri

@@ -15,6 +15,8 @@ from airmlops.operators.base import ModelOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
+    from airmlops.lineage import TaskLineage
+
     from airmlops_core.drift.flow import DriftChecked
 
 
@@ -42,6 +44,15 @@ class DriftCheckOperator(ModelOperator):
         return drift_flow.check_step(
             self.spec, self.run_context(context), tracking_uri=self.tracking_uri()
         )
+
+    def lineage(self, result: DriftChecked) -> TaskLineage:
+        """Read: the champion version whose scored window was checked."""
+        from airmlops import lineage
+
+        version = lineage.model_version_dataset(
+            self.mlflow_namespace_uri(), self.model_name, result["version"]
+        )
+        return lineage.TaskLineage.of([version])
 
 
 class DriftAlertOperator(ModelOperator):
