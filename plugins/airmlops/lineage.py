@@ -110,7 +110,9 @@ def model_version_dataset(tracking_uri: str, name: str, version: str | int) -> D
 def _facets(ds: DatasetId) -> dict[str, DatasetFacet]:
     if ds.version is None:
         return {}
-    return {"version": dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=ds.version)}
+    return {
+        "version": dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=ds.version)
+    }
 
 
 def as_input(ds: DatasetId) -> InputDataset:

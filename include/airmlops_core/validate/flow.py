@@ -22,7 +22,7 @@ from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import comparison, fairness
 from airmlops_core.stats.metrics import encode_labels
-from airmlops_core.tracking import model_load, registry
+from airmlops_core.tracking import model_load, model_metrics, registry
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, TRIGGERED_BY, RunContext
 from airmlops_core.train import estimator as training
@@ -310,22 +310,41 @@ def gate_step(
     )
     if waiting is not None and decision.promote and spec.promotion.shadow_runs:
         decision = promotion.wait_for_shadow(decision, waiting, spec.promotion.shadow_runs)
-    with tracking.resume(_validate_run(spec, ctx, tracking_uri), tracking_uri):
-        mlflow.log_metrics({f"challenger_{k}": v for k, v in metrics.items()})
+    validate_run = _validate_run(spec, ctx, tracking_uri)
+    with tracking.resume(validate_run, tracking_uri):
+        # linked to the challenger's logged model and the holdout: its MLflow 3 model page
+        # shows the gate's numbers; the champion's number goes to the champion's page
+        holdout_key = model_metrics.holdout_dataset(spec.name, resolved["holdout"]["sha256"])
+        gate_numbers = {f"challenger_{k}": v for k, v in metrics.items()}
         if overfit is not None:
-            mlflow.log_metrics(overfit.metrics())
+            gate_numbers.update(overfit.metrics())
         if comp is not None:
             iv = comp.interval
-            mlflow.log_metrics(
+            gate_numbers.update(
                 {
-                    "champion_" + iv.metric: iv.champion,
                     "improvement": iv.diff,
                     "improvement_ci_low": iv.low,
                     "improvement_ci_high": iv.high,
                 }
             )
+            model_metrics.log_model_metrics(
+                client,
+                validate_run,
+                {"champion_" + iv.metric: iv.champion},
+                model_id=model_metrics.version_model_id(
+                    client, spec.name, str(resolved["champion"])
+                ),
+                dataset=holdout_key,
+            )
         if shadow is not None:
-            mlflow.log_metrics(shadow.metrics())
+            gate_numbers.update(shadow.metrics())
+        model_metrics.log_model_metrics(
+            client,
+            validate_run,
+            gate_numbers,
+            model_id=model_metrics.version_model_id(client, spec.name, resolved["challenger"]),
+            dataset=holdout_key,
+        )
         mlflow.log_dict(decision.evidence, card_mlflow.EVIDENCE_ARTIFACT)
         mlflow.set_tags(
             {

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airmlops.extra_links import MlflowModelVersionLink, MlflowRunLink
 from airmlops.hooks.mlflow_hook import MlflowHook
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ class ModelOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("model_name",)
     ui_color = "#e8f4fd"
+    # buttons to the task's MLflow run and model version (read from its XCom value)
+    operator_extra_links = (MlflowRunLink(), MlflowModelVersionLink())
 
     def __init__(
         self, *, model_name: str, mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any

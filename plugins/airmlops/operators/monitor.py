@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
     from airmlops.lineage import TaskLineage
-
     from airmlops_core.drift.flow import DriftChecked
 
 

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airmlops.lineage import TaskLineage
-
     from airmlops_core.onboard import Onboarded
 
 

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
     from airmlops.lineage import TaskLineage
-
     from airmlops_core.score.results import (
         PartitionResult,
         Published,

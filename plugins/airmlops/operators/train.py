@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
     from airmlops.lineage import TaskLineage
-
     from airmlops_core.retrain import RetrainRecord
     from airmlops_core.train.flow import Evaluated, Registered, Trained, TrainRefs
 
