@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
@@ -27,7 +29,7 @@ from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, TRIGGERED_BY, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation, generalization
-from airmlops_core.validate import card_mlflow, promotion, shadow_evidence
+from airmlops_core.validate import card_mlflow, comparison_chart, promotion, shadow_evidence
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class Gated(TypedDict):
     metrics: dict[str, float]
     # the challenger passed and waits for promotion.shadow_runs score runs (alias `shadow`)
     shadow_wait: NotRequired[bool]
+    # the champion-versus-challenger chart in the MLflow UI (when there was a champion)
+    chart_url: NotRequired[str]
 
 
 class Promoted(registry.AliasMoveDict):
@@ -129,6 +133,39 @@ def _validate_run(spec: ModelSpec, ctx: RunContext, tracking_uri: str) -> str:
 
     client = MlflowClient(tracking_uri)
     return tracking.model_run(client, spec.name, ctx, VALIDATE_PURPOSE)
+
+
+def _log_chart(
+    spec: ModelSpec,
+    resolved: Resolved,
+    y: Any,
+    out_champ: Any,
+    out_chall: Any,
+    comp: comparison.Comparison,
+    run_id: str,
+    tracking_uri: str,
+) -> str:
+    """Log the champion-versus-challenger chart to the active validate run; its UI URL."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = comparison_chart.plot(
+            y,
+            out_champ,
+            out_chall,
+            comp,
+            binary=spec.task == "binary",
+            n_boot=spec.promotion.n_boot,
+            seed=spec.split.seed,
+            title=f"{spec.name}: challenger v{resolved['challenger']} "
+            f"vs champion v{resolved['champion']}",
+            out_dir=Path(tmp),
+        )
+        mlflow.log_artifact(str(path), artifact_path=comparison_chart.CHART_ARTIFACT_DIR)
+    run = mlflow.get_run(run_id)
+    return comparison_chart.artifact_url(
+        tracking.run_url(tracking_uri, run.info.experiment_id, run_id)
+    )
 
 
 def check_holdout_step(
@@ -257,11 +294,13 @@ def gate_step(
     comp = None
     champ_reports = None
     champion = None
+    chart_url: str | None = None
     if resolved["champion"] and resolved["champion"] != resolved["challenger"]:
         champion = _estimator(client, spec.name, resolved["champion"])
+        out_champ = model_output(spec, champion, X)
         comp = comparison.compare(
             y,
-            model_output(spec, champion, X),
+            out_champ,
             out_chall,
             spec.gate_metric,
             margin=spec.promotion.margin,
@@ -336,6 +375,9 @@ def gate_step(
                 ),
                 dataset=holdout_key,
             )
+            chart_url = _log_chart(
+                spec, resolved, y, out_champ, out_chall, comp, validate_run, tracking_uri
+            )
         if shadow is not None:
             gate_numbers.update(shadow.metrics())
         model_metrics.log_model_metrics(
@@ -357,12 +399,15 @@ def gate_step(
         "promote": decision.promote,
         "reasons": decision.reasons,
         "tags": decision.tags(),
-        "message": decision.message(spec.name, resolved["challenger"]),
+        "message": decision.message(spec.name, resolved["challenger"])
+        + (f"\nChampion vs challenger chart: {chart_url}" if chart_url else ""),
         "challenger": resolved["challenger"],
         "champion": resolved["champion"],
         "data_sha256": resolved["data_sha256"],
         "metrics": metrics,
     }
+    if chart_url:
+        gated["chart_url"] = chart_url
     if waiting is not None and decision.evidence["decision"] == "shadow":
         shadow_evidence.start_wait(client, spec, resolved["challenger"], waiting, decision.tags())
         gated["shadow_wait"] = True
