@@ -153,9 +153,9 @@ class TaskLineage:
         """The provider's OperatorLineage (typed loosely: the provider is optional at parse)."""
         from airflow.providers.openlineage.extractors import OperatorLineage
 
-        return OperatorLineage(
-            inputs=[as_input(d) for d in self.inputs], outputs=[as_output(d) for d in self.outputs]
-        )
+        inputs: list[Any] = [as_input(d) for d in self.inputs]
+        outputs: list[Any] = [as_output(d) for d in self.outputs]
+        return OperatorLineage(inputs=inputs, outputs=outputs)
 
 
 def _unique(items: Iterable[DatasetId]) -> tuple[DatasetId, ...]:

@@ -188,7 +188,7 @@ class PublishScoresOperator(ScoringOperator):
             conn = BaseHook.get_connection(sink.conn_id)
             outputs.append(
                 lineage.table_dataset(
-                    conn.conn_type,
+                    conn.conn_type or "sql",
                     conn.host,
                     conn.port,
                     sink.table,
