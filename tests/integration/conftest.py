@@ -178,7 +178,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
 def airflow_api(stack: StackConfig) -> AirflowClient:
     """A REST v2 client logged in as the stack's admin."""
     _, (user, password) = credentials(stack)
-    return AirflowClient(stack.airflow_url, user, password)
+    # a loaded machine (2 shared cores) can hold a request past 30 s while tasks train
+    return AirflowClient(stack.airflow_url, user, password, timeout=120)
 
 
 # The session shares one stack and one registry: modules run in lifecycle order, so that the
