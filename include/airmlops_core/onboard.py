@@ -43,7 +43,13 @@ from airmlops_core.io.window import extract
 from airmlops_core.score.model import load_local
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats.profile import PROFILE_ARTIFACT
-from airmlops_core.tracking import model_load, model_safety, model_source, registry
+from airmlops_core.tracking import (
+    model_load,
+    model_metrics,
+    model_safety,
+    model_source,
+    registry,
+)
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
@@ -334,6 +340,23 @@ def default_context(spec: ModelSpec, key: str) -> RunContext:
     )
 
 
+def logged_model(client: Any, spec: ModelSpec, run_id: str, model_dir: Path) -> str:
+    """The onboarding run's logged model holding the checked files of `model_dir`; a retried
+    task finds the one its run already made (READY) instead of making another."""
+    from mlflow.entities import LoggedModelStatus
+
+    exp_id = tracking.experiment_id(client, tracking.experiment_name(spec.name))
+    for found in client.search_logged_models([exp_id], filter_string=f"source_run_id = '{run_id}'"):
+        if found.status == LoggedModelStatus.READY:
+            return str(found.model_id)
+    made = client.create_logged_model(
+        exp_id, name="model", source_run_id=run_id, tags={ORIGIN_TAG: EXTERNAL}
+    )
+    client.log_model_artifacts(made.model_id, str(model_dir))
+    client.finalize_logged_model(made.model_id, LoggedModelStatus.READY)
+    return str(made.model_id)
+
+
 def onboard(
     spec: ModelSpec,
     *,
@@ -405,11 +428,19 @@ def onboard(
             s3_client=s3_client,
         )
         source_tag = f"{staged.source} sha256:{staged.sha256}" if model_file else staged.source
+        # an MLflow 3 logged model: the checked files are uploaded as they are (never loaded
+        # here), and the reference metrics show on its model page
+        model_id = logged_model(client, spec, run_id, staged.path)
         with tracking.resume(run_id, tracking_uri):
-            mlflow.log_artifacts(str(staged.path), artifact_path="model")
             path = profile.save(tmp / PROFILE_ARTIFACT)
             mlflow.log_artifact(str(path), artifact_path="monitoring")
-            mlflow.log_metrics({f"reference_{k}": v for k, v in metrics.items()})
+            model_metrics.log_model_metrics(
+                client,
+                run_id,
+                {f"reference_{k}": v for k, v in metrics.items()},
+                model_id=model_id,
+                dataset=model_metrics.DatasetKey(f"{spec.name}-reference", ref_copy.sha256[:16]),
+            )
             mlflow.log_params(
                 {
                     "origin": spec.external.origin[:500],
@@ -450,7 +481,7 @@ def onboard(
         reg = registry.register_version(
             client,
             spec.name,
-            f"runs:/{run_id}/model",
+            f"models:/{model_id}",
             run_id=run_id,
             idempotency_key=key,
             tags=tags,

@@ -1,7 +1,7 @@
 """What Airflow's provider discovery reads (entry point ``apache_airflow_provider``).
 
 `airflow providers list` shows the pack; the connection form offers the MLflow connection
-type; the notifier is listed with the providers' notifications. Imports nothing heavy: Airflow
+type; the notifier and the MLflow extra links are listed with the providers' notifications. Imports nothing heavy: Airflow
 calls this in every process that discovers providers.
 """
 
@@ -36,4 +36,8 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
         "notifications": ["airmlops.notify.SafeSlackWebhookNotifier"],
+        "extra-links": [
+            "airmlops.extra_links.MlflowRunLink",
+            "airmlops.extra_links.MlflowModelVersionLink",
+        ],
     }

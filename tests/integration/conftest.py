@@ -26,6 +26,7 @@ from airmlops_dev.ports import free_ports
 from airmlops_dev.stack_config import StackConfig
 from airmlops_dev.stack_pids import stack_processes
 from airmlops_dev.stack_secrets import MLFLOW_ENV, credentials, use_mlflow_credentials
+from lineage_events import transport_config
 from paths import PROJECT_DIR
 
 SMOKE_DAG_ID = "airmlops_smoke"
@@ -142,6 +143,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
         "AIRFLOW_CONN_SCORES_DB": json.dumps(
             {"conn_type": "sqlite", "host": str(home / "scores.db")}
         ),
+        # every task's OpenLineage events, one file each (tests/support/lineage_events.py)
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": transport_config(home / "openlineage"),
     }
     airflow_port, mlflow_port, receiver_port, model_api_port = free_ports(4)
     cfg = StackConfig(
@@ -175,7 +178,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
 def airflow_api(stack: StackConfig) -> AirflowClient:
     """A REST v2 client logged in as the stack's admin."""
     _, (user, password) = credentials(stack)
-    return AirflowClient(stack.airflow_url, user, password)
+    # a loaded machine (2 shared cores) can hold a request past 30 s while tasks train
+    return AirflowClient(stack.airflow_url, user, password, timeout=120)
 
 
 # The session shares one stack and one registry: modules run in lifecycle order, so that the

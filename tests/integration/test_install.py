@@ -52,6 +52,7 @@ CHECK_SCRIPT = textwrap.dedent("""
     print(json.dumps({
         "mlflow_hook": hook and [hook.hook_class_name, hook.package_name, hook.hook_name],
         "notifications": [getattr(n, "notification_class_name", n) for n in manager.notification],
+        "extra_links": sorted(manager.extra_links_class_names),
         "dags": sorted(bag.dags),
         "errors": {str(k): v for k, v in bag.import_errors.items()},
         "pools": sorted({t.pool for d in bag.dags.values() for t in d.tasks}),
@@ -207,10 +208,14 @@ def test_the_pack_is_listed_as_a_provider(installed: dict) -> None:
     assert listed["airmlops"]["version"] == project["project"]["version"]
 
 
-def test_the_mlflow_connection_type_and_the_notifier_are_registered(installed: dict) -> None:
+def test_the_mlflow_connection_type_the_notifier_and_the_links_are_registered(
+    installed: dict,
+) -> None:
     check = installed["check"]
     assert check["mlflow_hook"] == ["airmlops.hooks.mlflow_hook.MlflowHook", "airmlops", "MLflow"]
     assert "airmlops.notify.SafeSlackWebhookNotifier" in check["notifications"]
+    for link in ("MlflowRunLink", "MlflowModelVersionLink"):
+        assert f"airmlops.extra_links.{link}" in check["extra_links"]
 
 
 def test_without_settings_the_shipped_specs_and_suites_are_used(installed: dict) -> None:

@@ -131,6 +131,38 @@ def sink_rows(stack: Any) -> pd.DataFrame:
         return pd.read_sql("SELECT * FROM churn_scores", conn)
 
 
+def test_openlineage_events_name_partitions_scores_version_and_table(
+    landed_run, stack, champion
+) -> None:
+    import hashlib
+    import socket
+    from urllib.parse import urlsplit
+
+    from lineage_events import completed_task, names
+
+    folder, run_id = stack.home / "openlineage", landed_run["run_id"]
+    host = f"file://{socket.gethostname()}"
+    mlflow = urlsplit(stack.mlflow_url)
+    version = (f"http://{mlflow.hostname}:{mlflow.port}", f"models/{MODEL}/{champion}")
+    scored = completed_task(folder, DAG_ID, "score", run_id)
+    assert len(scored) == 3  # one per mapped partition
+    landing = stack.home / "data" / "landing" / MODEL
+    want_inputs = {(host, str(landing / f"part-{i}.parquet")) for i in range(3)}
+    assert set().union(*(names(e["inputs"]) for e in scored)) == want_inputs | {version}
+    written = {
+        (d["namespace"], d["name"]): d["facets"]["version"]["datasetVersion"]
+        for e in scored
+        for d in e["outputs"]
+    }
+    on_disk = [p for p in outputs(stack) if (host, str(p)) in written]
+    assert len(on_disk) == 3
+    for path in on_disk:  # the dataset version is the scored file's own hash
+        assert written[(host, str(path))] == hashlib.sha256(path.read_bytes()).hexdigest()
+    (publish,) = completed_task(folder, DAG_ID, "publish", run_id)
+    assert (f"sqlite://{stack.home / 'scores.db'}", "churn_scores") in names(publish["outputs"])
+    assert names(publish["inputs"]) == {version}
+
+
 def test_rerun_of_the_same_run_is_byte_identical(landed_run, stack, airflow_api) -> None:
     before = {f.name: data.file_sha256(str(f)) for f in outputs(stack)}
     sinked = sink_rows(stack)

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from airmlops_dev import demo_data
 from airmlops_dev.webhook_receiver import read_messages
+from lineage_events import completed_task, names
 from score_helpers import mlflow_sklearn_load
 
 pytestmark = pytest.mark.integration
@@ -92,6 +93,35 @@ def test_registered_version_has_alias_tags_and_metrics(train_run: dict, stack: A
     model = mlflow_sklearn_load(f"models:/{MODEL}@challenger")
     frame = demo_data.churn().head(20)
     assert model.predict_proba(frame).shape == (20, 2)
+
+
+def test_openlineage_events_name_the_training_data_and_the_version(
+    train_run: dict, stack: Any, airflow_api: Any
+) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    folder, dag_id, run_id = stack.home / "openlineage", train_run["dag_id"], train_run["run_id"]
+    refs = airflow_api.xcom(dag_id, run_id, "extract")
+    registered = airflow_api.xcom(dag_id, run_id, "register")
+    host = f"file://{socket.gethostname()}"
+    (extract,) = completed_task(folder, dag_id, "extract", run_id)
+    outputs = {(d["namespace"], d["name"]): d for d in extract["outputs"]}
+    for split in ("extract", "train", "holdout"):
+        found = outputs[(host, refs[split]["uri"])]
+        assert found["facets"]["version"]["datasetVersion"] == refs[split]["sha256"]
+        assert found["outputFacets"]["outputStatistics"]["rowCount"] == refs[split]["rows"]
+    assert refs["train"]["sha256"] != refs["holdout"]["sha256"]
+    assert any(n.endswith("churn.parquet") for _, n in names(extract["inputs"]))
+
+    (register,) = completed_task(folder, dag_id, "register", run_id)
+    mlflow = urlsplit(stack.mlflow_url)
+    namespace = f"http://{mlflow.hostname}:{mlflow.port}"
+    assert names(register["outputs"]) == {(namespace, f"models/{MODEL}/{registered['version']}")}
+    assert names(register["inputs"]) == {
+        (host, refs["train"]["uri"]),
+        (host, refs["holdout"]["uri"]),
+    }
 
 
 def test_success_message_reached_the_receiver(train_run: dict, stack: Any) -> None:

@@ -43,6 +43,7 @@ from airmlops_core.stats.metrics import encode_labels
 from airmlops_core.stats.performance import performance_drift
 from airmlops_core.stats.profile import ReferenceProfile
 from airmlops_core.stats.verdict import BARELY_USED, DriftConfig, metric_name, rank_by_importance
+from airmlops_core.tracking import model_metrics
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import importance, reference
@@ -383,17 +384,22 @@ def check_step(
                 f"{TAG_PREFIX}drift_source": source,
             }
         )
-        mlflow.log_metrics(
-            {
-                **result.metrics("drift"),
-                **(label_result.metrics("label_drift") if label_result else {}),
-                **bias_metrics(groups),
-                "window.rows": float(len(window)),
-                "window.labelled_rows": float(len(labels)),
-            }
-        )
+        # linked to the champion's logged model: its MLflow 3 model page shows its drift
+        drift_numbers = {
+            **result.metrics("drift"),
+            **(label_result.metrics("label_drift") if label_result else {}),
+            **bias_metrics(groups),
+            "window.rows": float(len(window)),
+            "window.labelled_rows": float(len(labels)),
+        }
         if perf is not None and perf.current is not None:
-            mlflow.log_metric(f"performance.{perf.metric}", perf.current)
+            drift_numbers[f"performance.{perf.metric}"] = perf.current
+        model_metrics.log_model_metrics(
+            client,
+            run_id,
+            drift_numbers,
+            model_id=model_metrics.version_model_id(client, spec.name, version),
+        )
         cbpe.log_estimates(estimates)
         if estimate is not None:
             mlflow.set_tag(f"{TAG_PREFIX}estimate_status", estimate["status"])

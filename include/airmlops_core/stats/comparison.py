@@ -64,6 +64,62 @@ class Interval:
         return jsonable(dataclasses.asdict(self))
 
 
+def paired_differences(
+    y_true: Any,
+    champion_out: Any,
+    challenger_out: Any,
+    metric: str,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    stratify: bool | None = None,
+) -> np.ndarray:
+    """The challenger's improvement on each paired resample (positive: better), the
+    distribution `paired_bootstrap` takes its interval from; undefined resamples dropped.
+
+    Same arguments as `paired_bootstrap` (which documents the resampling) without `level`.
+
+    Raises:
+        ValueError: unknown metric, mismatched inputs, bad n_boot, or no usable resample.
+    """
+    y, champ = metrics.metric_inputs(y_true, champion_out, metric)
+    _, chall = metrics.metric_inputs(y_true, challenger_out, metric)
+    if champ.shape != chall.shape:
+        raise ValueError(
+            f"champion output {champ.shape} and challenger output {chall.shape} differ"
+        )
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    n = len(y)
+    if n < 2:
+        raise ValueError(f"need at least 2 rows, got {n}")
+    classification = metrics.metric_kind(metric) == "classification"
+    if stratify is None:
+        stratify = classification
+    if stratify and not classification:
+        raise ValueError(f"'{metric}' is a regression metric: there are no classes to stratify by")
+
+    order, sizes = metrics.strata(y, stratify)
+    y_r = y[order]
+    f_champ = metrics.BATCHED[metric](y_r, champ[order])
+    f_chall = metrics.BATCHED[metric](y_r, chall[order])
+    if metric in LOWER_IS_BETTER:  # so that positive always means the challenger is better
+        f_champ, f_chall = f_chall, f_champ
+    diffs = metrics.resample_values(lambda idx: f_chall(idx) - f_champ(idx), sizes, n_boot, seed)
+    finite = np.isfinite(diffs)
+    if not finite.any():
+        raise ValueError(f"{metric} is undefined on every resample")
+    if not finite.all():
+        log.warning(
+            "%s undefined on %d of %d resamples; they are dropped",
+            metric,
+            int((~finite).sum()),
+            n_boot,
+        )
+        diffs = diffs[finite]
+    return diffs
+
+
 def paired_bootstrap(
     y_true: Any,
     champion_out: Any,
@@ -102,43 +158,15 @@ def paired_bootstrap(
     Raises:
         ValueError: unknown metric, mismatched inputs, bad n_boot/level, or no usable resample.
     """
-    y, champ = metrics.metric_inputs(y_true, champion_out, metric)
-    _, chall = metrics.metric_inputs(y_true, challenger_out, metric)
-    if champ.shape != chall.shape:
-        raise ValueError(
-            f"champion output {champ.shape} and challenger output {chall.shape} differ"
-        )
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be positive, got {n_boot}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+    diffs = paired_differences(
+        y_true, champion_out, challenger_out, metric, n_boot=n_boot, seed=seed, stratify=stratify
+    )
+    y, champ = metrics.metric_inputs(y_true, champion_out, metric)
+    _, chall = metrics.metric_inputs(y_true, challenger_out, metric)
     n = len(y)
-    if n < 2:
-        raise ValueError(f"need at least 2 rows, got {n}")
-    classification = metrics.metric_kind(metric) == "classification"
-    if stratify is None:
-        stratify = classification
-    if stratify and not classification:
-        raise ValueError(f"'{metric}' is a regression metric: there are no classes to stratify by")
-
-    order, sizes = metrics.strata(y, stratify)
-    y_r = y[order]
-    f_champ = metrics.BATCHED[metric](y_r, champ[order])
-    f_chall = metrics.BATCHED[metric](y_r, chall[order])
-    if metric in LOWER_IS_BETTER:  # so that positive always means the challenger is better
-        f_champ, f_chall = f_chall, f_champ
-    diffs = metrics.resample_values(lambda idx: f_chall(idx) - f_champ(idx), sizes, n_boot, seed)
-    finite = np.isfinite(diffs)
-    if not finite.any():
-        raise ValueError(f"{metric} is undefined on every resample")
-    if not finite.all():
-        log.warning(
-            "%s undefined on %d of %d resamples; they are dropped",
-            metric,
-            int((~finite).sum()),
-            n_boot,
-        )
-        diffs = diffs[finite]
+    stratify = metrics.metric_kind(metric) == "classification" if stratify is None else stratify
     low, high = np.percentile(diffs, [50.0 * (1.0 - level), 50.0 * (1.0 + level)])
     champion = metrics.METRIC_FUNCS[metric](y, champ)
     challenger = metrics.METRIC_FUNCS[metric](y, chall)

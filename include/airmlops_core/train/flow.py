@@ -22,7 +22,7 @@ from airmlops_core.quality.evidence import quarantine_uri
 from airmlops_core.quality.report import log_check
 from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
-from airmlops_core.tracking import model_load, registry, resources
+from airmlops_core.tracking import model_load, model_metrics, registry, resources
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
@@ -61,6 +61,7 @@ class Trained(TypedDict):
     experiment_id: str
     model_uri: str
     run_url: str
+    model_id: NotRequired[str]  # the MLflow 3 logged model (older XComs lack it)
 
 
 class Evaluated(TypedDict):
@@ -275,6 +276,7 @@ def train_step(
         "experiment_id": exp_id,
         "model_uri": info.model_uri,
         "run_url": tracking.run_url(tracking_uri, exp_id, run_id),
+        "model_id": info.model_id,
     }
 
 
@@ -312,6 +314,7 @@ def evaluate_step(
     """Score the holdout, log metrics, plots and the permutation importance table to the
     training run (build-time validation)."""
     import mlflow
+    from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
     holdout = data.read_ref(data.DataRef.from_dict(refs["holdout"]), s3_client=s3_client)
@@ -319,7 +322,14 @@ def evaluate_step(
     metrics = evaluation.evaluate(spec, model, holdout)
     failures = evaluation.floor_failures(spec, metrics)
     with tracking.resume(trained["mlflow_run_id"], tracking_uri):
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+        # on the logged model's page too, measured on the frozen holdout
+        model_metrics.log_model_metrics(
+            MlflowClient(tracking_uri),
+            trained["mlflow_run_id"],
+            {f"holdout_{k}": v for k, v in metrics.items()},
+            model_id=trained.get("model_id"),
+            dataset=model_metrics.holdout_dataset(spec.name, refs["holdout"]["sha256"]),
+        )
         mlflow.set_tag(f"{TAG_PREFIX}floors", "pass" if not failures else "; ".join(failures))
         with tempfile.TemporaryDirectory() as tmp:
             for path in evaluation.plots(spec, model, holdout, Path(tmp)):

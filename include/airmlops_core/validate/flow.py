@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
@@ -24,12 +26,12 @@ from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats import comparison, fairness
 from airmlops_core.stats.metrics import encode_labels
-from airmlops_core.tracking import model_load, registry
+from airmlops_core.tracking import model_load, model_metrics, registry
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, TRIGGERED_BY, RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import evaluation, generalization
-from airmlops_core.validate import card_mlflow, promotion, shadow_evidence
+from airmlops_core.validate import card_mlflow, comparison_chart, promotion, shadow_evidence
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ class Gated(TypedDict):
     metrics: dict[str, float]
     # the challenger passed and waits for promotion.shadow_runs score runs (alias `shadow`)
     shadow_wait: NotRequired[bool]
+    # the champion-versus-challenger chart in the MLflow UI (when there was a champion)
+    chart_url: NotRequired[str]
 
 
 class Promoted(registry.AliasMoveDict):
@@ -131,6 +135,39 @@ def _validate_run(spec: ModelSpec, ctx: RunContext, tracking_uri: str) -> str:
 
     client = MlflowClient(tracking_uri)
     return tracking.model_run(client, spec.name, ctx, VALIDATE_PURPOSE)
+
+
+def _log_chart(
+    spec: ModelSpec,
+    resolved: Resolved,
+    y: Any,
+    out_champ: Any,
+    out_chall: Any,
+    comp: comparison.Comparison,
+    run_id: str,
+    tracking_uri: str,
+) -> str:
+    """Log the champion-versus-challenger chart to the active validate run; its UI URL."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = comparison_chart.plot(
+            y,
+            out_champ,
+            out_chall,
+            comp,
+            binary=spec.task == "binary",
+            n_boot=spec.promotion.n_boot,
+            seed=spec.split.seed,
+            title=f"{spec.name}: challenger v{resolved['challenger']} "
+            f"vs champion v{resolved['champion']}",
+            out_dir=Path(tmp),
+        )
+        mlflow.log_artifact(str(path), artifact_path=comparison_chart.CHART_ARTIFACT_DIR)
+    run = mlflow.get_run(run_id)
+    return comparison_chart.artifact_url(
+        tracking.run_url(tracking_uri, run.info.experiment_id, run_id)
+    )
 
 
 def check_holdout_step(
@@ -262,11 +299,13 @@ def gate_step(
     comp = None
     champ_reports = None
     champion = None
+    chart_url: str | None = None
     if resolved["champion"] and resolved["champion"] != resolved["challenger"]:
         champion = _estimator(client, spec.name, resolved["champion"])
+        out_champ = model_output(spec, champion, X)
         comp = comparison.compare(
             y,
-            model_output(spec, champion, X),
+            out_champ,
             out_chall,
             spec.gate_metric,
             margin=spec.promotion.margin,
@@ -326,22 +365,44 @@ def gate_step(
     )
     if waiting is not None and decision.promote and spec.promotion.shadow_runs:
         decision = promotion.wait_for_shadow(decision, waiting, spec.promotion.shadow_runs)
-    with tracking.resume(_validate_run(spec, ctx, tracking_uri), tracking_uri):
-        mlflow.log_metrics({f"challenger_{k}": v for k, v in metrics.items()})
+    validate_run = _validate_run(spec, ctx, tracking_uri)
+    with tracking.resume(validate_run, tracking_uri):
+        # linked to the challenger's logged model and the holdout: its MLflow 3 model page
+        # shows the gate's numbers; the champion's number goes to the champion's page
+        holdout_key = model_metrics.holdout_dataset(spec.name, resolved["holdout"]["sha256"])
+        gate_numbers = {f"challenger_{k}": v for k, v in metrics.items()}
         if overfit is not None:
-            mlflow.log_metrics(overfit.metrics())
+            gate_numbers.update(overfit.metrics())
         if comp is not None:
             iv = comp.interval
-            mlflow.log_metrics(
+            gate_numbers.update(
                 {
-                    "champion_" + iv.metric: iv.champion,
                     "improvement": iv.diff,
                     "improvement_ci_low": iv.low,
                     "improvement_ci_high": iv.high,
                 }
             )
+            model_metrics.log_model_metrics(
+                client,
+                validate_run,
+                {"champion_" + iv.metric: iv.champion},
+                model_id=model_metrics.version_model_id(
+                    client, spec.name, str(resolved["champion"])
+                ),
+                dataset=holdout_key,
+            )
+            chart_url = _log_chart(
+                spec, resolved, y, out_champ, out_chall, comp, validate_run, tracking_uri
+            )
         if shadow is not None:
-            mlflow.log_metrics(shadow.metrics())
+            gate_numbers.update(shadow.metrics())
+        model_metrics.log_model_metrics(
+            client,
+            validate_run,
+            gate_numbers,
+            model_id=model_metrics.version_model_id(client, spec.name, resolved["challenger"]),
+            dataset=holdout_key,
+        )
         mlflow.log_dict(decision.evidence, card_mlflow.EVIDENCE_ARTIFACT)
         mlflow.set_tags(
             {
@@ -354,12 +415,15 @@ def gate_step(
         "promote": decision.promote,
         "reasons": decision.reasons,
         "tags": decision.tags(),
-        "message": decision.message(spec.name, resolved["challenger"]),
+        "message": decision.message(spec.name, resolved["challenger"])
+        + (f"\nChampion vs challenger chart: {chart_url}" if chart_url else ""),
         "challenger": resolved["challenger"],
         "champion": resolved["champion"],
         "data_sha256": resolved["data_sha256"],
         "metrics": metrics,
     }
+    if chart_url:
+        gated["chart_url"] = chart_url
     if waiting is not None and decision.evidence["decision"] == "shadow":
         shadow_evidence.start_wait(client, spec, resolved["challenger"], waiting, decision.tags())
         gated["shadow_wait"] = True

@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airmlops.extra_links import MlflowModelVersionLink, MlflowRunLink
 from airmlops.hooks.mlflow_hook import MlflowHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airmlops.lineage import TaskLineage
     from airmlops_core.io.store import Store
     from airmlops_core.spec import ModelSpec
     from airmlops_core.tracking.runs import RunContext
@@ -28,6 +30,8 @@ class ModelOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("model_name",)
     ui_color = "#e8f4fd"
+    # buttons to the task's MLflow run and model version (read from its XCom value)
+    operator_extra_links = (MlflowRunLink(), MlflowModelVersionLink())
 
     def __init__(
         self, *, model_name: str, mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any
@@ -73,9 +77,10 @@ class ModelOperator(BaseOperator):
         from airmlops_core.errors import PermanentError
 
         try:
-            return self.run(context)
+            self.result = self.run(context)  # kept for the OpenLineage hook below
         except PermanentError as exc:
             raise AirflowFailException(str(exc)) from exc
+        return self.result
 
     def run(self, context: Context) -> object:
         """Do the work and return its XCom value; subclasses implement this."""
@@ -113,3 +118,19 @@ class ModelOperator(BaseOperator):
         from airflow.sdk import BaseHook
 
         return BaseHook.get_connection(labels.conn_id).get_hook().get_sqlalchemy_engine()
+    def lineage(self, result: Any) -> TaskLineage | None:
+        """What this task read and wrote, from its XCom value `result` (None: nothing to say).
+
+        Subclasses that touch data or model versions override this (airmlops.lineage names).
+        """
+        return None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The OpenLineage provider's hook after success: the datasets of `lineage()`."""
+        result = getattr(self, "result", None)
+        found = self.lineage(result) if result is not None else None
+        return found.operator_lineage() if found is not None else None
+
+    def mlflow_namespace_uri(self) -> str:
+        """The MLflow server's URL (no credentials), for model version datasets."""
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id).tracking_uri

@@ -17,6 +17,7 @@ from airmlops.operators.base import ModelOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
+    from airmlops.lineage import TaskLineage
     from airmlops_core.drift.flow import DriftChecked
 
 DriftChecks = dict[str, "DriftChecked"]  # by source: batch, online
@@ -60,6 +61,15 @@ class DriftCheckOperator(ModelOperator):
                 self.log.warning("%s: %s", source, note)
             out[source] = checked
         return out
+
+    def lineage(self, result: DriftChecked) -> TaskLineage:
+        """Read: the champion version whose scored window was checked."""
+        from airmlops import lineage
+
+        version = lineage.model_version_dataset(
+            self.mlflow_namespace_uri(), self.model_name, result["version"]
+        )
+        return lineage.TaskLineage.of([version])
 
 
 class DriftAlertOperator(ModelOperator):

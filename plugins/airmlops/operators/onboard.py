@@ -10,6 +10,7 @@ from airmlops.operators.base import ModelOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airmlops.lineage import TaskLineage
     from airmlops_core.onboard import Onboarded
 
 
@@ -65,3 +66,12 @@ class OnboardModelOperator(ModelOperator):
             s3_client=s3_client,
             sql_engine=sql_engine,
         )
+
+    def lineage(self, result: Onboarded) -> TaskLineage:
+        """Wrote: the onboarded model version (now champion)."""
+        from airmlops import lineage
+
+        version = lineage.model_version_dataset(
+            self.mlflow_namespace_uri(), result["name"], result["version"]
+        )
+        return lineage.TaskLineage.of(outputs=[version])

@@ -12,6 +12,7 @@ from airmlops.operators.base import ModelOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
+    from airmlops.lineage import TaskLineage
     from airmlops_core.score.results import (
         PartitionResult,
         Published,
@@ -116,6 +117,33 @@ class ScorePartitionOperator(ScoringOperator):
             s3_client=self.s3_client(),
         )
 
+    def lineage(self, result: PartitionResult) -> TaskLineage:
+        """Read: the partition (with its hash) and the model version; wrote: its scores (with
+        their hash), unless the partition was quarantined."""
+        from airmlops import lineage
+
+        inputs = [
+            lineage.model_version_dataset(
+                self.mlflow_namespace_uri(), result["model_name"], result["model_version"]
+            )
+        ]
+        if result["input_uri"].startswith(("s3://", "/", "file:")):  # a SQL partition: no file
+            inputs.append(
+                lineage.file_dataset(
+                    result["input_uri"], sha256=result["input_sha256"], rows=result["rows_in"]
+                )
+            )
+        outputs = []
+        if result["status"] == "scored" and result["output_uri"]:
+            outputs.append(
+                lineage.file_dataset(
+                    result["output_uri"],
+                    sha256=result["output_sha256"],
+                    rows=result["rows_out"],
+                )
+            )
+        return lineage.TaskLineage.of(inputs, outputs)
+
 
 class PublishScoresOperator(ScoringOperator):
     """Manifest + MLflow lineage; emits the scored Asset; fails if a partition was quarantined."""
@@ -147,6 +175,30 @@ class PublishScoresOperator(ScoringOperator):
             s3_client=self.s3_client(),
             sql_engine=self.sql_engine(sink.conn_id) if sink else None,
         )
+
+    def lineage(self, result: Published) -> TaskLineage:
+        """Read: the model version; wrote: the run's manifest and the spec's sink table."""
+        from airflow.sdk import BaseHook
+
+        from airmlops import lineage
+
+        outputs = [lineage.file_dataset(result["manifest_uri"])]
+        sink = self.spec.scoring.sink
+        if sink is not None:
+            conn = BaseHook.get_connection(sink.conn_id)
+            outputs.append(
+                lineage.table_dataset(
+                    conn.conn_type or "sql",
+                    conn.host,
+                    conn.port,
+                    sink.table,
+                    rows=int(result["totals"].get("rows_out", 0)),
+                )
+            )
+        version = lineage.model_version_dataset(
+            self.mlflow_namespace_uri(), self.model_name, result["version"]
+        )
+        return lineage.TaskLineage.of([version], outputs)
 
 
 class ShadowHandoffOperator(ModelOperator):

@@ -10,6 +10,7 @@ from airmlops.operators.base import ModelOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
+    from airmlops.lineage import TaskLineage
     from airmlops_core.retrain import RetrainRecord
     from airmlops_core.train.flow import Evaluated, Registered, Trained, TrainRefs
 
@@ -38,6 +39,19 @@ class ExtractTrainingDataOperator(ModelOperator):
         return train_flow.extract_step(
             self.spec, self.run_context(context), s3_client=s3_client, sql_engine=sql_engine
         )
+
+    def lineage(self, result: TrainRefs) -> TaskLineage:
+        """Read: the spec's source file or object (a SQL source is a query, not named here);
+        wrote: the frozen extract and its train and holdout splits, with their hashes."""
+        from airmlops import lineage
+        from airmlops_core import settings
+        from airmlops_core.io import data
+
+        src, inputs = self.spec.source, []
+        if src.kind in ("file", "s3") and src.uri:
+            inputs.append(lineage.file_dataset(data.resolve_uri(src.uri, settings.data_dir())))
+        outputs = [lineage.data_ref_dataset(result[k]) for k in ("extract", "train", "holdout")]
+        return lineage.TaskLineage.of(inputs, outputs)
 
 
 class ExtractRetrainingDataOperator(ExtractTrainingDataOperator):
@@ -166,6 +180,12 @@ class TrainModelOperator(ModelOperator):
             self.spec, self.run_context(context), self.refs, tracking_uri=self.tracking_uri()
         )
 
+    def lineage(self, result: Trained) -> TaskLineage:
+        """Read: the frozen train split (with its hash)."""
+        from airmlops import lineage
+
+        return lineage.TaskLineage.of([lineage.data_ref_dataset(self.refs["train"])])
+
 
 class EvaluateModelOperator(ModelOperator):
     """Compute build-time metrics and plots on the frozen holdout."""
@@ -190,6 +210,12 @@ class EvaluateModelOperator(ModelOperator):
             self.trained,
             tracking_uri=self.tracking_uri(),
         )
+
+    def lineage(self, result: Evaluated) -> TaskLineage:
+        """Read: the frozen holdout (with its hash)."""
+        from airmlops import lineage
+
+        return lineage.TaskLineage.of([lineage.data_ref_dataset(self.refs["holdout"])])
 
 
 class RegisterModelOperator(ModelOperator):
@@ -233,3 +259,16 @@ class RegisterModelOperator(ModelOperator):
             f"{self.model_name} version {out['version']} registered as `challenger`: {metrics}"
         )
         return out
+
+    def lineage(self, result: Registered) -> TaskLineage:
+        """Read: the train and holdout splits (with their hashes); wrote: the model version."""
+        from airmlops import lineage
+
+        return lineage.TaskLineage.of(
+            [lineage.data_ref_dataset(self.refs[k]) for k in ("train", "holdout")],
+            [
+                lineage.model_version_dataset(
+                    self.mlflow_namespace_uri(), result["name"], result["version"]
+                )
+            ],
+        )

@@ -12,6 +12,7 @@ from airmlops.operators.base import ModelOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
+    from airmlops.lineage import TaskLineage
     from airmlops_core.validate.flow import (
         Checked,
         Gated,
@@ -87,6 +88,17 @@ class GateOperator(ModelOperator):
             s3_client=store.s3_client,
             store=store,
             sql_engine=self.labels_engine(),
+        )
+
+    def lineage(self, result: Gated) -> TaskLineage:
+        """Read: the challenger, the champion it was compared with, and the frozen holdout."""
+        from airmlops import lineage
+
+        uri = self.mlflow_namespace_uri()
+        versions = [v for v in (result["challenger"], result["champion"]) if v]
+        return lineage.TaskLineage.of(
+            [lineage.model_version_dataset(uri, self.model_name, v) for v in versions]
+            + [lineage.data_ref_dataset(self.resolved["holdout"])]
         )
 
 

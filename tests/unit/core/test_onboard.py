@@ -34,7 +34,7 @@ from airmlops_core.score.model import LoadedModel, PyfuncModel, load_local, load
 from airmlops_core.score.stream import score_partition
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats.profile import PROFILE_ARTIFACT
-from airmlops_core.tracking import locks, model_safety, registry
+from airmlops_core.tracking import locks, model_metrics, model_safety, registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.tracking.skops_allowlist import ALLOWED_TYPES
 from airmlops_core.train import estimator as training
@@ -117,6 +117,16 @@ def test_skops_file_is_onboarded_with_origin_champion_and_reference(env) -> None
         ref["churn"], env["pipe"].predict_proba(ref[["tenure", "monthly", "contract"]])[:, 1]
     )
     assert float(mv.tags["metric.roc_auc"]) == pytest.approx(expected, abs=1e-5)
+    # MLflow 3: the version is a logged model, with the reference metrics on its page
+    model_id = model_metrics.version_model_id(client, env["name"], out["version"])
+    assert model_id is not None
+    assert mv.source == f"models:/{model_id}"
+    logged = client.get_logged_model(model_id)
+    assert logged.status == "READY"
+    assert logged.source_run_id == out["run_url"].rsplit("/")[-1]
+    on_page = {m.key: m for m in logged.metrics or []}
+    assert on_page["reference_roc_auc"].value == pytest.approx(expected, abs=1e-9)
+    assert on_page["reference_roc_auc"].dataset_name == f"{env['name']}-reference"
     # the profile the drift DAG reads: features, label and the model's predictions
     from airmlops_core.drift import flow as drift_flow
 
@@ -150,6 +160,8 @@ def test_retried_onboarding_makes_one_version(env) -> None:
     assert again["version"] == first["version"]
     assert not again["created"]
     assert len(versions(env)) == 1
+    exp = env["client"].get_experiment_by_name(f"airmlops/{env['name']}").experiment_id
+    assert len(env["client"].search_logged_models([exp])) == 1  # the retry reused its model
     # the CLI (no Airflow context) is keyed on the file's content: twice, one more version
     cli1 = onboard.onboard(env["spec"], model_file=env["file"], tracking_uri=env["url"])
     cli2 = onboard.onboard(env["spec"], model_file=env["file"], tracking_uri=env["url"])

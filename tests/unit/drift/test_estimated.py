@@ -19,7 +19,7 @@ from airmlops_core.drift import flow as drift_flow
 from airmlops_core.io import data
 from airmlops_core.spec import ModelSpec, load_spec
 from airmlops_core.stats.estimate import expected_metrics
-from airmlops_core.tracking import registry
+from airmlops_core.tracking import model_metrics, registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import flow as train_flow
@@ -140,6 +140,11 @@ def test_drift_check_estimates_each_scoring_run_and_charts_it(trained, mlflow_ur
     )
     [run] = runs
     assert run.data.tags["airmlops.estimate_status"] == "ok"
+    # MLflow 3: the drift numbers are on the champion's logged model too
+    model_id = model_metrics.version_model_id(client, NAME, trained["version"])
+    on_page = {m.key: m for m in client.get_logged_model(model_id).metrics or []}
+    assert on_page["window.rows"].value == run.data.metrics["window.rows"] > 0
+    assert on_page["window.rows"].run_id == run.info.run_id
     history = client.get_metric_history(run.info.run_id, "estimated_accuracy")
     stamps = [dt.datetime.fromisoformat(d) for d in DATES]
     assert sorted((h.step, h.timestamp) for h in history) == [

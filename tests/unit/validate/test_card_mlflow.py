@@ -158,6 +158,18 @@ def test_promotion_and_rejection_log_a_card_linked_from_the_version(
     )["version"]
     gated2 = validate(trained, "manual__v2")
     assert not gated2["promote"]
+    # the champion-versus-challenger chart is on the gate's run, and its message links it
+    run2 = client.search_runs(
+        [exp], "tags.`airmlops.purpose` = 'validate' and tags.`airmlops.run_id` = 'manual__v2'"
+    )[0]
+    plots = {a.path for a in client.list_artifacts(run2.info.run_id, "plots")}
+    assert "plots/champion_vs_challenger.png" in plots
+    assert gated2["chart_url"] == (
+        f"{url}/#/experiments/{exp}/runs/{run2.info.run_id}"
+        "/artifacts/plots/champion_vs_challenger.png"
+    )
+    assert f"chart: {gated2['chart_url']}" in gated2["message"]
+    assert "chart_url" not in gated  # no champion to compare with: no chart
     rejected = validate_flow.reject_step(
         spec, vctx(trained, "manual__v2", "reject"), gated2, tracking_uri=url
     )

@@ -14,6 +14,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from airmlops_core.io import data
 from airmlops_core.spec import ModelSpec, load_spec
+from airmlops_core.tracking import model_metrics
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.train import estimator as training
 from airmlops_core.train import flow as train_flow
@@ -102,6 +103,25 @@ def test_an_overfitting_challenger_is_rejected_with_its_gap_and_cv_as_evidence(
     assert run.data.metrics["overfit_gap"] == pytest.approx(want_gap, abs=1e-9)
     assert run.data.metrics["cv_roc_auc_mean"] == pytest.approx(folds.mean(), abs=1e-9)
     assert run.data.metrics["cv_roc_auc_std"] == pytest.approx(folds.std(ddof=1), abs=1e-9)
+
+    # MLflow 3: the evaluation and the gate's numbers are on the challenger's logged model,
+    # linked to the frozen holdout they were measured on; the validate run uses the model
+    assert model_metrics.version_model_id(client, name, reg["version"]) == trained["model_id"]
+    logged = {m.key: m for m in client.get_logged_model(trained["model_id"]).metrics or []}
+    holdout_digest = refs["holdout"]["sha256"][:16]
+    for key, want in (
+        ("holdout_roc_auc", auc(holdout)),
+        ("challenger_roc_auc", auc(holdout)),
+        ("overfit_gap", want_gap),
+    ):
+        assert logged[key].value == pytest.approx(want, abs=1e-9), key
+        assert (logged[key].dataset_name, logged[key].dataset_digest) == (
+            f"{name}-holdout",
+            holdout_digest,
+        )
+    assert logged["challenger_roc_auc"].run_id == run.info.run_id
+    used = client.get_run(run.info.run_id).inputs.model_inputs
+    assert [m.model_id for m in used] == [trained["model_id"]]
 
     flow.reject_step(spec, v, gated, tracking_uri=mlflow_url)
     tag = json.loads(client.get_model_version(name, reg["version"]).tags["gate.overfit"])
