@@ -345,6 +345,15 @@ def apply_settings(settings: Settings) -> dict[str, int]:
     }
 
 
+def migrate_db() -> None:
+    """Create or upgrade the metadata DB, as `airflow db migrate` does (same function)."""
+    from airflow.utils.db import upgradedb
+
+    log.info("migrating the metadata DB")
+    upgradedb()
+    log.info("metadata DB migrated")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m airmlops_dev.settings_loader <file>``."""
     parser = argparse.ArgumentParser(
@@ -354,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", type=Path)
     parser.add_argument(
         "--check", action="store_true", help="only validate the file; do not touch Airflow"
+    )
+    parser.add_argument(
+        "--migrate",
+        action="store_true",
+        help="first migrate the metadata DB (as `airflow db migrate`), in the same process: one "
+        "Airflow start instead of two",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -371,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             len(settings.variables),
         )
         return 0
+    if args.migrate:
+        migrate_db()
     counts = apply_settings(settings)
     log.info("loaded %s: %s", args.file, counts)
     return 0

@@ -13,15 +13,12 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from airmlops_core import errors, onboard, settings
+from airmlops_core import errors, settings
 from airmlops_core.errors import EstimatorError, SpecError
-from airmlops_core.io import data
-from airmlops_core.quality.drafting import profile_to_file
-from airmlops_core.quality.suite import suite_path
 from airmlops_core.spec import ModelSpec, load_spec, load_specs, spec_hash
-from airmlops_core.tracking.model_source import REGISTRY_SCHEMES
-from airmlops_core.train.estimator import build_pipeline
-from airmlops_core.train.search import check_space
+
+# Each command imports what it needs (scikit-learn, MLflow, pandas) when it runs: seconds of
+# imports that `airmlops up` (make up) would otherwise pay before it starts anything.
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -47,6 +44,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for err in errors.values():
         print(err, file=sys.stderr)
     if args.deep:
+        from airmlops_core.train.estimator import build_pipeline
+        from airmlops_core.train.search import check_space
+
         for name, s in list(specs.items()):
             if s.is_external:
                 continue  # built elsewhere: no estimator to build
@@ -66,6 +66,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_profile_suite(args: argparse.Namespace) -> int:
     """Draft a model's expectation suite from its spec's training data, for review."""
+    from airmlops_core.io import data
+    from airmlops_core.quality.drafting import profile_to_file
+    from airmlops_core.quality.suite import suite_path
 
     spec = load_spec(args.models_dir / f"{args.model}.yaml")
     source = spec.external.reference if spec.external else spec.source
@@ -117,6 +120,8 @@ def default_tracking_uri() -> str:
 
 def cmd_onboard(args: argparse.Namespace) -> int:
     """Onboard a model built elsewhere (spec with `external:`) and make it champion."""
+    from airmlops_core import onboard
+    from airmlops_core.tracking.model_source import REGISTRY_SCHEMES
 
     path = args.models_dir / f"{args.model}.yaml"
     spec = load_spec(path)
