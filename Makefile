@@ -24,7 +24,8 @@ $(STAMP): requirements/lock.txt pyproject.toml dev/pyproject.toml
 	@echo "==> install: the locked packages (requirements/lock.txt)"
 	@$(call step,locked packages,$(UV) pip install --python $(PY) -r requirements/lock.txt)
 	@echo "==> install: the pack and its dev tools, editable"
-	@$(call step,the pack (editable),$(UV) pip install --python $(PY) --no-deps -e . -e dev)
+	@# built with the locked setuptools already installed: no isolated build environments
+	@$(call step,the pack (editable),$(UV) pip install --python $(PY) --no-deps --no-build-isolation -e . -e dev)
 	@touch $(STAMP)
 
 install: $(STAMP)
