@@ -76,24 +76,29 @@ class TaskProgress:
         elapsed = up_timeline.format_seconds(time.time() - self.clock_start)
         self.out(f"[{elapsed:>7}] {dag_id:<26} {what:<22} {state}")
 
-    def run_state(self, dag_id: str, run_id: str, state: str) -> None:
-        """Record a run's state; print a line when the run is new or has changed."""
+    def run_state(self, dag_id: str, run_id: str, state: str) -> bool:
+        """Record a run's state; print a line when the run is new or has changed (True)."""
         now = time.time()
         record = self.runs.get((dag_id, run_id))
         if record is None:
             record = self.runs[(dag_id, run_id)] = RunRecord(dag_id, run_id, now, state)
             self._line(dag_id, "run", f"{state} ({run_id})")
-        elif record.state != state:
-            record.state = state
-            if state in TERMINAL_RUN_STATES:
-                record.ended = now
-                took = up_timeline.format_seconds(now - record.first_seen)
-                self._line(dag_id, "run", f"{state} after {took}")
-            else:
-                self._line(dag_id, "run", state)
+            return True
+        if record.state == state:
+            return False
+        record.state = state
+        if state in TERMINAL_RUN_STATES:
+            record.ended = now
+            took = up_timeline.format_seconds(now - record.first_seen)
+            self._line(dag_id, "run", f"{state} after {took}")
+        else:
+            self._line(dag_id, "run", state)
+        return True
 
-    def update(self, dag_id: str, run_id: str, task_instances: list[dict[str, Any]]) -> None:
-        """Print one line per task whose state changed since the last listing of this run."""
+    def update(self, dag_id: str, run_id: str, task_instances: list[dict[str, Any]]) -> bool:
+        """Print one line per task whose state changed since the last listing of this run;
+        True when one did."""
+        changed = False
         record = self.runs.get((dag_id, run_id))
         if record is None:
             self.run_state(dag_id, run_id, "running")
@@ -103,6 +108,7 @@ class TaskProgress:
             seen = record.tasks.get(key)
             if seen is not None and seen["state"] == state:
                 continue
+            changed = True
             record.tasks[key] = {
                 "state": state,
                 "queued": ti.get("queued_when"),
@@ -115,6 +121,7 @@ class TaskProgress:
             duration = ti.get("duration")
             shown = f"{state} ({duration:.1f}s)" if duration and ti.get("end_date") else state
             self._line(dag_id, key, shown)
+        return changed
 
 
 _SHARED: TaskProgress | None = None
@@ -132,6 +139,7 @@ def shared() -> TaskProgress:
 class _Followed:
     dag_id: str
     run_id: str | None  # None: the next new run of dag_id, not one of `known`
+    timeout: float
     deadline: float
     known: frozenset[str] = frozenset()
 
@@ -154,13 +162,17 @@ class RunWatcher:
         self._followed: list[_Followed] = []
 
     def follow(self, dag_id: str, run_id: str, timeout: float) -> None:
-        """Follow a known run until it ends (TimeoutError after `timeout` seconds)."""
-        self._followed.append(_Followed(dag_id, run_id, time.monotonic() + timeout))
+        """Follow a known run until it ends; TimeoutError when neither it nor any of its tasks
+        changes state for `timeout` seconds (runs that overlap share the machine, so a total
+        time would depend on what else runs)."""
+        self._followed.append(_Followed(dag_id, run_id, timeout, time.monotonic() + timeout))
 
     def follow_next(self, dag_id: str, known: set[str], timeout: float) -> None:
         """Follow the next run of dag_id that is not in `known` (e.g. one an Asset event
-        starts), which must appear and end within `timeout` seconds."""
-        self._followed.append(_Followed(dag_id, None, time.monotonic() + timeout, frozenset(known)))
+        starts), which must appear within `timeout` seconds; then as ``follow``."""
+        self._followed.append(
+            _Followed(dag_id, None, timeout, time.monotonic() + timeout, frozenset(known))
+        )
 
     @property
     def active(self) -> bool:
@@ -186,15 +198,20 @@ class RunWatcher:
                     continue
                 f.run_id = new[0]
             state = self.api.dag_run(f.dag_id, f.run_id)["state"]
-            self.progress.run_state(f.dag_id, f.run_id, state)
+            changed = self.progress.run_state(f.dag_id, f.run_id, state)
             tis = self.api.task_instances(f.dag_id, f.run_id)
-            self.progress.update(f.dag_id, f.run_id, tis)
+            changed = self.progress.update(f.dag_id, f.run_id, tis) or changed
             if state in TERMINAL_RUN_STATES:
                 self._followed.remove(f)
                 ended.append((f.dag_id, f.run_id, state))
+            elif changed:
+                f.deadline = time.monotonic() + f.timeout
             elif time.monotonic() > f.deadline:
                 tasks = {t["task_id"]: t["state"] for t in tis}
-                raise TimeoutError(f"{f.dag_id} run {f.run_id} still {state!r}; tasks: {tasks}")
+                raise TimeoutError(
+                    f"{f.dag_id} run {f.run_id} still {state!r}, nothing changed for "
+                    f"{f.timeout:.0f}s; tasks: {tasks}"
+                )
         return ended
 
     def wait_any(self) -> list[tuple[str, str, str]]:

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from airmlops_dev.private_files import write_private
 
 MAKE_STARTED_ENV = "AIRMLOPS_MAKE_STARTED"
@@ -89,9 +91,13 @@ class Timeline:
 
     @classmethod
     def for_make_up(cls) -> Timeline:
-        """A timeline from the start of `make`, with the install steps it ran."""
+        """A timeline from the start of `make`, with the install steps it ran and this
+        process's start."""
         timeline = cls()
         timeline.phases += install_phases(Path(sys.prefix), timeline.started)
+        timeline.add(
+            "airmlops up: Python start, imports", psutil.Process().create_time(), time.time()
+        )
         return timeline
 
     def add(self, name: str, start: float, end: float, **detail: Any) -> Phase:

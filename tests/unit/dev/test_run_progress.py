@@ -90,6 +90,18 @@ def test_watcher_follows_runs_together_and_the_next_asset_run() -> None:
 def test_watcher_times_out_naming_the_run() -> None:
     api = ScriptedAPI({("a__train", "r1"): ["running"]}, {})
     watcher = RunWatcher(api, TaskProgress(out=lambda _: None, clock_start=0.0), poll=0.0)  # type: ignore[arg-type]
-    watcher.follow("a__train", "r1", timeout=-1)
-    with pytest.raises(TimeoutError, match="a__train run r1 still 'running'"):
+    watcher.follow("a__train", "r1", timeout=0.0)
+    assert watcher.poll_once() == []  # first seen: a change
+    with pytest.raises(TimeoutError, match="a__train run r1 still 'running', nothing changed"):
         watcher.poll_once()
+
+
+def test_the_timeout_counts_from_the_last_change() -> None:
+    # a run that keeps changing is not timed out, however long it takes in total
+    api = ScriptedAPI({("a__train", "r1"): ["queued", "running", "success"]}, {})
+    watcher = RunWatcher(api, TaskProgress(out=lambda _: None, clock_start=0.0), poll=0.0)  # type: ignore[arg-type]
+    watcher.follow("a__train", "r1", timeout=0.0)
+    assert watcher.poll_once() == []  # first seen: a change, the deadline moves
+    watcher._followed[0].deadline = 0.0  # long ago, but the next poll sees a change again
+    assert watcher.poll_once() == []
+    assert watcher.poll_once() == [("a__train", "r1", "success")]
