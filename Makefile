@@ -9,12 +9,23 @@ STAMP := $(VENV)/.installed
 
 .PHONY: up down status test test-unit test-fast test-integration install system-deps lock lint actionlint check audit validate bench clean compose-env dist
 
-# The virtualenv, installed from the committed lock of exact versions.
+# `make up` counts its time from here, install included (see airmlops_dev/up_timeline.py).
+MAKE_STARTED := $(shell date +%s)
+INSTALL_PHASES := $(VENV)/.install_phases
+# $(call step,name,command): run a step of the install, recording its start and end (seconds).
+step = s=$$(date +%s) && $(2) && echo "$(1) $$s $$(date +%s)" >> $(INSTALL_PHASES)
+
+# The virtualenv, installed from the committed lock of exact versions; each step says what it
+# does and uv shows its progress.
 $(STAMP): requirements/lock.txt pyproject.toml dev/pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(UV) pip install --quiet --python $(PY) -r requirements/lock.txt
-	$(UV) pip install --quiet --python $(PY) --no-deps -e . -e dev
+	@echo "==> install: virtualenv $(VENV) with uv $(UV_VERSION)"
+	@rm -f $(INSTALL_PHASES)
+	@$(call step,virtualenv and uv,{ test -x $(PY) || $(PYTHON) -m venv $(VENV); } && $(PY) -m pip install --disable-pip-version-check "uv==$(UV_VERSION)")
+	@echo "==> install: the locked packages (requirements/lock.txt)"
+	@$(call step,locked packages,$(UV) pip install --python $(PY) -r requirements/lock.txt)
+	@echo "==> install: the pack and its dev tools, editable"
+	@# built with the locked setuptools already installed: no isolated build environments
+	@$(call step,the pack (editable),$(UV) pip install --python $(PY) --no-deps --no-build-isolation -e . -e dev)
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -34,7 +45,7 @@ system-deps:  ## install missing OS packages the tests use (apt-get; root or sud
 	fi
 
 up: install  ## start the local stack (Airflow, MLflow, webhook receiver) and run the demo
-	$(PY) -m airmlops_core.cli up
+	AIRMLOPS_MAKE_STARTED=$(MAKE_STARTED) $(PY) -m airmlops_core.cli up
 
 down:  ## stop every process `make up` started
 	@test -x $(PY) && $(PY) -m airmlops_dev.localstack down || echo "nothing to stop (no $(VENV))"

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
+
+if TYPE_CHECKING:
+    from airmlops_dev.run_progress import TaskProgress
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
@@ -50,10 +53,20 @@ class AirflowClient:
         username: A simple-auth-manager user.
         password: Its password.
         timeout: Seconds per HTTP request.
+        progress: When set, ``wait`` also lists the run's tasks at every poll and passes them
+            on (airmlops_dev.run_progress: one line per task state change).
     """
 
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        timeout: float = 30.0,
+        progress: TaskProgress | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.progress = progress
         self.username = username
         self._password = password
         self.timeout = timeout
@@ -204,6 +217,9 @@ class AirflowClient:
         state = "unknown"
         while time.monotonic() < deadline:
             state = self.dag_run(dag_id, run_id)["state"]
+            if self.progress is not None:
+                self.progress.run_state(dag_id, run_id, state)
+                self.progress.update(dag_id, run_id, self.task_instances(dag_id, run_id))
             if state in TERMINAL_RUN_STATES:
                 return state
             time.sleep(poll)

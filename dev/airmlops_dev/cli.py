@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
-from airmlops_dev import demo, demo_data, demo_replay, localstack
+from airmlops_dev import demo_data, localstack, run_progress
 from airmlops_dev.private_files import make_private_dir
 from airmlops_dev.stack_config import StackConfig
 from airmlops_dev.stack_secrets import use_mlflow_credentials
+from airmlops_dev.up_timeline import Timeline
 
 
 def default_tracking_uri() -> str:
@@ -33,23 +35,53 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Start the local stack, run the demo, print where everything is."""
+    """Start the local stack, run the demo, print where everything is and where the time went
+    (the timeline, also in <home>/up_timeline.json)."""
+    timeline = Timeline.for_make_up()
     cfg = StackConfig()
-    make_private_dir(cfg.root / "data")  # the home is owner-only from the start
-    demo_data.write_all(cfg.root / "data")  # before Airflow starts: scheduled runs read it
-    localstack.up(cfg)
-    summaries = demo.run_demo(cfg, retrain=args.retrain)
-    print(localstack.summary(cfg))
-    print("\nDemo models (MLflow registry):")
-    for s in summaries:
-        print(s.line())
-    print(
-        "\nSeasonal replay: Oct-Dec 2013 flights land month by month (landing Asset event ->"
-        " flight_delay__score -> flight_delay__drift; labels land a month later):"
-    )
-    for line in demo_replay.replay(cfg, again=args.retrain):
-        print(line, flush=True)
+    try:
+        with timeline.phase("demo data"):
+            make_private_dir(cfg.root / "data")  # the home is owner-only from the start
+            demo_data.write_all(cfg.root / "data")  # before Airflow starts: scheduled runs read it
+        localstack.up(cfg, timeline=timeline)
+        # imported once the stack starts: MLflow's import overlaps the components' start
+        from airmlops_dev import demo, demo_replay
+
+        with timeline.phase("demo: train, promotion gate"):
+            summaries = demo.run_demo(cfg, retrain=args.retrain)
+        print(localstack.summary(cfg))
+        print("\nDemo models (MLflow registry):")
+        for s in summaries:
+            print(s.line())
+        print(
+            "\nSeasonal replay: Oct-Dec 2013 flights land month by month (landing Asset event ->"
+            " flight_delay__score -> flight_delay__drift; labels land a month later):"
+        )
+        with timeline.phase("demo: seasonal replay"):
+            for line in demo_replay.replay(cfg, again=args.retrain):
+                print(line, flush=True)
+    finally:
+        _close_timeline(timeline, cfg)
     return 0
+
+
+def _close_timeline(timeline: Timeline, cfg: StackConfig) -> None:
+    """Add every demo run seen, print the timeline and write it to <home>/up_timeline.json."""
+    now = time.time()
+    for record in run_progress.shared().runs.values():
+        timeline.add(
+            f"  run {record.dag_id}",
+            record.first_seen,
+            record.ended or now,
+            run_id=record.run_id,
+            state=record.state,
+            tasks=record.tasks,
+        )
+    path = cfg.root / "up_timeline.json"
+    print(f"\nWhere the time went (since `make` started; also in {path}):")
+    print(timeline.table(now))
+    if cfg.root.is_dir():
+        timeline.write(path)
 
 
 def register(sub: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from airmlops_core import settings, spec
 from airmlops_core.tracking import registry
 from airmlops_core.tracking.runs import experiment_name
-from airmlops_dev import demo_data
+from airmlops_dev import demo_data, run_progress
 from airmlops_dev.airflow_api import AirflowClient
 from airmlops_dev.stack_config import StackConfig
 from airmlops_dev.stack_secrets import credentials, use_mlflow_credentials
@@ -151,59 +151,73 @@ def summarize(cfg: StackConfig, model: str) -> ModelSummary:
     )
 
 
-def _active_or_new_run(api: AirflowClient, dag_id: str) -> str:
-    """A run of dag_id to wait for: the scheduler's first run when it makes one, else a new one.
+def stack_client(cfg: StackConfig) -> AirflowClient:
+    """An Airflow client of the stack (its admin) whose waits show task progress."""
+    _, (user, password) = credentials(cfg)
+    return AirflowClient(cfg.airflow_url, user, password, progress=run_progress.shared())
+
+
+def _active_or_new_runs(api: AirflowClient, dag_ids: list[str]) -> dict[str, str]:
+    """A run of each DAG to wait for: the scheduler's first run when it makes one, else a new
+    one, all within one grace period (not one per DAG).
 
     A DAG with a schedule gets a run as soon as the scheduler sees it; triggering another
     would only train the same model twice.
     """
+    runs: dict[str, str] = {}
     deadline = time.monotonic() + SCHEDULED_RUN_GRACE_S
     while True:
-        runs = api.dag_runs(dag_id, states=["queued", "running"])
-        if runs:
-            log.info("waiting for %s run %s", dag_id, runs[0]["dag_run_id"])
-            return str(runs[0]["dag_run_id"])
+        for dag_id in dag_ids:
+            if dag_id not in runs and (
+                active := api.dag_runs(dag_id, states=["queued", "running"])
+            ):
+                runs[dag_id] = str(active[0]["dag_run_id"])
+                log.info("following the scheduled run %s of %s", runs[dag_id], dag_id)
+        if len(runs) == len(dag_ids):
+            return runs
         if time.monotonic() > deadline:
-            run_id = api.trigger(dag_id)
-            log.info("triggered %s (%s)", dag_id, run_id)
-            return run_id
+            for dag_id in dag_ids:
+                if dag_id not in runs:
+                    runs[dag_id] = api.trigger(dag_id)
+                    log.info("triggered %s (%s)", dag_id, runs[dag_id])
+            return runs
         time.sleep(1)
 
 
 def run_demo(cfg: StackConfig, *, retrain: bool = False) -> list[ModelSummary]:
-    """Train every demo model that has no challenger yet (all with retrain), wait for the
-    validate runs their candidate Assets trigger (the promotion gate), then summarize."""
+    """Train every demo model that has no challenger yet (all with retrain), all at once, and
+    follow each one's promotion gate (the validate run its candidate Asset triggers) as soon as
+    its training ends, printing every task's state changes; then summarize."""
     from mlflow import MlflowClient
 
     demo_data.write_all(cfg.root / "data")
     use_mlflow_credentials(cfg)  # this process's MLflow clients log in as the stack's admin
-    _, (user, password) = credentials(cfg)
-    api = AirflowClient(cfg.airflow_url, user, password)
+    api = stack_client(cfg)
     client = MlflowClient(cfg.mlflow_url)
     models = demo_models(models_dir_of(cfg))
-    pending, validations = {}, {}
-    for s in models:
-        if not retrain and registry.alias_version(client, s.name, registry.CHALLENGER):
-            continue
-        dag_id = f"{s.name}__train"
-        api.wait_for_dag(dag_id, timeout=DAG_TIMEOUT_S)
-        validations[f"{s.name}__validate"] = {
-            r["dag_run_id"] for r in api.dag_runs(f"{s.name}__validate")
-        }
-        pending[dag_id] = _active_or_new_run(api, dag_id)
+    to_train = [
+        s.name
+        for s in models
+        if retrain or not registry.alias_version(client, s.name, registry.CHALLENGER)
+    ]
+    validations = {}
+    for name in to_train:
+        api.wait_for_dag(f"{name}__train", timeout=DAG_TIMEOUT_S)
+        validations[name] = {r["dag_run_id"] for r in api.dag_runs(f"{name}__validate")}
+    watcher = run_progress.RunWatcher(api)
+    for dag_id, run_id in _active_or_new_runs(api, [f"{n}__train" for n in to_train]).items():
+        watcher.follow(dag_id, run_id, timeout=RUN_TIMEOUT_S)
     failed = []
-    for dag_id, run_id in pending.items():
-        state = api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)
-        if state != "success":
-            failed.append(f"{dag_id} run {run_id} ended {state}")
-    for dag_id, known in validations.items():
-        if dag_id.replace("__validate", "__train") in {f.split()[0] for f in failed}:
-            continue
-        run_id = api.wait_for_new_run(dag_id, known, timeout=DAG_TIMEOUT_S)
-        log.info("waiting for the promotion gate %s (%s)", dag_id, run_id)
-        state = api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)
-        if state != "success":
-            failed.append(f"{dag_id} run {run_id} ended {state}")
+    while watcher.active:
+        for dag_id, run_id, state in watcher.wait_any():
+            if state != "success":
+                failed.append(f"{dag_id} run {run_id} ended {state}")
+            elif dag_id.endswith("__train"):
+                name = dag_id.removesuffix("__train")
+                # the promotion gate: a validate run the candidate Asset starts
+                watcher.follow_next(
+                    f"{name}__validate", validations[name], timeout=DAG_TIMEOUT_S + RUN_TIMEOUT_S
+                )
     if failed:
         raise RuntimeError("demo runs failed: " + "; ".join(failed) + f" (see {cfg.airflow_url})")
     return [summarize(cfg, s.name) for s in models]

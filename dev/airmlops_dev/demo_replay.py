@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 from airmlops_core.io import data
 from airmlops_core.tracking import registry
 from airmlops_core.tracking.runs import experiment_name
-from airmlops_dev import demo_data
+from airmlops_dev import demo, demo_data
 from airmlops_dev.airflow_api import AirflowClient
 from airmlops_dev.stack_config import StackConfig
-from airmlops_dev.stack_secrets import credentials, use_mlflow_credentials
+from airmlops_dev.stack_secrets import use_mlflow_credentials
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,8 +110,7 @@ class MonthReport:
 
 
 def _client(cfg: StackConfig) -> AirflowClient:
-    _, (user, password) = credentials(cfg)
-    return AirflowClient(cfg.airflow_url, user, password)
+    return demo.stack_client(cfg)  # its waits print the tasks' state changes
 
 
 def _idle(api: AirflowClient, dag_ids: list[str]) -> None:

@@ -73,6 +73,7 @@ from airmlops_dev.stack_pids import (
     start_component,
 )
 from airmlops_dev.stack_setup import check_binaries, initialize, prepare_airflow_db
+from airmlops_dev.up_timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,9 @@ def _locked(cfg: StackConfig) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
+def up(
+    cfg: StackConfig, wait: bool = True, timeline: Timeline | None = None
+) -> list[ComponentStatus]:
     """Start whatever part of the stack is not running; a no-op when all is up.
 
     First run: creates directories and secrets, migrates the Airflow DB, loads the settings file
@@ -101,6 +104,7 @@ def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
     Args:
         cfg: The stack configuration.
         wait: Wait until every component reports healthy.
+        timeline: Where to record the phases (setup, metadata DB, waiting for health).
 
     Returns:
         ``status()`` after starting (and waiting).
@@ -111,40 +115,44 @@ def up(cfg: StackConfig, wait: bool = True) -> list[ComponentStatus]:
             the tail of its log).
     """
     started_at = time.monotonic()
+    timeline = timeline or Timeline()
     check_binaries(cfg)
     with _locked(cfg):
-        initialize(cfg)
-        missing = []
-        for name in cfg.components:
-            pid = read_pid(cfg.pid_file(name))
-            if pid and is_ours(pid, cfg):
-                continue
-            missing.append(name)
-            if pid and (leftovers := session_members(cfg, pid)):
-                log.warning("%s died; stopping its %d leftover processes", name, len(leftovers))
-                process_group.terminate(leftovers, timeout=10.0)
-            cfg.pid_file(name).unlink(missing_ok=True)
-        for name, port in cfg.ports.items():
-            if name in missing and not port_free(port, cfg.host):
-                env_name = {"api-server": "AIRFLOW", "model-api": "MODEL_API"}.get(
-                    name, name.upper()
-                )
-                raise StackError(
-                    f"cannot start {name}: {cfg.host}:{port} is in use by another program "
-                    f"(stop it, or choose another port with AIRMLOPS_{env_name}_PORT)"
-                )
-        launches = commands(cfg) if missing else {}
-        # The receiver, MLflow and the model API need no metadata DB: start them while
-        # Airflow migrates.
-        for name in NO_DB:
-            if name in missing:
-                start_component(cfg, name, *launches[name])
+        with timeline.phase("stack: setup, start receiver, MLflow, model API"):
+            initialize(cfg)
+            missing = []
+            for name in cfg.components:
+                pid = read_pid(cfg.pid_file(name))
+                if pid and is_ours(pid, cfg):
+                    continue
+                missing.append(name)
+                if pid and (leftovers := session_members(cfg, pid)):
+                    log.warning("%s died; stopping its %d leftover processes", name, len(leftovers))
+                    process_group.terminate(leftovers, timeout=10.0)
+                cfg.pid_file(name).unlink(missing_ok=True)
+            for name, port in cfg.ports.items():
+                if name in missing and not port_free(port, cfg.host):
+                    env_name = {"api-server": "AIRFLOW", "model-api": "MODEL_API"}.get(
+                        name, name.upper()
+                    )
+                    raise StackError(
+                        f"cannot start {name}: {cfg.host}:{port} is in use by another program "
+                        f"(stop it, or choose another port with AIRMLOPS_{env_name}_PORT)"
+                    )
+            launches = commands(cfg) if missing else {}
+            # The receiver, MLflow and the model API need no metadata DB: start them while
+            # Airflow migrates.
+            for name in NO_DB:
+                if name in missing:
+                    start_component(cfg, name, *launches[name])
         airflow_missing = [n for n in missing if n not in NO_DB]
-        prepare_airflow_db(cfg, migrate=bool(airflow_missing))
+        with timeline.phase("stack: Airflow metadata DB (migrate, settings)"):
+            prepare_airflow_db(cfg, migrate=bool(airflow_missing))
         for name in airflow_missing:
             start_component(cfg, name, *launches[name])
         if wait:
-            wait_healthy(cfg, list(cfg.components), cfg.startup_timeout)
+            with timeline.phase("stack: wait until every component is healthy"):
+                wait_healthy(cfg, list(cfg.components), cfg.startup_timeout)
     log.info(
         "stack up in %.1fs (%s)",
         time.monotonic() - started_at,

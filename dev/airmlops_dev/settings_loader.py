@@ -367,6 +367,15 @@ def _apply_rest(settings: Settings, api_url: str) -> dict[str, int]:
     return apply_settings_rest(settings, client)
 
 
+def migrate_db() -> None:
+    """Create or upgrade the metadata DB, as `airflow db migrate` does (same function)."""
+    from airflow.utils.db import upgradedb
+
+    log.info("migrating the metadata DB")
+    upgradedb()
+    log.info("metadata DB migrated")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m airmlops_dev.settings_loader <file>``."""
     parser = argparse.ArgumentParser(
@@ -381,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         "--api-url",
         help="write through this Airflow's REST API (credentials from AIRFLOW_API_USER and "
         "AIRFLOW_API_PASSWORD) instead of its metadata database",
+    )
+    parser.add_argument(
+        "--migrate",
+        action="store_true",
+        help="first migrate the metadata DB (as `airflow db migrate`), in the same process: one "
+        "Airflow start instead of two",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -398,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             len(settings.variables),
         )
         return 0
+    if args.migrate:
+        migrate_db()
     try:
         counts = _apply_rest(settings, args.api_url) if args.api_url else apply_settings(settings)
     except SettingsError as exc:

@@ -89,6 +89,9 @@ class StackConfig:
         receiver_mode: Failure mode of the Slack stand-in (see webhook_receiver.MODES).
         parallelism: AIRFLOW__CORE__PARALLELISM (task slots of the LocalExecutor).
         max_active_tasks: AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG.
+        dag_reparse_seconds: AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL: how often an
+            unchanged DAG file is parsed again (Airflow's default, 30). Parsing the pack's DAG
+            file costs seconds of CPU; new files are found every 5 s regardless.
         startup_timeout: Seconds to wait for every component to be healthy.
         executor: ``LocalExecutor`` (default) or ``CeleryExecutor``.
         sql_alchemy_conn: Airflow's metadata DB URL; default SQLite in the home. Required for
@@ -125,6 +128,7 @@ class StackConfig:
     receiver_mode: str = "ok"
     parallelism: int = 4
     max_active_tasks: int = 2
+    dag_reparse_seconds: int = 30
     startup_timeout: float = 240.0
     executor: str = "LocalExecutor"
     sql_alchemy_conn: str | None = None

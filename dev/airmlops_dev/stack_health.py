@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -15,6 +16,7 @@ from airmlops_dev import process_group
 from airmlops_dev.stack_config import AIRFLOW_JOBS, NO_DB, ComponentStatus, StackConfig, StackError
 from airmlops_dev.stack_pids import is_ours, read_pid
 
+log = logging.getLogger(__name__)
 _LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -209,7 +211,8 @@ def wait_healthy(cfg: StackConfig, names: list[str], timeout: float) -> None:
         StackError: A component exited, or is not healthy after ``timeout`` seconds (the
             message shows the tail of its log).
     """
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     pending = list(names)
     while True:
         health = _health(cfg)
@@ -222,6 +225,7 @@ def wait_healthy(cfg: StackConfig, names: list[str], timeout: float) -> None:
                 )
             if health.get(name):
                 pending.remove(name)
+                log.info("%s healthy (waited %.0fs)", name, time.monotonic() - started)
         if not pending:
             return
         if time.monotonic() > deadline:

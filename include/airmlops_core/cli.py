@@ -15,13 +15,10 @@ from types import ModuleType
 
 from airmlops_core import dag_files, errors, settings
 from airmlops_core.errors import EstimatorError, SpecError
-from airmlops_core.io import data
-from airmlops_core.quality.suite import suite_path
 from airmlops_core.spec import ModelSpec, load_spec, load_specs, spec_hash
-from airmlops_core.tracking.model_source import REGISTRY_SCHEMES
 
-# The commands that train, profile or onboard import their modules (pandas, scikit-learn,
-# MLflow) when they run, so `airmlops install-dags` and `--help` start in a blink.
+# Each command imports what it needs (scikit-learn, MLflow, pandas) when it runs: seconds of
+# imports that `airmlops up` (make up) would otherwise pay before it starts anything.
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -69,6 +66,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_profile_suite(args: argparse.Namespace) -> int:
     """Draft a model's expectation suite from its spec's training data, for review."""
+    from airmlops_core.io import data
+    from airmlops_core.quality.drafting import profile_to_file
+    from airmlops_core.quality.suite import suite_path
 
     spec = load_spec(args.models_dir / f"{args.model}.yaml")
     source = spec.external.reference if spec.external else spec.source
@@ -79,8 +79,6 @@ def cmd_profile_suite(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from airmlops_core.quality.drafting import profile_to_file
-
     window = source.window
     out = args.out or suite_path(spec.name)
     profile_to_file(
@@ -122,8 +120,8 @@ def default_tracking_uri() -> str:
 
 def cmd_onboard(args: argparse.Namespace) -> int:
     """Onboard a model built elsewhere (spec with `external:`) and make it champion."""
-
     from airmlops_core import onboard
+    from airmlops_core.tracking.model_source import REGISTRY_SCHEMES
 
     path = args.models_dir / f"{args.model}.yaml"
     spec = load_spec(path)
