@@ -1,8 +1,8 @@
 """What Airflow's provider discovery reads (entry point ``apache_airflow_provider``).
 
 `airflow providers list` shows the pack; the connection form offers the MLflow connection
-type; the notifier and the MLflow extra links are listed with the providers' notifications. Imports nothing heavy: Airflow
-calls this in every process that discovers providers.
+type; the notifier and the MLflow extra links are listed with the providers' ones. Imports
+nothing heavy: Airflow calls this in every process that discovers providers.
 """
 
 from __future__ import annotations

@@ -118,6 +118,7 @@ class ModelOperator(BaseOperator):
         from airflow.sdk import BaseHook
 
         return BaseHook.get_connection(labels.conn_id).get_hook().get_sqlalchemy_engine()
+
     def lineage(self, result: Any) -> TaskLineage | None:
         """What this task read and wrote, from its XCom value `result` (None: nothing to say).
 
