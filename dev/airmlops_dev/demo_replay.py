@@ -2,10 +2,13 @@
 
 flight_delay's champion learned from Jan-Sep. Each month's batch is announced with a landing
 Asset event (as an upstream system would), scored by `flight_delay__score`, and checked by the
-`flight_delay__drift` run the scored Asset triggers; the month's labels land afterwards (arrival
-delays are known only later), so the next check measures the champion's real performance. When
-the spec's retrain rule holds, the drift Asset starts `flight_delay__retrain` and the promotion
-gate decides on its challenger. Nothing here decides anything: it lands data and reports.
+`flight_delay__drift` run the scored Asset triggers, which also estimates the champion's
+performance before labels (CBPE); the month's labels land afterwards (arrival delays are known
+only later), so the next check measures the champion's real performance. When the spec's
+retrain rule holds, the drift Asset starts `flight_delay__retrain` and the promotion gate
+decides on its challenger: with `promotion.shadow_runs` it waits in the shadow, the next
+month's score run scores it too, and the gate decides again with that production evidence.
+Nothing here decides anything: it lands data and reports.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from airmlops_core.io import data
 from airmlops_core.tracking import registry
 from airmlops_core.tracking.runs import experiment_name
 from airmlops_dev import demo, demo_data
-from airmlops_dev.airflow_api import AirflowClient
+from airmlops_dev.airflow_api import AirflowAPIError, AirflowClient
 from airmlops_dev.stack_config import StackConfig
 from airmlops_dev.stack_secrets import use_mlflow_credentials
 
@@ -46,6 +49,7 @@ class ScoreSummary:
     state: str
     manifest: dict[str, Any]
     metrics: dict[str, float]
+    shadow: dict[str, Any] = field(default_factory=dict)  # the publish task's `shadow`
 
     def lines(self) -> list[str]:
         t = self.manifest.get("totals", {})
@@ -64,7 +68,43 @@ class ScoreSummary:
                 f"MiB per task (MLflow run in experiment {experiment_name(MODEL)})"
             )
         out.append(f"    manifest: {self.manifest.get('uri')}")
+        if self.shadow:
+            out.append(shadow_line(self.shadow))
         return out
+
+
+def shadow_line(shadow: dict[str, Any]) -> str:
+    """What a score run did with the challenger waiting in the shadow (its publish XCom)."""
+    sh = shadow
+    line = (
+        f"    shadow: v{sh.get('version')} scored the same partitions apart "
+        f"({sh.get('status')}; {sh.get('runs', 0)} of {sh.get('needed', 0)} shadow run(s)"
+        + ("; back to the gate" if sh.get("ready") else "")
+        + f") -> {sh.get('manifest_uri')}"
+    )
+    errors = sh.get("errors") or []
+    return line + (f"\n      errors: {'; '.join(errors)}" if errors else "")
+
+
+def estimate_line(est: dict[str, Any] | None) -> str:
+    """The drift run's label-free performance estimate (CBPE) of the newest scoring run."""
+    if not est:
+        return "  estimated before labels: none (no estimate in this check)"
+    if est.get("status") not in ("ok", "decayed"):
+        return f"  estimated before labels: {est.get('status')}: " + "; ".join(
+            est.get("reasons") or []
+        )
+    ref = est.get("reference") or {}
+    shown = ", ".join(
+        f"{m} {v:.3f}" + (f" (holdout {ref[m]:.3f})" if m in ref else "")
+        for m, v in (est.get("estimated") or {}).items()
+    )
+    ece = est.get("ece")
+    calib = f"; holdout ECE {ece:.3f} <= {est.get('max_ece')}" if ece is not None else ""
+    return (
+        f"  estimated before labels ({est['status']}, {est.get('n', 0):,} rows{calib}): {shown}"
+        + "".join(f"\n    {r}" for r in est.get("reasons") or [])
+    )
 
 
 @dataclass
@@ -77,10 +117,12 @@ class MonthReport:
     checked: dict[str, Any] = field(default_factory=dict)
     alert: str = ""
     retrain: list[str] = field(default_factory=list)
+    shadow_gate: list[str] = field(default_factory=list)  # the gate's decision after the shadow
 
     def lines(self) -> list[str]:
         c = self.checked
         out = [f"2013-{self.month:02d}:", *self.score.lines()]
+        out += [f"  {line}" for line in self.shadow_gate]
         perf = c.get("performance") or {}
         perf_text = (
             f"; {perf['metric']} on labelled rows {perf['current']:.3f} vs holdout "
@@ -95,6 +137,7 @@ class MonthReport:
             f"{c.get('labelled_rows', 0):,} labelled{perf_text}"
         )
         out += [f"    {col}: {effect}" for col, effect in drifted.items()]
+        out.append(estimate_line(c.get("estimate")))
         if c.get("report"):
             out.append(f"    report: {c['report']}")
         out.append(
@@ -133,8 +176,11 @@ def _next_run(api: AirflowClient, dag_id: str, known: set[str]) -> tuple[str, st
     return run_id, api.wait(dag_id, run_id, timeout=RUN_TIMEOUT_S)
 
 
-def score_summary(cfg: StackConfig, run_id: str, state: str) -> ScoreSummary:
-    """The run's MLflow scoring run (metrics) and the manifest it points to."""
+def score_summary(
+    cfg: StackConfig, run_id: str, state: str, shadow: dict[str, Any] | None = None
+) -> ScoreSummary:
+    """The run's MLflow scoring run (metrics), the manifest it points to and what it did with
+    a challenger waiting in the shadow."""
     from mlflow import MlflowClient
 
     client = MlflowClient(cfg.mlflow_url)
@@ -152,7 +198,27 @@ def score_summary(cfg: StackConfig, run_id: str, state: str) -> ScoreSummary:
     )
     uri = runs[0].data.tags.get("airmlops.manifest_uri") if runs else None
     manifest = {**json.loads(Path(uri).read_text()), "uri": uri} if uri else {}  # local demo
-    return ScoreSummary(run_id, state, manifest, dict(runs[0].data.metrics) if runs else {})
+    metrics = dict(runs[0].data.metrics) if runs else {}
+    return ScoreSummary(run_id, state, manifest, metrics, dict(shadow or {}))
+
+
+def _published(api: AirflowClient, dag_id: str, run_id: str) -> dict[str, Any]:
+    """The score run's publish result (empty when the task left none, e.g. it failed)."""
+    try:
+        return api.xcom(dag_id, run_id, "publish") or {}
+    except AirflowAPIError as exc:
+        if exc.status != 404:
+            raise
+        return {}
+
+
+def gate_lines(client: Any, version: str, gate_run: str, gate_state: str, what: str) -> list[str]:
+    """The gate run's decision on a version with its reasons (the version's `gate.*` tags)."""
+    tags = client.get_model_version(MODEL, version).tags
+    lines = [f"{what} {gate_run} ({gate_state}) on v{version}: {tags.get('gate.decision', '?')}"]
+    lines += [f"  - {r}" for r in json.loads(tags.get("gate.reasons") or "[]")]
+    lines.append(f"champion now v{registry.alias_version(client, MODEL, registry.CHAMPION)}")
+    return lines
 
 
 def _retrain_and_gate(
@@ -176,14 +242,7 @@ def _retrain_and_gate(
     tags = version.tags
     lines.append(f"  why: {tags.get('airmlops.retrain_reason', '?')}")
     gate_run, gate_state = _next_run(api, f"{MODEL}__validate", validations)
-    tags = client.get_model_version(MODEL, version.version).tags
-    lines.append(
-        f"gate run {gate_run} ({gate_state}) on v{version.version}: "
-        f"{tags.get('gate.decision', '?')}"
-    )
-    lines += [f"  - {r}" for r in json.loads(tags.get("gate.reasons") or "[]")]
-    lines.append(f"champion now v{registry.alias_version(client, MODEL, registry.CHAMPION)}")
-    return lines
+    return lines + gate_lines(client, version.version, gate_run, gate_state, "gate run")
 
 
 def replay_month(cfg: StackConfig, api: AirflowClient, frame: pd.DataFrame) -> MonthReport:
@@ -198,9 +257,20 @@ def replay_month(cfg: StackConfig, api: AirflowClient, frame: pd.DataFrame) -> M
     _idle(api, list(dags.values()))
     known = {p: _known(api, d) for p, d in dags.items()}
     api.asset_event(f"model/{MODEL}/landing", extra={"input": landing.uri, "month": month})
-    score = score_summary(cfg, *_next_run(api, dags["score"], known["score"]))
+    score_run, score_state = _next_run(api, dags["score"], known["score"])
+    shadow = _published(api, dags["score"], score_run).get("shadow")
+    score = score_summary(cfg, score_run, score_state, shadow)
+    shadow_gate: list[str] = []
+    if shadow and shadow.get("ready"):  # the shadow runs are done: the gate decides again
+        from mlflow import MlflowClient
+
+        gate_run, gate_state = _next_run(api, dags["validate"], known["validate"])
+        known["validate"].add(gate_run)
+        shadow_gate = gate_lines(
+            MlflowClient(cfg.mlflow_url), shadow["version"], gate_run, gate_state, "shadow gate run"
+        )
     drift_run, _ = _next_run(api, dags["drift"], known["drift"])
-    report = MonthReport(month, score, drift_run)
+    report = MonthReport(month, score, drift_run, shadow_gate=shadow_gate)
     report.checked = api.xcom(dags["drift"], drift_run, "check") or {}
     report.alert = (api.xcom(dags["drift"], drift_run, "alert") or {}).get("message", "")
     tis = {t["task_id"]: t["state"] for t in api.task_instances(dags["drift"], drift_run)}
