@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from airmlops_dev.private_files import UnsafePathError
-from airmlops_dev.stack_config import ADMIN_USER, SECRET_KEYS, StackConfig, StackError
+from airmlops_dev.stack_config import (
+    ADMIN_USER,
+    MLFLOW_SECRET_KEYS,
+    SECRET_KEYS,
+    StackConfig,
+    StackError,
+)
 from airmlops_dev.stack_secrets import (
     MLFLOW_ENV,
     credentials,
@@ -148,3 +154,20 @@ def test_model_api_token_reaches_the_api_and_airflow_by_environment_only(tmp_pat
         assert not any(token in arg for arg in argv), name
         if name != "model-api":
             assert env.get(TOKEN_ENV) != token, name  # only the API holds it as its own
+
+
+def test_the_first_caller_generates_every_secret_in_one_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`make up` asks for the MLflow, model API and Airflow secrets in turn: one log line."""
+    cfg = StackConfig(home=tmp_path)
+    caplog.set_level("INFO", logger="airmlops_dev.stack_secrets")
+    mlflow_part = ensure_secrets(cfg, MLFLOW_SECRET_KEYS)
+    token = model_api_token(cfg)
+    rest = ensure_secrets(cfg)
+    generated = [r for r in caplog.records if r.getMessage().startswith("generated secrets")]
+    assert len(generated) == 1
+    stored = read_secrets(cfg)
+    assert {k: stored[k] for k in MLFLOW_SECRET_KEYS} == mlflow_part
+    assert stored["AIRMLOPS_MODEL_API_TOKEN"] == token
+    assert {k: stored[k] for k in SECRET_KEYS} == rest
