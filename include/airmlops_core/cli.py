@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from airmlops_core import dag_files, errors, settings
-from airmlops_core.errors import EstimatorError, SpecError
+from airmlops_core.errors import EstimatorError, SpecError, SuiteError
 from airmlops_core.spec import ModelSpec, load_spec, load_specs, spec_hash
 
 # Each command imports what it needs (scikit-learn, MLflow, pandas) when it runs: seconds of
@@ -22,7 +22,8 @@ from airmlops_core.spec import ModelSpec, load_spec, load_specs, spec_hash
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate every spec (or the spec files named); with --deep also build each estimator."""
+    """Validate every spec (or the spec files named); with --deep also build each estimator
+    and read each model's expectation suite."""
 
     specs: dict[str, ModelSpec] = {}
     errors: dict[str, SpecError] = {}
@@ -56,6 +57,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     check_space(s, pipeline)
             except EstimatorError as exc:
                 print(f"{paths[name]}: {exc}", file=sys.stderr)
+                errors[name] = exc  # type: ignore[assignment]
+        from airmlops_core.quality.suite import load_suite, suite_file
+
+        for name, s in specs.items():  # the suite a reviewer edited by hand, before a run reads it
+            suite = suite_file(s)
+            if not suite.exists():
+                print(
+                    f"{paths[name]}: no expectation suite at {suite}; draft one with "
+                    f"`airmlops profile-suite {name}`",
+                    file=sys.stderr,
+                )
+                continue
+            try:
+                load_suite(suite)
+            except SuiteError as exc:
+                print(exc, file=sys.stderr)
                 errors[name] = exc  # type: ignore[assignment]
     print(
         f"{len(specs) - sum(n in specs for n in errors)} valid, {len(errors)} invalid "
@@ -166,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="validate model specs without Airflow")
     p.add_argument("--models-dir", type=Path, default=settings.models_dir())
-    p.add_argument("--deep", action="store_true", help="also import and build estimators")
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="also import and build estimators, read expectation suites",
+    )
     p.add_argument(
         "specs", nargs="*", type=Path, help="spec files to check (default: all in --models-dir)"
     )

@@ -208,15 +208,17 @@ def suite_path(model: str, expectations_dir: Path | None = None) -> Path:
     return Path(base) / f"{model}.yaml"
 
 
+def suite_file(spec: ModelSpec) -> Path:
+    """The model's suite file: spec.data_checks.suite or include/expectations/<m>.yaml."""
+    if spec.data_checks.suite:
+        return settings.resolve_path(spec.data_checks.suite)
+    return suite_path(spec.name)
+
+
 def suite_for(spec: ModelSpec) -> Suite:
     """The model's suite (spec.data_checks.suite or include/expectations/<m>.yaml), narrowed
     to the columns the spec reads."""
-    path = (
-        settings.resolve_path(spec.data_checks.suite)
-        if spec.data_checks.suite
-        else suite_path(spec.name)
-    )
-    suite = load_suite(path)
+    suite = load_suite(suite_file(spec))
     # a suite may describe the whole source table; the gate checks what the model reads
     wanted = set(spec.columns)
     return suite.model_copy(
