@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
@@ -156,3 +156,11 @@ def require_file_name(path: Path, field: str, name: str, error: type[FileSchemaE
     """
     if name != path.stem:
         raise error(path, [(field, f"'{name}' must equal the file name '{path.stem}'")])
+
+
+# Numeric settings, by the range they must lie in (the error names field, value and range).
+Share = Annotated[float, in_range(0, 1)]
+OpenShare = Annotated[float, in_range(0, 1, lo_open=True, hi_open=True)]
+NonNegative = Annotated[float, in_range(0)]
+Finite = Annotated[float, in_range()]
+Hours = Annotated[float, in_range(0, 24 * 365)]  # a cool-down; 0: none

@@ -8,6 +8,7 @@ gate's seed and count), with the interval, the margin and zero marked.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,38 @@ def _bootstrap_panel(ax: Any, diffs: np.ndarray, comp: comparison.Comparison) ->
         f"{iv.n_boot} paired resamples\n{iv.level:.0%} interval "
         f"[{iv.low:+.4f}, {iv.high:+.4f}], margin {comp.margin:g}"
     )
+
+
+def log_chart(
+    y: Any,
+    out_champ: Any,
+    out_chall: Any,
+    comp: comparison.Comparison,
+    *,
+    binary: bool,
+    n_boot: int,
+    seed: int,
+    title: str,
+    run_id: str,
+    tracking_uri: str,
+) -> str:
+    """Draw the chart, log it to the active validate run `run_id`; its URL in the MLflow UI."""
+    import mlflow
+
+    from airmlops_core.tracking import runs as tracking
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot(
+            y,
+            out_champ,
+            out_chall,
+            comp,
+            binary=binary,
+            n_boot=n_boot,
+            seed=seed,
+            title=title,
+            out_dir=Path(tmp),
+        )
+        mlflow.log_artifact(str(path), artifact_path=CHART_ARTIFACT_DIR)
+    run = mlflow.get_run(run_id)
+    return artifact_url(tracking.run_url(tracking_uri, run.info.experiment_id, run_id))

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
@@ -135,39 +133,6 @@ def _validate_run(spec: ModelSpec, ctx: RunContext, tracking_uri: str) -> str:
 
     client = MlflowClient(tracking_uri)
     return tracking.model_run(client, spec.name, ctx, VALIDATE_PURPOSE)
-
-
-def _log_chart(
-    spec: ModelSpec,
-    resolved: Resolved,
-    y: Any,
-    out_champ: Any,
-    out_chall: Any,
-    comp: comparison.Comparison,
-    run_id: str,
-    tracking_uri: str,
-) -> str:
-    """Log the champion-versus-challenger chart to the active validate run; its UI URL."""
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = comparison_chart.plot(
-            y,
-            out_champ,
-            out_chall,
-            comp,
-            binary=spec.task == "binary",
-            n_boot=spec.promotion.n_boot,
-            seed=spec.split.seed,
-            title=f"{spec.name}: challenger v{resolved['challenger']} "
-            f"vs champion v{resolved['champion']}",
-            out_dir=Path(tmp),
-        )
-        mlflow.log_artifact(str(path), artifact_path=comparison_chart.CHART_ARTIFACT_DIR)
-    run = mlflow.get_run(run_id)
-    return comparison_chart.artifact_url(
-        tracking.run_url(tracking_uri, run.info.experiment_id, run_id)
-    )
 
 
 def check_holdout_step(
@@ -391,8 +356,18 @@ def gate_step(
                 ),
                 dataset=holdout_key,
             )
-            chart_url = _log_chart(
-                spec, resolved, y, out_champ, out_chall, comp, validate_run, tracking_uri
+            chart_url = comparison_chart.log_chart(
+                y,
+                out_champ,
+                out_chall,
+                comp,
+                binary=spec.task == "binary",
+                n_boot=spec.promotion.n_boot,
+                seed=spec.split.seed,
+                title=f"{spec.name}: challenger v{resolved['challenger']} "
+                f"vs champion v{resolved['champion']}",
+                run_id=validate_run,
+                tracking_uri=tracking_uri,
             )
         if shadow is not None:
             gate_numbers.update(shadow.metrics())

@@ -15,8 +15,8 @@ from airmlops_core.drift import flow as drift_flow
 from airmlops_core.io import data
 from airmlops_core.io.labels import read_labels
 from airmlops_core.io.store import Store
-from airmlops_core.spec import LiveRecording as Live
 from airmlops_core.spec import load_spec
+from airmlops_core.spec_monitoring import LiveRecording as Live
 from paths import PROJECT_DIR as PROJECT
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
