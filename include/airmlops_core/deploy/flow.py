@@ -251,8 +251,10 @@ def push_step(
     Raises:
         DeployRefused: the target's copy differs from the source's (the version is deleted).
     """
+    import mlflow
     from mlflow import MlflowClient
 
+    mlflow.set_tracking_uri(tracking_uri)  # mlflow.register_model (registry.register_version)
     client = MlflowClient(tracking_uri)
     run_id = tracking.model_run(client, spec.name, ctx, DEPLOY_PURPOSE)
     existing = registry.versions_with_key(client, spec.name, _key(ctx))
