@@ -141,7 +141,18 @@ def deployed(churn: dict) -> dict:
     """customer_churn under another name, for the deploys between environments: its own
     registered model in each registry, so no other module's versions get in the way."""
     alerts = {k: v for k, v in churn.get("alerts", {}).items() if k != "deadlines"}
-    return {**churn, "name": DEPLOY_MODEL, "tags": ["test"], "alerts": alerts}
+    return {
+        **churn,
+        "name": DEPLOY_MODEL,
+        "tags": ["test"],
+        "alerts": alerts,
+        "data_checks": {
+            **churn.get("data_checks", {}),
+            "suite": "include/expectations/customer_churn.yaml",
+        },
+        # scored files only: the SQLite sink's table belongs to customer_churn
+        "scoring": {k: v for k, v in churn.get("scoring", {}).items() if k != "sink"},
+    }
 
 
 def environments_file(target: Path) -> Path:

@@ -23,6 +23,7 @@ import pytest
 from mlflow import MlflowClient
 
 from airmlops_core import spec
+from airmlops_core.io import data
 from airmlops_core.tracking import model_load, registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.validate import flow as validate_flow
@@ -137,8 +138,24 @@ def dev_champion(stack: Any, airflow_api: Any, registries: dict) -> str:
     return version
 
 
+BATCH_ROWS = 600
+
+
 @pytest.fixture(scope="module")
-def staged(stack: Any, airflow_api: Any, registries: dict, dev_champion: str) -> dict:
+def scored_batch(stack: Any, airflow_api: Any, dev_champion: str) -> int:
+    """One batch scored by this Airflow (its data layer is every target's here): what
+    `verify` checks and shadow-scores next to the target's champion. Returns its rows."""
+    frame = demo_data.churn().drop(columns=["churn"]).head(BATCH_ROWS)
+    folder = stack.home / "data" / "landing" / f"{MODEL}_batch"
+    data.write_frame(frame, str(folder / "part-0.parquet"))
+    airflow_api.wait_for_dag(f"{MODEL}__score", timeout=180)
+    run_id = airflow_api.trigger(f"{MODEL}__score", conf={"input": str(folder)})
+    assert airflow_api.wait(f"{MODEL}__score", run_id, timeout=600) == "success"
+    return len(frame)
+
+
+@pytest.fixture(scope="module")
+def staged(stack: Any, airflow_api: Any, registries: dict, scored_batch: int) -> dict:
     return deploy(stack, airflow_api, "staging")
 
 
@@ -165,7 +182,11 @@ def test_deploy_to_staging_registers_with_provenance_and_moves_champion(
         tags["airmlops.deploy.source_run_id"] == dev.get_model_version(MODEL, dev_champion).run_id
     )
     assert tags["airmlops.deploy.approved_by"] == "no approval required in staging"
-    assert json.loads(tags["airmlops.deploy.evidence"])["golden"]["passed"] is True
+    verified = json.loads(tags["airmlops.deploy.evidence"])
+    assert verified["golden"]["passed"] is True
+    assert verified["golden"]["rows"] > 0
+    assert verified["data_check"]["success"] is True  # the batch this Airflow scored
+    assert verified["shadow"] is None  # staging had no champion to shadow
     assert same_files(dev, dev_champion, staging, version)
     # the signature travelled with the files
     assert staging.get_model_version_download_uri(MODEL, version)
@@ -202,7 +223,7 @@ def test_rejected_approval_leaves_production_untouched(stack, airflow_api, regis
     assert messages_about(stack, run["run_id"], "not deployed to production")
 
 
-def test_rollback_works_on_the_target(stack, airflow_api, registries) -> None:
+def test_rollback_works_on_the_target(stack, airflow_api, registries, scored_batch) -> None:
     """production: deploy again (approved), then roll back to the previous champion."""
     prod = registries["production"]
     first = champion(prod)
@@ -210,6 +231,12 @@ def test_rollback_works_on_the_target(stack, airflow_api, registries) -> None:
     assert run["state"] == "success", run
     second = champion(prod)
     assert second not in (None, first)
+    # the same files as the champion: the shadow score of the batch agrees on every row
+    verified = json.loads(prod.get_model_version(MODEL, second).tags["airmlops.deploy.evidence"])
+    assert verified["shadow"]["rows"] == scored_batch
+    assert verified["shadow"]["agreement"] == 1.0
+    assert verified["shadow"]["mean_abs_diff"] == pytest.approx(0.0, abs=1e-12)
+    assert verified["shadow"]["drift"]["status"] in ("drift", "no_drift", "not_enough_data")
     # a rollback DAG works on its own environment's registry (mlflow_default): in this one
     # Airflow that is dev, so production's rollback, which production's Airflow would run, is
     # its step run here against production's registry
