@@ -9,7 +9,6 @@ the model-safety check have passed.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import tempfile
@@ -24,7 +23,7 @@ from airmlops_core.io.scored import PREDICTION, proba_names
 from airmlops_core.quality import check
 from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
-from airmlops_core.tracking import model_digest, model_load, model_safety, registry
+from airmlops_core.tracking import model_digest, model_load, registry
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.model_digest import DIGEST_TAG
 from airmlops_core.tracking.runs import RunContext
@@ -63,8 +62,7 @@ class Pulled(TypedDict):
     monitoring_dir: str | None
     digest: str
     flavors: list[str]
-    golden_input: str | None  # the model's input example, JSON (split orient)
-    golden_output: list[Any] | None
+    golden_output: list[Any] | None  # the model's output on its own input example
 
 
 class Pushed(TypedDict):
@@ -74,7 +72,6 @@ class Pushed(TypedDict):
     run_id: str
     created: bool
     digest: str
-    golden_input: str | None
     golden_output: list[Any] | None
     url: str
 
@@ -198,7 +195,7 @@ def pull_step(spec: ModelSpec, resolved: Resolved, *, source_client: Any, dst: P
             f"{found[:16]}..., recorded {resolved['digest'][:16]}...); nothing was registered "
             f"in {resolved['target_environment']}"
         )
-    checked = model_safety.check_model_dir(local, label)
+    safe = model_load.load_dir(local, label)  # the model-safety check, then the load
     monitoring: str | None = None
     if resolved["source_run_id"]:
         try:
@@ -210,29 +207,23 @@ def pull_step(spec: ModelSpec, resolved: Resolved, *, source_client: Any, dst: P
             )
         except (OSError, MlflowException) as exc:
             log.warning("%s: no %s artifacts to carry (%s)", label, MONITORING_DIR, exc)
-    golden_input, golden_output = golden_request(local, label)
+    golden_output = golden_request(local, safe)
     return {
         "model_dir": str(local),
         "monitoring_dir": monitoring,
         "digest": found,
-        "flavors": list(checked.flavors),
-        "golden_input": golden_input,
+        "flavors": list(safe.checked.flavors),
         "golden_output": golden_output,
     }
 
 
-def golden_request(model_dir: str | Path, label: str) -> tuple[str | None, list[Any] | None]:
-    """The model's input example (JSON, split orient) and the model's output on it, loaded
-    through the model-safety check; (None, None) when the model has no example."""
-    from mlflow.models import Model
-
-    meta = Model.load(str(Path(model_dir) / "MLmodel"))
-    example: Any = meta.load_input_example(str(model_dir))  # a DataFrame (typed str)
+def golden_request(model_dir: str | Path, safe: Any) -> list[Any] | None:
+    """The checked, loaded model's output on the input example stored with its files (the
+    golden request), or None when the model has no example."""
+    example: Any = safe.meta.load_input_example(str(model_dir))  # a DataFrame (typed str)
     if example is None:
-        return None, None
-    safe = model_load.load_dir(model_dir, label)
-    output = safe.pyfunc().predict(example)
-    return example.to_json(orient="split"), _as_list(output)
+        return None
+    return _as_list(safe.pyfunc().predict(example))
 
 
 def _as_list(output: Any) -> list[Any]:
@@ -303,7 +294,6 @@ def push_step(
         "run_id": run_id,
         "created": reg.created,
         "digest": found,
-        "golden_input": pulled["golden_input"],
         "golden_output": pulled["golden_output"],
         "url": tracking.model_version_url(tracking_uri, spec.name, reg.version),
     }
@@ -319,16 +309,17 @@ def verify_step(
     """Verify the target's version on the target: the model-safety check on the target's
     bytes, the golden request, and, when the target has scored a batch, the data check of
     that batch and a shadow score of it next to the target's champion."""
-    import pandas as pd
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
     version = pushed["version"]
-    safe = model_load.load_version(client, spec.name, version)
-    model = safe.pyfunc()
-    if pushed["golden_input"] is not None and pushed["golden_output"] is not None:
-        example = pd.read_json(io.StringIO(pushed["golden_input"]), orient="split")
-        golden = evidence.golden_check(pushed["golden_output"], _as_list(model.predict(example)))
+    label = f"{model_load.version_label(spec.name, version)} in {resolved['target_environment']}"
+    with tempfile.TemporaryDirectory(prefix="airmlops-verify-") as tmp:
+        local = model_load.download_version(client, spec.name, version, Path(tmp))
+        safe = model_load.load_dir(local, label)  # the safety check on the target's bytes
+        target_output = golden_request(local, safe)  # the same example: the same files
+    if pushed["golden_output"] is not None and target_output is not None:
+        golden = evidence.golden_check(pushed["golden_output"], target_output)
     else:
         golden = evidence.GoldenCheck(rows=0, max_abs_diff=0.0)
     champion = registry.alias_version(client, spec.name, CHAMPION)
