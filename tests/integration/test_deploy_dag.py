@@ -37,6 +37,7 @@ pytestmark = pytest.mark.integration
 MODEL = "churn_deploy"  # conftest.DEPLOY_MODEL
 DAG_ID = f"{MODEL}__deploy"
 REQUESTER = "release-bot"
+WAIT = 1800  # seconds per run: a loaded 2-core machine trains for many minutes
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +88,10 @@ def deploy(
     request = deploy_trigger.build_request(MODEL, version, target, REQUESTER)
     run_id = deploy_trigger.trigger(api, request)
     if answer is not None:
-        wait_for_task_state(api, DAG_ID, run_id, "approve", "awaiting_input")
+        wait_for_task_state(api, DAG_ID, run_id, "approve", "awaiting_input", timeout=WAIT)
         wait_until_parked(stack, DAG_ID, run_id, "approve")
         api.respond(DAG_ID, run_id, "approve", [answer])
-    state = api.wait(DAG_ID, run_id, timeout=600)
+    state = api.wait(DAG_ID, run_id, timeout=WAIT)
     tis = {t["task_id"]: t["state"] for t in api.task_instances(DAG_ID, run_id)}
     return {"run_id": run_id, "state": state, "tis": tis}
 
@@ -120,9 +121,9 @@ def train_and_gate(stack: Any, api: Any) -> tuple[str, str]:
     """Train in dev; the candidate Asset runs the gate. Returns (train run, validate state)."""
     known = {r["dag_run_id"] for r in api.dag_runs(f"{MODEL}__validate")}
     run_id = api.trigger(f"{MODEL}__train")
-    assert api.wait(f"{MODEL}__train", run_id, timeout=600) == "success"
-    val_run = api.wait_for_new_run(f"{MODEL}__validate", known)
-    return run_id, api.wait(f"{MODEL}__validate", val_run, timeout=600)
+    assert api.wait(f"{MODEL}__train", run_id, timeout=WAIT) == "success"
+    val_run = api.wait_for_new_run(f"{MODEL}__validate", known, timeout=600)
+    return run_id, api.wait(f"{MODEL}__validate", val_run, timeout=WAIT)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def scored_batch(stack: Any, airflow_api: Any, dev_champion: str) -> int:
     data.write_frame(frame, str(folder / "part-0.parquet"))
     airflow_api.wait_for_dag(f"{MODEL}__score", timeout=180)
     run_id = airflow_api.trigger(f"{MODEL}__score", conf={"input": str(folder)})
-    assert airflow_api.wait(f"{MODEL}__score", run_id, timeout=600) == "success"
+    assert airflow_api.wait(f"{MODEL}__score", run_id, timeout=WAIT) == "success"
     return len(frame)
 
 
