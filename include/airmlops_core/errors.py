@@ -106,6 +106,12 @@ class UnsafeModel(BadInput):
     version and why (airmlops_core.tracking.model_safety)."""
 
 
+class DeployRefused(BadInput):
+    """A deploy to another environment is refused before anything is registered in the target:
+    the source version did not pass its gate, has no digest, or its files changed on the way.
+    The message names the version, the registry and why (airmlops_core.deploy)."""
+
+
 class ChampionNotFound(BadInput, LookupError):
     """The model has no version behind the alias yet (first run before any promotion)."""
 

@@ -28,7 +28,6 @@ registered when any check fails.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -44,6 +43,7 @@ from airmlops_core.score.model import load_local
 from airmlops_core.spec import ModelSpec
 from airmlops_core.stats.profile import PROFILE_ARTIFACT
 from airmlops_core.tracking import (
+    model_digest,
     model_load,
     model_metrics,
     model_safety,
@@ -94,15 +94,6 @@ class Staged:
 
 # --------------------------------------------------------------------------------------------
 # Staging
-
-
-def _sha256_dir(path: Path) -> str:
-    h = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(
-            str(file.relative_to(path)).encode() + b"\0" + data.file_sha256(str(file)).encode()
-        )
-    return h.hexdigest()
 
 
 def stage_file(spec: ModelSpec, model_file: str | Path, reference: Any, dest: Path) -> Staged:
@@ -206,7 +197,7 @@ def stage_uri(
         detail[f"{TAG_PREFIX}signature"] = "inferred from the reference dataset"
     else:
         detail[f"{TAG_PREFIX}signature"] = "logged with the model"
-    return Staged(dest, where, _sha256_dir(dest), detail)
+    return Staged(dest, where, model_digest.dir_sha256(dest), detail)
 
 
 # --------------------------------------------------------------------------------------------

@@ -265,6 +265,100 @@ def rollback_dag(spec: ModelSpec) -> DAG:
     return dag
 
 
+def deploy_dag(spec: ModelSpec) -> DAG:
+    """`<model>__deploy`: the source environment's version into this environment's registry,
+    verified, approved, then champion (docs/environments.md)."""
+    from airmlops.operators.deploy import (
+        DeployApprovalOperator,
+        DeployPromoteOperator,
+        DeployRejectOperator,
+        ResolveDeployOperator,
+        TransferOperator,
+        VerifyDeployOperator,
+    )
+
+    with model_dag(
+        spec,
+        "deploy",
+        description=f"Deploy {spec.name} from the source environment's registry",
+        doc_md=DEPLOY_DOC.format(name=spec.name),
+        schedule=None,
+        params={
+            "source_version": Param(
+                "champion",
+                type="string",
+                title="Source version",
+                description="champion (the source environment's champion) or a version number",
+            ),
+            "target_environment": Param(
+                "",
+                type="string",
+                title="Target environment",
+                description="Empty: this deployment's own (AIRMLOPS_ENVIRONMENT)",
+            ),
+            "requested_by": Param(
+                "",
+                type="string",
+                title="Requested by",
+                description="Who asks (empty: the user who triggers); may not approve it",
+            ),
+        },
+    ) as dag:
+        # a refusal (DeployRefused, UnsafeModel) fails at once: retries only help a server down
+        common = {"model_name": spec.name}
+        resolve = ResolveDeployOperator(
+            task_id="resolve",
+            source_version="{{ params.source_version }}",
+            target_environment="{{ params.target_environment }}",
+            requested_by="{{ params.requested_by }}",
+            **common,
+        )
+        transfer = TransferOperator(task_id="transfer", resolved=resolve.output, **common)
+        verify = VerifyDeployOperator(
+            task_id="verify", resolved=resolve.output, pushed=transfer.output, **common
+        )
+        approve = DeployApprovalOperator(
+            task_id="approve",
+            subject=f"Deploy {spec.name}?",
+            gated=verify.output,
+            resolved=verify.output,
+            timeout_hours=24,
+            body="{{ ti.xcom_pull(task_ids='verify')['message'] }}",
+        )
+        notify_done = [notify.success_notifier(spec.alerts.conn_id)]
+        promote = DeployPromoteOperator(
+            task_id="promote",
+            verified=verify.output,
+            approval=approve.output,
+            outlets=[assets.champion(spec.name)],
+            on_success_callback=notify_done,
+            **common,
+        )
+        reject = DeployRejectOperator(
+            task_id="reject",
+            verified=verify.output,
+            approval_task_id="approve",
+            trigger_rule="none_failed",
+            on_success_callback=notify_done,
+            **common,
+        )
+        verify >> approve >> promote >> reject
+    return dag
+
+
+DEPLOY_DOC = """### Deploy `{name}` from the source environment
+Manual (form) or through the REST API (`python -m airmlops_dev.deploy_trigger`, the release
+workflow). `resolve` pins the source environment's champion (or `source_version`) in its
+registry and refuses a version that did not pass its gate there; `transfer` downloads it,
+checks its digest against the one recorded at registration and the model-safety check, then
+registers it here with provenance tags (no alias); `verify` runs the golden request and, when
+this environment has scored a batch, its data check and a shadow score next to the champion;
+`approve` asks the environment's reviewers (see the environments file); `promote` moves
+`champion` under the champion lease, `reject` tags the version `rejected`. Roll back with
+`{name}__rollback`. See docs/environments.md.
+"""
+
+
 def asset_or_cron(asset: Asset, cron: str | None) -> list[Asset] | AssetOrTimeSchedule:
     """Run on each event of `asset`, and also on `cron` (UTC) when one is given."""
     if not cron:
@@ -476,6 +570,7 @@ def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
                 score_dag(spec),
                 drift_dag(spec),
                 train_dag(spec, retrain=True),
+                deploy_dag(spec),
             )
         )
         for dag in pipelines:

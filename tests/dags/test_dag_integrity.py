@@ -150,6 +150,24 @@ def test_tags_retries_docs_and_alerts(parsed: dict) -> None:
             assert task["on_failure"] >= 1, f"{dag_id}.{task_id} has no failure alert"
 
 
+def test_deploy_dag_shape(parsed: dict) -> None:
+    """Every trained model gets a manual deploy DAG: resolve -> transfer -> verify -> approve
+    -> promote, and reject after promote whatever promote did (a reviewer's Reject)."""
+    deploy = parsed["dags"]["customer_churn__deploy"]
+    assert list(deploy["tasks"]) == [
+        "resolve",
+        "transfer",
+        "verify",
+        "approve",
+        "promote",
+        "reject",
+    ]
+    assert deploy["tasks"]["promote"]["upstream"] == ["approve", "verify"]
+    assert deploy["tasks"]["reject"]["upstream"] == ["promote", "verify"]
+    assert deploy["tasks"]["reject"]["trigger_rule"] == "none_failed"
+    assert deploy["schedule"]["kind"] == "NullTimetable"
+
+
 def test_train_dag_shape(parsed: dict) -> None:
     assert list(parsed["dags"]["customer_churn__train"]["tasks"]) == [
         "extract",

@@ -22,7 +22,7 @@ import yaml
 
 from airmlops_dev.airflow_api import AirflowClient
 from airmlops_dev.localstack import down, up
-from airmlops_dev.ports import free_ports
+from airmlops_dev.ports import LOOPBACK, free_ports
 from airmlops_dev.stack_config import StackConfig
 from airmlops_dev.stack_pids import stack_processes
 from airmlops_dev.stack_secrets import MLFLOW_ENV, credentials, use_mlflow_credentials
@@ -104,6 +104,9 @@ def integration_models(target: Path) -> Path:
             (target / f"{REVIEWED_MODEL}.yaml").write_text(
                 yaml.safe_dump(reviewed(spec), sort_keys=False)
             )
+            (target / f"{DEPLOY_MODEL}.yaml").write_text(
+                yaml.safe_dump(deployed(spec), sort_keys=False)
+            )
     return target
 
 
@@ -131,8 +134,59 @@ def reviewed(churn: dict) -> dict:
     }
 
 
+DEPLOY_MODEL = "churn_deploy"
+DEPLOY_ENVIRONMENTS = ("staging", "production")  # the stack itself is "local" (dev)
+
+
+def deployed(churn: dict) -> dict:
+    """customer_churn under another name, for the deploys between environments: its own
+    registered model in each registry, so no other module's versions get in the way."""
+    alerts = {k: v for k, v in churn.get("alerts", {}).items() if k != "deadlines"}
+    return {
+        **churn,
+        "name": DEPLOY_MODEL,
+        "tags": ["test"],
+        "alerts": alerts,
+        "data_checks": {
+            **churn.get("data_checks", {}),
+            "suite": "include/expectations/customer_churn.yaml",
+        },
+        # scored files only: the SQLite sink's table belongs to customer_churn
+        "scoring": {k: v for k, v in churn.get("scoring", {}).items() if k != "sink"},
+    }
+
+
+def environments_file(target: Path) -> Path:
+    """local (the stack's own registry) -> staging -> production (a human approves)."""
+    target.write_text(
+        yaml.safe_dump(
+            {
+                "environments": {
+                    "local": {},
+                    "staging": {"promotes_from": "local"},
+                    "production": {
+                        "promotes_from": "staging",
+                        "approval": True,
+                        "approval_timeout_hours": 1,
+                    },
+                }
+            }
+        )
+    )
+    return target
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
+def environment_ports() -> dict[str, int]:
+    """Ports of the staging and production MLflow servers (started by test_deploy_dag; the
+    stack's tasks reach them through the connections mlflow_staging and mlflow_production)."""
+    return dict(zip(DEPLOY_ENVIRONMENTS, free_ports(len(DEPLOY_ENVIRONMENTS)), strict=True))
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, environment_ports: dict[str, int]
+) -> Iterator[StackConfig]:
     """A running local stack for the whole session (always stopped and checked at the end)."""
     home = tmp_path_factory.mktemp("stack")
     smoke_dags = tmp_path_factory.mktemp("smoke_dags")
@@ -145,6 +199,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
         ),
         # every task's OpenLineage events, one file each (tests/support/lineage_events.py)
         "AIRFLOW__OPENLINEAGE__TRANSPORT": transport_config(home / "openlineage"),
+        "AIRMLOPS_ENVIRONMENTS_FILE": str(
+            environments_file(tmp_path_factory.mktemp("environments") / "environments.yaml")
+        ),
+        **{
+            f"AIRFLOW_CONN_MLFLOW_{env.upper()}": json.dumps(
+                {"conn_type": "http", "host": f"http://{LOOPBACK}:{port}"}
+            )
+            for env, port in environment_ports.items()
+        },
     }
     airflow_port, mlflow_port, receiver_port, model_api_port = free_ports(4)
     cfg = StackConfig(
@@ -194,6 +257,7 @@ MODULE_ORDER = (
     "test_drift_dag",
     "test_health_probe",
     "test_external_model",
+    "test_deploy_dag",
     "test_mlflow_outage",
 )
 

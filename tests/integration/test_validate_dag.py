@@ -22,6 +22,7 @@ from airmlops_core.io import data
 from airmlops_core.tracking import registry
 from airmlops_dev import demo_data
 from airmlops_dev.webhook_receiver import read_messages
+from hitl import wait_for_task_state, wait_until_parked
 from score_helpers import mlflow_sklearn_load
 from stack_models import register_challenger
 
@@ -229,39 +230,6 @@ def test_corrupted_training_batch_never_becomes_champion(
 
 REVIEWED = "churn_reviewed"
 APPROVAL_TIMEOUT_HOURS = 0.03  # conftest.reviewed(): 108 s, so that the timeout is tested too
-
-
-def wait_for_task_state(
-    api: Any, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 600
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tis = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
-        if tis.get(task_id) == state:
-            return
-        time.sleep(1)
-    raise TimeoutError(f"{dag_id} {run_id}: {task_id} not {state} within {timeout}s: {tis}")
-
-
-def wait_until_parked(stack: Any, dag_id: str, run_id: str, task_id: str) -> None:
-    """Wait until the scheduler has seen the worker process that parked the task end.
-
-    A task parks in `awaiting_input` before its worker process has exited. If the answer
-    resumes it before the scheduler has read that exit from the LocalExecutor, the executor's
-    bookkeeping of the resumed try (same key) is dropped with the old one and the scheduler
-    fails the resumed task as "killed externally". The scheduler logs "TaskInstance Finished:
-    ... state=awaiting_input" once it has read the exit: after that line an answer is safe,
-    however slow the machine (a fixed sleep was not).
-    """
-    needle = f"dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
-    log = stack.log_file("scheduler")
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if "TaskInstance Finished" in line and needle in line and "awaiting_input" in line:
-                return
-        time.sleep(1)
-    raise TimeoutError(f"the scheduler never logged the parked {task_id} of {run_id} ending")
 
 
 def awaiting_review(stack: Any, api: Any, run_id: str) -> None:

@@ -22,7 +22,7 @@ from airmlops_core.quality.evidence import quarantine_uri
 from airmlops_core.quality.report import log_check
 from airmlops_core.quality.suite import suite_for
 from airmlops_core.spec import ModelSpec
-from airmlops_core.tracking import model_load, model_metrics, registry, resources
+from airmlops_core.tracking import model_digest, model_load, model_metrics, registry, resources
 from airmlops_core.tracking import runs as tracking
 from airmlops_core.tracking.runs import TAG_PREFIX, RunContext
 from airmlops_core.train import estimator as training
@@ -344,6 +344,18 @@ def evaluate_step(
     return {"metrics": metrics, "floor_failures": failures}
 
 
+def logged_model_digest(model_uri: str, tracking_uri: str) -> str:
+    """The digest of the model files as logged (`model_digest.dir_sha256`): what a deploy to
+    another environment verifies."""
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory(prefix="airmlops-digest-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
+        )
+        return model_digest.dir_sha256(local)
+
+
 def register_step(
     spec: ModelSpec,
     ctx: RunContext,
@@ -380,6 +392,7 @@ def register_step(
         ),
         f"{TAG_PREFIX}floors": "pass" if not evaluated["floor_failures"] else "fail",
         **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()},
+        model_digest.DIGEST_TAG: logged_model_digest(trained["model_uri"], tracking_uri),
     }
     reg = registry.register_version(
         client,
