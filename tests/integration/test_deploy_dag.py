@@ -93,7 +93,9 @@ def deploy(
         api.respond(DAG_ID, run_id, "approve", [answer])
     state = api.wait(DAG_ID, run_id, timeout=WAIT)
     tis = {t["task_id"]: t["state"] for t in api.task_instances(DAG_ID, run_id)}
-    return {"run_id": run_id, "state": state, "tis": tis}
+    verified = api.xcom(DAG_ID, run_id, "verify") if tis.get("verify") == "success" else None
+    # the verification's reasons show in any failed assertion on the result
+    return {"run_id": run_id, "state": state, "tis": tis, "verify": verified}
 
 
 def champion(client: MlflowClient) -> str | None:
