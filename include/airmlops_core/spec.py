@@ -14,8 +14,10 @@ from pydantic import Field, field_validator, model_validator
 
 from airmlops_core import yaml_schema
 from airmlops_core.errors import SpecError
+from airmlops_core.spec_alerts import Alerts
 from airmlops_core.spec_card import Card
 from airmlops_core.spec_estimator import Estimator
+from airmlops_core.spec_labels import Labels
 from airmlops_core.yaml_schema import StrictModel, in_range, interval, within
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -305,36 +307,6 @@ class Monitoring(StrictModel):
     )
 
 
-class Labels(StrictModel):
-    """Where labels that land after scoring are read (joined to scored rows on the row key).
-
-    kind=file: `uri` is a .parquet/.csv file or a directory of them, absolute or relative to
-    the data directory (default labels/<model>/). kind=s3: `uri` is an s3:// file or prefix,
-    read with the AWS connection `conn_id`. kind=sql: `query` returns the row key and target
-    columns, run on the Airflow SQL connection `conn_id`.
-    """
-
-    kind: Literal["file", "s3", "sql"] = "file"
-    uri: str | None = None
-    query: str | None = None
-    conn_id: str | None = None
-
-    @model_validator(mode="after")
-    def _check_kind(self) -> Labels:
-        if self.kind == "sql":
-            if not (self.query and self.query.strip() and self.conn_id):
-                raise ValueError("kind 'sql' needs 'query' and 'conn_id'")
-            if self.uri:
-                raise ValueError("kind 'sql' reads 'query', not 'uri'")
-        elif self.query:
-            raise ValueError(f"kind '{self.kind}' reads 'uri'; 'query' needs kind 'sql'")
-        if self.kind == "s3" and not (self.uri or "").startswith("s3://"):
-            raise ValueError(f"kind 's3' needs an s3:// uri, got {self.uri!r}")
-        if self.kind == "file" and (self.uri or "").startswith("s3://"):
-            raise ValueError(f"an s3:// uri needs kind 's3', got kind 'file' ({self.uri})")
-        return self
-
-
 class Retrain(StrictModel):
     """How `<model>__retrain` rebuilds its training window, and how often it may run.
 
@@ -358,34 +330,6 @@ class DataChecks(StrictModel):
 
     suite: str | None = None  # default include/expectations/<model>.yaml
     quarantine_uri: str | None = None  # default <local>/quarantine/<model>
-
-
-DeadlinePipeline = Literal["train", "validate", "score", "drift", "retrain"]
-
-
-class Alerts(StrictModel):
-    """Where alerts go, and run deadlines: minutes after a run is queued by which it must have
-    finished (per pipeline, e.g. {train: 90}); a late run sends one alert.
-
-    `conn_id` is a Slack incoming-webhook connection; the webhook fixes the channel (Slack
-    ignores a channel sent with the message), so one channel is one connection. There is no
-    `channel` field.
-    """
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_channel(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and "channel" in raw:
-            raise ValueError(
-                "'channel' is not read: the Slack webhook of connection 'conn_id' fixes the "
-                "channel; remove 'channel' and use one connection per channel"
-            )
-        return raw
-
-    conn_id: str = "slack_alerts"
-    deadlines: dict[DeadlinePipeline, Annotated[float, in_range(0, 7 * 24 * 60, lo_open=True)]] = (
-        Field(default_factory=dict)
-    )
 
 
 class External(StrictModel):
