@@ -14,9 +14,11 @@ from pydantic import Field, field_validator, model_validator
 
 from airmlops_core import yaml_schema
 from airmlops_core.errors import SpecError
+from airmlops_core.spec_alerts import Alerts
 from airmlops_core.spec_card import Card
 from airmlops_core.spec_estimator import Estimator
-from airmlops_core.spec_monitoring import Labels, Monitoring, Retrain
+from airmlops_core.spec_labels import Labels
+from airmlops_core.spec_monitoring import Monitoring, Retrain
 from airmlops_core.yaml_schema import (
     Finite,
     NonNegative,
@@ -286,34 +288,6 @@ class DataChecks(StrictModel):
 
     suite: str | None = None  # default include/expectations/<model>.yaml
     quarantine_uri: str | None = None  # default <local>/quarantine/<model>
-
-
-DeadlinePipeline = Literal["train", "validate", "score", "drift", "retrain"]
-
-
-class Alerts(StrictModel):
-    """Where alerts go, and run deadlines: minutes after a run is queued by which it must have
-    finished (per pipeline, e.g. {train: 90}); a late run sends one alert.
-
-    `conn_id` is a Slack incoming-webhook connection; the webhook fixes the channel (Slack
-    ignores a channel sent with the message), so one channel is one connection. There is no
-    `channel` field.
-    """
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_channel(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and "channel" in raw:
-            raise ValueError(
-                "'channel' is not read: the Slack webhook of connection 'conn_id' fixes the "
-                "channel; remove 'channel' and use one connection per channel"
-            )
-        return raw
-
-    conn_id: str = "slack_alerts"
-    deadlines: dict[DeadlinePipeline, Annotated[float, in_range(0, 7 * 24 * 60, lo_open=True)]] = (
-        Field(default_factory=dict)
-    )
 
 
 class External(StrictModel):

@@ -39,7 +39,8 @@ from airmlops.operators.validate import (
 )
 from airmlops_core import settings
 from airmlops_core.errors import SpecError
-from airmlops_core.spec import DeadlinePipeline, ModelSpec, load_specs
+from airmlops_core.spec import ModelSpec, load_specs
+from airmlops_core.spec_alerts import DeadlinePipeline
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset

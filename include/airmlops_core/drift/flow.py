@@ -12,9 +12,11 @@
   MLflow run tagged with the model version: metrics, an offline HTML report and PNG plots.
   For classifiers it also estimates performance before labels (drift.estimated), per scoring
   run, when the champion's holdout calibration allows.
+- Scoring manifests, inputs, outputs and label files are read through the data layer
+  (`io.store`), on a local folder or S3 alike.
 - `alert_transition` turns consecutive results into at most one message per run: a new or
-  changed drift alerts, the same drift within the cool-down stays quiet, a recovery is
-  announced.
+  changed drift (features, predictions, labels, performance, bias) alerts, the same drift
+  within the cool-down stays quiet, a recovery is announced.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airmlops_core.errors import DataError
@@ -52,10 +52,14 @@ class Store:
 
     Args:
         s3: how to reach S3; None: s3:// URIs fail with an error naming the URI.
+        client: an existing boto3 S3 client to use instead of building one from `s3` (the
+            older `io.data` callers hold one); streaming from S3 still needs `s3`.
     """
 
-    def __init__(self, s3: S3Settings | None = None) -> None:
+    def __init__(self, s3: S3Settings | None = None, *, client: Any = None) -> None:
         self.s3 = s3
+        if client is not None:
+            self.__dict__["s3_client"] = client  # fills the cached property
 
     def __repr__(self) -> str:
         return f"Store(s3={self.s3!r})"
@@ -193,7 +197,9 @@ class Store:
         except ValueError as exc:
             raise DataError(f"{uri}: not valid JSON: {exc}") from exc
 
-    def write_bytes(self, uri: str, body: bytes) -> str:
+    def write_bytes(
+        self, uri: str, body: bytes, *, content_type: str = "application/octet-stream"
+    ) -> str:
         """Write `body` atomically: readers see the old file or the new one, never a part
         (local: temp file in the same directory, fsync, rename; S3: one put_object).
 
@@ -206,13 +212,19 @@ class Store:
         if data.is_s3(uri):
             bucket, key = data.split_s3(uri)
             try:
-                self._client(uri).put_object(Bucket=bucket, Key=key, Body=body)
+                self._client(uri).put_object(
+                    Bucket=bucket, Key=key, Body=body, ContentType=content_type
+                )
             except data.s3_exceptions() as exc:
                 raise data.s3_error(uri, exc) from exc
             return uri
         path = data.local_path(uri)
+
+        def write(sink: IO[bytes]) -> None:
+            sink.write(body)
+
         try:
-            data.write_local_atomic(uri, path, lambda sink: sink.write(body))
+            data.write_local_atomic(uri, path, write)
         except OSError as exc:
             raise DataError(f"{uri}: cannot write: {exc}") from exc
         return str(path)
@@ -220,7 +232,7 @@ class Store:
     def write_json(self, uri: str, document: Any) -> str:
         """Write a JSON document atomically (sorted keys, so equal documents give equal bytes)."""
         text = json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
-        return self.write_bytes(uri, text.encode("utf-8"))
+        return self.write_bytes(uri, text.encode("utf-8"), content_type="application/json")
 
     def delete(self, uri: str) -> None:
         """Remove the file at `uri`; a missing file is not an error."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import IO, TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
-from airmlops_core import errors, settings
+from airmlops_core import settings
 from airmlops_core.io import data
 from airmlops_core.io.data import DataRefDict
+from airmlops_core.io.store import Store
 from airmlops_core.quality.report import render_html
 from airmlops_core.quality.results import CheckResult
 from airmlops_core.spec import ModelSpec
@@ -72,36 +73,11 @@ def write_text(
     Raises:
         errors.DataError: the destination is not writable.
     """
-    body = text.encode("utf-8")
-    if uri.startswith("s3://"):
-        bucket, key = data.split_s3(uri)
-        client = data.need_client(uri, s3_client)
-        try:
-            client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-        except data.s3_exceptions() as exc:
-            raise data.s3_error(uri, exc) from exc
-        return uri
-    path = data.local_path(uri)
-
-    def write(sink: IO[bytes]) -> None:
-        sink.write(body)
-
-    try:
-        data.write_local_atomic(uri, path, write)
-    except OSError as exc:
-        raise errors.DataError(f"{uri}: cannot write: {exc}") from exc
-    return str(path)
+    return Store(client=s3_client).write_bytes(uri, text.encode("utf-8"), content_type=content_type)
 
 
 def _remove(uri: str, s3_client: Any | None) -> None:
-    if uri.startswith("s3://"):
-        bucket, key = data.split_s3(uri)
-        try:
-            data.need_client(uri, s3_client).delete_object(Bucket=bucket, Key=key)
-        except data.s3_exceptions() as exc:
-            raise data.s3_error(uri, exc) from exc
-        return
-    data.local_path(uri).unlink(missing_ok=True)
+    Store(client=s3_client).delete(uri)
 
 
 def quarantine(
