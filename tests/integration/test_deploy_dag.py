@@ -167,7 +167,7 @@ def test_deploy_to_staging_registers_with_provenance_and_moves_champion(
 ) -> None:
     dev, staging = registries["dev"], registries["staging"]
     assert staged["state"] == "success", staged
-    assert staged["tis"]["approve"] == "success"  # staging needs no approval
+    assert staged["tis"]["approve"] == "success", staged  # staging needs no approval
     assert (staged["tis"]["promote"], staged["tis"]["reject"]) == ("success", "skipped")
     version = champion(staging)
     assert version is not None

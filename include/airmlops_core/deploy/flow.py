@@ -20,8 +20,8 @@ from airmlops_core.deploy.environments import Route
 from airmlops_core.drift import flow as drift_flow
 from airmlops_core.errors import DeployRefused, NoReference
 from airmlops_core.io.scored import PREDICTION, proba_names
-from airmlops_core.quality import check
-from airmlops_core.quality.suite import suite_for
+from airmlops_core.score import flow as score_flow
+from airmlops_core.score import gate as score_gate
 from airmlops_core.spec import ModelSpec
 from airmlops_core.tracking import model_digest, model_load, registry
 from airmlops_core.tracking import runs as tracking
@@ -358,8 +358,10 @@ def latest_batch_evidence(
     window, lineage = drift_flow.current_window(spec, None, 1)
     if window.empty:
         return None, None, "no scored batch in the target yet: no data check or shadow score"
-    suite = suite_for(spec)
-    results = [check.validate_uri(uri, suite, batch=True)[0] for uri in lineage["inputs"]]
+    suite = score_flow.scoring_suite(spec)  # the very check the batch passed to be scored
+    results = [
+        score_gate.check_partition(uri, suite, row_key=spec.row_key) for uri in lineage["inputs"]
+    ]
     data_check = {
         "success": all(r.success for r in results),
         "summary": "; ".join(r.summary() for r in results),

@@ -17,7 +17,7 @@ from airmlops_core.errors import PartitionsQuarantined
 from airmlops_core.io import data, scored, sql
 from airmlops_core.io import sql_sink as score_sink
 from airmlops_core.quality.evidence import quarantine_uri
-from airmlops_core.quality.suite import suite_for
+from airmlops_core.quality.suite import Suite, suite_for
 from airmlops_core.score import shadow
 from airmlops_core.score.gate import score_or_quarantine, write_manifest
 from airmlops_core.score.model import load_model, resolve_champion
@@ -105,6 +105,12 @@ def partitions_step(
     return found
 
 
+def scoring_suite(spec: ModelSpec) -> Suite:
+    """The suite a batch is checked against before scoring: the model's, except that a batch
+    may carry columns the model does not read (scored, with a warning)."""
+    return suite_for(spec).model_copy(update={"extra_columns": "warn"})
+
+
 def score_step(
     spec: ModelSpec,
     ctx: RunContext,
@@ -121,13 +127,12 @@ def score_step(
     client = MlflowClient(tracking_uri)
     with resources.measure() as usage:
         model = load_model(client, spec.name, resolved["version"])
-        suite = suite_for(spec).model_copy(update={"extra_columns": "warn"})
+        suite = scoring_suite(spec)
         name = scored.partition_name(partition)
         if not ctx.logical_date:
             raise ValueError(f"{ctx.dag_id} run {ctx.run_id}: no logical date to stamp rows with")
         when = ctx.logical_date
         result = score_or_quarantine(
-            # a batch may carry columns the model does not read: scored, with a warning
             model,
             partition,
             suite=suite,
