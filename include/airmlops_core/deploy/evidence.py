@@ -61,7 +61,8 @@ def gate_refusal(tags: Mapping[str, str], label: str) -> str | None:
     the whole chain dev -> staging -> production.
     """
     if REJECTED_TAG in tags:
-        return f"{label} was rejected in its environment: {tags[REJECTED_TAG]}"
+        rejected = tags[REJECTED_TAG]
+        return f"{label} did not pass its gate: it was rejected in its environment: {rejected}"
     decision = tags.get(GATE_DECISION_TAG)
     if decision is None:
         return f"{label} has no gate decision (tag {GATE_DECISION_TAG}): it never passed the gate"
