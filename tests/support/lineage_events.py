@@ -7,12 +7,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airmlops_dev.private_files import make_private_dir
+
 EVENTS_PREFIX = "event"  # the transport writes <dir>/event-<timestamp>.json, one event per file
 
 
 def transport_config(folder: Path) -> str:
-    """AIRFLOW__OPENLINEAGE__TRANSPORT for a file transport writing one file per event."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """AIRFLOW__OPENLINEAGE__TRANSPORT for a file transport writing one file per event (the
+    folder owner-only, like everything in the stack's home; the stack's umask 077 keeps the
+    event files so)."""
+    make_private_dir(folder)
     return json.dumps({"type": "file", "log_file_path": str(folder / EVENTS_PREFIX)})
 
 
