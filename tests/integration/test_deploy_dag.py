@@ -6,8 +6,8 @@ mlflow_production (conftest.environments_file: staging deploys without approval,
 with). In order: train and gate in dev; deploy to staging; deploy to production with approval;
 a rejected approval leaves production's champion untouched; a rollback in production; a version
 that failed its gate in dev is refused. (A digest mismatch is tested against two real MLflow
-servers in tests/unit/deploy/test_flow.py; its Airflow-level variant was taken out at stop 22
-after failing in the full run, cause not yet read.)
+servers in tests/unit/deploy/test_flow.py; its Airflow-level variant was taken out at stop 22:
+its search for the stored requirements.txt found no file, so the deploy was never reached.)
 """
 
 from __future__ import annotations
