@@ -15,7 +15,6 @@ from __future__ import annotations
 import filecmp
 import json
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ from airmlops_core.tracking import model_load, registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.validate import flow as validate_flow
 from airmlops_dev import demo_data, deploy_trigger
-from airmlops_dev.webhook_receiver import read_messages
 from hitl import wait_for_task_state, wait_until_parked
 from mlflow_server import MlflowServer
+from slack_messages import messages_about
 
 pytestmark = pytest.mark.integration
 
@@ -64,20 +63,6 @@ def registries(
     finally:
         for server in servers:
             server.stop()
-
-
-def messages_about(stack: Any, run_id: str, marker: str, timeout: float = 60) -> list[dict]:
-    """Slack stand-in messages naming the DAG run and the marker (waits for them)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [
-            m
-            for m in read_messages(stack.messages_file)
-            if run_id in json.dumps(m["body"]) and marker in json.dumps(m["body"])
-        ]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(1)
 
 
 def deploy(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
 import pytest
@@ -13,24 +11,11 @@ from airmlops_dev import demo_data
 from airmlops_dev.webhook_receiver import read_messages
 from lineage_events import completed_task, names
 from score_helpers import mlflow_sklearn_load
+from slack_messages import messages_about
 
 pytestmark = pytest.mark.integration
 
 MODEL = "customer_churn"
-
-
-def messages_about(stack: Any, dag_id: str, marker: str, timeout: float = 60) -> list[dict]:
-    """Receiver messages whose text mentions dag_id and marker (waits for them to arrive)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [
-            m
-            for m in read_messages(stack.messages_file)
-            if dag_id in json.dumps(m["body"]) and marker in json.dumps(m["body"])
-        ]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
