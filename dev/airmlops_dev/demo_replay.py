@@ -152,6 +152,19 @@ class MonthReport:
         return out
 
 
+def batch_check(checks: dict[str, Any] | None) -> dict[str, Any]:
+    """The batch source's result of a drift `check` task (it answers per `monitoring.sources`).
+
+    Raises:
+        ValueError: the task answered without a batch result.
+    """
+    if checks is None:
+        return {}
+    if "batch" not in checks:
+        raise ValueError(f"drift check answered without a 'batch' source: keys {sorted(checks)}")
+    return dict(checks["batch"])
+
+
 def _client(cfg: StackConfig) -> AirflowClient:
     return demo.stack_client(cfg)  # its waits print the tasks' state changes
 
@@ -271,7 +284,7 @@ def replay_month(cfg: StackConfig, api: AirflowClient, frame: pd.DataFrame) -> M
         )
     drift_run, _ = _next_run(api, dags["drift"], known["drift"])
     report = MonthReport(month, score, drift_run, shadow_gate=shadow_gate)
-    report.checked = api.xcom(dags["drift"], drift_run, "check") or {}
+    report.checked = batch_check(api.xcom(dags["drift"], drift_run, "check"))
     report.alert = (api.xcom(dags["drift"], drift_run, "alert") or {}).get("message", "")
     tis = {t["task_id"]: t["state"] for t in api.task_instances(dags["drift"], drift_run)}
     if tis.get("signal_retrain") == "success":

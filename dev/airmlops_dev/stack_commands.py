@@ -111,6 +111,10 @@ def task_hostname() -> str:
     return os.environ.get(WORKER_HOSTNAME_ENV) or socket.getfqdn()
 
 
+# seconds MLflow remembers a verified credential (docker/mlflow/basic_auth.ini says why)
+AUTH_CACHE_TTL_SECONDS = 60
+
+
 def _mlflow_auth_config(cfg: StackConfig) -> Path:
     """MLflow's basic-auth config: users in ``<home>/mlflow/basic_auth.db``, no credential."""
     path = cfg.root / "mlflow" / "basic_auth.ini"
@@ -121,6 +125,7 @@ def _mlflow_auth_config(cfg: StackConfig) -> Path:
         "[mlflow]\ndefault_permission = READ\n"
         f"database_uri = sqlite:///{cfg.root / 'mlflow' / 'basic_auth.db'}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-        "grant_default_workspace_access = false\n",
+        "grant_default_workspace_access = false\n"
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_SECONDS}\n",
     )
     return path

@@ -94,3 +94,12 @@ def test_shadow_line_names_failed_partitions() -> None:
     )
     assert "(failed; 0 of 0 shadow run(s))" in line
     assert line.endswith("errors: p1: boom")
+
+
+def test_the_replay_reads_the_batch_source_of_the_drift_check() -> None:
+    """The drift check answers per source; a flat answer (the old shape) is refused by name."""
+    batch = {"status": "drift", "rows": 28618, "drifted": {"month": "psi 16.2"}}
+    assert demo_replay.batch_check({"batch": batch, "online": {"status": "ok"}}) == batch
+    assert demo_replay.batch_check(None) == {}
+    with pytest.raises(ValueError, match="without a 'batch' source: keys \\['rows', 'status'\\]"):
+        demo_replay.batch_check({"status": "drift", "rows": 1})

@@ -260,6 +260,9 @@ def test_mlflow_init_rotates_the_password_and_undoes_drift(registry: Registry) -
     admin.revoke_user_permission(user, "registered_model", "*")
     admin.grant_user_permission(user, "registered_model", "*", "MANAGE")
     admin.update_user_admin(user, True)
+    search = f"{registry.url}/api/2.0/mlflow/registered-models/search"
+    # the server remembers a verified credential (auth_cache_ttl_seconds): warm it, then rotate
+    assert requests.get(search, auth=registry.reader, timeout=30).status_code == 200
     new_password = "rd2-" + secrets.token_urlsafe(18)
     out = run_mlflow_init(registry.url, registry.admin[1], new_password)
     assert "reader 'model-api' updated" in out
@@ -271,7 +274,6 @@ def test_mlflow_init_rotates_the_password_and_undoes_drift(registry: Registry) -
         for g in mlflow_users.list_permissions(registry.url, user)
     }
     assert grants == {("registered_model", "*", "READ"), ("experiment", "*", "READ")}
-    search = f"{registry.url}/api/2.0/mlflow/registered-models/search"
     assert requests.get(search, auth=registry.reader, timeout=30).status_code == 401  # old one
     assert requests.get(search, auth=(user, new_password), timeout=30).status_code == 200
     alias = f"{registry.url}/api/2.0/mlflow/registered-models/alias"

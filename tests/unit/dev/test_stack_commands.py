@@ -108,6 +108,7 @@ def test_every_component_of_the_local_stack_logs_in_to_mlflow(tmp_path: Path) ->
     assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == user == ADMIN_USER
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == password
     assert Path(env["MLFLOW_AUTH_CONFIG_PATH"]).stat().st_mode & 0o777 == 0o600
+    assert _auth_cache_ttl(env["MLFLOW_AUTH_CONFIG_PATH"]) == 60
     assert env["MLFLOW_BACKEND_STORE_URI"] == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
     for name in ("model-api", "api-server", "scheduler", "dag-processor", "triggerer"):
         env = launches[name][1]
@@ -143,3 +144,17 @@ def test_airmlops_onboard_defaults_to_the_stack_and_its_credentials(
     assert creds is not None
     assert core_cli.default_tracking_uri() == "http://127.0.0.1:5999"
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == creds
+
+
+def _auth_cache_ttl(path: str) -> int:
+    """The credential cache's lifetime as MLflow's own config reader sees it in `path`."""
+    from mlflow.server.auth.config import read_auth_config
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_AUTH_CONFIG_PATH", path)
+        return read_auth_config().auth_cache_ttl_seconds
+
+
+def test_the_compose_mlflow_remembers_credentials_as_briefly_as_the_local_stack() -> None:
+    ini = Path(__file__).resolve().parents[3] / "docker" / "mlflow" / "basic_auth.ini"
+    assert _auth_cache_ttl(str(ini)) == 60
