@@ -105,6 +105,7 @@ def cmd_profile_suite(args: argparse.Namespace) -> int:
         out,
         [spec.row_key] if spec.row_key else [],
         window=(window.column, window.start, window.end) if window else None,
+        source_name=source.uri,
     )
     print(f"wrote {out}: review it, then commit it")
     return 0

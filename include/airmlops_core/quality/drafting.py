@@ -143,6 +143,7 @@ def profile_to_file(
     *,
     window: tuple[str, Any, Any] | None = None,
     s3_client: Any | None = None,
+    source_name: str | None = None,
     **options: Any,
 ) -> Suite:
     """Profile a data file (optionally a window of it) and write the suite for review.
@@ -156,10 +157,12 @@ def profile_to_file(
         window: (column, start, end) keeps rows with start <= column <= end, like a spec's
             source window.
         s3_client: for s3:// URIs.
+        source_name: how the header names the data (e.g. the spec's relative `source.uri`,
+            so the committed suite holds no machine's path); default `data_uri`.
         **options: passed to `profile` (max_categories, margin, min_rows).
     """
     df = data.read_frame(data_uri, s3_client=s3_client)
-    where = f"{data_uri}"
+    where = source_name or data_uri
     if window is not None:
         col, start, end = window
         df = df[window_mask(where, df[col], start, end)].reset_index(drop=True)
@@ -168,7 +171,9 @@ def profile_to_file(
     header = (
         f"Data expectations for {model}: drafted by airmlops_core.quality.drafting.profile "
         "from\n"
-        f"{len(df)} rows of {where}. Review and edit by hand; see the module docs."
+        f"{len(df)} rows of {where}. Review and edit by hand; see the module docs.\n"
+        "Ranges are the reference's, widened a little, and block a batch that leaves them (it is\n"
+        "quarantined): for open-ended columns (amounts, incomes) add `severities: {range: warn}`."
     )
     write_suite(suite, out_path, header=header)
     log.info("profiled %d rows of %s into %s", len(df), where, out_path)

@@ -58,3 +58,18 @@ def test_profile_to_file_with_window(flights: pd.DataFrame, tmp_path: Path) -> N
     assert load_suite(out) == suite
     assert (suite.columns["month"].min, suite.columns["month"].max) == (7, 10)  # 8..9 +- 0.1
     assert "rows of" in out.read_text().splitlines()[1]
+
+
+def test_the_drafts_header_names_the_specs_uri_and_says_how_ranges_relax(
+    flights: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A committed draft holds no machine's path, and says that its ranges block."""
+    src = tmp_path / "flights.parquet"
+    data.write_frame(flights, str(src))
+    out = tmp_path / "flight_delay.yaml"
+    profile_to_file(str(src), "flight_delay", "delayed", out, source_name="demo/flights.parquet")
+    header = [line for line in out.read_text().splitlines() if line.startswith("#")]
+    assert "rows of demo/flights.parquet." in header[1]
+    assert str(tmp_path) not in out.read_text()
+    assert "severities: {range: warn}" in " ".join(header)
+    assert load_suite(out).columns["month"].min is not None  # the comment lines parse away
