@@ -83,7 +83,9 @@ def test_the_runtime_lock_pins_every_runtime_requirement(runtime: dict[str, str]
     wanted += [Requirement(r) for e in RUNTIME_EXTRAS for r in extras[e]]
     missing = [str(r) for r in wanted if canonicalize_name(r.name) not in runtime]
     assert missing == []
-    outside = [str(r) for r in wanted if not r.specifier.contains(runtime[canonicalize_name(r.name)])]
+    outside = [
+        str(r) for r in wanted if not r.specifier.contains(runtime[canonicalize_name(r.name)])
+    ]
     assert outside == [], "the runtime lock pins versions pyproject.toml does not allow"
 
 
