@@ -40,7 +40,7 @@ PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
 
 def pins(path: Path) -> dict[str, str]:
     """Package name (canonical) -> version, for every `name==version` line of a lock."""
-    found = {}
+    found: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if m := PIN.match(line.strip()):
             found[canonicalize_name(m[1])] = m[2]
