@@ -307,8 +307,9 @@ def cycle(installed: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             for pipeline in ("train", "validate"):
                 dag_id = f"{CYCLE_MODEL}__{pipeline}"
                 start = time.perf_counter()
-                # exits non-zero when the run fails (the task logs are in its output)
-                run([airflow, "dags", "test", dag_id], env, timeout=600)
+                # exits non-zero when the run fails; its output (the task logs) is kept
+                output = run([airflow, "dags", "test", dag_id], env, timeout=600)
+                (tmp / f"{dag_id}.log").write_text(output, encoding="utf-8")
                 times[dag_id] = time.perf_counter() - start
             print("install test cycle: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
             client = MlflowClient(mlflow_url)
