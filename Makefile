@@ -100,9 +100,14 @@ compose-env: install  ## secrets for docker-compose.yml into .env (mode 0600); r
 dist: install  ## build dist/airmlops-<version>-py3-none-any.whl and the sdist
 	$(UV) build --out-dir dist .
 
-# Refresh the lock: exact versions of everything, resolved for Python 3.11.
-lock: install
+# Refresh both locks, resolved for Python 3.11: requirements/lock.txt pins everything `make
+# install` and the tests use (extra `dev`); requirements/runtime.lock.txt, what the image
+# installs (docker/Dockerfile), pins the runtime extras only, at lock.txt's versions (-c), so
+# the image runs what the tests ran and no dev tool (tests/unit/dev/test_runtime_lock.py).
+RUNTIME_EXTRAS := --extra serve --extra celery --extra stack
+lock: install  ## refresh requirements/lock.txt and requirements/runtime.lock.txt
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/lock.txt
+	$(UV) pip compile pyproject.toml $(RUNTIME_EXTRAS) -c requirements/lock.txt --python-version 3.11 -o requirements/runtime.lock.txt
 
 clean: down
 	rm -rf .local

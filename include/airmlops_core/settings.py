@@ -62,6 +62,12 @@ class AirmlopsSettings(BaseSettings):
     model_api_metrics_token_file: Path | None = Field(
         default=None, description="file holding that token"
     )
+    environment: str | None = Field(
+        default=None, description="this deployment's environment (deploy DAGs)"
+    )
+    environments_file: Path | None = Field(
+        default=None, description="the environments file (deploy DAGs)"
+    )
 
 
 class _MappingSettings(AirmlopsSettings):

@@ -6,6 +6,13 @@ taken from requirements/lock.txt, not the pack's whole lock); then the built whe
 only. The specs live in a folder outside the repository. The DAGs must parse with no import
 error and no dev module, the provider must be listed, and no dev tool may be installed.
 
+Then a train -> validate cycle runs in that venv as README's "Using your own Airflow" tells a
+team to set it up: the metadata DB migrated, the pools created with README's own commands, the
+connections `mlflow_default` (a throwaway MLflow server on loopback) and `slack_alerts` (a
+Slack stand-in) given as AIRFLOW_CONN_* JSON, each DAG run by `airflow dags test` (Airflow's
+in-process runner: no scheduler). The registered version, its gate decision and the Slack
+messages are read back from the servers.
+
 AIRMLOPS_INSTALL_TEST_PYTHON picks the venv's interpreter (a version or a path; default the
 running one), to try the other Pythons a machine has.
 """
@@ -15,14 +22,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
+
+from airmlops_core.io import data
+from airmlops_dev import demo_data
+from airmlops_dev.ports import LOOPBACK
+from airmlops_dev.webhook_receiver import read_messages, serve
+from mlflow_server import mlflow_server
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +54,9 @@ AIRFLOW_PACKAGES = (
 )
 DEV_TOOLS = ("pytest", "_pytest", "pytest_timeout", "ruff", "mypy", "importlinter", "airmlops_dev")
 PINNED = re.compile(r"^(apache-airflow(?:-core|-task-sdk|-providers-[a-z0-9-]+)?)==(\S+)$")
+README_SECTION = "## Using your own Airflow"
+# the example spec the cycle trains and validates (its data: modeldata wa_churn, 7,043 rows)
+CYCLE_MODEL = "customer_churn"
 
 CHECK_SCRIPT = textwrap.dedent("""
     import importlib.util, json, sys, time
@@ -89,7 +110,9 @@ def airflow_constraints() -> str:
 
 def run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 300) -> str:
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, f"{' '.join(cmd)} exited {out.returncode}:\n{out.stderr[-4000:]}"
+    assert out.returncode == 0, (
+        f"{' '.join(cmd)} exited {out.returncode}:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+    )
     return out.stdout
 
 
@@ -158,6 +181,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict:
         + ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
     )
     return {
+        "env": env,
+        "venv_bin": venv / "bin",
         "check": check,
         "providers": providers,
         "installed_dags": installed_dags,
@@ -200,8 +225,6 @@ def test_no_dev_tool_is_installed(installed: dict) -> None:
 
 
 def test_the_pack_is_listed_as_a_provider(installed: dict) -> None:
-    import tomllib
-
     listed = {p["package_name"]: p for p in installed["providers"]}
     assert "airmlops" in listed, sorted(listed)
     project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text(encoding="utf-8"))
@@ -235,3 +258,100 @@ def test_every_pool_the_dags_use_is_documented(installed: dict) -> None:
     assert pools == {"ml_training", "ml_scoring"}
     for pool in pools:
         assert f"`{pool}`" in docs, f"docs/settings.md does not list the pool {pool}"
+
+
+# The train -> validate cycle ------------------------------------------------------------------
+def readme_section() -> str:
+    """README's "Using your own Airflow" section, up to the next section."""
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    start = readme.index(README_SECTION)
+    end = readme.find("\n## ", start + len(README_SECTION))
+    return readme[start : end if end > 0 else None]
+
+
+def readme_commands(prefix: str) -> list[list[str]]:
+    """The README section's shell commands that start with `prefix`, as argument lists."""
+    lines = [line.split("  #")[0].strip() for line in readme_section().splitlines()]
+    return [shlex.split(line) for line in lines if line.startswith(prefix)]
+
+
+@pytest.fixture(scope="module")
+def cycle(installed: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Train then validate CYCLE_MODEL in the installed venv, against a throwaway MLflow."""
+    tmp = tmp_path_factory.mktemp("cycle")
+    # the team's data, where its spec's relative source URI points (AIRMLOPS_DATA_DIR)
+    data.write_frame(demo_data.churn(), str(tmp / "team-data" / "demo" / "churn.parquet"))
+    receiver = serve(LOOPBACK, 0, tmp / "slack.jsonl")
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        with mlflow_server(tmp / "mlflow") as mlflow_url:
+            env = {
+                **installed["env"],
+                "AIRMLOPS_DATA_DIR": str(tmp / "team-data"),
+                "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
+                    {"conn_type": "mlflow", "host": mlflow_url}
+                ),
+                "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(
+                    {"conn_type": "slackwebhook", "password": f"{receiver.url}/services/T/B/x"}
+                ),
+            }
+            airflow = str(installed["venv_bin"] / "airflow")
+            times: dict[str, float] = {}
+            start = time.perf_counter()
+            run([airflow, "db", "migrate"], env)
+            times["db migrate"] = time.perf_counter() - start
+            pools = readme_commands("airflow pools set")
+            for argv in pools:
+                run([airflow, *argv[1:]], env)
+            listed = json.loads(run([airflow, "pools", "list", "-o", "json"], env))
+            for pipeline in ("train", "validate"):
+                dag_id = f"{CYCLE_MODEL}__{pipeline}"
+                start = time.perf_counter()
+                # exits non-zero when the run fails; its output (the task logs) is kept
+                output = run([airflow, "dags", "test", dag_id], env, timeout=600)
+                (tmp / f"{dag_id}.log").write_text(output, encoding="utf-8")
+                times[dag_id] = time.perf_counter() - start
+            print("install test cycle: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+            client = MlflowClient(mlflow_url)
+            champion = client.get_model_version_by_alias(CYCLE_MODEL, "champion")
+            challenger = client.get_model_version_by_alias(CYCLE_MODEL, "challenger")
+            yield {
+                "pool_commands": pools,
+                "pools": {p["pool"]: p for p in listed},
+                "champion": champion,
+                "challenger": challenger,
+                "versions": client.search_model_versions(f"name='{CYCLE_MODEL}'"),
+                "messages": read_messages(tmp / "slack.jsonl"),
+            }
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+def test_the_pools_are_created_with_the_readme_commands(cycle: dict, installed: dict) -> None:
+    created = {argv[3] for argv in cycle["pool_commands"]}
+    assert created == set(installed["check"]["pools"]) - {"default_pool"}
+    for name in created:
+        assert int(cycle["pools"][name]["slots"]) == 2  # as README sets it
+
+
+def test_a_train_then_validate_cycle_registers_a_version_and_promotes_it(cycle: dict) -> None:
+    """The version the train run registered is the one the gate promoted, with its evidence."""
+    (version,) = cycle["versions"]
+    assert cycle["challenger"].version == cycle["champion"].version == version.version
+    tags = cycle["champion"].tags
+    assert tags["airmlops.dag_id"] == f"{CYCLE_MODEL}__train"
+    assert tags["gate.decision"] == "promote"
+    assert tags["airmlops.approved_by"] == "gate (automatic)"
+    assert json.loads(tags["gate.fairness"])  # the spec's sensitive features were gated
+    assert "rejected" not in tags
+    assert 0.75 < float(tags["metric.roc_auc"]) <= 1.0  # the spec's floor: roc_auc 0.75
+    # the code that ran is the installed wheel, not a checkout (no git commit to tag)
+    project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text(encoding="utf-8"))
+    assert tags["airmlops.code_version"] == f"airmlops-{project['project']['version']}"
+
+
+def test_the_cycle_reports_to_the_slack_connection(cycle: dict) -> None:
+    texts = [json.dumps(m["body"]) for m in cycle["messages"]]
+    for dag_id in (f"{CYCLE_MODEL}__train", f"{CYCLE_MODEL}__validate"):
+        assert any(f"*{dag_id}* succeeded" in t for t in texts), (dag_id, texts)

@@ -25,7 +25,6 @@ Read when a deploy task runs, never while DAGs are parsed.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -99,9 +98,20 @@ def default_conn_id(name: str) -> str:
 
 def environments_file() -> Path:
     """Where the environments are defined (AIRMLOPS_ENVIRONMENTS_FILE, else
-    include/environments.yaml)."""
-    env = os.environ.get(FILE_VAR)
-    return Path(env) if env else settings.project_dir() / "include" / "environments.yaml"
+    include/environments.yaml of the checkout).
+
+    Raises:
+        FileNotFoundError: installed as a package with neither variable naming a place.
+    """
+    if (file := settings.current().environments_file) is not None:
+        return file
+    try:
+        return settings.project_dir() / "include" / "environments.yaml"
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"no environments file: set {FILE_VAR} (the pack is installed as a package, "
+            "so there is no checkout holding include/environments.yaml)"
+        ) from exc
 
 
 def load(path: str | Path | None = None) -> dict[str, Environment]:

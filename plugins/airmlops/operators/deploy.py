@@ -34,9 +34,9 @@ def own_environment() -> str | None:
     `airmlops_environment` (read at run time only), else None."""
     from airflow.sdk import Variable
 
-    from airmlops_core.deploy.environments import ENVIRONMENT_VAR
+    from airmlops_core import settings
 
-    return os.environ.get(ENVIRONMENT_VAR) or Variable.get(ENVIRONMENT_VARIABLE, default=None)
+    return settings.current().environment or Variable.get(ENVIRONMENT_VARIABLE, default=None)
 
 
 @contextmanager

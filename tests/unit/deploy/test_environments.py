@@ -110,7 +110,26 @@ def test_the_file_comes_from_the_environment_variable(tmp_path: Path, monkeypatc
     assert set(environments.load()) == {"dev", "staging", "production"}
 
 
+def test_installed_without_the_variable_the_error_names_it(monkeypatch) -> None:
+    monkeypatch.delenv(environments.FILE_VAR, raising=False)
+    monkeypatch.delenv("AIRMLOPS_PROJECT_DIR", raising=False)
+    monkeypatch.setattr(environments.settings, "checkout_dir", lambda: None)
+    with pytest.raises(FileNotFoundError, match=environments.FILE_VAR):
+        environments.environments_file()
+
+
 def test_the_shipped_file_is_valid() -> None:
     envs = environments.load(Path(__file__).resolve().parents[3] / "include" / "environments.yaml")
     assert envs["production"].promotes_from == "staging"
     assert envs["production"].approval
+
+
+def test_the_deployment_names_its_environment_through_the_settings(monkeypatch) -> None:
+    """AIRMLOPS_ENVIRONMENT is read through the typed settings; an empty value counts as unset
+    (then the operator falls back to the Variable airmlops_environment)."""
+    from airmlops_core import settings
+
+    monkeypatch.setenv(environments.ENVIRONMENT_VAR, "staging")
+    assert settings.current().environment == "staging"
+    monkeypatch.setenv(environments.ENVIRONMENT_VAR, "")
+    assert settings.current().environment is None

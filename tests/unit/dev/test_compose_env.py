@@ -161,12 +161,12 @@ def test_image_is_the_official_airflow_image_of_the_locked_version(services):
     assert "python${PYTHON_VERSION}" in base, base
     assert args.get("PYTHON_VERSION") == "3.11", "pyproject.toml requires Python 3.11"
     runs = " ".join(rest for instruction, rest in instructions if instruction == "RUN")
-    # the pack with its runtime extras, never `dev`; the lock only constrains (-c), so no dev
-    # tool of the lock is installed; Airflow held at the base image's version
+    # the pack with its runtime extras, never `dev`, from the runtime lock (no dev tool:
+    # tests/unit/dev/test_runtime_lock.py); Airflow held at the base image's version
     install = re.search(r"pip install ([^&]*)", runs)
     assert install, runs
-    assert re.search(r"-c \S*requirements/lock\.txt", install[1]), "pin with the lock (-c)"
-    assert not re.search(r"-r \S*requirements/lock\.txt", install[1]), "the lock is not installed"
+    assert re.search(r"-r \S*requirements/runtime\.lock\.txt", install[1]), "the runtime lock"
+    assert not re.search(r"requirements/lock\.txt", install[1]), "the dev lock stays out"
     extras = re.search(r"/opt/airmlops/src\[([a-z,]+)\]", install[1])
     assert extras, f"the pack must be installed with its extras: {install[1]}"
     assert set(extras[1].split(",")) == {"serve", "celery", "stack"}

@@ -135,12 +135,13 @@ def test_pyproject_forbids_versions_below_the_floors():
 
 
 def test_compose_runs_the_locked_versions(compose):
-    """The compose image is built from the lock; no service pulls an older Airflow or MLflow."""
+    """The compose image is built from the runtime lock (lock.txt's versions:
+    test_runtime_lock.py); no service pulls an older Airflow or MLflow."""
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text(encoding="utf-8")
     arg = re.search(r"^ARG AIRFLOW_VERSION=(\S+)$", dockerfile, re.M)
     assert arg, "docker/Dockerfile must pin ARG AIRFLOW_VERSION"
     assert Version(arg[1]) >= FLOORS["apache-airflow"]
-    assert "requirements/lock.txt" in dockerfile
+    assert "requirements/runtime.lock.txt" in dockerfile
     for name, service in compose["services"].items():
         image = str(service.get("image", ""))
         for repo, floor in (("apache/airflow", "apache-airflow"), ("mlflow/mlflow", "mlflow")):
