@@ -82,7 +82,11 @@ class OverfitCheck:
             if self.cv is not None
             else ""
         )
-        limit = "no limit set" if self.max_gap is None else f"max_overfit_gap {self.max_gap:g}"
+        limit = (
+            "no limit set: promotion.max_overfit_gap"
+            if self.max_gap is None
+            else f"max_overfit_gap {self.max_gap:g}"
+        )
         if math.isnan(self.gap):
             return f"overfit: the train-versus-holdout gap of {self.metric} is unknown " + (
                 f"({self.note or 'the metric is undefined'}; {limit}){cv}"

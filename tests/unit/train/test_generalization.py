@@ -89,6 +89,7 @@ def test_stratified_k_fold_equals_sklearn_cross_val_score(folds: int) -> None:
     assert check.cv.std == pytest.approx(want.std(ddof=1), abs=1e-12)
     assert f"{folds}-fold CV roc_auc" in check.reason
     assert check.passed  # no limit set
+    assert "no limit set: promotion.max_overfit_gap" in check.reason
     assert set(check.metrics()) == {
         "train_roc_auc",
         "overfit_gap",
