@@ -242,6 +242,21 @@ def recording_spec(folder: Path, rate: float) -> Path:
     return folder
 
 
+def metric_sums(port: int, token: str) -> dict[str, float]:
+    """Rows scored, and recording drops by reason, from the API's /metrics."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=bearer(token))
+    text = urllib.request.urlopen(req, timeout=10).read().decode()
+    sums: dict[str, float] = {"scored": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith("airmlops_model_api_predicted_rows_total"):
+            sums["scored"] += float(value)
+        elif name.startswith("airmlops_model_api_recording_dropped_rows_total"):
+            reason = name.split('reason="', 1)[1].split('"', 1)[0]
+            sums[f"dropped_{reason}"] = sums.get(f"dropped_{reason}", 0.0) + float(value)
+    return sums
+
+
 def compare_recording(ports: tuple[int, int], token: str, X: Any, args: argparse.Namespace) -> None:
     """Requests per second with recording off and on, in alternating rounds; the ratio."""
     path = f"/invocations/{MODEL}"
@@ -289,6 +304,7 @@ def main() -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
+    import pyarrow.parquet as pq
 
     from airmlops_dev.ports import free_ports
     from mlflow_server import mlflow_server
@@ -368,8 +384,21 @@ def main() -> int:
                     f"{1 / base[rows]:8.0f} calls/s"
                 )
             compare_recording((port, rec_port), token, X, args)
+            counts = metric_sums(rec_port, token)
+            stop(recording)  # its recorders write what they hold
             files = list((Path(tmp) / "work").rglob("*.parquet"))
-            print(f"  (the recording API wrote {len(files)} record files)")
+            written = sum(pq.read_metadata(f).num_rows for f in files)
+            dropped = {k: v for k, v in counts.items() if k.startswith("dropped")}
+            print(
+                f"  the recording API scored {counts['scored']:.0f} rows; {written} rows in "
+                f"{len(files)} record files after its stop; dropped {sum(dropped.values()):.0f}"
+                + (f" {dropped}" if dropped else "")
+                + (
+                    f"; unaccounted {counts['scored'] - written - sum(dropped.values()):.0f}"
+                    if args.record_rate >= 1.0
+                    else ""
+                )
+            )
             if reference is None:
                 print("load average at end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
                 return 0

@@ -150,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:  # not allowed here: same priority
         pass
     settings: dict[str, RecordingSettings] = json.loads(args[0])
-    run(settings, sys.stdin.buffer, sys.stdout.buffer)
+    reports = os.fdopen(os.dup(1), "wb")  # the report channel; anything printed goes to stderr
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    run(settings, sys.stdin.buffer, reports)
     return 0
 
 
