@@ -28,8 +28,9 @@ class LiveRecording(StrictModel):
     row key when the request has one) as small Parquet files under
     <AIRMLOPS_WORK_URI>/live/<model>/; each API worker's recorder process flushes every
     `flush_rows` rows or `flush_seconds` seconds and at shutdown, and a worker drops (and
-    counts) records beyond `queue_rows` not yet written. Files older than `retention_days` are removed. The online drift
-    check reads the last `window_hours` of records of the champion version.
+    counts) records beyond `queue_rows` not yet written. Files older than `retention_days`
+    are removed. The online drift check reads the last `window_hours` of records of the
+    champion version.
     """
 
     sample_rate: Share = 0.1
