@@ -17,7 +17,9 @@ Live-traffic recording: a second pack API of the same version records its reques
 (`monitoring.live`, `--record-rate` of them, default all, into a temporary work dir) while the
 first runs with `--no-record`; both are measured in turn (`--repeats` rounds, the order
 alternating) and the recording-on / recording-off ratio of requests per second is printed
-(median over rounds). `--no-mlflow` skips MLflow's server.
+(median over rounds). Then the recording API is stopped (its recorders write what they hold)
+and its account printed: rows scored, rows in record files, rows dropped by reason (at rate 1
+every scored row is one or the other). `--no-mlflow` skips MLflow's server.
 
     .venv/bin/python benchmarks/model_api_load.py [--duration 8] [--concurrency 1 16]
         [--rows 1 100] [--workers N] [--threads 4] [--batch-wait-ms 2] [--mlflow-workers 2]

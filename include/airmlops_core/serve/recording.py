@@ -122,6 +122,7 @@ class Recorder:
         self._started_at = -RESTART_AFTER_S
         self._classes: dict[tuple[str, str], tuple[Any, ...] | None] = {}
         self._writer: RecordWriter | None = None  # flush() in this process
+        self._stop_timeout = 30.0
 
     # ------------------------------------------------------------------------------------
     # The request path
@@ -201,7 +202,13 @@ class Recorder:
     def flush(self, force: bool = False) -> list[str]:
         """Write the queued requests from this thread (when no recorder process runs): each
         model's when it has `flush_rows` rows or `flush_seconds` have passed since its first
-        (or `force`). Returns the files written."""
+        (or `force`). Returns the files written.
+
+        Raises:
+            RuntimeError: the recorder process runs (it owns the queue).
+        """
+        if self._sender is not None:
+            raise RuntimeError("live recording: flush() with a recorder process running")
         if self._writer is None:
             self._writer = RecordWriter(self.settings, self.store, worker_id())
         while self._queue:
@@ -229,7 +236,8 @@ class Recorder:
         if self._sender is None:
             self.flush(force=True)
             return
-        self._sender.join(timeout)
+        self._stop_timeout = timeout
+        self._sender.join(timeout + 10)  # the sender waits `timeout` for the recorder at most
         self._sender = None
 
     @property
@@ -277,7 +285,7 @@ class Recorder:
             self._send_queued()
             if stopping and not self._queue:
                 break
-        self._end_recorder()
+        self._end_recorder(self._stop_timeout)
 
     def _send_queued(self) -> None:
         items = []
@@ -305,7 +313,11 @@ class Recorder:
         """The recorder process died: count what it held as dropped, start a new one."""
         proc, reader = self._proc, self._reader
         if proc is not None:
-            code = proc.wait()
+            try:
+                code = proc.wait(5)
+            except subprocess.TimeoutExpired:  # alive, but its input broke: end it
+                proc.kill()
+                code = proc.wait()
             if reader is not None:
                 reader.join()
             log.error("live recording: the recorder process %d ended (exit %s)", proc.pid, code)
@@ -324,7 +336,7 @@ class Recorder:
         for model, n in lost.items():
             self._count_dropped(model, RECORDER_FAILED, n)
 
-    def _end_recorder(self, timeout: float = 30.0) -> None:
+    def _end_recorder(self, timeout: float) -> None:
         """Close the recorder's input, wait for its last flush and reports."""
         proc, reader = self._proc, self._reader
         if proc is None:
