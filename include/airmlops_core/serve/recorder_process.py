@@ -90,6 +90,8 @@ def report_line(outcome: FlushOutcome) -> bytes:
 
 def run(settings: dict[str, RecordingSettings], source: IO[bytes], reports: IO[bytes]) -> None:
     """Record the frames of `source` until it ends, reporting each flush on `reports`."""
+    import pyarrow.parquet  # noqa: F401  # loaded once at start, not in the first flush
+
     writer = RecordWriter(settings, store_for(settings), worker_id())
     inbox: queue.SimpleQueue[Recorded | None] = queue.SimpleQueue()
 
