@@ -17,7 +17,9 @@ Live-traffic recording: a second pack API of the same version records its reques
 (`monitoring.live`, `--record-rate` of them, default all, into a temporary work dir) while the
 first runs with `--no-record`; both are measured in turn (`--repeats` rounds, the order
 alternating) and the recording-on / recording-off ratio of requests per second is printed
-(median over rounds). `--no-mlflow` skips MLflow's server.
+(median over rounds). Then the recording API is stopped (its recorders write what they hold)
+and its account printed: rows scored, rows in record files, rows dropped by reason (at rate 1
+every scored row is one or the other). `--no-mlflow` skips MLflow's server.
 
     .venv/bin/python benchmarks/model_api_load.py [--duration 8] [--concurrency 1 16]
         [--rows 1 100] [--workers N] [--threads 4] [--batch-wait-ms 2] [--mlflow-workers 2]
@@ -188,6 +190,7 @@ def measure(
 ) -> dict[str, float]:
     lat, errors, elapsed = load(port, path, body, clients, seconds, token)
     return {
+        "requests": len(lat),
         "rps": len(lat) / elapsed,
         "p50": percentile(lat, 50) * 1000 if lat else float("nan"),
         "p99": percentile(lat, 99) * 1000 if lat else float("nan"),
@@ -242,8 +245,54 @@ def recording_spec(folder: Path, rate: float) -> Path:
     return folder
 
 
-def compare_recording(ports: tuple[int, int], token: str, X: Any, args: argparse.Namespace) -> None:
-    """Requests per second with recording off and on, in alternating rounds; the ratio."""
+def metric_sums(port: int, token: str) -> dict[str, float]:
+    """Rows scored, and recording drops by reason, from the API's /metrics."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=bearer(token))
+    text = urllib.request.urlopen(req, timeout=10).read().decode()
+    sums: dict[str, float] = {"scored": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith("airmlops_model_api_predicted_rows_total"):
+            sums["scored"] += float(value)
+        elif name.startswith("airmlops_model_api_recording_dropped_rows_total"):
+            reason = name.split('reason="', 1)[1].split('"', 1)[0]
+            sums[f"dropped_{reason}"] = sums.get(f"dropped_{reason}", 0.0) + float(value)
+    return sums
+
+
+def tree_cpu(root: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by `root` and its live descendants: (all,
+    recorder processes only). Linux /proc; (nan, nan) elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs: dict[int, tuple[int, float, bool]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        procs[int(entry.name)] = (
+            int(fields[1]),
+            (int(fields[11]) + int(fields[12])) / tick,
+            b"recorder_process" in cmd,
+        )
+    if not procs:
+        return float("nan"), float("nan")
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, (ppid, _, _) in procs.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    inside = [procs[p] for p in tree if p in procs]
+    return sum(c for _, c, _ in inside), sum(c for _, c, rec in inside if rec)
+
+
+def compare_recording(
+    ports: tuple[int, int], pids: tuple[int, int], token: str, X: Any, args: argparse.Namespace
+) -> None:
+    """Requests per second with recording off and on, in alternating rounds; the ratio. And
+    each API's CPU per request over the rounds (its processes' user + system time, the
+    recorder processes' share apart): robust to other load on the machine, where req/s is not."""
     path = f"/invocations/{MODEL}"
     print(
         f"\nlive-traffic recording (sample rate {args.record_rate:g}): same version, two APIs, "
@@ -251,7 +300,7 @@ def compare_recording(ports: tuple[int, int], token: str, X: Any, args: argparse
     )
     print(
         f"{'rows':>4} {'clients':>7} | {'off req/s':>9} {'on req/s':>9} | "
-        f"{'on/off ratio (median; each round)':>34}"
+        f"{'on/off ratio (median; each round)':>34} | CPU ms/request off, on (recorder), on/off"
     )
     for rows in args.rows:
         body = payload(X, rows)
@@ -259,17 +308,25 @@ def compare_recording(ports: tuple[int, int], token: str, X: Any, args: argparse
             load(p, path, body, 2, 1.0, token)  # warm-up
         for clients in args.concurrency:
             off, on = [], []
+            served = {p: 0.0 for p in ports}
+            cpu0 = {p: tree_cpu(pid) for p, pid in zip(ports, pids, strict=True)}
             for round_ in range(args.repeats):
                 order = ports if round_ % 2 == 0 else ports[::-1]
                 got = {p: measure(p, path, body, clients, args.duration, token) for p in order}
                 off.append(got[ports[0]]["rps"])
                 on.append(got[ports[1]]["rps"])
+                for p in ports:
+                    served[p] += got[p]["requests"]
+            cpu1 = {p: tree_cpu(pid) for p, pid in zip(ports, pids, strict=True)}
+            per = {p: 1000 * (cpu1[p][0] - cpu0[p][0]) / max(served[p], 1) for p in ports}
+            rec = 1000 * (cpu1[ports[1]][1] - cpu0[ports[1]][1]) / max(served[ports[1]], 1)
             ratios = [b / a for a, b in zip(off, on, strict=True)]
             print(
                 f"{rows:>4} {clients:>7} | {statistics.median(off):>9.0f} "
                 f"{statistics.median(on):>9.0f} | {statistics.median(ratios):>10.3f}x  ("
                 + ", ".join(f"{r:.3f}" for r in ratios)
-                + ")"
+                + f") | {per[ports[0]]:.2f}, {per[ports[1]]:.2f} ({rec:.2f}), "
+                f"{per[ports[1]] / per[ports[0]]:.3f}x"
             )
 
 
@@ -289,6 +346,7 @@ def main() -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
+    import pyarrow.parquet as pq
 
     from airmlops_dev.ports import free_ports
     from mlflow_server import mlflow_server
@@ -367,9 +425,22 @@ def main() -> int:
                     f"  {rows:>4} rows: p50 {base[rows] * 1000:7.3f} ms, "
                     f"{1 / base[rows]:8.0f} calls/s"
                 )
-            compare_recording((port, rec_port), token, X, args)
+            compare_recording((port, rec_port), (api.pid, recording.pid), token, X, args)
+            counts = metric_sums(rec_port, token)
+            stop(recording)  # its recorders write what they hold
             files = list((Path(tmp) / "work").rglob("*.parquet"))
-            print(f"  (the recording API wrote {len(files)} record files)")
+            written = sum(pq.read_metadata(f).num_rows for f in files)
+            dropped = {k: v for k, v in counts.items() if k.startswith("dropped")}
+            print(
+                f"  the recording API scored {counts['scored']:.0f} rows; {written} rows in "
+                f"{len(files)} record files after its stop; dropped {sum(dropped.values()):.0f}"
+                + (f" {dropped}" if dropped else "")
+                + (
+                    f"; unaccounted {counts['scored'] - written - sum(dropped.values()):.0f}"
+                    if args.record_rate >= 1.0
+                    else ""
+                )
+            )
             if reference is None:
                 print("load average at end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
                 return 0

@@ -26,10 +26,11 @@ class LiveRecording(StrictModel):
 
     A share `sample_rate` of requests is recorded (inputs, outputs, model version, time, the
     row key when the request has one) as small Parquet files under
-    <AIRMLOPS_WORK_URI>/live/<model>/; each API worker flushes every `flush_rows` rows or
-    `flush_seconds` seconds and at shutdown, and drops (and counts) records beyond
-    `queue_rows` waiting. Files older than `retention_days` are removed. The online drift
-    check reads the last `window_hours` of records of the champion version.
+    <AIRMLOPS_WORK_URI>/live/<model>/; each API worker's recorder process flushes every
+    `flush_rows` rows or `flush_seconds` seconds and at shutdown, and a worker drops (and
+    counts) records beyond `queue_rows` not yet written. Files older than `retention_days`
+    are removed. The online drift check reads the last `window_hours` of records of the
+    champion version.
     """
 
     sample_rate: Share = 0.1

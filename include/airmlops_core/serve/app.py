@@ -132,7 +132,9 @@ def build_app(server: ModelServer, *, tokens: Tokens, start_poller: bool = True)
                 payload = await anyio.to_thread.run_sync(read, limiter=limiter)
             answer, rows = await get_batcher().predict(served, payload)
             if server.recorder is not None:
-                server.recorder.offer(served, payload, answer, rows)
+                server.recorder.offer(
+                    served, body, request.headers.get("content-type"), answer, rows
+                )
         finally:
             in_flight -= 1
             m.in_flight.dec()

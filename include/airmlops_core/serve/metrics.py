@@ -162,7 +162,7 @@ class Metrics:
         self.dropped_rows = Counter(
             f"{p}recording_dropped_rows",
             "Sampled live-traffic rows not recorded, by reason (queue_full, write_failed, "
-            "unsupported)",
+            "unsupported, recorder_failed)",
             ["model", "reason"],
             registry=r,
         )

@@ -1,59 +1,58 @@
 """Live-traffic recording: a sample of the model API's requests, kept for the online drift check.
 
 The request path only decides (one random draw per request, `sample_rate`) and appends the
-already-read payload and the answer to a bounded in-process queue: it never waits for a file.
-A background thread turns queued requests into rows (the spec's input columns, the row key
-when the request has one, the outputs as the score DAG names them, the model version and the
-time) and publishes them as small Parquet files through the data layer (`io.live` names them
-per worker process and sequence, so no two workers collide; `Store.write_bytes` publishes a
-file whole or not at all). It flushes every `flush_rows` rows or `flush_seconds` seconds, and
-at shutdown. A request that would take a model's queued rows over `queue_rows` is dropped and
-counted (`recorded_rows` / `dropped_rows` in serve.metrics), as are rows a write failed for.
+raw body it accepted and the answer to a bounded in-process queue: it never waits for a file
+and builds no rows. A sender thread passes the queued requests in batches through a pipe to the
+worker's recorder process (recorder_process.py), which builds the rows (the spec's input
+columns, the row key when the request has one, the outputs as the score DAG names them, the
+model version and the time) and publishes them as small Parquet files through the data layer
+(record_writer.py; `io.live` names them per process and sequence, so no two processes collide;
+`Store.write_bytes` publishes a file whole or not at all). Row building, Parquet encoding and
+the garbage they make stay out of the serving process: it keeps its GIL and its collector for
+serving. The recorder flushes every `flush_rows` rows or `flush_seconds` seconds, and at
+shutdown (its stdin closes once the queue is sent). A request that would take a model's rows
+not yet written over `queue_rows` is dropped and counted (`recorded_rows` / `dropped_rows` in
+serve.metrics), as are rows a write failed for and rows a recorder process took with it when
+it died (`recorder_failed`; the worker starts a new one).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
 import random
-import re
-import secrets
-import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import IO, TYPE_CHECKING, Any
 
 from airmlops_core.io import live
-from airmlops_core.io.scored import proba_names
 from airmlops_core.io.store import Store
+from airmlops_core.serve import recorder_process
+from airmlops_core.serve.record_writer import (
+    FlushOutcome,
+    Recorded,
+    RecordingSettings,
+    RecordWriter,
+    store_for,
+    worker_id,
+)
 from airmlops_core.spec import ModelSpec
 
 if TYPE_CHECKING:
     from airmlops_core.serve.metrics import Metrics
-    from airmlops_core.serve.scoring import Payload
     from airmlops_core.serve.state import Served
+
+__all__ = ["Recorder", "RecordingSettings", "recorder_for", "settings_from_spec"]
 
 log = logging.getLogger(__name__)
 
-PREDICTION = "prediction"
-PRUNE_EVERY_S = 3600.0
-
-
-class RecordingSettings(TypedDict):
-    """One model's recording, as handed to worker processes (JSON)."""
-
-    model: str
-    base: str
-    sample_rate: float
-    retention_days: int
-    flush_rows: int
-    flush_seconds: float
-    queue_rows: int
-    columns: list[str]
+SEND_EVERY_S = 0.02  # the sender thread's batching interval
+RESTART_AFTER_S = 1.0  # the least time between two starts of a recorder process
+RECORDER_FAILED = "recorder_failed"
 
 
 def settings_from_spec(spec: ModelSpec, work_uri: str | None = None) -> RecordingSettings | None:
@@ -79,50 +78,22 @@ def settings_from_spec(spec: ModelSpec, work_uri: str | None = None) -> Recordin
 def recorder_for(
     settings: dict[str, RecordingSettings], metrics: Metrics | None = None
 ) -> Recorder | None:
-    """A recorder of `settings` (None when no model is recorded). A base on S3 is reached
-    through $AWS_ENDPOINT_URL and the default credential chain (the AWS_* variables)."""
-    from airmlops_core.io.data import is_s3
-    from airmlops_core.io.store import S3Settings
-
+    """A recorder of `settings` (None when no model is recorded)."""
     if not settings:
         return None
-    s3 = None
-    if any(is_s3(s["base"]) for s in settings.values()):
-        s3 = S3Settings(
-            endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-            region=os.environ.get("AWS_DEFAULT_REGION") or None,
-        )
-    return Recorder(settings, Store(s3), metrics)
-
-
-def worker_id() -> str:
-    """This process's part of its file names: host, pid and a random part."""
-    host = re.sub(r"[^A-Za-z0-9_.-]+", "_", socket.gethostname())[:40] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-@dataclass
-class _Item:
-    at: float
-    served: Served
-    payload: Payload
-    answer: str
-    rows: int
-
-
-@dataclass
-class _Buffer:
-    items: list[_Item] = field(default_factory=list)
-    rows: int = 0
-    since: float = field(default_factory=time.monotonic)
+    return Recorder(settings, store_for(settings), metrics)
 
 
 class Recorder:
     """Records sampled requests of the configured models; one per worker process.
 
+    `start()` starts the recorder process and the thread that feeds it; without it, `flush()`
+    writes what is queued from the calling thread (tests, one-off use).
+
     Args:
         settings: per model name (`settings_from_spec`); models not in it are not recorded.
-        store: the data layer the files go through.
+        store: the data layer for `flush()` in this process (the recorder process makes its
+            own from the settings and the environment).
         metrics: the API's metrics (recorded and dropped rows); None: not counted.
         rng: the sampling draws (a seeded one in tests).
     """
@@ -139,24 +110,28 @@ class Recorder:
         self.store = store
         self.metrics = metrics
         self.rng = rng or random.Random()
-        self.worker = worker_id()
-        self.seq = 0
         self.written: list[str] = []
-        self._queue: deque[_Item] = deque()
-        self._pending = dict.fromkeys(settings, 0)  # rows queued or buffered, per model
+        self._queue: deque[Recorded] = deque()
+        self._pending = dict.fromkeys(settings, 0)  # rows queued, sent or buffered, per model
+        self._unacked = dict.fromkeys(settings, 0)  # rows sent to the recorder, not reported
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._classes: dict[tuple[str, str], list[Any] | None] = {}
-        self._pruned_at = -PRUNE_EVERY_S
-        self._buffers: dict[str, _Buffer] = {}  # the flushing thread's only
+        self._sender: threading.Thread | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._started_at = -RESTART_AFTER_S
+        self._classes: dict[tuple[str, str], tuple[Any, ...] | None] = {}
+        self._writer: RecordWriter | None = None  # flush() in this process
+        self._stop_timeout = 30.0
 
     # ------------------------------------------------------------------------------------
     # The request path
 
-    def offer(self, served: Served, payload: Payload, answer: str, rows: int) -> bool:
-        """Queue one answered request when it is sampled; never blocks on I/O.
+    def offer(
+        self, served: Served, body: bytes, content_type: str | None, answer: str, rows: int
+    ) -> bool:
+        """Queue one answered request (its raw body, already checked) when it is sampled;
+        never blocks on I/O.
 
         Returns:
             Whether it was queued (False: not sampled, not recorded, or dropped).
@@ -169,166 +144,19 @@ class Recorder:
         with self._lock:
             pending = self._pending[served.name]
             if pending + rows > cfg["queue_rows"]:
-                self._dropped(served.name, rows, "queue_full")
+                self._count_dropped(served.name, "queue_full", rows)
                 return False
             self._pending[served.name] = pending + rows
-        self._queue.append(_Item(time.time(), served, payload, answer, rows))
-        if pending + rows >= cfg["flush_rows"]:
-            self._wake.set()
+        key = (served.name, served.version)
+        classes = self._classes[key] if key in self._classes else self.classes(served)
+        self._queue.append(
+            Recorded(
+                time.time(), served.name, served.version, classes, body, content_type, answer, rows
+            )
+        )
         return True
 
-    def _dropped(self, model: str, rows: int, reason: str) -> None:
-        if self.metrics is not None:
-            self.metrics.dropped_rows.labels(model=model, reason=reason).inc(rows)
-
-    # ------------------------------------------------------------------------------------
-    # The background thread
-
-    def start(self) -> None:
-        """Start the flushing thread (once)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="live-recorder", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Flush what is queued and stop the thread."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        else:
-            self.flush(force=True)
-
-    def _run(self) -> None:
-        tick = min(s["flush_seconds"] for s in self.settings.values())
-        while not self._stopping.is_set():
-            self._wake.wait(tick)
-            self._wake.clear()
-            self._safely(self.flush)
-            if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
-                self._safely(self.prune)
-        self._safely(lambda: self.flush(force=True))
-
-    def _safely(self, step: Any) -> None:
-        try:
-            step()
-        except Exception:  # a recorder fault must never take the API down
-            log.exception("live recording: %s failed", getattr(step, "__name__", "a step"))
-
-    def prune(self) -> None:
-        """Remove every recorded model's files past their retention."""
-        self._pruned_at = time.monotonic()
-        now = dt.datetime.now(dt.UTC)
-        for cfg in self.settings.values():
-            live.prune(self.store, cfg["base"], cfg["retention_days"], now)
-
-    def flush(self, force: bool = False) -> list[str]:
-        """Write each model's queued rows when there are `flush_rows` of them, or
-        `flush_seconds` have passed since its last file (or `force`). Returns the files."""
-        buffers = self._buffers
-        while self._queue:
-            item = self._queue.popleft()
-            buf = buffers.setdefault(item.served.name, _Buffer())
-            buf.items.append(item)
-            buf.rows += item.rows
-        written = []
-        for model, buf in list(buffers.items()):
-            cfg = self.settings[model]
-            due = time.monotonic() - buf.since >= cfg["flush_seconds"]
-            if not buf.items or not (force or due or buf.rows >= cfg["flush_rows"]):
-                continue
-            del buffers[model]
-            try:
-                uri = self._write(cfg, buf.items)
-            except Exception:
-                log.exception("live recording: %d rows of %s not written", buf.rows, model)
-                self._dropped(model, buf.rows, "write_failed")
-                uri = None
-            finally:
-                with self._lock:
-                    self._pending[model] -= buf.rows
-            if uri is not None:
-                written.append(uri)
-                if self.metrics is not None:
-                    self.metrics.recorded_rows.labels(model=model).inc(buf.rows)
-        self.written += written
-        return written
-
-    def _write(self, cfg: RecordingSettings, items: list[_Item]) -> str | None:
-        """One Parquet file of `items` (built column by column in Arrow: no frame per
-        request), published atomically; None when none of them could be recorded."""
-        import io
-
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        groups: dict[str, list[tuple[_Item, dict[str, list[Any]], list[Any]]]] = {}
-        for item in items:
-            cols = input_columns(item.payload)
-            answer = json.loads(item.answer)
-            preds = answer.get("predictions") if isinstance(answer, dict) else answer
-            if (
-                cols is None
-                or not isinstance(preds, list)
-                or len(preds) != item.rows
-                or any(len(v) != item.rows for v in cols.values())
-            ):
-                self._dropped(cfg["model"], item.rows, "unsupported")
-                continue
-            groups.setdefault(item.served.version, []).append((item, cols, preds))
-        if not groups:
-            return None
-        tables = [self._table(cfg, group) for group in groups.values()]
-        table = (
-            pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
-        )
-        sink = io.BytesIO()
-        pq.write_table(table, sink)
-        self.seq += 1
-        last = dt.datetime.fromtimestamp(items[-1].at, dt.UTC).date()
-        uri = live.file_uri(cfg["base"], last, self.worker, self.seq)
-        return self.store.write_bytes(uri, sink.getvalue())
-
-    def _table(
-        self, cfg: RecordingSettings, group: list[tuple[_Item, dict[str, list[Any]], list[Any]]]
-    ) -> Any:
-        """The rows of one served version's requests: time, version, inputs, outputs."""
-        import numpy as np
-        import pyarrow as pa
-
-        served = group[0][0].served
-        counts = [item.rows for item, _, _ in group]
-        micros = np.repeat([int(item.at * 1_000_000) for item, _, _ in group], counts)
-        out: dict[str, Any] = {
-            live.RECORDED_AT: pa.array(micros, type=pa.timestamp("us", tz="UTC")),
-            live.MODEL_VERSION: pa.array([served.version] * int(sum(counts)), type=pa.string()),
-        }
-        for name in cfg["columns"]:
-            if any(name in cols for _, cols, _ in group):
-                values: list[Any] = []
-                for item, cols, _ in group:
-                    values.extend(cols.get(name) or [None] * item.rows)
-                out[name] = _arrow(values)
-        preds = [p for _, _, ps in group for p in ps]
-        arr = np.asarray(preds) if preds and not isinstance(preds[0], dict) else None
-        if arr is None or arr.dtype == object or arr.ndim > 2:
-            for key in dict.fromkeys(k for p in preds if isinstance(p, dict) for k in p):
-                out[str(key)] = _arrow([p.get(key) if isinstance(p, dict) else None for p in preds])
-            if arr is not None and arr.ndim == 1:
-                out[PREDICTION] = _arrow(preds)
-        elif arr.ndim == 1:
-            out[PREDICTION] = pa.array(arr)
-        else:
-            classes = self.classes(served)
-            if classes is not None and len(classes) == arr.shape[1]:
-                out[PREDICTION] = pa.array(np.asarray(classes)[arr.argmax(axis=1)])
-                out.update({n: pa.array(arr[:, i]) for i, n in enumerate(proba_names(classes))})
-            else:
-                out.update({f"output_{i}": pa.array(arr[:, i]) for i in range(arr.shape[1])})
-        return pa.table(out)
-
-    def classes(self, served: Served) -> list[Any] | None:
+    def classes(self, served: Served) -> tuple[Any, ...] | None:
         """The class labels of a classifier's probability columns (None: unknown)."""
         key = (served.name, served.version)
         if key not in self._classes:
@@ -339,36 +167,192 @@ class Recorder:
             except Exception:  # not every flavor exposes its model
                 found = None
             self._classes[key] = (
-                [c.item() if hasattr(c, "item") else c for c in found] if found else None
+                tuple(c.item() if hasattr(c, "item") else c for c in found) if found else None
             )
         return self._classes[key]
 
+    # ------------------------------------------------------------------------------------
+    # Accounting (the caller holds no lock)
 
-def input_columns(payload: Payload) -> dict[str, list[Any]] | None:
-    """The request's input rows by column (None when they are not a table)."""
-    value = payload.value
-    if payload.fmt == "csv":
-        return {str(c): value[c].tolist() for c in value.columns}
-    if payload.fmt == "dataframe_split" and isinstance(value, dict):
-        names, data = value.get("columns"), value.get("data")
-        if not isinstance(names, list) or not isinstance(data, list) or not data:
-            return None
-        if not all(isinstance(row, list) and len(row) == len(names) for row in data):
-            return None
-        return {str(n): list(col) for n, col in zip(names, zip(*data, strict=True), strict=True)}
-    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
-        keys = dict.fromkeys(k for r in value for k in r)
-        return {str(k): [r.get(k) for r in value] for k in keys}
-    if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
-        return {str(k): list(v) for k, v in value.items()}
-    return None
+    def _count_dropped(self, model: str, reason: str, rows: int) -> None:
+        if self.metrics is not None and rows:
+            self.metrics.dropped_rows.labels(model=model, reason=reason).inc(rows)
 
+    def _settle(self, outcome: FlushOutcome, *, sent: bool) -> None:
+        """Free the queue by a flush's rows, count them, keep its files."""
+        with self._lock:
+            for model, n in outcome.recorded.items():
+                self._pending[model] -= n
+                if sent:
+                    self._unacked[model] -= n
+            for (model, _), n in outcome.dropped.items():
+                self._pending[model] -= n
+                if sent:
+                    self._unacked[model] -= n
+            self.written += outcome.files
+        if self.metrics is not None:
+            for model, n in outcome.recorded.items():
+                self.metrics.recorded_rows.labels(model=model).inc(n)
+        for (model, reason), n in outcome.dropped.items():
+            self._count_dropped(model, reason, n)
 
-def _arrow(values: list[Any]) -> Any:
-    """An Arrow array of JSON values; mixed types become strings."""
-    import pyarrow as pa
+    # ------------------------------------------------------------------------------------
+    # In this process
 
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    def flush(self, force: bool = False) -> list[str]:
+        """Write the queued requests from this thread (when no recorder process runs): each
+        model's when it has `flush_rows` rows or `flush_seconds` have passed since its first
+        (or `force`). Returns the files written.
+
+        Raises:
+            RuntimeError: the recorder process runs (it owns the queue).
+        """
+        if self._sender is not None:
+            raise RuntimeError("live recording: flush() with a recorder process running")
+        if self._writer is None:
+            self._writer = RecordWriter(self.settings, self.store, worker_id())
+        while self._queue:
+            self._writer.add(self._queue.popleft())
+        outcome = self._writer.flush(force)
+        self._settle(outcome, sent=False)
+        return outcome.files
+
+    # ------------------------------------------------------------------------------------
+    # The recorder process and its feeder
+
+    def start(self) -> None:
+        """Start the recorder process and the thread that sends it the queue (once)."""
+        if self._sender is None:
+            self._spawn()
+            self._sender = threading.Thread(
+                target=self._send_loop, name="live-recorder", daemon=True
+            )
+            self._sender.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Send what is queued, let the recorder write it and end; without a recorder
+        process, flush here."""
+        self._stopping.set()
+        if self._sender is None:
+            self.flush(force=True)
+            return
+        self._stop_timeout = timeout
+        self._sender.join(timeout + 10)  # the sender waits `timeout` for the recorder at most
+        self._sender = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running recorder process's id (None: none started)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def _spawn(self) -> None:
+        """Start a recorder process and the thread reading its reports."""
+        self._started_at = time.monotonic()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", recorder_process.__name__, json.dumps(self.settings)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert self._proc.stdout is not None
+        self._reader = threading.Thread(
+            target=self._read_reports,
+            args=(self._proc.stdout,),
+            name="live-recorder-reports",
+            daemon=True,
+        )
+        self._reader.start()
+        log.info("live recording: recorder process %d started", self._proc.pid)
+
+    def _read_reports(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            try:
+                doc = json.loads(line)
+                outcome = FlushOutcome(
+                    files=list(doc["files"]),
+                    recorded={str(m): int(n) for m, n in doc["recorded"].items()},
+                    dropped={(str(m), str(r)): int(n) for m, r, n in doc["dropped"]},
+                )
+            except (ValueError, KeyError, TypeError):
+                log.warning("live recording: unreadable report from the recorder: %r", line[:200])
+                continue
+            self._settle(outcome, sent=True)
+
+    def _send_loop(self) -> None:
+        while True:
+            stopping = self._stopping.wait(SEND_EVERY_S)
+            self._send_queued()
+            if stopping and not self._queue:
+                break
+        self._end_recorder(self._stop_timeout)
+
+    def _send_queued(self) -> None:
+        items = []
+        while self._queue:
+            items.append(self._queue.popleft())
+        if not items:
+            return
+        sent: dict[str, int] = {}
+        for item in items:
+            sent[item.model] = sent.get(item.model, 0) + item.rows
+        with self._lock:
+            for model, n in sent.items():
+                self._unacked[model] += n
+        body = b"".join(part for item in items for part in recorder_process.frame(item))
+        sink = self._proc.stdin if self._proc is not None else None
+        try:
+            if sink is None:
+                raise OSError("no recorder process")
+            sink.write(body)
+            sink.flush()
+        except (OSError, ValueError):
+            self._recorder_failed()
+
+    def _recorder_failed(self) -> None:
+        """The recorder process died: count what it held as dropped, start a new one."""
+        proc, reader = self._proc, self._reader
+        if proc is not None:
+            try:
+                code = proc.wait(5)
+            except subprocess.TimeoutExpired:  # alive, but its input broke: end it
+                proc.kill()
+                code = proc.wait()
+            if reader is not None:
+                reader.join()
+            log.error("live recording: the recorder process %d ended (exit %s)", proc.pid, code)
+        self._drop_unacked()
+        wait = RESTART_AFTER_S - (time.monotonic() - self._started_at)
+        if wait > 0:
+            time.sleep(wait)
+        self._spawn()
+
+    def _drop_unacked(self) -> None:
+        with self._lock:
+            lost = {m: n for m, n in self._unacked.items() if n}
+            for model, n in lost.items():
+                self._unacked[model] = 0
+                self._pending[model] -= n
+        for model, n in lost.items():
+            self._count_dropped(model, RECORDER_FAILED, n)
+
+    def _end_recorder(self, timeout: float) -> None:
+        """Close the recorder's input, wait for its last flush and reports."""
+        proc, reader = self._proc, self._reader
+        if proc is None:
+            return
+        try:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("live recording: the recorder did not end within %.0f s: killed", timeout)
+            proc.kill()
+            proc.wait()
+        if reader is not None:
+            reader.join()
+        self._drop_unacked()
+        self._proc = self._reader = None

@@ -3,13 +3,18 @@ and that an answer never waits for a file."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import math
+import os
 import random
+import signal
 import subprocess
 import sys
 import textwrap
-import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +27,19 @@ from sklearn.linear_model import LogisticRegression
 
 from airmlops_core.io import live
 from airmlops_core.io.store import Store
+from airmlops_core.serve import recorder_process
 from airmlops_core.serve.app import build_app
 from airmlops_core.serve.auth import Tokens, bearer, generate_token
 from airmlops_core.serve.batching import to_json
 from airmlops_core.serve.metrics import Metrics
+from airmlops_core.serve.record_writer import Recorded, RecordWriter
 from airmlops_core.serve.recording import Recorder, RecordingSettings
 from airmlops_core.serve.scoring import read_payload
 from airmlops_core.serve.server import ModelServer
 from airmlops_core.serve.state import Served
 
 MODEL = "live_m"
+JSON = "application/json"
 
 
 class Model:
@@ -68,9 +76,11 @@ def served(tmp_path: Path, model: Model) -> Served:
     return Served(MODEL, "3", "r", model, None, "{}", 1.7e9, tmp_path)
 
 
-def request(rows: pd.DataFrame) -> tuple[Any, bytes]:
+def request(rows: pd.DataFrame) -> bytes:
+    """A checked dataframe_split body of `rows`, as the request path passes it on."""
     body = json.dumps({"dataframe_split": rows.to_dict(orient="split", index=False)}).encode()
-    return read_payload(body, "application/json", None), body
+    assert read_payload(body, "application/json", None).rows == len(rows)
+    return body
 
 
 def frame(seed: int, n: int) -> pd.DataFrame:
@@ -90,9 +100,9 @@ def test_sampling_rate_is_honoured_within_a_binomial_bound(tmp_path: Path) -> No
     rec = Recorder(settings(tmp_path, sample_rate=p), Store(), metrics, rng=random.Random(7))
     model = Model()
     s = served(tmp_path, model)
-    payload, _ = request(frame(0, 1))
+    body = request(frame(0, 1))
     answer = to_json(model.predict(frame(0, 1)))
-    taken = sum(rec.offer(s, payload, answer, 1) for _ in range(n))
+    taken = sum(rec.offer(s, body, JSON, answer, 1) for _ in range(n))
     # 4 standard deviations of Binomial(n, p): a wrong rate (0.15 or 0.25) fails it
     assert abs(taken - n * p) <= 4 * math.sqrt(n * p * (1 - p)), taken
     [uri] = rec.flush(force=True)
@@ -106,12 +116,12 @@ def test_files_are_parquet_with_inputs_key_outputs_version_and_time(tmp_path: Pa
     s = served(tmp_path, model)
     rows = [frame(1, 5), frame(2, 3).drop(columns=["id"])]  # the second request has no key
     for part in rows:
-        payload, _ = request(part)
-        rec.offer(s, payload, to_json(model.predict(part)), len(part))
+        body = request(part)
+        rec.offer(s, body, JSON, to_json(model.predict(part)), len(part))
     [uri] = rec.flush(force=True)
     assert live.file_day(uri) is not None
     assert uri.endswith("-00000001.parquet")
-    assert rec.worker in uri
+    assert f"-{os.getpid()}-" in Path(uri).name  # written by this process
     table = pq.read_table(uri)
     assert table.schema.names == [
         "recorded_at", "model_version", "id", "a", "b", "prediction", "proba_no", "proba_yes"
@@ -148,12 +158,12 @@ def test_a_full_queue_drops_and_counts_rows(tmp_path: Path) -> None:
     model = Model()
     s = served(tmp_path, model)
     part = frame(3, 3)
-    payload, _ = request(part)
+    body = request(part)
     answer = to_json(model.predict(part))
-    assert [rec.offer(s, payload, answer, 3) for _ in range(4)] == [True, True, True, False]
+    assert [rec.offer(s, body, JSON, answer, 3) for _ in range(4)] == [True, True, True, False]
     assert counter(metrics, "recording_dropped_rows", model=MODEL, reason="queue_full") == 3
     rec.flush(force=True)
-    assert rec.offer(s, payload, answer, 3)  # room again once written
+    assert rec.offer(s, body, JSON, answer, 3)  # room again once written
     assert counter(metrics, "recorded_rows", model=MODEL) == 9
 
 
@@ -179,8 +189,9 @@ def test_a_crash_mid_write_leaves_no_visible_file(tmp_path: Path) -> None:
         rec = Recorder(settings(Path({str(base)!r})), Store())
         model = Model()
         part = frame(4, 20)
-        payload, _ = request(part)
-        rec.offer(served(Path({str(tmp_path)!r}), model), payload, to_json(model.predict(part)), 20)
+        body = request(part)
+        s = served(Path({str(tmp_path)!r}), model)
+        rec.offer(s, body, None, to_json(model.predict(part)), 20)
         rec.flush(force=True)
         print("published", flush=True)
         """
@@ -201,31 +212,20 @@ def test_a_crash_mid_write_leaves_no_visible_file(tmp_path: Path) -> None:
     assert live.record_files(Store(), str(base)) == []
 
 
-class GatedStore(Store):
-    """A real local store whose writes wait until the test opens the gate."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def write_bytes(self, uri: str, body: bytes) -> str:
-        self.entered.set()
-        assert self.gate.wait(60), "the test never opened the gate"
-        return super().write_bytes(uri, body)
-
-
-def test_the_answer_is_returned_before_the_flush(tmp_path: Path) -> None:
-    """With the file write held up, the request is answered; the file comes after."""
-    store = GatedStore()
+def test_the_answer_is_returned_while_the_recorder_is_held(tmp_path: Path) -> None:
+    """With the recorder process stopped (SIGSTOP), the request is answered and no file
+    exists; once it runs again, stopping the recorder writes the request's rows."""
     server = ModelServer("http://127.0.0.1:9", [MODEL], cache_dir=tmp_path)
-    server.recorder = Recorder(settings(tmp_path / "live", flush_rows=1), store, server.metrics)
+    server.recorder = Recorder(settings(tmp_path / "live", flush_rows=1), Store(), server.metrics)
     model = Model()
     server.states[MODEL].served = served(tmp_path, model)
     token = generate_token()
     app = build_app(server, tokens=Tokens(token), start_poller=False)
     part = frame(5, 4)
     server.recorder.start()
+    pid = server.recorder.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
     try:
 
         async def call() -> httpx.Response:
@@ -242,13 +242,104 @@ def test_the_answer_is_returned_before_the_flush(tmp_path: Path) -> None:
         np.testing.assert_allclose(
             r.json()["predictions"], model.raw.predict_proba(part[["a", "b"]]), rtol=1e-12
         )
-        assert store.entered.wait(30)  # the flush has begun and is held
         assert live.record_files(Store(), str(tmp_path / "live")) == []
     finally:
-        store.gate.set()
+        os.kill(pid, signal.SIGCONT)
         server.recorder.stop()
     [uri] = live.record_files(Store(), str(tmp_path / "live"))
-    assert pq.read_metadata(uri).num_rows == 4
+    assert pq.read_table(uri)["id"].to_pylist() == part["id"].tolist()
+    assert f"-{pid}-" in Path(uri).name  # written by the recorder process
+    assert counter(server.metrics, "recorded_rows", model=MODEL) == 4
+
+
+def test_a_clean_stop_writes_every_queued_row_through_the_recorder_process(
+    tmp_path: Path,
+) -> None:
+    metrics = Metrics()
+    rec = Recorder(settings(tmp_path, flush_rows=10), Store(), metrics)
+    model = Model()
+    s = served(tmp_path, model)
+    parts = [frame(100 + i, 3) for i in range(25)]
+    rec.start()
+    for part in parts:
+        assert rec.offer(s, request(part), JSON, to_json(model.predict(part)), 3)
+    rec.stop()
+    files = live.record_files(Store(), str(tmp_path))
+    assert len(files) >= 7  # flushed every 10 rows (4 requests), the rest at the stop
+    got = pq.read_table(files).to_pandas()
+    want = pd.concat(parts, ignore_index=True)
+    assert sorted(got["id"]) == sorted(want["id"])
+    got = got.set_index("id").loc[want["id"]]
+    np.testing.assert_allclose(got[["a", "b"]].to_numpy(), want[["a", "b"]].to_numpy())
+    np.testing.assert_allclose(
+        got[["proba_no", "proba_yes"]].to_numpy(),
+        model.raw.predict_proba(want[["a", "b"]]),
+        rtol=1e-12,
+    )
+    assert counter(metrics, "recorded_rows", model=MODEL) == 75
+    assert sorted(rec.written) == sorted(files)
+    assert not rec.offer(s, request(parts[0]), JSON, "{}", 3)  # stopped: nothing more taken
+
+
+def test_rows_a_dead_recorder_held_are_counted_and_a_new_one_takes_over(tmp_path: Path) -> None:
+    metrics = Metrics()
+    rec = Recorder(settings(tmp_path), Store(), metrics)
+    model = Model()
+    s = served(tmp_path, model)
+    rec.start()
+    first = rec.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: _state(first) in ("Z", None), "the recorder to die")
+    lost, kept = frame(6, 5), frame(7, 2)
+    assert rec.offer(s, request(lost), JSON, to_json(model.predict(lost)), 5)
+    wait_for(lambda: rec.pid not in (first, None), "a new recorder process")
+    assert counter(metrics, "recording_dropped_rows", model=MODEL, reason="recorder_failed") == 5
+    assert rec.offer(s, request(kept), JSON, to_json(model.predict(kept)), 2)
+    rec.stop()
+    [uri] = live.record_files(Store(), str(tmp_path))
+    assert pq.read_table(uri)["id"].to_pylist() == kept["id"].tolist()
+    assert counter(metrics, "recorded_rows", model=MODEL) == 2
+
+
+def test_csv_bodies_and_frames_round_trip(tmp_path: Path) -> None:
+    """A CSV request is recorded as a JSON one; a frame reads back as it was sent."""
+    part = frame(8, 3)
+    item = Recorded(
+        1.7e9, MODEL, "3", ("no", "yes"), part.to_csv(index=False).encode(), "text/csv",
+        to_json(Model().predict(part)), 3,
+    )  # fmt: skip
+    stream = io.BytesIO(b"".join(recorder_process.frame(item) * 2))
+    assert (
+        list(recorder_process.read_frames(stream))
+        == [
+            dataclasses.replace(item, answer=item.answer.encode())  # type: ignore[union-attr]
+        ]
+        * 2
+    )
+    writer = RecordWriter(settings(tmp_path), Store(), "w")
+    writer.add(item)
+    outcome = writer.flush(force=True)
+    assert outcome.recorded == {MODEL: 3}
+    got = pq.read_table(outcome.files).to_pandas()
+    assert got["id"].tolist() == part["id"].tolist()
+    np.testing.assert_allclose(got[["a", "b"]].to_numpy(), part[["a", "b"]].to_numpy())
+    assert got["prediction"].tolist() == Model().raw.predict(part[["a", "b"]]).tolist()
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter (R, S, T, Z...), None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
+        time.sleep(0.01)
 
 
 def test_prune_removes_files_past_retention(tmp_path: Path) -> None:
