@@ -121,8 +121,9 @@ def one_byte_changed(client: MlflowClient, version: str, name: str) -> Iterator[
     itself, and put the original bytes back on exit.
 
     The file is found from the version's source (``models:/<model id>``) and that logged
-    model's artifact location: ``ModelVersion.model_id`` is not sent over REST (None here),
-    and with served artifacts the location is ``mlflow-artifacts:/...``, not a local path.
+    model's artifact location: MLflow 3.17 leaves ``ModelVersion.model_id`` None (neither its
+    SQL store nor its REST answer fills it), and with served artifacts the location is
+    ``mlflow-artifacts:/...``, not a local path, so the change goes through the server.
     """
     source = str(client.get_model_version(MODEL, version).source)
     assert source.startswith("models:/m-"), source
