@@ -4,14 +4,15 @@ The stack's own MLflow is dev (environment "local": it trains and gates); two mo
 staging and production, reached by the stack's tasks through the connections mlflow_staging and
 mlflow_production (conftest.environments_file: staging deploys without approval, production
 with). In order: train and gate in dev; deploy to staging; deploy to production with approval;
-a rejected approval leaves production's champion untouched; a rollback in production; a version
-that failed its gate in dev is refused. (A digest mismatch is tested against two real MLflow
-servers in tests/unit/deploy/test_flow.py; its Airflow-level variant was taken out at stop 22:
-its search for the stored requirements.txt found no file, so the deploy was never reached.)
+a rejected approval leaves production's champion untouched; a rollback in production that
+leaves the other environments alone; a version that failed its gate in dev is refused; a file
+of dev's champion changed after registration (a digest mismatch) is refused at `transfer` with
+nothing registered in staging.
 """
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import json
 import tempfile
@@ -19,12 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mlflow.artifacts
 import pytest
 from mlflow import MlflowClient
 
 from airmlops_core import spec
 from airmlops_core.io import data
-from airmlops_core.tracking import model_load, registry
+from airmlops_core.tracking import model_digest, model_load, registry
 from airmlops_core.tracking.runs import RunContext
 from airmlops_core.validate import flow as validate_flow
 from airmlops_dev import demo_data, deploy_trigger
@@ -103,6 +105,44 @@ def same_files(a: MlflowClient, va: str, b: MlflowClient, vb: str) -> bool:
         files = sorted(p.relative_to(da) for p in Path(da).rglob("*") if p.is_file())
         match, mismatch, errors = filecmp.cmpfiles(da, db, [str(f) for f in files], shallow=False)
         return bool(files) and not mismatch and not errors and not cmp.right_only
+
+
+def stored_digest(client: MlflowClient, version: str) -> str:
+    """The digest of a registered version's files as the server holds them now."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return model_digest.dir_sha256(
+            model_load.download_version(client, MODEL, version, Path(tmp))
+        )
+
+
+@contextlib.contextmanager
+def one_byte_changed(client: MlflowClient, version: str, name: str) -> Iterator[None]:
+    """Change one byte of the stored file `name` of a registered version, through MLflow
+    itself, and put the original bytes back on exit.
+
+    The file is found from the version's source (``models:/<model id>``) and that logged
+    model's artifact location: MLflow 3.17 leaves ``ModelVersion.model_id`` None (neither its
+    SQL store nor its REST answer fills it), and with served artifacts the location is
+    ``mlflow-artifacts:/...``, not a local path, so the change goes through the server.
+    """
+    source = str(client.get_model_version(MODEL, version).source)
+    assert source.startswith("models:/m-"), source
+    model_id = source.removeprefix("models:/")
+    location = client.get_logged_model(model_id).artifact_location
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{location}/{name}", dst_path=tmp, tracking_uri=client.tracking_uri
+            )
+        )
+        original = stored.read_bytes()
+        stored.write_bytes(bytes([original[0] ^ 0x01]) + original[1:])  # same length
+        client.log_model_artifact(model_id, str(stored))
+        try:
+            yield
+        finally:
+            stored.write_bytes(original)
+            client.log_model_artifact(model_id, str(stored))
 
 
 def train_and_gate(stack: Any, api: Any) -> tuple[str, str]:
@@ -226,6 +266,9 @@ def test_rollback_works_on_the_target(stack, airflow_api, registries, scored_bat
     assert verified["shadow"]["agreement"] == 1.0
     assert verified["shadow"]["mean_abs_diff"] == pytest.approx(0.0, abs=1e-12)
     assert verified["shadow"]["drift"]["status"] in ("drift", "no_drift", "not_enough_data")
+    # the deploy kept production's former champion as its previous_champion
+    assert registry.alias_version(prod, MODEL, registry.PREVIOUS_CHAMPION) == first
+    others = {env: champion(registries[env]) for env in ("dev", "staging")}
     # a rollback DAG works on its own environment's registry (mlflow_default): in this one
     # Airflow that is dev, so production's rollback, which production's Airflow would run, is
     # its step run here against production's registry
@@ -240,6 +283,9 @@ def test_rollback_works_on_the_target(stack, airflow_api, registries, scored_bat
         tracking_uri=prod.tracking_uri,
     )
     assert (out["champion"], champion(prod)) == (first, first)
+    assert prod.get_model_version(MODEL, first).tags["airmlops.rollback_from"] == second
+    # per environment: the other registries' champions did not move
+    assert {env: champion(registries[env]) for env in ("dev", "staging")} == others
 
 
 def test_version_that_failed_its_gate_is_refused(stack, airflow_api, registries) -> None:
@@ -258,3 +304,31 @@ def test_version_that_failed_its_gate_is_refused(stack, airflow_api, registries)
     assert versions(staging) == known
     [msg] = messages_about(stack, run["run_id"], "did not pass its gate")
     assert "resolve" in json.dumps(msg["body"])
+
+
+def test_file_changed_in_transit_is_refused_and_nothing_registered(
+    stack, airflow_api, registries, dev_champion
+) -> None:
+    """One byte of a file of dev's champion changed in dev's artifact store after
+    registration: the files no longer match the digest recorded then, so `transfer` refuses
+    them before anything is registered in staging, and says so in one Slack message."""
+    dev, staging = registries["dev"], registries["staging"]
+    assert champion(dev) == dev_champion
+    recorded = dev.get_model_version(MODEL, dev_champion).tags[model_digest.DIGEST_TAG]
+    known = versions(staging)
+    with one_byte_changed(dev, dev_champion, "requirements.txt"):
+        changed = stored_digest(dev, dev_champion)
+        assert changed != recorded  # the change reached the stored files
+        run = deploy(stack, airflow_api, "staging")
+    assert stored_digest(dev, dev_champion) == recorded  # put back for whatever runs next
+    assert run["state"] == "failed", run
+    assert (run["tis"]["resolve"], run["tis"]["transfer"]) == ("success", "failed"), run
+    assert run["tis"]["verify"] == "upstream_failed", run
+    assert versions(staging) == known
+    [msg] = messages_about(stack, run["run_id"], "changed since registration")
+    text = json.dumps(msg["body"])
+    assert "failed at task `transfer`" in text
+    assert f"digest {changed[:16]}..., recorded {recorded[:16]}..." in text
+    assert "nothing was registered in staging" in text
+    # the one message about this run
+    assert len(messages_about(stack, run["run_id"], "")) == 1
