@@ -28,9 +28,9 @@ class ExtractTrainingDataOperator(ModelOperator):
         src = self.spec.source
         s3_client = sql_engine = None
         if src.kind == "s3":
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+            from airmlops.hooks.data_store import store_for
 
-            s3_client = S3Hook(aws_conn_id=src.conn_id or self.aws_conn_id).get_conn()
+            s3_client = store_for(src.conn_id or self.aws_conn_id).s3_client
         elif src.kind == "sql":
             from airflow.sdk import BaseHook
 
