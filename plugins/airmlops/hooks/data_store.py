@@ -36,3 +36,12 @@ def store_for(conn_id: str | None, *, needs_s3: bool = True) -> Store:
             session_token=creds.token,
         )
     )
+
+
+def alert_log_store() -> Store:
+    """The Store of the undelivered-alert log (airmlops_core.alert_log): S3 through the
+    aws_default connection when the log's place is an s3:// prefix, else local only."""
+    from airmlops_core import alert_log
+    from airmlops_core.io import data
+
+    return store_for(DEFAULT_AWS_CONN, needs_s3=data.is_s3(alert_log.uri()))
