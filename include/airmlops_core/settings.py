@@ -35,7 +35,7 @@ class AirmlopsSettings(BaseSettings):
     expectations_dir: Path | None = Field(
         default=None, description="the data suites (<model>.yaml)"
     )
-    local_dir: Path | None = Field(default=None, description="local state (alert log, quarantine)")
+    local_dir: Path | None = Field(default=None, description="root of the local defaults")
     data_dir: Path | None = Field(default=None, description="root of relative data URIs in specs")
     work_uri: str | None = Field(
         default=None,
