@@ -25,13 +25,8 @@ class ScoringOperator(ModelOperator):
     """A score-path operator: knows how to reach S3 (spec.scoring.conn_id) when URIs need it."""
 
     def s3_client(self) -> Any:
-        """The boto3 client of the model's data layer (`data_store`), None when no scoring
-        URI is on S3."""
-        from airmlops_core.score import flow as score_flow
-
-        uris = [score_flow.output_base(self.spec), self.spec.scoring.input or ""]
-        if not any(u.startswith("s3://") for u in uris):
-            return None
+        """The boto3 client of the model's data layer (`data_store`): None when none of its
+        state (work files, scoring input and output, quarantine, labels) is on S3."""
         return self.data_store().s3_client
 
     @staticmethod
