@@ -50,7 +50,7 @@ import requests
 import yaml
 
 import drift_loop
-from airmlops_core.io import data, scored
+from airmlops_core.io import data, s3_objects, scored
 from airmlops_core.io.store import Store
 from airmlops_dev import demo_data, localstack
 from airmlops_dev.airflow_api import AirflowClient
@@ -418,7 +418,7 @@ def check_output(
     files = objects.list_files(out, suffix=".parquet")
     parts = objects.list_files(inputs, suffix=".parquet")
     assert [_name(f) for f in files] == [_name(p) for p in parts]
-    bucket, key = data.split_s3(out)
+    bucket, key = s3_objects.split_s3(out)
     every = [
         o["Key"]
         for page in dist.s3.client()
