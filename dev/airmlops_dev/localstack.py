@@ -21,6 +21,9 @@ process of the stack runs with umask 077, so what it creates there is owner-only
     receiver/         messages.jsonl: what was posted to the Slack stand-in
     data/, work/      AIRMLOPS_DATA_DIR and AIRMLOPS_WORK_URI
     logs/, run/       component logs and PID files
+    private/<name>/   with StackConfig.private_component_dirs: each component's working
+                      directory, TMPDIR, AIRMLOPS_LOCAL_DIR and AIRMLOPS_DATA_DIR (no shared
+                      disk between components, as on separate hosts)
 
 The default (``make up``) is the LocalExecutor on SQLite and MLflow on SQLite with local
 artifacts, behind MLflow's basic auth (user ``admin``; every component, the demo and

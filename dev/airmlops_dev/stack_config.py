@@ -110,6 +110,13 @@ class StackConfig:
             into ``secrets.env`` (``MLFLOW_AUTH_ADMIN_PASSWORD``), and every process of the
             stack gets it as MLFLOW_TRACKING_USERNAME/PASSWORD (and the ``mlflow_default``
             connection). False runs MLflow without authentication.
+        private_component_dirs: Give every component its own private local directory
+            (``<home>/private/<component>/``: its working directory, TMPDIR,
+            AIRMLOPS_LOCAL_DIR and AIRMLOPS_DATA_DIR), as on separate hosts: nothing one
+            component writes to local disk is seen by another, so everything the DAGs hand
+            each other must go through S3, the databases and MLflow (set AIRMLOPS_WORK_URI and
+            the specs' URIs to ``s3://`` in ``extra_env`` and the specs). AIRFLOW_HOME (task
+            logs, read by the api-server) stays shared. Default False: one shared home.
     """
 
     project_dir: Path = field(default_factory=settings.project_dir)
@@ -140,6 +147,7 @@ class StackConfig:
     mlflow_artifacts_destination: str | None = None
     mlflow_server_env: dict[str, str] = field(default_factory=dict)
     mlflow_auth: bool = True
+    private_component_dirs: bool = False
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -270,6 +278,23 @@ class StackConfig:
             "mlflow": self.mlflow_url,
             "model-api": self.model_api_url,
             "api-server": self.airflow_url,
+        }
+
+    def component_dir(self, name: str) -> Path:
+        """The working directory of component `name`: its private directory with
+        ``private_component_dirs``, else the home."""
+        return self.root / "private" / name if self.private_component_dirs else self.root
+
+    def component_env(self, name: str) -> dict[str, str]:
+        """The local-directory environment of component `name` (empty without
+        ``private_component_dirs``: the home's directories from ``base_env`` hold)."""
+        if not self.private_component_dirs:
+            return {}
+        own = self.component_dir(name)
+        return {
+            "TMPDIR": str(own / "tmp"),
+            "AIRMLOPS_LOCAL_DIR": str(own),
+            "AIRMLOPS_DATA_DIR": str(own / "data"),
         }
 
     def log_file(self, name: str) -> Path:

@@ -53,7 +53,9 @@ def is_ours(pid: int, cfg: StackConfig) -> bool:
                 return True
         # Airflow renames its processes with setproctitle, which wipes the environment unless
         # SPT_NOENV is set; a session leader running in the stack's home is ours too.
-        return _session(pid) == pid and Path(proc.cwd()) == cfg.root
+        # (a component with a private directory runs in <home>/private/<name>)
+        cwd = Path(proc.cwd())
+        return _session(pid) == pid and (cwd == cfg.root or cwd.parent == cfg.root / "private")
     except psutil.Error:
         return False
 
@@ -99,8 +101,8 @@ def start_component(cfg: StackConfig, name: str, argv: list[str], env: dict[str,
     pid = process_group.launch(
         argv,
         log_path,
-        env=launch_env(cfg, env),
-        cwd=cfg.root,
+        env=launch_env(cfg, {**env, **cfg.component_env(name)}),
+        cwd=cfg.component_dir(name),
         banner=f"starting {name}",
         umask=PRIVATE_UMASK,
     )

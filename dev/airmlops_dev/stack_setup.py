@@ -47,6 +47,14 @@ def initialize(cfg: StackConfig) -> None:
         cfg.root / "work",
     ):
         make_private_dir(d)
+    if cfg.private_component_dirs:
+        for name in cfg.components:
+            for d in (
+                cfg.root / "private",
+                cfg.component_dir(name),
+                cfg.component_dir(name) / "tmp",
+            ):
+                make_private_dir(d)
     ensure_secrets(cfg)
     ensure_admin_password(cfg)
     cfg_file = cfg.airflow_home / "airflow.cfg"

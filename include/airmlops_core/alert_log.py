@@ -1,28 +1,35 @@
 """A durable record of alerts that could not be delivered (Slack down, rate limited, hanging).
 
-One JSON line per undelivered alert: when, which connection, which DAG run and task, and the
-error type. Never the webhook URL, token or message body. The health-probe DAG reports new
-entries, so a silent alert channel is itself noticed.
+The notifier (on whichever worker ran the task) records; the health-probe DAG (on another
+worker, perhaps another host) reports new entries, so a silent alert channel is itself noticed.
+The record therefore goes through the data layer (`io.store`): one small JSON file per
+undelivered alert under a directory or s3:// prefix (`settings.alert_log()`, by default
+`<work URI>/alerts/undelivered/`), written atomically, so concurrent writers on several hosts
+never tear or interleave an entry. An entry holds when, which connection, which DAG run and
+task, and the error type; never the webhook URL, token or message body.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import json
-import os
-from pathlib import Path
+import uuid
 from typing import Any
 
 from airmlops_core import settings
+from airmlops_core.errors import DataError
+from airmlops_core.io import data
+from airmlops_core.io.store import Store
+
+_STAMP = "%Y%m%dT%H%M%SZ"  # sorts as time does: entries list oldest first
 
 
-def path() -> Path:
-    """AIRMLOPS_ALERT_LOG, or <local dir>/alerts/undelivered.jsonl."""
+def uri() -> str:
+    """AIRMLOPS_ALERT_LOG, or <work URI>/alerts/undelivered (a directory or s3:// prefix)."""
     return settings.alert_log()
 
 
 def record_undelivered(
+    store: Store,
     *,
     conn_id: str,
     error: str,
@@ -31,9 +38,14 @@ def record_undelivered(
     task_id: str = "",
     attempts: int = 1,
 ) -> dict[str, Any]:
-    """Append one entry (whole line, under an exclusive lock, fsynced) and return it."""
+    """Write one entry as its own file (atomically) and return it.
+
+    Raises:
+        DataError: the alert log's place is not writable (the message names it).
+    """
+    now = dt.datetime.now(dt.UTC)
     entry = {
-        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "at": now.isoformat(timespec="seconds"),
         "conn_id": conn_id,
         "dag_id": dag_id,
         "run_id": run_id,
@@ -41,27 +53,25 @@ def record_undelivered(
         "error": error,
         "attempts": attempts,
     }
-    target = path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("a", encoding="utf-8") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        fh.write(json.dumps(entry, sort_keys=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    name = f"{now.strftime(_STAMP)}-{uuid.uuid4().hex[:12]}.json"
+    store.write_json(data.join_uri(uri(), name), entry)
     return entry
 
 
-def undelivered(since: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Recorded entries, oldest first, optionally only those at or after `since` (aware)."""
-    target = path()
-    if not target.exists():
-        return []
+def undelivered(store: Store, since: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Recorded entries, oldest first, optionally only those at or after `since` (aware).
+
+    An unreadable entry (a file some other program left) is skipped, the rest still count.
+    """
+    floor = since.astimezone(dt.UTC).strftime(_STAMP) if since is not None else ""
     out = []
-    for line in target.read_text(encoding="utf-8").splitlines():
+    for file in store.list_files(uri(), suffix=".json"):
+        if file.rsplit("/", 1)[-1][: len(floor)] < floor:
+            continue  # older than `since` by its name: not read at all
         try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a torn line from a crash: skipped, the rest still counts
+            entry = store.read_json(file)
+        except DataError:
+            continue
         if since is None or dt.datetime.fromisoformat(entry["at"]) >= since:
             out.append(entry)
     return out

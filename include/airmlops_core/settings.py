@@ -35,14 +35,15 @@ class AirmlopsSettings(BaseSettings):
     expectations_dir: Path | None = Field(
         default=None, description="the data suites (<model>.yaml)"
     )
-    local_dir: Path | None = Field(default=None, description="local state (alert log, quarantine)")
+    local_dir: Path | None = Field(default=None, description="root of the local defaults")
     data_dir: Path | None = Field(default=None, description="root of relative data URIs in specs")
     work_uri: str | None = Field(
         default=None,
         description="where tasks hand files to each other: a directory or s3:// prefix",
     )
-    alert_log: Path | None = Field(
-        default=None, description="record of undelivered alerts (JSON lines)"
+    alert_log: str | None = Field(
+        default=None,
+        description="undelivered alerts: a directory or s3:// prefix (one JSON file each)",
     )
     code_version: str | None = Field(
         default=None, description="code version tagged on every MLflow run"
@@ -173,6 +174,7 @@ def work_uri() -> str:
     return current().work_uri or str(local_dir() / "work")
 
 
-def alert_log() -> Path:
-    """Undelivered alerts: AIRMLOPS_ALERT_LOG, else <local dir>/alerts/undelivered.jsonl."""
-    return current().alert_log or local_dir() / "alerts" / "undelivered.jsonl"
+def alert_log() -> str:
+    """Undelivered alerts: AIRMLOPS_ALERT_LOG, else <work URI>/alerts/undelivered (shared by
+    every worker, as the work files are)."""
+    return current().alert_log or work_uri().rstrip("/") + "/alerts/undelivered"

@@ -98,11 +98,14 @@ class SafeSlackWebhookNotifier(BaseNotifier):
         ).notify(context)
 
     def _record(self, context: Context, error: str) -> None:
+        from airmlops.hooks.data_store import alert_log_store
         from airmlops_core import alert_log
+        from airmlops_core.errors import DataError
 
         ti = context.get("ti")
         try:
             alert_log.record_undelivered(
+                alert_log_store(),
                 conn_id=self.slack_webhook_conn_id,
                 error=error,
                 attempts=self.retries + 1,
@@ -110,7 +113,7 @@ class SafeSlackWebhookNotifier(BaseNotifier):
                 run_id=str(context.get("run_id", "")),
                 task_id=str(getattr(ti, "task_id", "")),
             )
-        except OSError as exc:
+        except (OSError, DataError) as exc:  # never fail the task over its alert
             log.error("undelivered alert could not be recorded: %s", exc)
 
 

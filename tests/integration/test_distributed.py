@@ -1,6 +1,15 @@
 """The production topology, natively: Airflow on the CeleryExecutor with two workers, PostgreSQL,
 Redis, MLflow on PostgreSQL with S3 artifacts behind basic auth, all real and on 127.0.0.1.
 
+No shared disk: every component (each Airflow component, each Celery worker, the model API)
+runs in a private local directory of its own (its working directory, TMPDIR, AIRMLOPS_LOCAL_DIR
+and AIRMLOPS_DATA_DIR; StackConfig.private_component_dirs), as on separate hosts. Everything
+the DAGs hand each other goes through SeaweedFS S3 (training data, batches, work files, scored
+outputs and manifests, quarantine, labels, the undelivered-alert log), PostgreSQL (Airflow's
+Variables: drift state, cool-downs) and MLflow. The whole loop runs there: train -> gate ->
+score -> drift on a shifted batch -> labels land on S3 -> retrain -> gate -> promote, and no
+private directory holds a scored output or manifest afterwards.
+
 docker-compose.yml describes this topology for one Docker host; no Docker engine runs where the
 pack is built, so this module starts the same services as processes (airmlops_dev.localstack
 with a Celery configuration, tests/support/pgserver.py, redisserver.py, s3server.py), runs
@@ -21,6 +30,7 @@ always stopped at the end, with a check that none of its processes is left.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -39,7 +49,9 @@ import pytest
 import requests
 import yaml
 
-from airmlops_core.io import data, scored
+import drift_loop
+from airmlops_core.io import data, s3_objects, scored
+from airmlops_core.io.store import Store
 from airmlops_dev import demo_data, localstack
 from airmlops_dev.airflow_api import AirflowClient
 from airmlops_dev.ports import free_ports
@@ -47,15 +59,18 @@ from airmlops_dev.stack_config import COMPONENTS, StackConfig
 from airmlops_dev.stack_health import format_status, status
 from airmlops_dev.stack_pids import read_pid, stack_processes
 from airmlops_dev.stack_secrets import credentials, ensure_secrets, mlflow_credentials
+from airmlops_dev.webhook_receiver import read_messages
 from paths import PROJECT_DIR
 from pgserver import PostgresServer, PostgresUnavailable
 from redisserver import RedisServer, redis_binary
 from s3server import SeaweedS3
+from slack_messages import messages_about
 
 pytestmark = pytest.mark.integration
 
 MODEL = "customer_churn"
 BUCKET = "mlflow-artifacts"
+DATA_BUCKET = "airmlops-data"  # everything the DAGs hand each other
 PROBE_DAG_ID = "airmlops_secret_probe"
 PROBE_VARIABLE = "airmlops_probe_api_key"  # "api_key": a name Airflow masks
 # Short failure detection for the test (production keeps Airflow's defaults: 300 s timeout).
@@ -119,13 +134,31 @@ class Distributed:
         print(f"[distributed] {line}", flush=True)
 
 
+def s3_uri(*parts: str) -> str:
+    """A location in the data bucket."""
+    return "/".join([f"s3://{DATA_BUCKET}", *parts])
+
+
 def churn_spec(target: Path) -> Path:
-    """The churn demo spec, manual only, with the integration suite's relaxed floors."""
+    """The churn demo spec, manual only, with the integration suite's relaxed floors, and all
+    of its state on S3 (through the stack's aws_default connection)."""
     target.mkdir(parents=True, exist_ok=True)
     spec = yaml.safe_load((PROJECT_DIR / "include" / "models" / f"{MODEL}.yaml").read_text())
     spec.pop("schedules", None)
+    spec["source"] = {"kind": "s3", "uri": s3_uri("demo", "churn.parquet")}
+    spec["scoring"] = {
+        **spec.get("scoring", {}),
+        "input": s3_uri("landing", MODEL) + "/",
+        "output": s3_uri("scored"),
+    }
+    spec["labels"] = {"kind": "s3", "uri": s3_uri("labels", MODEL) + "/"}
     spec["metrics"]["floors"] = {"roc_auc": 0.6}
-    spec["monitoring"] = {"window_runs": 1}
+    # each drift check looks at the latest scoring run only; drift signals retraining
+    spec["monitoring"] = {"window_runs": 1, "retrain_on": ["drift"]}
+    # the retrained version replaces the champion unless it is worse by 0.05 of roc_auc (its
+    # window holds the shifted, labelled rows, so it is not expected to be clearly better);
+    # the fairness gate is not what this module tests
+    spec["promotion"] = {"margin": -0.05, "fairness_tolerance": 0.5}
     (target / f"{MODEL}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return target
 
@@ -216,6 +249,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
         redis.start()
         s3.start()
         s3.client().create_bucket(Bucket=BUCKET)
+        s3.client().create_bucket(Bucket=DATA_BUCKET)
         airflow_db = pg.url("airflow", passwords["AIRFLOW_DB_PASSWORD"], "airflow")
         airflow_port, mlflow_port, receiver_port, model_api_port = free_ports(4)
         cfg = StackConfig(
@@ -228,8 +262,20 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
             extra_env={
                 "AIRMLOPS_MODELS_DIR": str(models),
                 f"AIRFLOW_VAR_{PROBE_VARIABLE.upper()}": probe_value,
+                # work files (and the undelivered-alert log under them) on S3, reached with
+                # the aws_default connection, as every other piece of shared state
+                "AIRMLOPS_WORK_URI": s3_uri("work"),
+                "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                    {
+                        "conn_type": "aws",
+                        "login": s3.access_key,
+                        "password": s3.secret_key,
+                        "extra": {"endpoint_url": s3.endpoint_url, "region_name": "us-east-1"},
+                    }
+                ),
                 **HEARTBEAT_ENV,
             },
+            private_component_dirs=True,
             executor="CeleryExecutor",
             sql_alchemy_conn=airflow_db,
             celery_broker_url=redis.url(0),
@@ -247,8 +293,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
             mlflow_auth=True,
             startup_timeout=300.0,
         )
-        demo_churn = demo_data.churn()
-        data.write_frame(demo_churn, str(cfg.root / "data" / "demo" / "churn.parquet"))
+        data.write_frame(demo_data.churn(), s3_uri("demo", "churn.parquet"), s3_client=s3.client())
         localstack.up(cfg)
         _, (user, password) = credentials(cfg)
         # the test's own MLflow client authenticates like the pack's tasks: from the environment
@@ -324,8 +369,14 @@ def _kill_tree(pid: int) -> list[int]:
     return tree
 
 
-def land(cfg: StackConfig, folder: str, parts: int, copies: int = 1) -> tuple[pd.DataFrame, Path]:
-    """The churn features (no label), `copies` times with distinct keys, as `parts` files."""
+def store(dist: Distributed) -> Store:
+    """The data layer on the stack's S3, as the test (another host) reaches it."""
+    return Store(client=dist.s3.client())
+
+
+def land(dist: Distributed, folder: str, parts: int, copies: int = 1) -> tuple[pd.DataFrame, str]:
+    """The churn features (no label), `copies` times with distinct keys, as `parts` files
+    under an s3:// prefix of the data bucket (returned)."""
     base = demo_data.churn().drop(columns=["churn"])
     frames = []
     for i in range(copies):
@@ -333,38 +384,56 @@ def land(cfg: StackConfig, folder: str, parts: int, copies: int = 1) -> tuple[pd
         copy["customer_id"] = copy["customer_id"] + i * 10**9  # int64 keys, as the suite wants
         frames.append(copy)
     df = pd.concat(frames, ignore_index=True)
-    out = cfg.root / "data" / folder
+    prefix = s3_uri("batches", folder)
+    client = dist.s3.client()
     for i, chunk in enumerate(np.array_split(np.arange(len(df)), parts)):
-        data.write_frame(df.iloc[chunk].reset_index(drop=True), str(out / f"part-{i}.parquet"))
-    return df, out
+        part = df.iloc[chunk].reset_index(drop=True)
+        data.write_frame(part, f"{prefix}/part-{i}.parquet", s3_client=client)
+    return df, prefix
 
 
-def scored_dir(cfg: StackConfig, api: AirflowClient, run_id: str) -> Path:
+def scored_prefix(api: AirflowClient, run_id: str) -> str:
+    """The s3:// prefix of a scoring run's outputs."""
     run = api.dag_run(f"{MODEL}__score", run_id)
     when = run.get("logical_date") or run["run_after"]
-    return Path(scored.run_output_uri(str(cfg.root / "data" / "scored"), MODEL, when))
+    return scored.run_output_uri(s3_uri("scored"), MODEL, when)
+
+
+def _name(uri: str) -> str:
+    return uri.rsplit("/", 1)[-1]
 
 
 def check_output(
-    cfg: StackConfig, api: AirflowClient, run_id: str, frame: pd.DataFrame, inputs: Path
+    dist: Distributed, run_id: str, frame: pd.DataFrame, inputs: str
 ) -> dict[str, str]:
     """Rows out == rows in, each key once, every file byte-identical to the expected scoring
-    of its input (recomputed here with the pinned version), no temp file left behind."""
+    of its input (recomputed here with the pinned version), no temp object left behind."""
     from airmlops_core.quality.suite import suite_for
     from airmlops_core.score.gate import score_or_quarantine
     from airmlops_core.score.model import load_model
     from airmlops_core.spec import load_spec
 
-    out = scored_dir(cfg, api, run_id)
-    files = sorted(out.glob("*.parquet"))
-    parts = sorted(inputs.glob("*.parquet"))
-    assert [f.name for f in files] == [p.name for p in parts]
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")], "partial file left"
-    scored = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    assert len(scored) == len(frame), "rows out != rows in"
-    assert scored["customer_id"].is_unique, "a row was scored twice"
-    assert set(scored["customer_id"]) == set(frame["customer_id"])
-    [version] = set(scored["model_version"])
+    cfg, api, objects = dist.cfg, dist.api, store(dist)
+    out = scored_prefix(api, run_id)
+    files = objects.list_files(out, suffix=".parquet")
+    parts = objects.list_files(inputs, suffix=".parquet")
+    assert [_name(f) for f in files] == [_name(p) for p in parts]
+    bucket, key = s3_objects.split_s3(out)
+    every = [
+        o["Key"]
+        for page in dist.s3.client()
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=bucket, Prefix=key + "/")
+        for o in page.get("Contents", [])
+    ]
+    assert not [k for k in every if k.endswith(".tmp") or "/." in k], "partial object left"
+    scored_rows = pd.concat(
+        [data.read_frame(f, s3_client=objects.s3_client) for f in files], ignore_index=True
+    )
+    assert len(scored_rows) == len(frame), "rows out != rows in"
+    assert scored_rows["customer_id"].is_unique, "a row was scored twice"
+    assert set(scored_rows["customer_id"]) == set(frame["customer_id"])
+    [version] = set(scored_rows["model_version"])
     run = api.dag_run(f"{MODEL}__score", run_id)
     when = run.get("logical_date") or run["run_after"]
     spec = load_spec(Path(cfg.extra_env["AIRMLOPS_MODELS_DIR"]) / f"{MODEL}.yaml")
@@ -372,25 +441,28 @@ def check_output(
     expected_dir = cfg.root / "expected" / run_id.replace(":", "_").replace("+", "_")
     digests = {}
     for part in parts:
-        target = expected_dir / part.name
+        local_input = expected_dir / "in" / _name(part)
+        local_input.parent.mkdir(parents=True, exist_ok=True)
+        local_input.write_bytes(objects.read_bytes(part))
+        target = expected_dir / _name(part)
         score_or_quarantine(
             model,
-            str(part),
+            str(local_input),
             suite=suite_for(spec).model_copy(update={"extra_columns": "warn"}),
             output_uri=str(target),
-            quarantine_uri=str(expected_dir / "q" / part.stem),
+            quarantine_uri=str(expected_dir / "q" / local_input.stem),
             row_key=spec.row_key,
             logical_date=when,
             chunk_rows=spec.scoring.chunk_rows,
         )
-        got = (out / part.name).read_bytes()
-        assert got == target.read_bytes(), f"{part.name} differs from its expected scoring"
-        digests[part.name] = data.file_sha256(str(out / part.name))
+        got = objects.read_bytes(f"{out}/{_name(part)}")
+        assert got == target.read_bytes(), f"{_name(part)} differs from its expected scoring"
+        digests[_name(part)] = objects.sha256(f"{out}/{_name(part)}")
     return digests
 
 
-def score_run(d: Distributed, folder: Path) -> str:
-    return d.api.trigger(f"{MODEL}__score", conf={"input": str(folder)})
+def score_run(d: Distributed, inputs: str) -> str:
+    return d.api.trigger(f"{MODEL}__score", conf={"input": inputs})
 
 
 def _tis(api: AirflowClient, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
@@ -442,7 +514,8 @@ def test_topology_is_distributed_and_locked_down(dist: Distributed) -> None:
     creds = mlflow_credentials(cfg)
     assert creds is not None
     assert requests.get(search, timeout=10, auth=creds).status_code == 200
-    # only the MLflow server holds S3 credentials: clients go through its artifact proxy
+    # only the MLflow server holds S3 credentials as AWS_* variables: clients go through its
+    # artifact proxy (the data bucket is reached through the aws_default connection)
     assert _environ(_pid(cfg, "mlflow"))["AWS_SECRET_ACCESS_KEY"] == dist.s3.secret_key
     for component in ("scheduler", "api-server", "celery-worker-1", "celery-worker-2", "model-api"):
         env = _environ(_pid(cfg, component))
@@ -450,6 +523,19 @@ def test_topology_is_distributed_and_locked_down(dist: Distributed) -> None:
         if component != "model-api":
             assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert env["MLFLOW_TRACKING_USERNAME"] == "admin"
+    # no shared disk: each component runs in its own private directory, its temp files and
+    # local defaults there too
+    for component in cfg.components:
+        own = cfg.component_dir(component)
+        assert own.parent == cfg.root / "private", component
+        proc = psutil.Process(_pid(cfg, component))
+        assert Path(proc.cwd()) == own, component
+        env = proc.environ()
+        assert env["TMPDIR"] == str(own / "tmp"), component
+        assert env["AIRMLOPS_LOCAL_DIR"] == str(own), component
+        assert env["AIRMLOPS_DATA_DIR"] == str(own / "data"), component
+        if component not in ("receiver", "mlflow"):
+            assert env["AIRMLOPS_WORK_URI"] == s3_uri("work"), component
     # the metadata DB is the PostgreSQL server: Airflow's tables are there
     assert (
         int(
@@ -522,7 +608,7 @@ def test_train_validate_promote_with_artifacts_in_s3(dist: Distributed, trained)
 def fanout(dist: Distributed, trained) -> dict[str, Any]:
     """A scoring run over 4 partitions, and the drift run its scored Asset triggers."""
     api = dist.api
-    frame, folder = land(dist.cfg, "batches/fanout", parts=4)
+    frame, folder = land(dist, "fanout", parts=4)
     known = {r["dag_run_id"] for r in api.dag_runs(f"{MODEL}__drift")}
     started = time.monotonic()
     run_id = score_run(dist, folder)
@@ -553,7 +639,7 @@ def test_scoring_fans_out_over_both_workers(dist: Distributed, fanout) -> None:
             f"{h.split('.')[0]}={sum(t['hostname'] == h for t in tis)}" for h in sorted(hosts)
         )
     )
-    check_output(dist.cfg, dist.api, fanout["run_id"], fanout["frame"], fanout["folder"])
+    check_output(dist, fanout["run_id"], fanout["frame"], fanout["folder"])
 
 
 def test_drift_runs_on_the_scored_batch(dist: Distributed, fanout) -> None:
@@ -625,7 +711,7 @@ def _wait_running_on(
 
 def test_worker_killed_mid_scoring_run_completes_exactly_once(dist: Distributed, fanout) -> None:
     cfg, api = dist.cfg, dist.api
-    frame, folder = land(cfg, "batches/killed", parts=4)
+    frame, folder = land(dist, "killed", parts=4)
     victim = "celery-worker-1"
     host = cfg.worker_hostname(victim)
     started = time.monotonic()
@@ -661,7 +747,7 @@ def test_worker_killed_mid_scoring_run_completes_exactly_once(dist: Distributed,
     assert [t["hostname"] for t in tries][:2] == [host, final["hostname"]], tries
     assert tries[0]["state"] == "failed"
     retry_gap = _ts(tries[1]["start_date"]) - _ts(tries[0]["end_date"])
-    check_output(cfg, api, run_id, frame, folder)
+    check_output(dist, run_id, frame, folder)
     dist.note(
         f"fault 1, worker SIGKILL: {victim} killed ({len(killed)} processes) while "
         f"running score {key} try {ti['try_number']}; scheduler noticed after "
@@ -682,7 +768,7 @@ def test_postgres_restart_between_runs_then_redis_restart_mid_run(
     cfg, api = dist.cfg, dist.api
     pg_down = dist.pg.restart()  # fast shutdown: every client's connections are cut
     pg_back = time.monotonic()
-    frame, folder = land(cfg, "batches/restarts", parts=4)
+    frame, folder = land(dist, "restarts", parts=4)
     run_id = None
     deadline = time.monotonic() + 120
     while run_id is None:  # the api-server's pool may hold connections the restart closed
@@ -706,7 +792,7 @@ def test_postgres_restart_between_runs_then_redis_restart_mid_run(
     tis = _tis(api, f"{MODEL}__score", run_id, "score")
     retried = sorted(t["map_index"] for t in tis if t["try_number"] > 1)
     assert state == "success", {t["map_index"]: t["state"] for t in tis}
-    check_output(cfg, api, run_id, frame, folder)
+    check_output(dist, run_id, frame, folder)
     lost = (
         sum(
             cfg.log_file(w).read_text(errors="replace").count("Connection to broker lost")
@@ -738,3 +824,96 @@ def test_postgres_restart_between_runs_then_redis_restart_mid_run(
         + (" (restarted by `up`, as compose's restart policy would)" if dead else "")
     )
     assert not still, format_status(rows)
+
+
+# The whole loop on S3-only shared state ---------------------------------------------------------
+def _private_files(cfg: StackConfig) -> list[Path]:
+    """Every file in the components' private directories."""
+    return [p for p in (cfg.root / "private").rglob("*") if p.is_file()]
+
+
+def test_the_whole_loop_runs_with_no_shared_disk(dist: Distributed, trained) -> None:
+    """Score a shifted batch -> drift alert naming the shifted columns -> labels land on S3 ->
+    retrain (reason: drift) -> validate -> the retrained version is the new champion; nothing
+    of it passed through a component's local disk."""
+    from airmlops_core.tracking import registry
+
+    cfg, api, objects = dist.cfg, dist.api, store(dist)
+    client = _mlflow(cfg)
+    started = time.monotonic()
+    before = registry.alias_version(client, MODEL, registry.CHAMPION)
+    assert before is not None, "no champion to replace"
+    features = demo_data.churn().drop(columns=["churn"])
+    batch = s3_uri("landing", MODEL, "shifted.parquet")
+    data.write_frame(drift_loop.shifted(features), batch, s3_client=objects.s3_client)
+    # the labels land later, on S3, joined to the scored rows on the row key
+    labels = demo_data.churn()[["customer_id", "churn"]]
+    data.write_frame(
+        labels, s3_uri("labels", MODEL, "shifted.parquet"), s3_client=objects.s3_client
+    )
+    known_retrains = {r["dag_run_id"] for r in api.dag_runs(f"{MODEL}__retrain")}
+    known_validates = {r["dag_run_id"] for r in api.dag_runs(f"{MODEL}__validate")}
+    drifted = drift_loop.score_then_drift(api, cfg.mlflow_url, batch)
+    drift_s = time.monotonic() - started
+    assert drifted["state"] == "success", drifted["tis"]
+    assert drifted["mlflow"].data.tags["airmlops.drift_status"] == "drift"
+    assert drifted["tis"]["signal_retrain"] == "success"  # the drift Asset for retraining
+    # the drift alert (the Slack stand-in) names the shifted columns, and only those
+    alerts = [
+        m
+        for m in drift_loop.drift_messages(cfg.messages_file)
+        if drifted["run_id"] in m or "drift in v" in m
+    ]
+    assert alerts, drift_loop.drift_messages(cfg.messages_file)
+    alert = alerts[-1]
+    for column in drift_loop.SHIFTED:
+        assert column in alert, alert
+    assert "monthly_charges (" not in alert, alert
+    # the scored outputs and the manifest are on S3
+    out = scored_prefix(api, drifted["score_run"])
+    assert objects.exists(f"{out}/_manifest.json")
+    assert objects.list_files(out, suffix=".parquet") == [f"{out}/shifted.parquet"]
+
+    # the drift Asset started a retrain that says why, on the window with the S3 labels
+    retrain = api.wait_for_new_run(f"{MODEL}__retrain", known_retrains, timeout=180)
+    assert api.wait(f"{MODEL}__retrain", retrain, timeout=900) == "success"
+    [version] = client.search_model_versions(
+        f"name = '{MODEL}' and tags.`airmlops.run_id` = '{retrain}'"
+    )
+    reason = version.tags["airmlops.retrain_reason"]
+    assert reason.startswith("drift: "), reason
+    assert "tenure" in reason, reason
+    rows = json.loads(client.get_run(version.run_id).data.tags["airmlops.retrain_rows"])
+    assert rows["labelled"] >= len(labels), rows  # the labels were read from S3
+    assert rows["total"] == len(labels), rows
+    retrain_s = time.monotonic() - started - drift_s
+
+    # the candidate Asset ran the gate, which promoted the retrained version
+    validate = api.wait_for_new_run(f"{MODEL}__validate", known_validates, timeout=180)
+    assert api.wait(f"{MODEL}__validate", validate, timeout=600) == "success"
+    assert registry.alias_version(client, MODEL, registry.CHAMPION) == version.version
+    assert registry.alias_version(client, MODEL, registry.PREVIOUS_CHAMPION) == before
+    promoted = messages_about(cfg, validate, f"version {version.version} promoted to champion")
+    assert promoted, read_messages(cfg.messages_file)[-5:]
+    hosts = {t["hostname"] for t in api.task_instances(f"{MODEL}__retrain", retrain)}
+    assert hosts <= {cfg.worker_hostname(w) for w in cfg.workers}, hosts
+
+    # nothing passed through local disk: no private directory holds a scored output, a
+    # manifest or any parquet file, and the shared home's data and work folders are empty
+    leaked = [
+        p
+        for p in _private_files(cfg)
+        if p.suffix == ".parquet" or p.name == "_manifest.json" or "scored" in p.parts
+    ]
+    assert not leaked, leaked
+    for shared in (cfg.root / "data", cfg.root / "work"):
+        assert not [p for p in shared.rglob("*") if p.is_file()], shared
+    work = objects.list_files(s3_uri("work"))
+    assert any("/work/" in w and w.endswith(".parquet") for w in work), work[:5]
+    dist.note(
+        f"whole loop, no shared disk: score + drift {drift_s:.0f}s (alert names "
+        f"{', '.join(drift_loop.SHIFTED)}), retrain {retrain_s:.0f}s ({reason[:60]}), "
+        f"validate promoted v{version.version} over v{before}; "
+        f"{time.monotonic() - started:.0f}s in all; {len(_private_files(cfg))} files in the "
+        f"private directories, none of them scored data; {len(work)} work objects on S3"
+    )

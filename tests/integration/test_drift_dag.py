@@ -9,16 +9,15 @@ The integration spec looks at the latest scoring run only (monitoring.window_run
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+import drift_loop
 from airmlops_core.io import data
 from airmlops_dev import demo_data
-from airmlops_dev.webhook_receiver import read_messages
 from stack_models import serve_a_champion
 
 pytestmark = pytest.mark.integration
@@ -27,38 +26,14 @@ MODEL = "customer_churn"
 
 
 def score_then_drift(stack: Any, api: Any, frame: pd.DataFrame, name: str) -> dict:
-    """Score `frame` as one batch (manual run), wait for the drift run its Asset triggers."""
+    """Land `frame` as one batch in the stack's data folder, score it, wait for its drift run."""
     folder = stack.home / "data" / "drift_batches" / name
     data.write_frame(frame, str(folder / "batch.parquet"))
-    # earlier scoring runs (other tests) may still have drift runs queued: let them finish,
-    # so that the next new drift run is the one this batch's scored Asset triggers
-    deadline = time.monotonic() + 600
-    while api.dag_runs(f"{MODEL}__drift", states=["queued", "running"]):
-        assert time.monotonic() < deadline, "drift runs of earlier batches did not finish"
-        time.sleep(2)
-    known = {r["dag_run_id"] for r in api.dag_runs(f"{MODEL}__drift")}
-    run_id = api.trigger(f"{MODEL}__score", conf={"input": str(folder)})
-    assert api.wait(f"{MODEL}__score", run_id, timeout=600) == "success"
-    drift_run = api.wait_for_new_run(f"{MODEL}__drift", known)  # the scored Asset's
-    state = api.wait(f"{MODEL}__drift", drift_run, timeout=600)
-    tis = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__drift", drift_run)}
-    client = MlflowClient(stack.mlflow_url)
-    exp = client.get_experiment_by_name(f"airmlops/{MODEL}")
-    [run] = client.search_runs(
-        [exp.experiment_id],
-        filter_string=(
-            f"tags.`airmlops.purpose` = 'drift' and tags.`airmlops.run_id` = '{drift_run}'"
-        ),
-    )
-    return {"run_id": drift_run, "state": state, "tis": tis, "mlflow": run}
+    return drift_loop.score_then_drift(api, stack.mlflow_url, str(folder))
 
 
 def drift_messages(stack: Any) -> list[str]:
-    return [
-        m["body"]["text"]
-        for m in read_messages(stack.messages_file)
-        if f"{MODEL}__drift" in json.dumps(m["body"])
-    ]
+    return drift_loop.drift_messages(stack.messages_file)
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +61,7 @@ def test_reference_like_batch_raises_no_alert(stack, airflow_api, features) -> N
 def test_shifted_batch_alerts_naming_the_columns_and_signals_retraining(
     stack, airflow_api, features
 ) -> None:
-    shifted = features.copy()
-    # two years more on every contract (within the suite's range), and 90% month-to-month
-    shifted["tenure"] = (shifted["tenure"] + 24).clip(upper=80)
-    shifted["contract"] = "Month-to-month"
-    shifted["contract"] = shifted["contract"].where(features.index % 10 != 0, features["contract"])
+    shifted = drift_loop.shifted(features)  # tenure and contract move, nothing else
     labels = demo_data.churn()[["customer_id", "churn"]]  # the labels land later, joined on key
     data.write_frame(labels, str(stack.home / "data" / "labels" / MODEL / "shifted.parquet"))
     known_retrains = {r["dag_run_id"] for r in airflow_api.dag_runs(f"{MODEL}__retrain")}

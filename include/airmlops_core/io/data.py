@@ -5,8 +5,9 @@ and is described by a `DataRef` (uri + sha256 + rows + format), small enough for
 verifies the hash, so a file changed between two tasks is caught instead of silently used.
 
 URIs are absolute local paths, file:// URIs or s3://bucket/key. S3 is reached only through a
-boto3 S3 client the caller passes in (`s3_client`); this module never builds one or reads
-credentials. No Airflow imports: usable from tests and a CLI.
+boto3 S3 client the caller passes in (`s3_client`), by way of `io.s3_objects` (shared with
+`io.store.Store`); this module never builds a client or reads credentials. No Airflow imports:
+usable from tests and a CLI.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import IO, TYPE_CHECKING, Any, TypedDict
 from urllib.parse import unquote, urlsplit
 
 from airmlops_core.errors import DataError
+from airmlops_core.io import s3_objects
+from airmlops_core.io.s3_objects import need_client
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,14 +100,6 @@ class DataRef:
 
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    """s3://bucket/key -> (bucket, key); the key must name an object."""
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket or not key or key.endswith("/"):
-        raise DataError(f"{uri}: not an S3 object URI (expected s3://bucket/key)")
-    return bucket, key
 
 
 def _file_uri_path(uri: str) -> str:
@@ -199,53 +194,10 @@ def infer_format(uri: str, format: str | None) -> str:
 # Bytes in and out
 
 
-def need_client(uri: str, s3_client: Any | None) -> Any:
-    if s3_client is None:
-        raise DataError(
-            f"{uri}: an S3 client is needed to access s3:// URIs "
-            "(pass s3_client=, e.g. from the AWS connection)"
-        )
-    return s3_client
-
-
-def s3_error(uri: str, exc: Exception) -> DataError:
-    """Translate a botocore error into a DataError naming the URI."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        err = response.get("Error", {})
-        code = str(err.get("Code", ""))
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return DataError(f"{uri}: file not found")
-        if code == "NoSuchBucket":
-            return DataError(f"{uri}: bucket does not exist")
-        return DataError(f"{uri}: S3 error {code}: {err.get('Message', exc)}")
-    return DataError(f"{uri}: S3 request failed: {exc}")
-
-
-def s3_exceptions() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (ClientError, BotoCoreError)
-
-
-def _s3_get_body(uri: str, s3_client: Any) -> Any:
-    bucket, key = split_s3(uri)
-    try:
-        return need_client(uri, s3_client).get_object(Bucket=bucket, Key=key)["Body"]
-    except s3_exceptions() as exc:
-        raise s3_error(uri, exc) from exc
-
-
 def _read_bytes(uri: str, s3_client: Any | None) -> bytes:
     """The whole file at `uri` as bytes."""
     if is_s3(uri):
-        body = _s3_get_body(uri, s3_client)
-        try:
-            return bytes(body.read())
-        except s3_exceptions() as exc:
-            raise s3_error(uri, exc) from exc
-        finally:
-            body.close()
+        return s3_objects.read_object(uri, s3_client)
     path = existing_file(uri)
     try:
         return path.read_bytes()
@@ -290,13 +242,7 @@ def existing_file(uri: str) -> Path:
 
 def iter_chunks(uri: str, s3_client: Any | None) -> Iterator[bytes]:
     if is_s3(uri):
-        body = _s3_get_body(uri, s3_client)
-        try:
-            yield from body.iter_chunks(_CHUNK)
-        except s3_exceptions() as exc:
-            raise s3_error(uri, exc) from exc
-        finally:
-            body.close()
+        yield from s3_objects.iter_object(uri, s3_client, _CHUNK)
         return
     path = existing_file(uri)
     try:
@@ -546,16 +492,12 @@ def write_frame(
             raise DataError(f"{uri}: cannot write the frame as {fmt}: {exc}") from exc
 
     if is_s3(uri):
-        bucket, key = split_s3(uri)
-        client = need_client(uri, s3_client)
+        need_client(uri, s3_client)  # before serialising: fail fast, naming the URI
         buf = io.BytesIO()
         write(buf)
         data = buf.getvalue()
         digest = hashlib.sha256(data).hexdigest()
-        try:
-            client.put_object(Bucket=bucket, Key=key, Body=data)
-        except s3_exceptions() as exc:
-            raise s3_error(uri, exc) from exc
+        s3_objects.put_object(uri, s3_client, data)
         out_uri = uri
     else:
         path = local_path(uri)

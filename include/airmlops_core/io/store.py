@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airmlops_core.errors import DataError
-from airmlops_core.io import data
+from airmlops_core.io import data, s3_objects
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
@@ -88,7 +88,7 @@ class Store:
         )
 
     def _client(self, uri: str) -> Any:
-        return data.need_client(uri, self.s3_client)
+        return s3_objects.need_client(uri, self.s3_client)
 
     def _arrow_s3(self, uri: str) -> Any:
         """pyarrow's S3 filesystem for the same endpoint and credentials."""
@@ -122,15 +122,7 @@ class Store:
         """
         if not data.is_s3(uri):
             return data.local_path(uri).is_file()
-        bucket, key = data.split_s3(uri)
-        try:
-            self._client(uri).head_object(Bucket=bucket, Key=key)
-        except data.s3_exceptions() as exc:
-            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise data.s3_error(uri, exc) from exc
-        return True
+        return s3_objects.object_exists(uri, self._client(uri))
 
     def list_files(self, prefix: str, *, suffix: str = "") -> list[str]:
         """Every file under a directory or s3:// prefix (recursively), sorted, as full URIs;
@@ -165,17 +157,7 @@ class Store:
         if not bucket:
             raise DataError(f"{prefix}: S3 URI without a bucket")
         key = key if not key or key.endswith("/") else key + "/"
-        keys: list[str] = []
-        try:
-            pages = (
-                self._client(prefix)
-                .get_paginator("list_objects_v2")
-                .paginate(Bucket=bucket, Prefix=key)
-            )
-            for page in pages:
-                keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/")]
-        except data.s3_exceptions() as exc:
-            raise data.s3_error(prefix, exc) from exc
+        keys = s3_objects.list_keys(prefix, self._client(prefix), bucket, key, delimiter=False)
         return [f"s3://{bucket}/{k}" for k in keys]
 
     def read_bytes(self, uri: str) -> bytes:
@@ -210,13 +192,7 @@ class Store:
             DataError: the destination is not writable, naming the URI.
         """
         if data.is_s3(uri):
-            bucket, key = data.split_s3(uri)
-            try:
-                self._client(uri).put_object(
-                    Bucket=bucket, Key=key, Body=body, ContentType=content_type
-                )
-            except data.s3_exceptions() as exc:
-                raise data.s3_error(uri, exc) from exc
+            s3_objects.put_object(uri, self._client(uri), body, content_type=content_type)
             return uri
         path = data.local_path(uri)
 
@@ -237,11 +213,7 @@ class Store:
     def delete(self, uri: str) -> None:
         """Remove the file at `uri`; a missing file is not an error."""
         if data.is_s3(uri):
-            bucket, key = data.split_s3(uri)
-            try:
-                self._client(uri).delete_object(Bucket=bucket, Key=key)
-            except data.s3_exceptions() as exc:
-                raise data.s3_error(uri, exc) from exc
+            s3_objects.delete_object(uri, self._client(uri))
             return
         data.local_path(uri).unlink(missing_ok=True)
 

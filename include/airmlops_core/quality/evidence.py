@@ -48,8 +48,10 @@ class Quarantined(TypedDict):
 
 def quarantine_base(spec: ModelSpec) -> str:
     """Where the model's failing batches are kept aside: `data_checks.quarantine_uri`, else
-    <local>/quarantine/<model>."""
-    return spec.data_checks.quarantine_uri or str(settings.local_dir() / "quarantine" / spec.name)
+    <work URI>/quarantine/<model> (shared by every worker, local path or s3:// alike)."""
+    return spec.data_checks.quarantine_uri or data.join_uri(
+        settings.work_uri(), "quarantine", spec.name
+    )
 
 
 def quarantine_uri(spec: ModelSpec, ctx: RunIds) -> str:

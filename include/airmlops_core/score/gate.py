@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from airmlops_core.errors import ScoringError
-from airmlops_core.io import data
+from airmlops_core.io import data, s3_objects
 from airmlops_core.io.scored import logical_date_iso, manifest_uri, partition_name
 from airmlops_core.quality import batch_checks, evidence
 from airmlops_core.quality.check import make_result, wrong_delimiter
@@ -195,11 +195,7 @@ def score_or_quarantine(
 def _copy_input(staged: reading.Staged, dest: str, s3_client: Any | None) -> str:
     """The input's exact bytes next to the evidence (streamed, atomic)."""
     if data.is_s3(dest):
-        bucket, key = data.split_s3(dest)
-        try:
-            data.need_client(dest, s3_client).upload_file(str(staged.path), bucket, key)
-        except stream.upload_exceptions() as exc:
-            raise data.s3_error(dest, exc) from exc
+        s3_objects.upload_file(str(staged.path), dest, s3_client)
         return dest
     path = data.local_path(dest)
 
@@ -214,13 +210,9 @@ def _copy_input(staged: reading.Staged, dest: str, s3_client: Any | None) -> str
 def _remove(uri: str, s3_client: Any | None) -> bool:
     """Delete a published output (a partition quarantined on a re-run); True if it existed."""
     if data.is_s3(uri):
-        bucket, key = data.split_s3(uri)
-        client = data.need_client(uri, s3_client)
-        try:
-            client.head_object(Bucket=bucket, Key=key)
-        except data.s3_exceptions():
+        if not s3_objects.object_exists(uri, s3_client):
             return False
-        client.delete_object(Bucket=bucket, Key=key)
+        s3_objects.delete_object(uri, s3_client)
         return True
     path = data.local_path(data.resolve_uri(uri, os.getcwd()))
     if path.is_file():

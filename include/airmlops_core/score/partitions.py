@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from airmlops_core.errors import DataError, NoPartitions
-from airmlops_core.io import data
+from airmlops_core.io import data, s3_objects
 from airmlops_core.io.scored import PARTITION_EXTENSIONS, partition_name
 
 _GLOB = ("*", "?", "[")
@@ -79,35 +79,26 @@ def _list_local(uri: str) -> list[str]:
     raise DataError(f"{uri}: no such file or directory")
 
 
-def _s3_keys(client: Any, bucket: str, prefix: str, *, delimiter: bool) -> list[str]:
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-    if delimiter:
-        kwargs["Delimiter"] = "/"
-    keys: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
-        keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/")]
-    return keys
-
-
 def _list_s3(uri: str, s3_client: Any | None) -> list[str]:
-    client = data.need_client(uri, s3_client)
+    client = s3_objects.need_client(uri, s3_client)
     bucket, _, key = uri[len("s3://") :].partition("/")
     if not bucket:
         raise DataError(f"{uri}: S3 URI without a bucket")
-    try:
-        if _has_glob(key):
-            prefix = key[: min(key.index(c) for c in _GLOB if c in key)]
-            depth = key.count("/")
-            hits = [
-                k
-                for k in _s3_keys(client, bucket, prefix, delimiter=False)
-                if k.count("/") == depth and fnmatchcase(k, key)
-            ]
-        elif not key or key.endswith("/"):
-            hits = _s3_keys(client, bucket, key, delimiter=True)
-        else:
-            near = _s3_keys(client, bucket, key, delimiter=True)
-            hits = [key] if key in near else _s3_keys(client, bucket, key + "/", delimiter=True)
-    except data.s3_exceptions() as exc:
-        raise data.s3_error(uri, exc) from exc
+
+    def keys(prefix: str, *, delimiter: bool) -> list[str]:  # errors name `uri`
+        return s3_objects.list_keys(uri, client, bucket, prefix, delimiter=delimiter)
+
+    if _has_glob(key):
+        prefix = key[: min(key.index(c) for c in _GLOB if c in key)]
+        depth = key.count("/")
+        hits = [
+            k
+            for k in keys(prefix, delimiter=False)
+            if k.count("/") == depth and fnmatchcase(k, key)
+        ]
+    elif not key or key.endswith("/"):
+        hits = keys(key, delimiter=True)
+    else:
+        near = keys(key, delimiter=True)
+        hits = [key] if key in near else keys(key + "/", delimiter=True)
     return [f"s3://{bucket}/{k}" for k in sorted(hits) if _is_partition_file(k.rsplit("/", 1)[-1])]

@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 
 from airmlops_core import settings
 from airmlops_core.errors import DataError, ScoringError
-from airmlops_core.io import data
+from airmlops_core.io import data, s3_objects
 from airmlops_core.io.scored import (
     INPUT_SHA256,
     LOGICAL_DATE,
@@ -264,17 +264,13 @@ def _publish(uri: str, write: Any, s3_client: Any | None) -> tuple[str, str]:
         (the published URI, the sha256 of its bytes).
     """
     if data.is_s3(uri):
-        bucket, key = data.split_s3(uri)
-        client = data.need_client(uri, s3_client)
+        s3_objects.need_client(uri, s3_client)  # before scoring into the temp file
         with tempfile.TemporaryDirectory(prefix="airmlops-out-") as tmp:
             local = Path(tmp) / "out"
             with local.open("wb") as fh:
                 write(fh)
             digest = data.file_sha256(str(local))
-            try:
-                client.upload_file(str(local), bucket, key)
-            except upload_exceptions() as exc:
-                raise data.s3_error(uri, exc) from exc
+            s3_objects.upload_file(str(local), uri, s3_client)
         return uri, digest
     path = data.local_path(data.resolve_uri(uri, os.getcwd()))
     _remove_stale_temps(path)
@@ -283,13 +279,6 @@ def _publish(uri: str, write: Any, s3_client: Any | None) -> tuple[str, str]:
     except OSError as exc:
         raise DataError(f"{uri}: cannot write: {exc}") from exc
     return str(path), digest
-
-
-def upload_exceptions() -> tuple[type[Exception], ...]:
-    """The exceptions an S3 upload raises (client errors and boto3's S3UploadFailedError)."""
-    from boto3.exceptions import S3UploadFailedError
-
-    return (*data.s3_exceptions(), S3UploadFailedError)
 
 
 def score_partition(

@@ -91,24 +91,10 @@ class ModelOperator(BaseOperator):
         settings from the model's AWS connection (`locations.aws_conn_id`) when any of its
         state is on S3, else local only. Credentials stay in the connection; the store's repr
         never shows them."""
+        from airmlops.hooks.data_store import store_for
         from airmlops_core import locations
-        from airmlops_core.io.store import S3Settings, Store
 
-        if not locations.uses_s3(self.spec):
-            return Store()
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        hook = S3Hook(aws_conn_id=locations.aws_conn_id(self.spec))
-        creds = hook.get_credentials()
-        return Store(
-            S3Settings(
-                endpoint_url=hook.conn_config.endpoint_url,
-                region=hook.conn_config.region_name,
-                access_key=creds.access_key,
-                secret_key=creds.secret_key,
-                session_token=creds.token,
-            )
-        )
+        return store_for(locations.aws_conn_id(self.spec), needs_s3=locations.uses_s3(self.spec))
 
     def labels_engine(self) -> Any:
         """A SQLAlchemy engine of `labels.conn_id` for labels from a query (None otherwise)."""

@@ -26,5 +26,9 @@ class CheckTrainingDataOperator(ModelOperator):
         from airmlops_core.train import flow as train_flow
 
         return train_flow.check_training_data_step(
-            self.spec, self.run_context(context), self.refs, tracking_uri=self.tracking_uri()
+            self.spec,
+            self.run_context(context),
+            self.refs,
+            tracking_uri=self.tracking_uri(),
+            s3_client=self.data_store().s3_client,  # the work files may be on S3
         )

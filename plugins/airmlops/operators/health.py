@@ -64,6 +64,7 @@ class HealthProbeOperator(BaseOperator):
         self.grace_s = grace_s
 
     def execute(self, context: Context) -> Probed:
+        from airmlops.hooks.data_store import alert_log_store
         from airmlops_core import alert_log, settings
         from airmlops_core.serve import health
 
@@ -87,7 +88,9 @@ class HealthProbeOperator(BaseOperator):
             self.log.warning(text)
             SafeSlackWebhookNotifier(slack_webhook_conn_id=self.conn_id, text=text).notify(context)
         since = previous.get("probed_at")
-        undelivered = alert_log.undelivered(dt.datetime.fromisoformat(since) if since else None)
+        undelivered = alert_log.undelivered(
+            alert_log_store(), dt.datetime.fromisoformat(since) if since else None
+        )
         if undelivered:
             self.log.warning(
                 "%d alert(s) could not be delivered since %s: %s",

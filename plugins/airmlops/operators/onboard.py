@@ -48,9 +48,9 @@ class OnboardModelOperator(ModelOperator):
         ref = self.spec.external.reference if self.spec.external else None
         s3_client = sql_engine = None
         if ref is not None and ref.kind == "s3":
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+            from airmlops.hooks.data_store import store_for
 
-            s3_client = S3Hook(aws_conn_id=ref.conn_id or self.aws_conn_id).get_conn()
+            s3_client = store_for(ref.conn_id or self.aws_conn_id).s3_client
         elif ref is not None and ref.kind == "sql":
             from airflow.sdk import BaseHook
 

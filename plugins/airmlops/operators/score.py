@@ -25,14 +25,9 @@ class ScoringOperator(ModelOperator):
     """A score-path operator: knows how to reach S3 (spec.scoring.conn_id) when URIs need it."""
 
     def s3_client(self) -> Any:
-        from airmlops_core.score import flow as score_flow
-
-        uris = [score_flow.output_base(self.spec), self.spec.scoring.input or ""]
-        if not any(u.startswith("s3://") for u in uris):
-            return None
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        return S3Hook(aws_conn_id=self.spec.scoring.conn_id or "aws_default").get_conn()
+        """The boto3 client of the model's data layer (`data_store`): None when none of its
+        state (work files, scoring input and output, quarantine, labels) is on S3."""
+        return self.data_store().s3_client
 
     @staticmethod
     def sql_engine(conn_id: str) -> Any:

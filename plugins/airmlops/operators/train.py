@@ -26,11 +26,13 @@ class ExtractTrainingDataOperator(ModelOperator):
         from airmlops_core.train import flow as train_flow
 
         src = self.spec.source
-        s3_client = sql_engine = None
+        # the extract is written under the work URI, which may be on S3 even when the source
+        # is not: the model's data layer, or the source's own AWS connection for an S3 source
+        s3_client, sql_engine = self.data_store().s3_client, None
         if src.kind == "s3":
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+            from airmlops.hooks.data_store import store_for
 
-            s3_client = S3Hook(aws_conn_id=src.conn_id or self.aws_conn_id).get_conn()
+            s3_client = store_for(src.conn_id or self.aws_conn_id).s3_client
         elif src.kind == "sql":
             from airflow.sdk import BaseHook
 
@@ -177,7 +179,11 @@ class TrainModelOperator(ModelOperator):
         from airmlops_core.train import flow as train_flow
 
         return train_flow.train_step(
-            self.spec, self.run_context(context), self.refs, tracking_uri=self.tracking_uri()
+            self.spec,
+            self.run_context(context),
+            self.refs,
+            tracking_uri=self.tracking_uri(),
+            s3_client=self.data_store().s3_client,  # the work files may be on S3
         )
 
     def lineage(self, result: Trained) -> TaskLineage:
@@ -209,6 +215,7 @@ class EvaluateModelOperator(ModelOperator):
             self.refs,
             self.trained,
             tracking_uri=self.tracking_uri(),
+            s3_client=self.data_store().s3_client,
         )
 
     def lineage(self, result: Evaluated) -> TaskLineage:

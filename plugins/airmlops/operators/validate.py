@@ -58,7 +58,11 @@ class CheckHoldoutOperator(ModelOperator):
         from airmlops_core.validate import flow as validate_flow
 
         return validate_flow.check_holdout_step(
-            self.spec, self.run_context(context), self.resolved, tracking_uri=self.tracking_uri()
+            self.spec,
+            self.run_context(context),
+            self.resolved,
+            tracking_uri=self.tracking_uri(),
+            s3_client=self.data_store().s3_client,  # the holdout may be on S3
         )
 
 

@@ -27,7 +27,7 @@ def test_in_a_checkout_the_defaults_are_the_repository() -> None:
     assert settings.expectations_dir() == PROJECT_DIR / "include" / "expectations"
     assert settings.local_dir() == PROJECT_DIR / ".local"
     assert settings.work_uri() == str(PROJECT_DIR / ".local" / "work")
-    assert settings.alert_log() == PROJECT_DIR / ".local" / "alerts" / "undelivered.jsonl"
+    assert settings.alert_log() == str(PROJECT_DIR / ".local" / "work" / "alerts" / "undelivered")
 
 
 def test_variables_override_and_empty_counts_as_unset(
@@ -40,6 +40,7 @@ def test_variables_override_and_empty_counts_as_unset(
     assert settings.local_dir() == tmp_path / ".local"
     assert settings.data_dir() == tmp_path / ".local" / "data"
     assert settings.work_uri() == "s3://bucket/work"
+    assert settings.alert_log() == "s3://bucket/work/alerts/undelivered"  # shared, as work is
     assert settings.resolve_path("suites/x.yaml") == tmp_path / "suites" / "x.yaml"
     assert settings.resolve_path("/abs/x.yaml") == Path("/abs/x.yaml")
 

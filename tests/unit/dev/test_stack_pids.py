@@ -73,3 +73,50 @@ def test_nothing_else_is_the_stacks(tmp_path: Path) -> None:
     assert read_pid(tmp_path / "missing.pid") is None
     (tmp_path / "bad.pid").write_text("not a pid")
     assert read_pid(tmp_path / "bad.pid") is None
+
+
+# A component that reports where it runs and what it sees as its local directories.
+WHERE = """
+import json, os, tempfile, time
+print(json.dumps({"cwd": os.getcwd(), "tmp": tempfile.gettempdir(),
+                  "local": os.environ["AIRMLOPS_LOCAL_DIR"],
+                  "data": os.environ["AIRMLOPS_DATA_DIR"]}), flush=True)
+time.sleep(60)
+"""
+
+
+def test_private_component_dirs_give_each_component_its_own_local_directories(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from airmlops_dev.stack_setup import initialize
+
+    cfg = StackConfig(home=tmp_path / "h", private_component_dirs=True)
+    initialize(cfg)
+    shared = {"AIRMLOPS_LOCAL_DIR": str(cfg.root), "AIRMLOPS_DATA_DIR": str(cfg.root / "data")}
+    seen = {}
+    for name in ("scheduler", "triggerer"):
+        pid = start_component(cfg, name, [sys.executable, "-c", WHERE], shared)
+        try:
+            deadline = time.monotonic() + 30
+            lines: list[str] = []
+            while not lines and time.monotonic() < deadline:
+                text = cfg.log_file(name).read_text()
+                lines = [ln for ln in text.splitlines() if ln.startswith("{")]
+                time.sleep(0.05)
+            seen[name] = json.loads(lines[0])
+            assert is_ours(pid, cfg)  # a session leader in its private directory
+        finally:
+            assert process_group.stop_group(pid, timeout=5.0) == []
+    own = cfg.root / "private" / "scheduler"
+    assert seen["scheduler"] == {
+        "cwd": str(own),
+        "tmp": str(own / "tmp"),
+        "local": str(own),
+        "data": str(own / "data"),
+    }
+    # nothing in common: neither the home's directories nor each other's
+    assert not set(seen["scheduler"].values()) & set(seen["triggerer"].values())
+    assert str(cfg.root) not in seen["triggerer"].values()
+    assert oct(own.stat().st_mode & 0o777) == "0o700"

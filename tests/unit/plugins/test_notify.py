@@ -10,6 +10,7 @@ import jinja2
 import pytest
 
 from airmlops import notify
+from airmlops_core.io.store import Store
 
 
 class FakeTI(SimpleNamespace):
@@ -68,7 +69,7 @@ def slack_conn(receiver, monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
     monkeypatch.setenv(
         "AIRFLOW_CONN_SLACK_TEST", json.dumps({"conn_type": "slackwebhook", "password": url})
     )
-    monkeypatch.setenv("AIRMLOPS_ALERT_LOG", str(tmp_path / "alerts" / "undelivered.jsonl"))
+    monkeypatch.setenv("AIRMLOPS_ALERT_LOG", str(tmp_path / "alerts" / "undelivered"))
     monkeypatch.setattr(notify, "BACKOFF_S", 0.05)
     return "slack_test"
 
@@ -90,7 +91,7 @@ def test_delivered_once_when_slack_answers(slack_conn, receiver) -> None:
     send(slack_conn)
     [message] = read_messages(receiver.out)
     assert message["body"]["text"] == "model x failed"
-    assert alert_log.undelivered() == []
+    assert alert_log.undelivered(Store()) == []
 
 
 @pytest.mark.parametrize("mode", ["error500", "ratelimit429", "hang"])
@@ -107,7 +108,7 @@ def test_broken_slack_never_fails_or_hangs_and_is_recorded(
     # bounded: each attempt times out after 1 s, plus 0.05 s + 0.1 s of backoff
     assert elapsed < attempts * 1 + 0.15 + 2.0, elapsed
     assert len(read_messages(receiver.out)) == attempts  # every attempt reached "Slack"
-    [entry] = alert_log.undelivered()
+    [entry] = alert_log.undelivered(Store())
     assert entry["conn_id"] == slack_conn
     assert (entry["dag_id"], entry["run_id"], entry["task_id"]) == (
         "m__train",
@@ -119,6 +120,29 @@ def test_broken_slack_never_fails_or_hangs_and_is_recorded(
     assert f"attempt {attempts} of {attempts}" in caplog.text
     # everything the sending side logged (the in-process receiver's access log is Slack's side)
     sender = [r.getMessage() for r in caplog.records if "webhook_receiver" not in r.name]
-    logged = "\n".join(sender) + alert_log.path().read_text()
+    [recorded] = Store().list_files(alert_log.uri())
+    logged = "\n".join(sender) + Store().read_bytes(recorded).decode()
     assert "SECRET" not in logged
     assert "xoxsecretpart" not in logged
+
+
+@pytest.mark.integration  # a real S3 server (SeaweedFS)
+def test_undelivered_alerts_on_s3_are_seen_from_another_host(
+    monkeypatch: pytest.MonkeyPatch, s3
+) -> None:
+    """Two workers write their own entries under one s3:// prefix; the reader (the health
+    probe, elsewhere) lists them all, oldest first, and `since` filters by time."""
+    import datetime as dt
+
+    from airmlops_core import alert_log
+
+    monkeypatch.setenv("AIRMLOPS_ALERT_LOG", f"s3://{s3.bucket}/state/alerts")
+    store = Store(client=s3.client)
+    first = alert_log.record_undelivered(store, conn_id="slack_a", error="Timeout", dag_id="a")
+    second = alert_log.record_undelivered(store, conn_id="slack_b", error="HTTP 500", dag_id="b")
+    got = alert_log.undelivered(store)
+    assert sorted(got, key=lambda e: e["dag_id"]) == [first, second]
+    assert [e["at"] for e in got] == sorted(e["at"] for e in got)
+    assert len(store.list_files(f"s3://{s3.bucket}/state/alerts")) == 2
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    assert alert_log.undelivered(store, later) == []

@@ -86,13 +86,17 @@ def test_quarantine_uri_per_dag_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         task_id="check_data",
     )
     monkeypatch.setenv("AIRMLOPS_LOCAL_DIR", str(tmp_path))
+    monkeypatch.delenv("AIRMLOPS_WORK_URI", raising=False)
     uri = quarantine_uri(spec, ctx)
     assert uri == data.join_uri(
-        str(tmp_path / "quarantine" / "customer_churn"),
+        str(tmp_path / "work" / "quarantine" / "customer_churn"),
         "customer_churn__train",
         data.safe_segment(ctx.run_id),
     )
     assert ctx.run_id not in uri  # the run id is made path-safe
+    # with the work files on S3, the quarantine is there too (no worker's local disk)
+    monkeypatch.setenv("AIRMLOPS_WORK_URI", "s3://state/work")
+    assert quarantine_uri(spec, ctx).startswith("s3://state/work/quarantine/customer_churn/")
     custom = spec.model_copy(update={"data_checks": DataChecks(quarantine_uri="s3://b/q")})
     assert quarantine_uri(custom, ctx) == (
         f"s3://b/q/customer_churn__train/{data.safe_segment(ctx.run_id)}"

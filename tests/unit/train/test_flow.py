@@ -162,7 +162,8 @@ def test_training_data_gate_fails_closed_and_quarantines(
         train_flow.check_training_data_step(
             churn_spec, bad, {"extract": bad_ref.to_dict()}, tracking_uri=mlflow_url
         )
-    where = env / "local" / "quarantine" / "customer_churn" / bad.dag_id / "manual__gate_bad"
+    # under the work URI (shared by the workers), not the worker's local directory
+    where = env / "work" / "quarantine" / "customer_churn" / bad.dag_id / "manual__gate_bad"
     assert str(where) in str(info.value)
     assert sorted(p.name for p in where.iterdir()) == ["data.parquet", "report.html", "result.json"]
     [run] = train_runs(client, bad)  # looked up without reopening it
