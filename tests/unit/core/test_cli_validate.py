@@ -81,5 +81,6 @@ def test_profile_suite_drafts_from_the_specs_data_and_names_it_as_the_spec_does(
 
     assert f"wrote {out}" in capsys.readouterr().out
     text = out.read_text()
-    assert f"rows of {spec['source']['uri']}." in text and str(data_dir) not in text
+    assert f"rows of {spec['source']['uri']}." in text
+    assert str(data_dir) not in text
     assert load_suite(out).columns["tenure"].max == 76  # 69 widened by 10% of the range
