@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -53,6 +53,9 @@ class AirmlopsSettings(BaseSettings):
         default=None, description="model API for the health probe when no connection names one"
     )
     model_api_port: int | None = Field(default=None, ge=1, le=65535, description="model API port")
+    recorder_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", description="log level of the model API's live-recording processes"
+    )
     model_api_token: SecretStr | None = Field(
         default=None, description="the model API's bearer token"
     )

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
+from airmlops_core import settings
 from airmlops_core.io import live
 from airmlops_core.serve.record_writer import (
     FlushOutcome,
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: settings JSON as the one argument; frames on stdin, reports on stdout."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(
-        level=os.environ.get("AIRMLOPS_RECORDER_LOG_LEVEL", "WARNING").upper(),
+        level=settings.current().recorder_log_level,
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -151,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(NICE)
     except OSError:  # not allowed here: same priority
         pass
-    settings: dict[str, RecordingSettings] = json.loads(args[0])
+    recordings: dict[str, RecordingSettings] = json.loads(args[0])
     reports = os.fdopen(os.dup(1), "wb")  # the report channel; anything printed goes to stderr
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    run(settings, sys.stdin.buffer, reports)
+    run(recordings, sys.stdin.buffer, reports)
     return 0
 
 
