@@ -147,11 +147,16 @@ class Recorder:
                 self._count_dropped(served.name, "queue_full", rows)
                 return False
             self._pending[served.name] = pending + rows
-        key = (served.name, served.version)
-        classes = self._classes[key] if key in self._classes else self.classes(served)
         self._queue.append(
             Recorded(
-                time.time(), served.name, served.version, classes, body, content_type, answer, rows
+                time.time(),
+                served.name,
+                served.version,
+                self.classes(served),  # cached per version
+                body,
+                content_type,
+                answer,
+                rows,
             )
         )
         return True
