@@ -221,7 +221,9 @@ class Lease:
                 self.name, tags=tags, description=description
             )
         except MlflowException as exc:
-            if exc.error_code != _EXISTS:
+            # taken; or taken and released at once: MLflow's SQL store answers a name conflict
+            # by reading the holder back, and finds none when it was retired in between
+            if exc.error_code not in (_EXISTS, _MISSING):
                 raise
             return None
         return LeaseRecord.of(self.key, model)

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST
 
 from airmlops_core.errors import LeaseBusy, LeaseLost
 from airmlops_core.spec import check_model_name
@@ -229,6 +231,49 @@ def test_a_breaker_that_renamed_a_newer_lease_gives_it_back(mlflow_url: str, key
     assert client.newer is not None
     client.newer.check()
     client.newer.release()
+    assert left_behind(client, key) == []
+
+
+class VanishingHolderClient(MlflowClient):
+    """The holder releases while our create is in flight, the way MLflow's SQL store then answers.
+
+    On a name conflict the store reads the existing model back; when its holder retired it in
+    between, that read fails and the create answers RESOURCE_DOES_NOT_EXIST (seen with 8 racing
+    writers on PostgreSQL). The race is inside the server, so the first create here releases the
+    real holder's lease and then answers as the store did.
+    """
+
+    def __init__(self, url: str, holder: Lease, error_code: int) -> None:
+        super().__init__(url)
+        self.holder: Lease | None = holder
+        self.error_code = error_code
+
+    def create_registered_model(self, name: str, *args: object, **kwargs: object) -> object:
+        if self.holder is not None:
+            self.holder.release()
+            self.holder = None
+            raise MlflowException(f"Registered Model with name={name} not found", self.error_code)
+        return super().create_registered_model(name, *args, **kwargs)
+
+
+def test_a_holder_gone_while_our_create_was_refused_lets_us_race_again(
+    mlflow_url: str, client, key
+) -> None:
+    holder = Lease(client, key, owner="quick writer", ttl=30).acquire()
+    racer = VanishingHolderClient(mlflow_url, holder, RESOURCE_DOES_NOT_EXIST)
+    lease = Lease(racer, key, owner="racer", ttl=30, wait=5).acquire()
+    lease.check()
+    assert read_lease(client, key).holder == lease.holder
+    lease.release()
+    assert left_behind(client, key) == []
+
+
+def test_any_other_create_failure_is_raised(mlflow_url: str, client, key) -> None:
+    holder = Lease(client, key, owner="quick writer", ttl=30).acquire()
+    racer = VanishingHolderClient(mlflow_url, holder, PERMISSION_DENIED)
+    with pytest.raises(MlflowException, match="not found") as raised:
+        Lease(racer, key, owner="racer", ttl=30, wait=5).acquire()
+    assert raised.value.error_code == "PERMISSION_DENIED"
     assert left_behind(client, key) == []
 
 
