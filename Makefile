@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit test-fast test-integration install system-deps lock lint actionlint check audit validate bench clean compose-env dist
+.PHONY: up replay down status test test-unit test-fast test-integration install system-deps lock lint actionlint check audit validate bench clean compose-env dist
 
 # `make up` counts its time from here, install included (see airmlops_dev/up_timeline.py).
 MAKE_STARTED := $(shell date +%s)
@@ -44,8 +44,11 @@ system-deps:  ## install missing OS packages the tests use (apt-get; root or sud
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-up: install  ## start the local stack (Airflow, MLflow, webhook receiver) and run the demo
+up: install  ## start the local stack (Airflow, MLflow, webhook receiver), train and gate the demo models
 	AIRMLOPS_MAKE_STARTED=$(MAKE_STARTED) $(PY) -m airmlops_core.cli up
+
+replay: install  ## the seasonal replay on the running stack (AGAIN=1: replay anew)
+	$(PY) -m airmlops_core.cli replay $(if $(AGAIN),--again)
 
 down:  ## stop every process `make up` started
 	@test -x $(PY) && $(PY) -m airmlops_dev.localstack down || echo "nothing to stop (no $(VENV))"

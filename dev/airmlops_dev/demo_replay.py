@@ -27,6 +27,7 @@ from airmlops_core.tracking.runs import experiment_name
 from airmlops_dev import demo, demo_data
 from airmlops_dev.airflow_api import AirflowAPIError, AirflowClient
 from airmlops_dev.stack_config import StackConfig
+from airmlops_dev.stack_health import status
 from airmlops_dev.stack_secrets import use_mlflow_credentials
 
 if TYPE_CHECKING:
@@ -296,16 +297,32 @@ def replay_month(cfg: StackConfig, api: AirflowClient, frame: pd.DataFrame) -> M
     return report
 
 
+class NotReady(RuntimeError):
+    """The stack is down, or the demo's flight_delay has no champion yet."""
+
+
+def ready(cfg: StackConfig) -> None:
+    """Raise NotReady unless every component is up and flight_delay has a champion."""
+    from mlflow import MlflowClient
+
+    down = [r.component for r in status(cfg) if not (r.alive and r.healthy)]
+    if down:
+        raise NotReady(f"the local stack is not up ({', '.join(down)} down): run `make up` first")
+    if registry.alias_version(MlflowClient(cfg.mlflow_url), MODEL, registry.CHAMPION) is None:
+        raise NotReady(f"{MODEL} has no champion yet: `make up` trains and gates it")
+
+
 def replay(cfg: StackConfig, *, again: bool = False) -> Iterator[str]:
     """Replay Oct-Dec once per stack (again: replay anew), yielding each month's report as
     it completes; later calls show the first replay's report."""
     marker = Path(cfg.root) / "demo" / MARKER
     if marker.exists() and not again:
-        yield "(replayed earlier; `airmlops up --retrain` replays anew)"
+        yield "(replayed earlier; `make replay AGAIN=1` replays anew)"
         yield from marker.read_text().splitlines()
         return
-    api = _client(cfg)
     use_mlflow_credentials(cfg)  # this process's MLflow clients log in as the stack's admin
+    ready(cfg)
+    api = _client(cfg)
     flights = demo_data.flights().drop(columns=["dest"])
     lines: list[str] = []
     for month in MONTHS:

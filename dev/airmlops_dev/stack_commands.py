@@ -33,6 +33,8 @@ def commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
     py, airflow, mlflow = (str(cfg.bin_dir / n) for n in ("python", "airflow", "mlflow"))
     base = base_env(cfg)
     af_env = airflow_env(cfg)
+    # the components that fork tasks start with the tasks' libraries imported (airmlops.preload)
+    forking_airflow = [py, "-m", "airmlops.preload"]
     mlflow_dir = cfg.root / "mlflow"
     mlflow_env = {
         **base,
@@ -72,7 +74,7 @@ def commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
             {**base, TOKEN_ENV: model_api_token(cfg)},  # by environment: never on argv
         ),
         "api-server": ([airflow, "api-server"], af_env),
-        "scheduler": ([airflow, "scheduler", "--skip-serve-logs"], af_env),
+        "scheduler": ([*forking_airflow, "scheduler", "--skip-serve-logs"], af_env),
         "dag-processor": ([airflow, "dag-processor"], af_env),
         "triggerer": ([airflow, "triggerer", "--skip-serve-logs"], af_env),
     }
@@ -81,7 +83,7 @@ def commands(cfg: StackConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
         commands[worker] = (
             # task logs are files under AIRFLOW_HOME, read by the api-server: no log server
             [
-                airflow,
+                *forking_airflow,
                 "celery",
                 "worker",
                 "--concurrency",

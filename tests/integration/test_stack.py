@@ -14,6 +14,7 @@ import psutil
 import pytest
 import requests
 
+from airmlops import preload
 from airmlops_core.serve.auth import bearer
 from airmlops_dev import localstack
 from airmlops_dev.airflow_api import AirflowAPIError, AirflowClient
@@ -54,6 +55,12 @@ def test_all_components_healthy(stack: StackConfig) -> None:
         assert health[component]["status"] == "healthy", health
     assert requests.get(f"{stack.mlflow_url}/health", timeout=10).status_code == 200
     assert requests.get(f"{stack.receiver_url}/health", timeout=10).status_code == 200
+
+
+def test_the_scheduler_forks_tasks_with_every_preloaded_module(stack: StackConfig) -> None:
+    log = stack.log_file("scheduler").read_text()
+    count = len(preload.MODULES)
+    assert f"airmlops.preload: {count} of {count} modules imported" in log, log[:2000]
 
 
 def test_up_again_is_a_fast_noop(stack: StackConfig) -> None:
