@@ -44,10 +44,10 @@ system-deps:  ## install missing OS packages the tests use (apt-get; root or sud
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-up: install  ## start the local stack (Airflow, MLflow, webhook receiver), train and gate the demo models
+up: install  ## start the local stack (Airflow, MLflow, webhook receiver) and run the demo
 	AIRMLOPS_MAKE_STARTED=$(MAKE_STARTED) $(PY) -m airmlops_core.cli up
 
-replay: install  ## the seasonal replay on the running stack (AGAIN=1: replay anew)
+replay: install  ## the seasonal replay's report on the running stack (AGAIN=1: replay anew)
 	$(PY) -m airmlops_core.cli replay $(if $(AGAIN),--again)
 
 down:  ## stop every process `make up` started

@@ -36,8 +36,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Start the local stack, train and gate the demo models, print where everything is and
-    where the time went (the timeline, also in <home>/up_timeline.json)."""
+    """Start the local stack, run the demo, print where everything is and where the time went
+    (the timeline, also in <home>/up_timeline.json)."""
     timeline = Timeline.for_make_up()
     cfg = StackConfig()
     try:
@@ -54,34 +54,39 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("\nDemo models (MLflow registry):")
         for s in summaries:
             print(s.line())
-        print(
-            "\nNext: `make replay` lands Oct-Dec 2013 flights month by month (about 4 minutes):"
-            " scoring, drift with the estimate before labels, a retrain, the shadow gate."
-        )
+        with timeline.phase("demo: seasonal replay"):
+            _replay(cfg, again=args.retrain)
     finally:
         _close_timeline(timeline, cfg)
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """The seasonal replay on the running stack, each month's report as it completes."""
+    """The seasonal replay on the running stack (`make replay`): a stack that is down or has
+    no flight_delay champion is refused with what to run first."""
     from airmlops_dev import demo_replay
 
-    cfg = StackConfig()
     started = time.monotonic()
-    print(
-        "Seasonal replay: Oct-Dec 2013 flights land month by month (landing Asset event ->"
-        " flight_delay__score -> flight_delay__drift; labels land a month later):",
-        flush=True,
-    )
     try:
-        for line in demo_replay.replay(cfg, again=args.again):
-            print(line, flush=True)
+        _replay(StackConfig(), again=args.again)
     except demo_replay.NotReady as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"\nreplay took {time.monotonic() - started:.0f} s")
     return 0
+
+
+def _replay(cfg: StackConfig, *, again: bool) -> None:
+    """Print the seasonal replay's report, month by month as each completes."""
+    from airmlops_dev import demo_replay
+
+    print(
+        "\nSeasonal replay: Oct-Dec 2013 flights land month by month (landing Asset event ->"
+        " flight_delay__score -> flight_delay__drift; labels land a month later):",
+        flush=True,
+    )
+    for line in demo_replay.replay(cfg, again=again):
+        print(line, flush=True)
 
 
 def _close_timeline(timeline: Timeline, cfg: StackConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 
 from airmlops_core import spec
 from airmlops_core.stats import estimate as cbpe
-from airmlops_dev import demo_replay
+from airmlops_dev import cli, demo_replay
+from airmlops_dev.ports import free_ports
 
 MODELS = Path(__file__).resolve().parents[3] / "include" / "models"
 
@@ -103,3 +105,17 @@ def test_the_replay_reads_the_batch_source_of_the_drift_check() -> None:
     assert demo_replay.batch_check(None) == {}
     with pytest.raises(ValueError, match="without a 'batch' source: keys \\['rows', 'status'\\]"):
         demo_replay.batch_check({"status": "drift", "rows": 1})
+
+
+def test_make_replay_refuses_a_stack_that_is_down_and_says_what_to_run(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("AIRMLOPS_LOCAL_DIR", str(tmp_path))
+    names = ("AIRFLOW", "MLFLOW", "RECEIVER", "MODEL_API")
+    for name, port in zip(names, free_ports(4), strict=True):
+        monkeypatch.setenv(f"AIRMLOPS_{name}_PORT", str(port))
+    assert cli.cmd_replay(argparse.Namespace(again=True)) == 1
+    err = capsys.readouterr().err
+    assert "the local stack is not up (" in err, err
+    assert "run `make up` first" in err, err
+    assert not (tmp_path / "demo").exists()  # nothing landed, no report written
