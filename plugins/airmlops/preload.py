@@ -10,7 +10,8 @@ Without it each task imports MLflow, scikit-learn, SciPy and Great Expectations 
     python -m airmlops.preload celery worker ...  # instead of `airflow celery worker ...`
 
 Only for commands that fork tasks: the api-server, dag-processor and triggerer gain nothing.
-A task's peak resident memory (`<stage>.peak_rss_mib`) then counts these shared pages too.
+A task's peak resident memory (`<stage>.peak_rss_mib`) counts these pages as before, when the
+task imported them itself; now the tasks of one worker share them.
 """
 
 from __future__ import annotations
