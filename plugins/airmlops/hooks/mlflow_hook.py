@@ -49,4 +49,6 @@ class MlflowHook(BaseHook):
             os.environ["MLFLOW_TRACKING_USERNAME"] = conn.login
             os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password or ""
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
+        # tqdm's bars go to stderr, which Airflow's task log shows as error lines
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         return self.tracking_uri
