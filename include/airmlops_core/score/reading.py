@@ -15,6 +15,8 @@ import contextlib
 import csv
 import os
 import re
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +33,7 @@ from airmlops_core.io import data
 
 CSV_BLOCK_BYTES = 8 << 20
 PARQUET_READ_BUFFER = 4 << 20
+STAGE_PREFIX = "airmlops-stage-"
 _CSV_ERROR_RE = re.compile(r"In CSV column #(\d+): (?:Row #(\d+): )?(.*)", re.DOTALL)
 
 
@@ -87,7 +90,8 @@ def stage(uri: str, s3_client: Any | None) -> Iterator[Staged]:
                 stat=before,
             )
         return
-    with tempfile.TemporaryDirectory(prefix="airmlops-stage-") as tmp:
+    sweep_orphaned_stages()
+    with tempfile.TemporaryDirectory(prefix=_stage_prefix()) as tmp:
         import hashlib
 
         path = Path(tmp) / uri.rsplit("/", 1)[-1]
@@ -99,6 +103,43 @@ def stage(uri: str, s3_client: Any | None) -> Iterator[Staged]:
         done: Future[str] = Future()
         done.set_result(digest.hexdigest())
         yield Staged(uri=uri, path=path, digest=done, fmt=fmt)
+
+
+def _stage_prefix(pid: int | None = None) -> str:
+    """A staging directory's name prefix: whose it is (pid and host), for the sweep."""
+    return f"{STAGE_PREFIX}{os.getpid() if pid is None else pid}@{socket.gethostname()}-"
+
+
+def sweep_orphaned_stages(tmpdir: str | None = None) -> list[Path]:
+    """Delete the staging copies of this host's processes that died without cleaning up.
+
+    A task killed while staging (SIGKILL, the OOM killer, a lost worker) leaves its copy of
+    the partition in TMPDIR; the next staging on the host removes it. Directories of live
+    processes, of other hosts (a shared TMPDIR) and of unknown shape are left alone.
+
+    Returns:
+        The directories removed.
+    """
+    mine = f"@{socket.gethostname()}-"
+    removed: list[Path] = []
+    for entry in Path(tmpdir or tempfile.gettempdir()).glob(f"{STAGE_PREFIX}*"):
+        pid, _, host_rest = entry.name[len(STAGE_PREFIX) :].partition("@")
+        if not pid.isdigit() or f"@{host_rest.rsplit('-', 1)[0]}-" != mine:
+            continue
+        if not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def inspect(staged: Staged) -> None:

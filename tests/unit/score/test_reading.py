@@ -80,3 +80,35 @@ def test_bad_input_names_the_file_and_publishes_nothing(
     assert str(src) in str(info.value)
     assert sha(out) == before  # untouched, and no temporary left behind
     assert sorted(p.name for p in out.parent.iterdir()) == ["x.parquet"]
+
+
+def test_the_staging_copy_of_a_killed_task_is_swept_and_nothing_else(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from airmlops_core.score import reading
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = int(dead.stdout)
+    host = socket.gethostname()
+    dirs = {
+        "killed": tmp_path / f"airmlops-stage-{dead_pid}@{host}-abc123",
+        "live": tmp_path / f"airmlops-stage-{os.getpid()}@{host}-def456",
+        "other host": tmp_path / f"airmlops-stage-{dead_pid}@not-{host}-ghi789",
+        "odd name": tmp_path / "airmlops-stage-x1y2z3",
+        "not ours": tmp_path / f"other-{dead_pid}@{host}-abc",
+    }
+    for d in dirs.values():
+        d.mkdir()
+        (d / "part-0.parquet").write_bytes(b"PAR1")
+    assert reading.sweep_orphaned_stages(str(tmp_path)) == [dirs["killed"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        d.name for k, d in dirs.items() if k != "killed"
+    )
+    assert reading._stage_prefix(dead_pid) == f"airmlops-stage-{dead_pid}@{host}-"
