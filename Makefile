@@ -91,6 +91,7 @@ check: lint validate actionlint test-fast  ## lint, spec validation, actionlint,
 
 bench: install  ## benchmarks (ratios printed)
 	$(PY) benchmarks/parse_time.py
+	$(PY) benchmarks/task_start.py
 	$(PY) benchmarks/log_register.py
 	$(PY) benchmarks/score_stream.py
 	$(PY) benchmarks/model_api_load.py
