@@ -3,8 +3,8 @@
 The LocalExecutor forks its workers from the scheduler, Celery's prefork pool forks from the
 worker's main process, and Airflow forks every task from those: a module imported here is
 imported once, and every task starts with it (copy-on-write) instead of paying for it again.
-Without it each task imports MLflow, scikit-learn, SciPy and Great Expectations itself: 2 to
-8 s of CPU per task on a 2-core machine.
+Without it each task imports MLflow, scikit-learn, SciPy and Great Expectations itself: 3 to
+6 s of CPU per task here (`benchmarks/task_start.py` measures both ways).
 
     python -m airmlops.preload scheduler          # instead of `airflow scheduler`
     python -m airmlops.preload celery worker ...  # instead of `airflow celery worker ...`
@@ -17,11 +17,8 @@ task imported them itself; now the tasks of one worker share them.
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 import time
-
-log = logging.getLogger(__name__)
 
 # What the pack's task code imports (lazily, inside execute()), heaviest first.
 MODULES = (

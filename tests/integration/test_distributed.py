@@ -912,8 +912,8 @@ def test_the_whole_loop_runs_with_no_shared_disk(dist: Distributed, trained) -> 
     ]
     # except a task's private staging copy when the fault test SIGKILLed that task: it cannot
     # clean up, and the worker's next staging sweeps it (score.reading.sweep_orphaned_stages)
-    orphans = {p: p.parent.name for p in leaked if p.parent.name.startswith(reading.STAGE_PREFIX)}
-    owners = {int(n[len(reading.STAGE_PREFIX) :].split("@")[0]) for n in orphans.values()}
+    orphans = {p: owner for p in leaked if (owner := reading.stage_owner(p.parent.name))}
+    owners = {pid for pid, _ in orphans.values()}
     assert owners <= dist.killed, (owners, dist.killed)
     assert not [p for p in leaked if p not in orphans], leaked
     for shared in (cfg.root / "data", cfg.root / "work"):

@@ -105,9 +105,20 @@ def stage(uri: str, s3_client: Any | None) -> Iterator[Staged]:
         yield Staged(uri=uri, path=path, digest=done, fmt=fmt)
 
 
-def _stage_prefix(pid: int | None = None) -> str:
-    """A staging directory's name prefix: whose it is (pid and host), for the sweep."""
-    return f"{STAGE_PREFIX}{os.getpid() if pid is None else pid}@{socket.gethostname()}-"
+def _stage_prefix() -> str:
+    """This process's staging directory name prefix: whose it is, for the sweep."""
+    return f"{STAGE_PREFIX}{os.getpid()}@{socket.gethostname()}-"
+
+
+def stage_owner(name: str) -> tuple[int, str] | None:
+    """The pid and host of the staging directory called `name`; None when it is not one."""
+    if not name.startswith(STAGE_PREFIX):
+        return None
+    pid, at, rest = name[len(STAGE_PREFIX) :].partition("@")
+    host, dash, _ = rest.rpartition("-")  # tempfile's random suffix holds no '-'
+    if not (pid.isdigit() and at and dash and host):
+        return None
+    return int(pid), host
 
 
 def sweep_orphaned_stages(tmpdir: str | None = None) -> list[Path]:
@@ -120,13 +131,11 @@ def sweep_orphaned_stages(tmpdir: str | None = None) -> list[Path]:
     Returns:
         The directories removed.
     """
-    mine = f"@{socket.gethostname()}-"
+    host = socket.gethostname()
     removed: list[Path] = []
     for entry in Path(tmpdir or tempfile.gettempdir()).glob(f"{STAGE_PREFIX}*"):
-        pid, _, host_rest = entry.name[len(STAGE_PREFIX) :].partition("@")
-        if not pid.isdigit() or f"@{host_rest.rsplit('-', 1)[0]}-" != mine:
-            continue
-        if not _alive(int(pid)):
+        owner = stage_owner(entry.name)
+        if owner is not None and owner[1] == host and not _alive(owner[0]):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
@@ -138,7 +147,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # another user's process
+        pass  # another user's process
     return True
 
 

@@ -111,4 +111,4 @@ def test_the_staging_copy_of_a_killed_task_is_swept_and_nothing_else(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         d.name for k, d in dirs.items() if k != "killed"
     )
-    assert reading._stage_prefix(dead_pid) == f"airmlops-stage-{dead_pid}@{host}-"
+    assert reading.stage_owner(reading._stage_prefix() + "x_1") == (os.getpid(), host)
